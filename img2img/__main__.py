@@ -1,0 +1,4 @@
+from img2img.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Command-line interface. Commands parse options, build configs and call the library; errors
+become one line on stderr and an exit code here, in one place.
+
+Nothing here imports torch at module level, so ``--help`` and ``--version`` answer at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import typer
+
+from img2img import __version__
+from img2img.cli._app import app
+from img2img.errors import Img2ImgError
+
+# Importing the command modules registers their commands on the apps.
+from img2img.cli import convert as _convert  # noqa: E402,F401
+from img2img.cli import models as _models  # noqa: E402,F401
+from img2img.cli import translate as _translate  # noqa: E402,F401
+from img2img.cli import train as _train  # noqa: E402,F401
+
+DEBUG_FLAG = "--debug"
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"img2img {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
+    debug: bool = typer.Option(
+        False, DEBUG_FLAG, help="Show full tracebacks (also accepted after the command)."
+    ),
+) -> None:
+    """Train and run image-to-image translation GANs (pix2pix, CycleGAN)."""
+
+
+def error(message: str) -> None:
+    print(f"img2img: error: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: runs the app and turns our typed errors into exit codes."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in args or os.environ.get("IMG2IMG_DEBUG", "") not in ("", "0")
+    args = [arg for arg in args if arg != DEBUG_FLAG]
+    try:
+        app(args=args, prog_name="img2img")
+    except Img2ImgError as exc:
+        if debug:
+            raise
+        error(str(exc))
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        error("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # anything unexpected is still one line unless --debug
+        if debug:
+            raise
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        error(f"{type(exc).__name__}: {detail} (run again with --debug for the traceback)")
+        sys.exit(1)
+
+
+__all__ = ["app", "main"]

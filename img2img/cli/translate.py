@@ -1,0 +1,1 @@
+"""`img2img translate` (being written)."""

@@ -1,0 +1,55 @@
+"""Typed errors. Each carries the exit code and a one-line message the CLI prints as is."""
+
+from __future__ import annotations
+
+
+class Img2ImgError(Exception):
+    """Base class: a problem the user can fix, reported as one line without a traceback."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(Img2ImgError):
+    """Options that contradict each other or do not fit the input; same code as Click's own."""
+
+    exit_code = 2
+
+
+class WeightsError(Img2ImgError):
+    """A weights or checkpoint file that cannot be used: missing, corrupt, unsafe, wrong architecture."""
+
+
+class ModelNotFoundError(Img2ImgError):
+    """A model name that is neither a file, a shipped model, a cached model nor a known download."""
+
+
+class DownloadError(Img2ImgError):
+    """A download that failed, was refused offline, or did not match its checksum."""
+
+
+class ImageError(Img2ImgError):
+    """An input image that cannot be read or an output that cannot be written."""
+
+
+class DeviceError(Img2ImgError):
+    """A requested device that this machine does not have."""
+
+
+class DatasetError(Img2ImgError):
+    """A training data folder that does not have the expected layout or contents."""
+
+
+class TrainingInterrupted(Img2ImgError):
+    """Training stopped by a signal after writing a resumable checkpoint."""
+
+    def __init__(self, message: str, *, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
