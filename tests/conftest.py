@@ -1,0 +1,51 @@
+"""Shared test fixtures: the reference fixtures folder and small generator weights files."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REFERENCE_FIXTURES = Path(
+    os.environ.get("IMG2IMG_SHARED_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures")
+) / "reference"
+
+
+@pytest.fixture(scope="session")
+def reference_fixtures() -> Path:
+    if not (REFERENCE_FIXTURES / "manifest.json").is_file():
+        pytest.fail(f"reference fixtures not found at {REFERENCE_FIXTURES}")
+    return REFERENCE_FIXTURES
+
+
+@pytest.fixture(scope="session")
+def reference_manifest(reference_fixtures: Path) -> dict:
+    return json.loads((reference_fixtures / "manifest.json").read_text())
+
+
+def make_generator_file(path: Path, *, seed: int = 0, **config_options) -> Path:
+    """Write a small randomly initialised generator in the weights format and return its path."""
+    import torch
+
+    from img2img.config import GeneratorConfig
+    from img2img.networks import build_generator, init_weights
+    from img2img.weights import WeightsMetadata, save_generator
+
+    options = {"arch": "resnet", "ngf": 4, "n_blocks": 1, **config_options}
+    metadata_options = {
+        key: options.pop(key) for key in ("task", "direction", "eval_mode", "source") if key in options
+    }
+    config = GeneratorConfig(**options)
+    torch.manual_seed(seed)
+    net = init_weights(build_generator(config))
+    save_generator(path, net.state_dict(), WeightsMetadata(generator=config, **metadata_options))
+    return path
+
+
+@pytest.fixture
+def tiny_generator(tmp_path: Path) -> Path:
+    """A 1-block ResNet generator with ngf 4: fast enough for plumbing tests."""
+    return make_generator_file(tmp_path / "tiny.safetensors")
