@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -165,10 +166,18 @@ def load_reference_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.T
             # Old pickle protocols make torch warn; the weights-only unpickler still guards us.
             warnings.simplefilter("ignore", UserWarning)
             loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as exc:
+        # torch's weights-only unpickler names any global it will not import; anything else it
+        # rejects is simply not a pickle.
+        if forbidden := re.search(r"GLOBAL ([\w.]+)", str(exc)):
+            raise WeightsError(
+                f"{path}: refused: the file would import {forbidden[1]} (a pickle that could run "
+                "code); only plain state dicts of tensors are loaded"
+            ) from None
+        detail = re.search(r"WeightsUnpickler error:\s*(.+)", str(exc))
+        reason = detail[1].strip() if detail else "not a pickle the safe loader accepts"
         raise WeightsError(
-            f"{path}: refused: the file holds objects other than tensors (a pickle that could run "
-            "code); only plain state dicts are loaded"
+            f"{path}: not a readable PyTorch checkpoint (safe loader: {reason})"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
