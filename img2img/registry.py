@@ -1,19 +1,720 @@
-"""Model names -> weights files (minimal: paths and shipped files; downloads being written)."""
+"""Model names -> weights files: local paths, shipped files, the user cache, and downloads.
+
+``resolve_model(spec)`` is the one entry point ``translate`` and ``models info`` use. A spec is
+tried, in this order, as:
+
+1. ``hf:OWNER/REPO[@REVISION][/FILE]``: a weights-format file on the Hugging Face Hub
+   (default FILE ``model.safetensors``), fetched by ``hf_hub_download`` into the HF cache, which
+   honours ``HF_HOME``, ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` itself;
+2. an existing file;
+3. a shipped model, ``weights/NAME.safetensors``;
+4. the user cache, ``$IMG2IMG_CACHE/models/NAME.safetensors`` (default ``~/.cache/img2img``);
+5. a download named in ``weights/registry.json``: a reference ``.pth`` is fetched to a temporary
+   file in the cache, checked (size, optional sha256, a weights-only load, every tensor against
+   the entry's architecture), converted once and renamed into the cache, so a failure leaves
+   nothing behind.
+
+Nothing here imports torch or huggingface_hub at module level: ``models list`` stays fast.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import hashlib
+import http.client
+import json
+import os
+import re
+import sys
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterator, Mapping
 
-from img2img.errors import ModelNotFoundError
+from img2img import __version__
+from img2img.config import GeneratorConfig
+from img2img.errors import (
+    DownloadError,
+    Img2ImgError,
+    ModelNotFoundError,
+    UsageError,
+    WeightsError,
+)
 
-SHIPPED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+SHIPPED_WEIGHTS = WEIGHTS_DIR  # the name the first version of this module exported
+REGISTRY_FILE = WEIGHTS_DIR / "registry.json"
+REGISTRY_SCHEMA = 1
+
+ENV_CACHE = "IMG2IMG_CACHE"
+ENV_OFFLINE = "IMG2IMG_OFFLINE"
+ENV_BASE_URL = "IMG2IMG_REGISTRY_BASE_URL"  # a mirror of the reference's download server
+ENV_EXTRA_REGISTRY = "IMG2IMG_REGISTRY"  # a JSON file whose entries add to (or replace) ours
+
+HF_PREFIX = "hf:"
+HF_DEFAULT_FILE = "model.safetensors"
+TASKS = ("cyclegan", "pix2pix")
+DIRECTIONS = ("AtoB", "BtoA")
+# The reference's training defaults; informational in the metadata (outputs keep the input size).
+REFERENCE_PREPROCESS = {"load_size": 286, "crop_size": 256}
+
+DOWNLOAD_TIMEOUT = 30.0  # seconds without progress before a download counts as failed
+MAX_DOWNLOAD_BYTES = 2 << 30  # the reference generators are ~45-220 MB; stop a runaway server
+_CHUNK = 1 << 20
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_WEIGHTS_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
 
 
-def resolve_model(spec: str) -> Path:
+# --- the registry ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One named model: what network it is, what it maps, and where its weights come from.
+
+    Exactly one source is set: ``url`` (a reference ``.pth``), ``hf_repo`` (+ ``hf_file``,
+    ``hf_revision``) or ``file`` (shipped in ``weights/``)."""
+
+    name: str
+    task: str
+    direction: str
+    generator: GeneratorConfig
+    dataset: str = ""
+    description: str = ""
+    eval_mode: bool = True
+    preprocess: Mapping[str, Any] = field(default_factory=lambda: dict(REFERENCE_PREPROCESS))
+    url: str | None = None
+    hf_repo: str | None = None
+    hf_file: str = HF_DEFAULT_FILE
+    hf_revision: str | None = None
+    file: str | None = None
+    sha256: str | None = None
+
+    @property
+    def source(self) -> str:
+        """``shipped``, ``url`` or ``hf``."""
+        if self.file is not None:
+            return "shipped"
+        return "hf" if self.hf_repo is not None else "url"
+
+    @property
+    def location(self) -> str:
+        """Where the weights come from, for people: a URL, an ``hf:`` spec or a shipped path."""
+        if self.source == "shipped":
+            return str(WEIGHTS_DIR / str(self.file))
+        if self.source == "hf":
+            revision = f"@{self.hf_revision}" if self.hf_revision else ""
+            return f"{HF_PREFIX}{self.hf_repo}{revision}/{self.hf_file}"
+        return str(self.url)
+
+    @property
+    def needs_conversion(self) -> bool:
+        """True when the source is a reference checkpoint that is converted into the cache."""
+        if self.source == "url":
+            return True
+        return self.source == "hf" and not self.hf_file.endswith(".safetensors")
+
+    def weights_metadata(self, source: str):  # -> img2img.weights.WeightsMetadata
+        from img2img.weights import WeightsMetadata  # imports torch
+
+        return WeightsMetadata(
+            generator=self.generator,
+            task=self.task,
+            direction=self.direction,
+            preprocess=dict(self.preprocess),
+            eval_mode=self.eval_mode,
+            source=source,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "task": self.task,
+            "dataset": self.dataset,
+            "direction": self.direction,
+            "description": self.description,
+            "architecture": self.generator.reference_name,
+            "generator": self.generator.to_dict(),
+            "eval_mode": self.eval_mode,
+            "source": self.source,
+            "location": self.location,
+            "sha256": self.sha256,
+        }
+
+
+_ENTRY_KEYS = {
+    "task", "dataset", "direction", "description", "generator", "eval_mode", "preprocess",
+    "url", "hf", "file", "sha256",
+}  # fmt: skip
+
+
+def load_registry() -> dict[str, ModelEntry]:
+    """The shipped registry, plus (overriding it) the file ``$IMG2IMG_REGISTRY`` names."""
+    entries = read_registry_file(REGISTRY_FILE)
+    extra = os.environ.get(ENV_EXTRA_REGISTRY)
+    if extra:
+        entries.update(read_registry_file(Path(extra).expanduser()))
+    return entries
+
+
+def read_registry_file(path: Path) -> dict[str, ModelEntry]:
+    """Parse one registry file; a malformed entry is an error, not silently skipped."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise Img2ImgError(f"{path}: cannot read the model registry ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise Img2ImgError(f"{path}: the model registry is not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
+        raise Img2ImgError(f'{path}: the model registry needs a "models" object')
+    if int(data.get("schema", 1)) > REGISTRY_SCHEMA:
+        raise Img2ImgError(
+            f"{path}: registry schema {data['schema']} is newer than this img2img understands",
+            hint="upgrade img2img",
+        )
+    base_url = os.environ.get(ENV_BASE_URL) or data.get("base_url") or ""
+    return {
+        name: _entry_from_json(name, raw, base_url, path) for name, raw in data["models"].items()
+    }
+
+
+def _entry_from_json(name: str, raw: Any, base_url: str, origin: Path) -> ModelEntry:
+    where = f"{origin}: model {name!r}"
+    if not _NAME.fullmatch(name):
+        raise Img2ImgError(f"{where}: a name is letters, digits and _.+- (no path separators)")
+    if not isinstance(raw, dict):
+        raise Img2ImgError(f"{where}: an entry is a JSON object")
+    unknown = sorted(set(raw) - _ENTRY_KEYS)
+    if unknown:
+        raise Img2ImgError(f"{where}: unknown keys {', '.join(unknown)}")
+    sources = [key for key in ("url", "hf", "file") if raw.get(key)]
+    if len(sources) != 1:
+        raise Img2ImgError(f"{where}: needs exactly one of url, hf, file (has {sources or 'none'})")
+    if raw.get("task") not in TASKS:
+        raise Img2ImgError(f"{where}: task must be one of {', '.join(TASKS)}")
+    if raw.get("direction") not in DIRECTIONS:
+        raise Img2ImgError(f"{where}: direction must be one of {', '.join(DIRECTIONS)}")
+    sha256 = raw.get("sha256")
+    if sha256 is not None and not _SHA256.fullmatch(str(sha256).lower()):
+        raise Img2ImgError(f"{where}: sha256 must be 64 hex digits")
+    try:
+        generator_options = dict(raw["generator"])
+        net_g = generator_options.pop("netg")
+        generator = GeneratorConfig.from_reference(net_g, **generator_options)
+    except (KeyError, TypeError, ValueError, Img2ImgError) as exc:
+        raise Img2ImgError(f"{where}: generator needs netg and GeneratorConfig fields ({exc})") from None
+    hf = raw.get("hf") or {}
+    if "hf" in sources and not (isinstance(hf, dict) and isinstance(hf.get("repo"), str)):
+        raise Img2ImgError(f'{where}: hf is {{"repo": "OWNER/NAME", "file": ..., "revision": ...}}')
+    url = raw.get("url")
+    if url and not urllib.parse.urlsplit(url).scheme:
+        # Relative URLs keep the reference server's layout, so one base URL can point at a mirror.
+        url = f"{base_url.rstrip('/')}/{url.lstrip('/')}"
+    return ModelEntry(
+        name=name,
+        task=raw["task"],
+        direction=raw["direction"],
+        generator=generator,
+        dataset=str(raw.get("dataset", "")),
+        description=str(raw.get("description", "")),
+        eval_mode=bool(raw.get("eval_mode", True)),
+        preprocess=dict(raw.get("preprocess") or REFERENCE_PREPROCESS),
+        url=url,
+        hf_repo=hf.get("repo"),
+        hf_file=hf.get("file") or HF_DEFAULT_FILE,
+        hf_revision=hf.get("revision"),
+        file=raw.get("file"),
+        sha256=sha256.lower() if sha256 else None,
+    )
+
+
+def get_model_entry(name: str) -> ModelEntry:
+    """The registry entry called ``name``; an unknown name fails listing the close ones."""
+    registry = load_registry()
+    if name in registry:
+        return registry[name]
+    raise _unknown_name(name, registry)
+
+
+def _unknown_name(spec: str, registry: Mapping[str, ModelEntry]) -> ModelNotFoundError:
+    known = sorted(set(registry) | set(_local_names()))
+    close = difflib.get_close_matches(spec, known, n=3, cutoff=0.6)
+    if close:
+        suggestion = f"did you mean {' or '.join(close)}?"
+    else:
+        suggestion = f"known names: {', '.join(known)}"
+    return ModelNotFoundError(
+        f"{spec}: no such file, and not a known model name ({suggestion}); "
+        "`img2img models list` shows them all"
+    )
+
+
+# --- the cache ------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """``$IMG2IMG_CACHE``, else ``$XDG_CACHE_HOME/img2img``, else ``~/.cache/img2img``."""
+    if os.environ.get(ENV_CACHE):
+        return Path(os.environ[ENV_CACHE]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "img2img"
+
+
+def cached_model_path(name: str) -> Path:
+    return cache_dir() / "models" / f"{name}.safetensors"
+
+
+def is_offline() -> bool:
+    """``IMG2IMG_OFFLINE`` or ``HF_HUB_OFFLINE`` set: use what is on disk, never the network."""
+    return any(_env_true(name) for name in (ENV_OFFLINE, "HF_HUB_OFFLINE"))
+
+
+def _env_true(name: str) -> bool:
+    # The same spelling huggingface_hub accepts for HF_HUB_OFFLINE.
+    return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _local_names() -> list[str]:
+    """Names of shipped and cached weights files, whether or not the registry has them."""
+    names = []
+    for folder in (WEIGHTS_DIR, cache_dir() / "models"):
+        if folder.is_dir():
+            names += [path.stem for path in folder.glob("*.safetensors") if _NAME.fullmatch(path.stem)]
+    return names
+
+
+# --- resolving ------------------------------------------------------------------------------
+
+
+def resolve_model(spec: str, *, progress: bool | None = None) -> Path:
+    """The weights file ``spec`` (a path, a model name or ``hf:OWNER/REPO[/FILE]``) stands for,
+    downloading and converting it into the cache if need be. ``progress``: show a progress bar
+    on stderr (default: only when stderr is a terminal)."""
+    path = _resolve(spec, download=True, force=False, progress=progress)
+    assert path is not None
+    return path
+
+
+def find_local_model(spec: str) -> Path | None:
+    """Like ``resolve_model`` but never touches the network: ``None`` when a known model is not
+    on disk yet. Unknown names still raise ``ModelNotFoundError``."""
+    return _resolve(spec, download=False, force=False, progress=False)
+
+
+@dataclass(frozen=True)
+class PullResult:
+    path: Path
+    status: str  # "downloaded", "cached" (nothing to do) or "shipped"
+
+
+def pull_model(spec: str, *, force: bool = False, progress: bool | None = None) -> PullResult:
+    """Make the model ``spec`` names local (download, convert, cache); ``force`` fetches it again
+    even when it is cached. Paths are refused: there is nothing to pull."""
+    if not spec.startswith(HF_PREFIX) and not _is_name(spec):
+        raise UsageError(f"{spec}: `models pull` takes a model name or hf:OWNER/REPO[/FILE], not a path")
+    local = _resolve(spec, download=False, force=False, progress=False)
+    if local is not None and local.resolve().is_relative_to(WEIGHTS_DIR.resolve()):
+        return PullResult(local, "shipped")
+    if local is not None and not force:
+        return PullResult(local, "cached")
+    path = _resolve(spec, download=True, force=force, progress=progress)
+    assert path is not None
+    return PullResult(path, "downloaded")
+
+
+def _is_name(spec: str) -> bool:
+    return bool(_NAME.fullmatch(spec)) and not spec.lower().endswith(_WEIGHTS_SUFFIXES)
+
+
+def _resolve(spec: str, *, download: bool, force: bool, progress: bool | None) -> Path | None:
+    if spec.startswith(HF_PREFIX):
+        repo, filename, revision = parse_hf_spec(spec)
+        return _hf_file(
+            repo, filename, revision, label=spec, download=download, force=force, progress=progress
+        )
+
     path = Path(spec).expanduser()
     if path.is_file():
         return path
-    shipped = SHIPPED_WEIGHTS / f"{spec}.safetensors"
+    # A folder is never the model, and does not hide a name: a dataset folder called
+    # horse2zebra next to `--model horse2zebra` is common.
+    if not _is_name(spec):
+        if path.is_dir():
+            raise WeightsError(f"{spec}: is a folder, not a weights file")
+        raise ModelNotFoundError(f"{spec}: no such file")
+
+    shipped = WEIGHTS_DIR / f"{spec}.safetensors"
     if shipped.is_file():
         return shipped
-    raise ModelNotFoundError(f"{spec}: no such model file or model name")
+    registry = load_registry()
+    entry = registry.get(spec)
+    if entry is not None and entry.source == "shipped":
+        shipped = WEIGHTS_DIR / str(entry.file)
+        if not shipped.is_file():
+            raise WeightsError(f"{spec}: the shipped file {shipped} is missing", hint="reinstall img2img")
+        return shipped
+    cached = cached_model_path(spec)
+    if cached.is_file() and not force:
+        return cached
+    if entry is None:
+        if path.is_dir():
+            raise WeightsError(f"{spec}: is a folder, not a weights file")
+        raise _unknown_name(spec, registry)
+    if entry.source == "hf" and not entry.needs_conversion:
+        return _hf_file(
+            entry.hf_repo or "", entry.hf_file, entry.hf_revision,
+            label=spec, download=download, force=force, progress=progress, sha256=entry.sha256,
+        )  # fmt: skip
+    if not download:
+        return None
+    return _download_and_convert(entry, force=force, progress=progress)
+
+
+# --- reference checkpoints: download, check, convert, cache ---------------------------------
+
+
+def _download_and_convert(entry: ModelEntry, *, force: bool, progress: bool | None) -> Path:
+    target = cached_model_path(entry.name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if entry.source == "hf":
+        checkpoint = _hf_file(
+            entry.hf_repo or "", entry.hf_file, entry.hf_revision,
+            label=entry.name, download=True, force=force, progress=progress, sha256=entry.sha256,
+        )  # fmt: skip
+        assert checkpoint is not None
+        _convert(entry, checkpoint, target, origin=entry.location)
+        return target
+    url = str(entry.url)
+    with _temporary_file(target.parent, entry.name) as partial:
+        _download(url, partial, label=entry.name, sha256=entry.sha256, progress=progress)
+        _convert(entry, partial, target, origin=url)
+    return target
+
+
+def _convert(entry: ModelEntry, checkpoint: Path, target: Path, *, origin: str) -> None:
+    from img2img.weights import convert_reference_checkpoint  # imports torch
+
+    try:
+        # Writes through a temporary file and a rename, so the cache never holds half a model.
+        convert_reference_checkpoint(checkpoint, target, entry.weights_metadata(f"converted from {origin}"))
+    except WeightsError as exc:
+        reason = exc.message.removeprefix(f"{checkpoint}: ").removeprefix("refused: ")
+        raise DownloadError(f"{entry.name}: refused the checkpoint from {origin}: {reason}") from None
+
+
+@contextlib.contextmanager
+def _temporary_file(folder: Path, name: str) -> Iterator[Path]:
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".download", dir=folder)
+    os.close(fd)
+    try:
+        yield Path(tmp_name)
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+
+
+def _download(url: str, dest: Path, *, label: str, sha256: str | None, progress: bool | None) -> None:
+    """Fetch ``url`` into ``dest``, refusing short reads, oversized bodies and checksum mismatches."""
+    if is_offline():
+        raise _cannot_download(label, f"offline: {_offline_variable()} is set")
+    request = urllib.request.Request(url, headers={"User-Agent": f"img2img/{__version__}"})
+    try:
+        response = urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT)
+    except urllib.error.HTTPError as exc:
+        raise DownloadError(f"{label}: download failed: HTTP {exc.code} {exc.reason} from {url}") from None
+    except (urllib.error.URLError, OSError) as exc:  # refused, DNS, timeout, TLS
+        raise _cannot_download(label, f"{_network_reason(exc)}: {url}") from None
+    digest = hashlib.sha256()
+    received = 0
+    with response:
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        try:
+            with open(dest, "wb") as out, _progress_bar(label, total, progress) as advance:
+                while chunk := response.read(_CHUNK):
+                    received += len(chunk)
+                    if received > MAX_DOWNLOAD_BYTES:
+                        raise DownloadError(
+                            f"{label}: download refused: {url} sent more than "
+                            f"{MAX_DOWNLOAD_BYTES >> 20} MiB"
+                        )
+                    out.write(chunk)
+                    digest.update(chunk)
+                    advance(len(chunk))
+        except (OSError, http.client.HTTPException) as exc:
+            reason = _network_reason(exc)
+            raise DownloadError(f"{label}: download of {url} was interrupted ({reason})") from None
+    if total is not None and received != total:
+        raise DownloadError(f"{label}: download of {url} was cut short ({received} of {total} bytes)")
+    if sha256 and digest.hexdigest() != sha256:
+        raise DownloadError(
+            f"{label}: download refused: sha256 of {url} is {digest.hexdigest()}, the registry "
+            f"expects {sha256}"
+        )
+
+
+def _network_reason(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None) or exc
+    if isinstance(reason, BaseException):
+        text = getattr(reason, "strerror", None) or str(reason) or type(reason).__name__
+    else:
+        text = str(reason)
+    if isinstance(exc, http.client.IncompleteRead):
+        text = f"connection closed after {len(exc.partial)} bytes"
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def _offline_variable() -> str:
+    return ENV_OFFLINE if _env_true(ENV_OFFLINE) else "HF_HUB_OFFLINE"
+
+
+def _cannot_download(label: str, why: str) -> DownloadError:
+    return DownloadError(
+        f"{label}: not in the cache and cannot download ({why}); on a connected machine run "
+        f"`img2img models pull {label}` and copy the file it prints to {cached_model_path(label)}, "
+        "or pass a weights file path to --model"
+    )
+
+
+@contextlib.contextmanager
+def _progress_bar(label: str, total: int | None, enabled: bool | None) -> Iterator[Any]:
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(f"downloading {label}", total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --- Hugging Face ---------------------------------------------------------------------------
+
+
+def parse_hf_spec(spec: str) -> tuple[str, str, str | None]:
+    """``hf:OWNER/REPO[@REVISION][/FILE]`` -> (repo id, file, revision)."""
+    parts = spec[len(HF_PREFIX) :].split("/")
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        raise UsageError(f"{spec}: expected hf:OWNER/REPO[@REVISION][/FILE]")
+    name, _, revision = parts[1].partition("@")
+    filename = "/".join(parts[2:]) or HF_DEFAULT_FILE
+    return f"{parts[0]}/{name}", filename, revision or None
+
+
+def _hf_file(
+    repo: str,
+    filename: str,
+    revision: str | None,
+    *,
+    label: str,
+    download: bool,
+    force: bool,
+    progress: bool | None,
+    sha256: str | None = None,
+) -> Path | None:
+    """``filename`` from the HF repo, from the HF cache when there; None when it is not cached
+    and ``download`` is false."""
+    from huggingface_hub import constants as hf_constants
+    from huggingface_hub import errors as hf
+    from huggingface_hub import hf_hub_download
+
+    offline = is_offline() or bool(hf_constants.HF_HUB_OFFLINE)
+    if force and offline:
+        raise DownloadError(f"{label}: cannot download again while offline ({_offline_variable()} is set)")
+    where = f"{filename} from {repo}" + (f"@{revision}" if revision else "")
+    try:
+        with _hf_progress(progress):
+            path = hf_hub_download(
+                repo,
+                filename,
+                revision=revision,
+                local_files_only=offline or not download,
+                force_download=force,
+                library_name="img2img",
+                library_version=__version__,
+            )
+    except hf.LocalEntryNotFoundError:  # before EntryNotFoundError, its base class
+        if not download:
+            return None
+        why = f"offline: {_offline_variable()} is set" if offline else "no connection to the Hub"
+        raise DownloadError(
+            f"{label}: {where} is not in the Hugging Face cache "
+            f"({hf_constants.HF_HUB_CACHE}) and cannot download ({why}); on a "
+            f"connected machine run `img2img models pull {label}` and copy the Hugging Face cache "
+            "(HF_HOME), or pass a weights file path to --model"
+        ) from None
+    except hf.GatedRepoError:  # before RepositoryNotFoundError, its base class
+        raise ModelNotFoundError(
+            f"{label}: {repo} is gated: accept its terms on huggingface.co, then `hf auth login`"
+        ) from None
+    except hf.RepositoryNotFoundError:
+        raise ModelNotFoundError(
+            f"{label}: no Hugging Face repo {repo} (or it is private: `hf auth login`)"
+        ) from None
+    except hf.RevisionNotFoundError:
+        raise ModelNotFoundError(f"{label}: {repo} has no revision {revision}") from None
+    except hf.EntryNotFoundError:
+        raise ModelNotFoundError(f"{label}: {repo} has no file {filename}") from None
+    except hf.HFValidationError as exc:
+        raise UsageError(f"{label}: not a valid Hugging Face repo ({_first_line(exc)})") from None
+    except hf.HfHubHTTPError as exc:
+        raise DownloadError(f"{label}: download of {where} failed ({_first_line(exc)})") from None
+    except (OSError, ValueError) as exc:
+        raise DownloadError(f"{label}: download of {where} failed ({_first_line(exc)})") from None
+    if sha256 and file_sha256(Path(path)) != sha256:
+        raise DownloadError(f"{label}: refused {where}: its sha256 does not match the registry's")
+    return Path(path)
+
+
+@contextlib.contextmanager
+def _hf_progress(enabled: bool | None) -> Iterator[None]:
+    """huggingface_hub draws its own bars; keep them off when ours would be off."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if enabled:
+        yield
+        return
+    import warnings
+
+    from huggingface_hub.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
+
+    with warnings.catch_warnings():  # it warns when HF_HUB_DISABLE_PROGRESS_BARS overrides it
+        warnings.simplefilter("ignore")
+        was_disabled = are_progress_bars_disabled()
+        disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                enable_progress_bars()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# --- listing --------------------------------------------------------------------------------
+
+
+def model_status(entry: ModelEntry) -> tuple[str, Path | None]:
+    """Where ``entry`` is now, without touching the network: (shipped | cached | downloadable |
+    missing, local path or None)."""
+    if entry.source == "shipped":
+        path = WEIGHTS_DIR / str(entry.file)
+        return ("shipped", path) if path.is_file() else ("missing", None)
+    shipped = WEIGHTS_DIR / f"{entry.name}.safetensors"
+    if shipped.is_file():
+        return "shipped", shipped
+    cached = cached_model_path(entry.name)
+    if cached.is_file():
+        return "cached", cached
+    if entry.source == "hf" and not entry.needs_conversion:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(entry.hf_repo or "", entry.hf_file, revision=entry.hf_revision)
+        if isinstance(found, str):
+            return "cached", Path(found)
+    return "downloadable", None
+
+
+def list_models() -> list[dict[str, Any]]:
+    """Every registry entry with its status, then shipped or cached files the registry does not
+    name (described from their own metadata)."""
+    registry = load_registry()
+    rows = []
+    for entry in sorted(registry.values(), key=lambda e: e.name):
+        status, path = model_status(entry)
+        rows.append({**entry.to_dict(), "status": status, "path": str(path) if path else None})
+    for status, folder in (("shipped", WEIGHTS_DIR), ("cached", cache_dir() / "models")):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.safetensors")):
+            if path.stem in registry or path.name.startswith("."):
+                continue
+            rows.append({"name": path.stem, **_peek_metadata(path), "status": status, "path": str(path)})
+    return rows
+
+
+_LISTING_KEYS = (
+    "task", "dataset", "direction", "description", "architecture", "generator", "eval_mode",
+    "source", "location", "sha256",
+)  # fmt: skip
+
+
+def _peek_metadata(path: Path) -> dict[str, Any]:
+    """The img2img metadata of a safetensors file, read from its JSON header without torch."""
+    fields: dict[str, Any] = {key: None for key in _LISTING_KEYS}
+    fields["source"] = "local"
+    try:
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            if not 0 < size <= 100 << 20:
+                return fields
+            header = json.loads(handle.read(size))
+        metadata = json.loads(header["__metadata__"]["img2img"])
+        generator = GeneratorConfig.from_dict(metadata["generator"])
+    except (OSError, ValueError, KeyError, TypeError, Img2ImgError):
+        return fields  # listed anyway; `models info` says what is wrong with it
+    return {
+        **fields,
+        "task": metadata.get("task"),
+        "direction": metadata.get("direction"),
+        "architecture": generator.reference_name,
+        "generator": generator.to_dict(),
+        "eval_mode": metadata.get("eval_mode"),
+        "description": metadata.get("source", ""),
+    }
+
+
+__all__ = [
+    "ModelEntry",
+    "PullResult",
+    "cache_dir",
+    "cached_model_path",
+    "find_local_model",
+    "get_model_entry",
+    "is_offline",
+    "list_models",
+    "load_registry",
+    "model_status",
+    "parse_hf_spec",
+    "pull_model",
+    "read_registry_file",
+    "resolve_model",
+]

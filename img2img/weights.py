@@ -194,22 +194,31 @@ def load_reference_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.T
 def clean_reference_state_dict(
     state_dict: Mapping[str, torch.Tensor], net: nn.Module
 ) -> dict[str, torch.Tensor]:
-    """Strip DataParallel/DDP ``module.`` prefixes and drop the InstanceNorm running statistics
-    that checkpoints from PyTorch < 0.4 carry (the reference patches them away the same way)."""
+    """Strip DataParallel/DDP ``module.`` prefixes, drop the InstanceNorm running statistics
+    that checkpoints from PyTorch < 0.4 carry (the reference patches them away the same way) and
+    add the batch-norm counters that checkpoints older than PyTorch 0.4.1 lack."""
     cleaned = {}
     for key, value in state_dict.items():
         while key.startswith("module."):
             key = key[len("module.") :]
         cleaned[key] = value
-    instance_norms = {
-        name for name, module in net.named_modules() if isinstance(module, nn.InstanceNorm2d)
-    }
+    instance_norms, batch_norms = set(), set()
+    for name, module in net.named_modules():
+        if isinstance(module, nn.InstanceNorm2d):
+            instance_norms.add(name)
+        elif isinstance(module, nn.BatchNorm2d):
+            batch_norms.add(name)
     stale_suffixes = ("running_mean", "running_var", "num_batches_tracked")
-    return {
+    cleaned = {
         key: value
         for key, value in cleaned.items()
         if not (key.rsplit(".", 1)[0] in instance_norms and key.endswith(stale_suffixes))
     }
+    # Batch norm gained num_batches_tracked in PyTorch 0.4.1; older checkpoints lack it and
+    # torch itself fills it with 0 when loading them.
+    for name in batch_norms:
+        cleaned.setdefault(f"{name}.num_batches_tracked", torch.tensor(0, dtype=torch.long))
+    return cleaned
 
 
 def convert_reference_checkpoint(

@@ -72,6 +72,17 @@ def test_convert_strips_module_prefix_and_stale_instance_norm_stats(tmp_path, re
     assert set(load_file(out)) == set(state_dict)
 
 
+def test_convert_accepts_batch_norm_without_num_batches_tracked(tmp_path, reference_fixtures):
+    state_dict = torch.load(reference_fixtures / "unet_256_ngf8/checkpoint.pth", weights_only=True)
+    pre_041 = {k: v for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
+    assert len(pre_041) < len(state_dict)
+    checkpoint = tmp_path / "old_pix2pix.pth"
+    torch.save(pre_041, checkpoint)
+    out = tmp_path / "out.safetensors"
+    convert_reference_checkpoint(checkpoint, out, WeightsMetadata(generator=UNET8))
+    assert set(load_file(out)) == set(state_dict)
+
+
 def test_convert_reports_mismatched_architecture(tmp_path, reference_fixtures):
     wrong = GeneratorConfig.from_reference("resnet_6blocks", ngf=16)
     out = tmp_path / "out.safetensors"
