@@ -1,0 +1,431 @@
+"""Running a generator on images: devices, precision, padding to valid sizes, batching.
+
+    translator = Translator("weights/horse2zebra.safetensors", device="auto", precision="auto")
+    zebra = translator.translate_image(PIL.Image.open("horse.jpg"))
+
+``Translator.translate_tensor`` is the batched tensor path ([-1, 1] in and out, any size);
+``translate_images`` and ``translate_stream`` batch PIL images of equal padded size.
+
+Speed (see benchmarks/bench_translate.py for the numbers behind these choices): the network is
+prepared once for inference -- instance norm (and per-image batch norm) run as the equivalent
+group norm, whose CPU kernel handles channels-last bfloat16 without the layout and dtype copies
+that instance_norm makes; activations are channels-last; the forward runs under
+``torch.inference_mode``. With ``precision="auto"`` a CPU with native bfloat16 (AVX512-BF16 or
+AMX) runs the whole network in bfloat16, and CUDA runs fp16 autocast; the output stays within
+40 dB PSNR of fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Hashable, Iterable, Iterator, Literal, TypeVar
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torchvision.transforms.v2 import functional as TF
+
+from img2img.config import GeneratorConfig
+from img2img.errors import DeviceError, ImageError, UsageError
+from img2img.imageio import ModelInput, from_model_output, to_model_input
+from img2img.networks import PerImageBatchNorm
+from img2img.weights import LoadedGenerator, WeightsMetadata, load_generator
+
+log = logging.getLogger(__name__)
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+K = TypeVar("K", bound=Hashable)
+
+
+# --- devices and precision --------------------------------------------------------------------
+
+
+def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+    """'auto' (CUDA if available, else CPU), 'cpu', 'cuda', 'cuda:N' or 'mps' -> a device this
+    machine has; DeviceError otherwise, UsageError for a name that is no device at all."""
+    if isinstance(spec, torch.device):
+        spec = str(spec)
+    spec = spec.strip().lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise UsageError(f"unknown device {spec!r}; valid: auto, cpu, cuda, cuda:N, mps") from None
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this PyTorch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise DeviceError(f"device {spec!r} requested but {why}", hint="use --device cpu or auto")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise DeviceError(
+                f"device {spec!r} requested but this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})"
+            )
+        return device
+    if device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise DeviceError(f"device {spec!r} requested but Apple MPS is not available", hint="use --device cpu or auto")
+        return device
+    raise UsageError(f"unsupported device {spec!r}; valid: auto, cpu, cuda, cuda:N, mps")
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when bfloat16 convolutions have hardware support (AVX512-BF16 or AMX); without it
+    oneDNN emulates them and bfloat16 is no faster than fp32."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """The dtype the network computes in. 'auto' is the fastest choice measured to stay within
+    40 dB PSNR of fp32: bf16 on CPUs with native bf16, fp16 on CUDA, fp32 elsewhere."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.float16  # tensor cores on every CUDA GPU; more mantissa than bf16
+        if device.type == "cpu" and cpu_has_native_bf16():
+            return torch.bfloat16
+        return torch.float32  # MPS: unmeasured, so full precision
+    dtype = _DTYPES[precision]
+    if dtype == torch.float16 and device.type == "cpu":
+        raise UsageError("fp16 is not supported on CPU (no fast kernels)", hint="use --precision bf16 or fp32")
+    if dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UsageError(f"{device} does not support bf16", hint="use --precision fp16 or fp32")
+    return dtype
+
+
+# --- padding -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Padding:
+    """Where the original image sits inside the padded one."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+    def crop(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., self.top : self.top + self.height, self.left : self.left + self.width]
+
+
+def minimum_size(cfg: GeneratorConfig) -> int:
+    """The smallest input side the network runs on. A ResNet's residual blocks reflect-pad by 1
+    at a quarter of the resolution, which needs at least 2 pixels there; its first layer
+    reflect-pads by 3. A U-Net needs one pixel at the bottom."""
+    if cfg.arch == "resnet":
+        return 8 if cfg.n_blocks > 0 and cfg.padding_type == "reflect" else 4
+    return cfg.size_multiple
+
+
+def padded_size(height: int, width: int, multiple: int, minimum: int = 1) -> tuple[int, int]:
+    """The smallest multiple of ``multiple`` that is at least the size and at least ``minimum``."""
+    height, width = max(height, minimum), max(width, minimum)
+    return height + (-height) % multiple, width + (-width) % multiple
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int, minimum: int = 1) -> tuple[torch.Tensor, Padding]:
+    """Pad (N, C, H, W) on all sides, evenly, to multiples of ``multiple`` (and ``minimum``): by
+    reflection, which the networks' own padding uses too, or by repeating the border where the
+    image is smaller than the padding (reflection cannot reach further than the image)."""
+    height, width = x.shape[-2:]
+    target_h, target_w = padded_size(height, width, multiple, minimum)
+    pad_h, pad_w = target_h - height, target_w - width
+    top, left = pad_h // 2, pad_w // 2
+    padding = Padding(top, left, height, width)
+    if pad_h == 0 and pad_w == 0:
+        return x, padding
+    pads = (left, pad_w - left, top, pad_h - top)  # F.pad order: left, right, top, bottom
+    reflectable = max(pads[0], pads[1]) < width and max(pads[2], pads[3]) < height
+    return nn.functional.pad(x, pads, mode="reflect" if reflectable else "replicate"), padding
+
+
+# --- the network, prepared for inference ---------------------------------------------------
+
+
+class _GroupNormAsInstanceNorm(nn.Module):
+    """Instance norm computed as group norm with one group per channel (the same statistics).
+    torch's CPU group-norm kernel works on channels-last and bfloat16 input directly, where
+    instance_norm reshapes into a contiguous float copy at every layer."""
+
+    def __init__(self, channels: int, eps: float, weight: torch.Tensor | None, bias: torch.Tensor | None):
+        super().__init__()
+        self.channels, self.eps = channels, eps
+        self.weight = weight if weight is None else nn.Parameter(weight.detach(), requires_grad=False)
+        self.bias = bias if bias is None else nn.Parameter(bias.detach(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.group_norm(x, self.channels, self.weight, self.bias, self.eps)
+
+
+def _use_group_norm(net: nn.Module) -> nn.Module:
+    for name, child in net.named_children():
+        if isinstance(child, nn.InstanceNorm2d) and not child.track_running_stats:
+            setattr(net, name, _GroupNormAsInstanceNorm(child.num_features, child.eps, child.weight, child.bias))
+        elif isinstance(child, PerImageBatchNorm):
+            channels = child.weight.shape[0]
+            setattr(net, name, _GroupNormAsInstanceNorm(channels, child.eps, child.weight, child.bias))
+        else:
+            _use_group_norm(child)
+    return net
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    # CUDA and MPS raise OutOfMemoryError; the CPU allocator raises a plain RuntimeError.
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+    )
+
+
+# --- the translator --------------------------------------------------------------------------
+
+
+@dataclass
+class TranslateResult:
+    """One image from ``translate_stream``: the output image, or the error that stopped it."""
+
+    key: Any
+    image: Image.Image | None
+    error: ImageError | None
+    seconds: float  # this image's share of the compute time
+
+
+class Translator:
+    """A generator ready to translate images: loaded on a device, in a precision, batched.
+
+    ``model`` is a weights file, a model name (resolved by img2img.registry) or a
+    LoadedGenerator (copied, not changed). ``direction``, when given, must be the one the
+    weights map; a CycleGAN run exports one file per direction.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | LoadedGenerator,
+        *,
+        device: str | torch.device = "auto",
+        precision: Precision | str = "auto",
+        direction: str | None = None,
+    ):
+        self.device = resolve_device(device)
+        self.dtype = resolve_precision(precision, self.device)
+        self.precision_requested = precision
+        if isinstance(model, LoadedGenerator):
+            loaded = LoadedGenerator(copy.deepcopy(model.net).to(self.device), model.metadata, model.path)
+        else:
+            from img2img.registry import resolve_model
+
+            loaded = load_generator(resolve_model(os.fspath(model)), self.device)
+        self.metadata: WeightsMetadata = loaded.metadata
+        self.path = loaded.path
+        check_direction(self.metadata, direction, self.path)
+        if self.config.input_nc not in (1, 3) or self.config.output_nc not in (1, 3):
+            raise UsageError(
+                f"{self.path}: translate supports 1 or 3 channels, this model has "
+                f"{self.config.input_nc} in and {self.config.output_nc} out"
+            )
+        if self.device.type == "cuda":
+            # Lets cuDNN pick the fastest convolution per input shape; the first image of each
+            # new (padded) size pays for the search.
+            torch.backends.cudnn.benchmark = True
+        self.net = self._prepare(loaded.net)
+
+    # -- properties
+
+    @property
+    def config(self) -> GeneratorConfig:
+        return self.metadata.generator
+
+    @property
+    def size_multiple(self) -> int:
+        return self.config.size_multiple
+
+    @property
+    def minimum_size(self) -> int:
+        return minimum_size(self.config)
+
+    @property
+    def precision(self) -> str:
+        """The precision actually used: fp32, bf16 or fp16."""
+        return {v: k for k, v in _DTYPES.items()}[self.dtype]
+
+    # -- preparation
+
+    def _prepare(self, net: nn.Module) -> nn.Module:
+        net = _use_group_norm(net.eval())
+        # Channels-last feeds oneDNN and cuDNN (tensor cores) without layout conversions;
+        # MPS gains nothing from it.
+        self._memory_format = torch.channels_last if self.device.type != "mps" else torch.contiguous_format
+        net = net.to(memory_format=self._memory_format)
+        # On CPU the whole network runs in bf16: autocast would cast every weight again on every
+        # call (54M parameters for unet_256) and round-trip the norms through fp32. bf16 has
+        # fp32's range, so nothing overflows. On CUDA autocast is the well-trodden path and keeps
+        # reductions in fp32, which fp16's small range needs.
+        self._cast_network = self.device.type == "cpu" and self.dtype != torch.float32
+        if self._cast_network:
+            net = net.to(self.dtype)
+        for parameter in net.parameters():
+            parameter.requires_grad_(False)
+        return net
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype == torch.float32 or self._cast_network:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    # -- tensors
+
+    def translate_tensor(self, batch: torch.Tensor) -> torch.Tensor:
+        """(N, input_nc, H, W) in [-1, 1], any H and W -> (N, output_nc, H, W) float32 in [-1, 1]
+        on this translator's device: padded to the network's size multiple and cropped back."""
+        if batch.ndim != 4 or batch.shape[1] != self.config.input_nc:
+            raise ValueError(
+                f"expected a (N, {self.config.input_nc}, H, W) tensor, got {tuple(batch.shape)}"
+            )
+        x = batch.to(self.device, non_blocking=True)
+        x, padding = pad_to_multiple(x.float(), self.size_multiple, self.minimum_size)
+        return padding.crop(self._forward(x))
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=self._memory_format)
+        with torch.inference_mode(), self._autocast():
+            y = self.net(x.to(self.dtype) if self._cast_network else x).float()
+        if self.dtype == torch.float16 and self.precision_requested == "auto" and not torch.isfinite(y).all():
+            # fp16 overflowed somewhere in this network: fp32 from now on, for this batch too.
+            log.warning("fp16 overflowed (inf/nan in the output); using fp32 from now on")
+            self.dtype = torch.float32
+            return self._forward(x)
+        return y
+
+    # -- images
+
+    def to_input(self, image: Image.Image) -> ModelInput:
+        """Convert a PIL image (any mode) to what this model takes."""
+        return to_model_input(image, self.config.input_nc)
+
+    def translate_image(self, image: Image.Image) -> Image.Image:
+        """One PIL image (any mode; EXIF orientation is the caller's, see imageio.read_image) ->
+        the translated image, same size, L or RGB (LA/RGBA when the input has alpha)."""
+        return self.translate_images([image])[0]
+
+    def translate_images(self, images: Iterable[Image.Image], batch_size: int = 1) -> list[Image.Image]:
+        """Translate images in order; images of equal padded size are batched together."""
+        results: dict[int, Image.Image] = {}
+        items = ((i, self.to_input(image)) for i, image in enumerate(images))
+        for result in self.translate_stream(items, batch_size=batch_size):
+            if result.error is not None:
+                raise result.error
+            results[result.key] = result.image
+        return [results[i] for i in range(len(results))]
+
+    def translate_stream(
+        self, items: Iterable[tuple[K, ModelInput]], batch_size: int = 1, max_pending: int | None = None
+    ) -> Iterator[TranslateResult]:
+        """Translate (key, ModelInput) pairs as they come, batching inputs of equal padded size.
+
+        Results come in completion order (input order when batch_size is 1). At most
+        ``max_pending`` inputs (default 4 x batch_size) wait for a full batch; then the largest
+        waiting group runs. A batch that runs out of memory is retried one image at a time, and
+        an image that still does not fit is reported as an error; the others go on."""
+        if batch_size < 1:
+            raise UsageError(f"batch size must be at least 1, got {batch_size}")
+        max_pending = max(max_pending or 4 * batch_size, batch_size)
+        groups: dict[tuple[int, int], list[tuple[K, ModelInput]]] = {}
+        pending = 0
+        for key, item in items:
+            width, height = item.size
+            shape = padded_size(height, width, self.size_multiple, self.minimum_size)
+            groups.setdefault(shape, []).append((key, item))
+            pending += 1
+            if len(groups[shape]) >= batch_size:
+                ready = groups.pop(shape)
+            elif pending > max_pending:
+                ready = groups.pop(max(groups, key=lambda s: len(groups[s])))
+            else:
+                continue
+            pending -= len(ready)
+            yield from self._run_batch(ready)
+        for ready in groups.values():
+            yield from self._run_batch(ready)
+
+    def _run_batch(self, batch: list[tuple[K, ModelInput]]) -> Iterator[TranslateResult]:
+        start = time.perf_counter()
+        try:
+            outputs = self._translate_inputs([item for _, item in batch])
+        except Exception as exc:
+            if not _is_out_of_memory(exc):
+                raise
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if len(batch) > 1:
+                for single in batch:
+                    yield from self._run_batch([single])
+                return
+            key, item = batch[0]
+            width, height = item.size
+            hint = "try a smaller --batch-size" if self.device.type != "cpu" else "the image is too large for this machine's memory"
+            yield TranslateResult(key, None, ImageError(f"out of memory translating a {width}x{height} image ({hint})"), 0.0)
+            return
+        seconds = (time.perf_counter() - start) / len(batch)
+        for (key, item), pixels in zip(batch, outputs):
+            yield TranslateResult(key, from_model_output(pixels, item.alpha, item.icc_profile), None, seconds)
+
+    def _translate_inputs(self, inputs: list[ModelInput]) -> list[np.ndarray]:
+        """ModelInputs of one padded size -> uint8 H x W x C arrays, each at its own size."""
+        mean = std = [0.5] * self.config.input_nc  # [0, 1] -> [-1, 1], as the reference
+        padded, paddings = [], []
+        for item in inputs:
+            # Each image is padded on its own, exactly as it would be alone, so batching never
+            # changes a result; all of them then have the same padded size.
+            x = TF.normalize(torch.from_numpy(item.pixels).permute(2, 0, 1), mean, std)
+            x, padding = pad_to_multiple(x.unsqueeze(0), self.size_multiple, self.minimum_size)
+            padded.append(x)
+            paddings.append(padding)
+        batch = torch.cat(padded)
+        if self.device.type == "cuda":
+            batch = batch.pin_memory()  # so that the copy to the GPU runs asynchronously
+        y = self._forward(batch.to(self.device, non_blocking=True))
+        # [-1, 1] -> [0, 255], rounded rather than truncated as the reference's tensor2im does.
+        pixels = ((y + 1) * 127.5).round_().clamp_(0, 255).to(torch.uint8).cpu()
+        return [
+            np.ascontiguousarray(padding.crop(pixels[i]).permute(1, 2, 0).numpy())
+            for i, padding in enumerate(paddings)
+        ]
+
+
+def check_direction(metadata: WeightsMetadata, direction: str | None, path: os.PathLike[str] | str) -> None:
+    """A UsageError when the user asks for a direction the weights do not map."""
+    if direction is None or direction == metadata.direction:
+        return
+    raise UsageError(
+        f"{path} maps {metadata.direction}, not {direction}",
+        hint=f"a {metadata.task} run exports one weights file per direction; pass the {direction} "
+        "file, or leave out --direction",
+    )
+
+
+__all__ = [
+    "PRECISIONS",
+    "Padding",
+    "TranslateResult",
+    "Translator",
+    "check_direction",
+    "cpu_has_native_bf16",
+    "minimum_size",
+    "pad_to_multiple",
+    "padded_size",
+    "resolve_device",
+    "resolve_precision",
+]
