@@ -1,30 +1,29 @@
 """`img2img translate`: images in, translated images out (files, folders, globs, stdin/stdout).
 
-The command plans which input goes to which output, then hands images to
-img2img.inference.Translator. Failures of single inputs are reported one line each and the
-others still run; the exit code says whether everything was written.
+The command parses options, has img2img.jobs plan which input goes to which output, hands the
+images to img2img.inference.Translator and reports: failures of single inputs one line each on
+stderr (the others still run), JSON lines on stdout, a progress bar; the exit code says whether
+everything was written.
 """
 
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
 import sys
 import time
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import TYPE_CHECKING, Iterator, List, Optional
 
 import typer
 
 from img2img.cli._app import app
 from img2img.cli._options import Direction
 
-STDIN = "-"
-_GLOB_CHARS = frozenset("*?[")
+if TYPE_CHECKING:  # img2img.jobs loads Pillow and numpy: imported when the command runs
+    from img2img.jobs import Job
 
 
 class PrecisionChoice(str, Enum):
@@ -32,23 +31,6 @@ class PrecisionChoice(str, Enum):
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
-
-
-@dataclass
-class Job:
-    """One input image and where its translation goes."""
-
-    label: str  # the input as the user would name it: photos/sub/a.jpg, or "-"
-    source: Path | None  # None: stdin
-    output: Path | None  # None: stdout
-    fmt: str  # Pillow format to write
-
-
-@dataclass
-class InputError:
-    label: str
-    message: str
-    output: Path | None = None
 
 
 _HELP = "\n\n".join(
@@ -114,6 +96,7 @@ def translate(
     """Translate images with a trained generator; outputs have the inputs' size."""
     # Imported here rather than at the top so that `img2img --help` does not load torch.
     from img2img.inference import Translator
+    from img2img.jobs import plan_jobs
 
     to_stdout = _check_options(inputs, output, out_dir, ext, as_json)
     jobs, errors = plan_jobs(inputs, output=output, out_dir=out_dir, ext=ext, overwrite=overwrite, to_stdout=to_stdout)
@@ -140,7 +123,7 @@ def translate(
         raise typer.Exit(1)
 
 
-# --- options and planning ---------------------------------------------------------------------
+# --- options ------------------------------------------------------------------------------------
 
 
 def _check_options(
@@ -149,6 +132,7 @@ def _check_options(
     """Usage errors that need no file system; returns whether the output goes to stdout."""
     from img2img.errors import UsageError
     from img2img.imageio import format_for_path
+    from img2img.jobs import STDIN, normalise_ext
 
     if output is not None and out_dir is not None:
         raise UsageError("give either -o FILE or --out-dir DIR, not both")
@@ -157,7 +141,7 @@ def _check_options(
     if ext is not None:
         if out_dir is None:
             raise UsageError("--ext goes with --out-dir (with -o the file's extension sets the format)")
-        format_for_path(f"out{_normalise_ext(ext)}")
+        format_for_path(f"out{normalise_ext(ext)}")
     if output is not None:
         format_for_path(output)
     to_stdout = inputs == [STDIN] and output is None and out_dir is None
@@ -173,121 +157,6 @@ def _check_options(
         if sys.stdout.isatty():
             raise UsageError("refusing to write image data to a terminal; redirect stdout or use -o FILE")
     return to_stdout
-
-
-def plan_jobs(
-    inputs: list[str],
-    *,
-    output: Path | None,
-    out_dir: Path | None,
-    ext: str | None = None,
-    overwrite: bool = False,
-    to_stdout: bool = False,
-) -> tuple[list[Job], list[InputError]]:
-    """Expand INPUTs into jobs (input -> output), and errors for inputs that match nothing or
-    outputs that must not be written."""
-    from img2img.errors import UsageError
-    from img2img.imageio import DEFAULT_FORMAT, WRITABLE_EXTENSIONS, format_for_path
-
-    errors: list[InputError] = []
-    found: list[tuple[str, Path | None, Path]] = []  # label, source, name relative to its input
-    skip_dir = out_dir.resolve() if out_dir is not None else None
-    for arg in inputs:
-        if arg == STDIN:
-            found.append((STDIN, None, Path("stdin.png")))
-            continue
-        matches, error = _expand(arg, skip_dir)
-        if error:
-            errors.append(InputError(arg, f"{arg}: {error}"))
-        found.extend(matches)
-
-    if output is not None and len(found) > 1:
-        raise UsageError(
-            f"-o FILE takes one input image, but INPUT gives {len(found)}; use --out-dir DIR"
-        )
-
-    sources = {os.path.realpath(source) for _, source, _ in found if source is not None}
-    jobs: list[Job] = []
-    planned: dict[str, str] = {}
-    for label, source, relative in found:
-        if to_stdout:
-            jobs.append(Job(label, source, None, DEFAULT_FORMAT))
-            continue
-        if output is not None:
-            target = output
-        else:
-            assert out_dir is not None
-            suffix = _normalise_ext(ext) if ext else relative.suffix
-            if suffix.lower() not in WRITABLE_EXTENSIONS:
-                suffix = ".png"
-            target = out_dir / relative.with_suffix(suffix)
-        real_target = os.path.realpath(target)
-        if real_target in sources:
-            problem = "refusing to overwrite an input"
-        elif real_target in planned:
-            problem = f"same output as {planned[real_target]}"
-        elif target.is_dir():
-            problem = "is a directory"
-        elif target.exists() and not overwrite:
-            problem = "already exists (use --overwrite to replace it)"
-        else:
-            planned[real_target] = label
-            jobs.append(Job(label, source, target, format_for_path(target)))
-            continue
-        errors.append(InputError(label, f"{target}: {problem}", target))
-    return jobs, errors
-
-
-def _expand(arg: str, skip_dir: Path | None) -> tuple[list[tuple[str, Path, Path]], str | None]:
-    """One INPUT -> (label, path, relative name) triples, or an error saying why there are none."""
-    path = Path(arg)
-    if path.is_dir():
-        found = list(_walk_folder(path, path, skip_dir))
-        return found, None if found else "no images in this folder"
-    if path.exists():
-        return [(arg, path, Path(path.name))], None
-    if not _GLOB_CHARS.intersection(arg):
-        return [], "no such file or directory"
-    base = _glob_base(arg)
-    found = []
-    for match in sorted(glob.glob(arg, recursive=True)):
-        match_path = Path(match)
-        if match_path.is_dir():
-            found.extend(_walk_folder(match_path, base, skip_dir))
-        else:
-            found.append((match, match_path, match_path.relative_to(base)))
-    return found, None if found else "no files match"
-
-
-def _walk_folder(folder: Path, base: Path, skip_dir: Path | None) -> Iterator[tuple[str, Path, Path]]:
-    from img2img.imageio import is_image_path
-
-    for root, dirs, files in os.walk(folder):
-        root_path = Path(root)
-        # Hidden entries are skipped; so is the output folder when it lies inside the input one,
-        # so that a second run does not translate the first run's outputs.
-        dirs[:] = sorted(
-            d for d in dirs if not d.startswith(".") and (skip_dir is None or (root_path / d).resolve() != skip_dir)
-        )
-        for name in sorted(files):
-            if not name.startswith(".") and is_image_path(name):
-                path = root_path / name
-                yield str(path), path, path.relative_to(base)
-
-
-def _glob_base(pattern: str) -> Path:
-    """The folder part of a glob before its first wildcard: names are kept relative to it."""
-    parts = Path(pattern).parts
-    fixed = []
-    for part in parts[:-1]:
-        if _GLOB_CHARS.intersection(part):
-            break
-        fixed.append(part)
-    return Path(*fixed) if fixed else Path(".")
-
-
-def _normalise_ext(ext: str) -> str:
-    return "." + ext.lower().lstrip(".")
 
 
 # --- running ------------------------------------------------------------------------------------
