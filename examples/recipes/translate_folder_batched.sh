@@ -16,4 +16,4 @@ if [[ $# -lt 2 ]]; then
 fi
 in_dir=$1 out_dir=$2
 shift 2
-exec img2img translate "$in_dir" --model "${MODEL:-day2night}" --out-dir "$out_dir" --batch-size "${BATCH_SIZE:-8}" "$@"
+exec img2img translate "$in_dir" --model "${MODEL:-photo2sketch}" --out-dir "$out_dir" --batch-size "${BATCH_SIZE:-8}" "$@"

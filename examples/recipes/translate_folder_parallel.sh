@@ -21,7 +21,7 @@ in_dir=$1 out_dir=$2
 cpus=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
 jobs=${3:-$cpus}
 chunk=${CHUNK:-64}
-MODEL=${MODEL:-day2night}
+MODEL=${MODEL:-photo2sketch}
 
 # The processes run inside IN_DIR (so that find gives names relative to it): make the other
 # paths absolute first. MODEL may be a model name rather than a file.

@@ -23,7 +23,7 @@ trap 'rm -f "$lines"' EXIT
 printf 'status\tinput\toutput\tsize\tseconds\terror\n'
 status=0
 # img2img's own error lines still go to stderr; failed images are rows in the table too.
-img2img translate "$in_dir" --model "${MODEL:-day2night}" --out-dir "$out_dir" --json --quiet "$@" |
+img2img translate "$in_dir" --model "${MODEL:-photo2sketch}" --out-dir "$out_dir" --json --quiet "$@" |
     tee "$lines" |
     jq -r --unbuffered '[.status, .input, .output // "",
         (if .status == "ok" then "\(.width)x\(.height)" else "" end),

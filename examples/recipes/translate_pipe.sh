@@ -22,4 +22,4 @@ else
     exit 127
 fi
 
-curl -fsSL "$1" | img2img translate - --model "${MODEL:-day2night}" | "${imagemagick[@]}" png:- -resize 50% "$2"
+curl -fsSL "$1" | img2img translate - --model "${MODEL:-photo2sketch}" | "${imagemagick[@]}" png:- -resize 50% "$2"

@@ -27,7 +27,7 @@ shift 2
 options=("$@")
 attempts=${ATTEMPTS:-3}
 delay=${RETRY_DELAY:-5}
-model=${MODEL:-day2night}
+model=${MODEL:-photo2sketch}
 
 lines=$(mktemp)  # the JSON lines of the latest attempt
 trap 'rm -f "$lines"' EXIT
