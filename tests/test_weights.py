@@ -194,3 +194,9 @@ def test_save_is_atomic_when_writing_fails(tmp_path, tiny_generator, monkeypatch
         save_generator(target, load_file(tiny_generator), read_metadata(tiny_generator))
     assert target.read_bytes() == b"previous"
     assert [p.name for p in target.parent.iterdir()] == ["model.safetensors"]
+
+
+def test_saved_file_gets_the_usual_permissions(tmp_path, tiny_generator):
+    umask = os.umask(0)
+    os.umask(umask)
+    assert tiny_generator.stat().st_mode & 0o777 == 0o666 & ~umask
