@@ -17,6 +17,7 @@ from img2img.cli import main
 from test_registry import (  # noqa: F401
     CYCLEGAN_NAMES,
     PIX2PIX_NAMES,
+    SHIPPED_NAMES,
     checkpoint_bytes,
     hf_cache,
     isolated_environment,
@@ -38,9 +39,10 @@ def test_list_shows_every_model_and_where_it_is(capsys, served_registry):
     lines = out.splitlines()
     assert lines[0].split()[:5] == ["NAME", "TASK", "DIRECTION", "ARCHITECTURE", "STATUS"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
-    assert set(rows) == CYCLEGAN_NAMES | set(PIX2PIX_NAMES) | {"tiny"}
+    assert set(rows) == CYCLEGAN_NAMES | set(PIX2PIX_NAMES) | SHIPPED_NAMES | {"tiny"}
     assert rows["horse2zebra"][1:5] == ["cyclegan", "AtoB", "resnet_9blocks", "downloadable"]
     assert rows["edges2shoes"][1:5] == ["pix2pix", "AtoB", "unet_256", "downloadable"]
+    assert rows["photo2sketch"][1:5] == ["pix2pix", "AtoB", "unet_128", "shipped"]
 
     run(["models", "pull", "tiny"], capsys)
     _, out, _ = run(["models", "list"], capsys)
@@ -52,7 +54,7 @@ def test_list_json_is_one_object_per_line(capsys, served_registry):
     assert code == 0
     rows = [json.loads(line) for line in out.splitlines()]
     by_name = {row["name"]: row for row in rows}
-    assert set(by_name) == CYCLEGAN_NAMES | set(PIX2PIX_NAMES) | {"tiny"}
+    assert set(by_name) == CYCLEGAN_NAMES | set(PIX2PIX_NAMES) | SHIPPED_NAMES | {"tiny"}
     horse = by_name["horse2zebra"]
     assert horse["status"] == "downloadable" and horse["path"] is None
     assert horse["location"].endswith("/cyclegan/pretrained_models/horse2zebra.pth")

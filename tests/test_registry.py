@@ -33,6 +33,7 @@ PIX2PIX_NAMES = {  # registry name -> the reference's file name
     "facades_label2photo_pix2pix": "facades_label2photo",
     "day2night": "day2night",
 }
+SHIPPED_NAMES = {"photo2sketch"}  # trained by img2img itself, files in weights/
 TINY_GENERATOR = {"netg": "resnet_9blocks", "ngf": 16, "norm": "instance", "use_dropout": False}
 
 
@@ -151,7 +152,9 @@ def cache_contents(tmp_path) -> list[str]:
 def test_shipped_registry_lists_the_reference_models(monkeypatch):
     monkeypatch.delenv("IMG2IMG_REGISTRY_BASE_URL")
     entries = registry.load_registry()
-    assert set(entries) == CYCLEGAN_NAMES | set(PIX2PIX_NAMES)
+    assert set(entries) == CYCLEGAN_NAMES | set(PIX2PIX_NAMES) | SHIPPED_NAMES
+    for name in SHIPPED_NAMES:
+        assert entries[name].file == f"{name}.safetensors" and entries[name].url is None
     for name in CYCLEGAN_NAMES:
         entry = entries[name]
         assert entry.task == "cyclegan" and entry.eval_mode is True
