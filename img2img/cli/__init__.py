@@ -16,6 +16,7 @@ from img2img.errors import Img2ImgError
 
 # Importing the command modules registers their commands on the apps.
 from img2img.cli import convert as _convert  # noqa: E402,F401
+from img2img.cli import data as _data  # noqa: E402,F401
 from img2img.cli import models as _models  # noqa: E402,F401
 from img2img.cli import translate as _translate  # noqa: E402,F401
 from img2img.cli import train as _train  # noqa: E402,F401
@@ -42,7 +43,11 @@ def _root(
 
 
 def error(message: str) -> None:
-    print(f"img2img: error: {message}", file=sys.stderr, flush=True)
+    # Under torchrun the processes other than rank 0 say which one they are.
+    several = os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1")
+    rank = os.environ.get("RANK", "0") if several else "0"
+    where = f"[rank {rank}] " if rank != "0" else ""
+    print(f"img2img: error: {where}{message}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,7 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     except Img2ImgError as exc:
         if debug:
             raise
-        error(str(exc))
+        if not getattr(exc, "quiet", False):  # quiet: rank 0 reports it for every process
+            error(str(exc))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         if debug:

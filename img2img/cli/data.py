@@ -1,0 +1,26 @@
+"""`img2img data combine`: two folders paired by name into the side-by-side (A|B) layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from img2img.cli._app import data_app
+
+
+@data_app.command("combine")
+def combine(
+    dir_a: Path = typer.Argument(..., metavar="A_DIR", help="The A images (or A_DIR/train, val, test)."),
+    dir_b: Path = typer.Argument(..., metavar="B_DIR", help="The B images, with the same file names."),
+    out_dir: Path = typer.Argument(..., metavar="OUT_DIR", help="Where the A|B images go (split folders mirrored)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace files that already exist in OUT_DIR."),
+) -> None:
+    """Put each A_DIR/x and B_DIR/x side by side in OUT_DIR/x, as the reference's combine_A_and_B.py.
+
+    Pairs are matched by file name (the extensions may differ); every pair is checked (readable,
+    same size) before anything is written."""
+    from img2img.data import combine_folders
+
+    written = combine_folders(dir_a, dir_b, out_dir, overwrite=overwrite)
+    typer.echo(f"wrote {len(written)} A|B images to {out_dir}", err=True)

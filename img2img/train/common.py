@@ -1,0 +1,1150 @@
+"""The training infrastructure every trainer shares.
+
+A trainer supplies three things: its data (a :class:`TrainData`), its networks and its step
+(a :class:`TrainableModel`). :class:`Trainer` does the rest: run folder and config.json,
+devices, AMP, channels-last, torch.compile, the DataLoader, the epoch loop, learning-rate
+schedules, checkpoints and resume (bit-identical on the CPU), SIGINT/SIGTERM, progress,
+metrics.csv, TensorBoard, sample grids, weights export and the closing summary. It is
+rank-aware: under torchrun every rank trains, only rank 0 writes or prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import json
+import math
+import os
+import secrets
+import shutil
+import signal
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TextIO
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from img2img.atomic import atomic_path, atomic_write_bytes
+from img2img.config import GeneratorConfig, TrainConfig
+from img2img.data import EpochSampler
+from img2img.errors import DeviceError, Img2ImgError, TrainingInterrupted, UsageError
+from img2img.networks import use_per_image_batch_norm
+from img2img.train import distributed
+from img2img.train.checkpoint import (
+    link_or_copy,
+    load_checkpoint,
+    read_checkpoint_info,
+    rng_state,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+)
+from img2img.train.progress import METRICS_FILE, MetricsLog, Progress, TensorBoard, format_duration
+from img2img.weights import WeightsMetadata, save_generator
+
+CONFIG_FILE = "config.json"
+LATEST = "latest.safetensors"
+
+
+# --- processes and devices ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in a (torchrun) job; a plain run is rank 0 of 1."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> DistInfo:
+        def read(name: str, default: int) -> int:
+            try:
+                return int(os.environ.get(name, default))
+            except ValueError:
+                return default
+
+        return cls(read("RANK", 0), read("LOCAL_RANK", 0), read("WORLD_SIZE", 1))
+
+
+def resolve_device(name: str, dist: DistInfo | None = None) -> torch.device:
+    """auto (CUDA when present, else the CPU), cpu, cuda or cuda:N, checked against this machine."""
+    dist = dist or DistInfo()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", dist.local_rank % torch.cuda.device_count())
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name!r}: not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"--device {name}: this machine has no CUDA device (use --device cpu or auto)")
+        count = torch.cuda.device_count()
+        index = device.index if device.index is not None else dist.local_rank % count
+        if index >= count:
+            raise DeviceError(f"--device {name}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
+        return torch.device("cuda", index)
+    raise UsageError(f"--device {name!r}: unsupported; use auto, cpu, cuda or cuda:N")
+
+
+def default_num_workers(device: torch.device) -> int:
+    """DataLoader workers when --num-workers is not given. On the CPU the training step already
+    uses every core and decoding one 256x256 pair costs ~1% of a step, so loading in the main
+    process is fastest (workers only compete for the cores; the reference's 4 workers on a
+    2-core machine also stall every epoch start). With a GPU the cores are free for loading."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if device.type == "cpu":
+        return 0
+    cores //= max(1, distributed.local_world_size())  # the processes on this machine share them
+    return max(1, min(8, cores - 1))
+
+
+def default_amp(device: torch.device, dtype_name: str) -> bool:
+    """bf16 autocast measured 0.73x the time per iteration of float32 for the default pix2pix on
+    a CPU with native bf16 (AVX512-BF16/AMX), with the same validation L1 (see the README).
+    Without native support bf16 is emulated and slower; on CUDA it is left to --amp."""
+    if device.type != "cpu" or dtype_name != "bf16":
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def default_channels_last(device: torch.device, generator: GeneratorConfig | None = None) -> bool:
+    """On the CPU, channels-last with bf16 autocast measured 0.67-0.68x the float32 time per
+    iteration against 0.69-0.73x for bf16 alone (default pix2pix; alone, in float32, it was
+    within noise: 0.94-1.10x). See benchmarks/bench_train.py and the README. Not for the ResNet
+    generators (CycleGAN's default): there reflection padding and instance norm copy
+    channels-last tensors to the standard layout and back, a quarter of the step's time."""
+    return device.type == "cpu" and (generator is None or generator.arch != "resnet")
+
+
+class Amp:
+    """Automatic mixed precision: bf16 autocast (CPU and CUDA), or fp16 autocast with a
+    gradient scaler (CUDA only). Disabled, it is a no-op with the same interface."""
+
+    def __init__(self, enabled: bool, dtype_name: str, device: torch.device):
+        self.enabled, self.device_type = enabled, device.type
+        self.dtype = torch.bfloat16 if dtype_name == "bf16" else torch.float16
+        if enabled and self.dtype == torch.float16 and device.type != "cuda":
+            raise UsageError("--amp-dtype fp16 needs a CUDA device; on the CPU use bf16")
+        if enabled and self.dtype == torch.bfloat16 and device.type == "cuda":
+            if not torch.cuda.is_bf16_supported():
+                raise DeviceError(f"{device}: no bfloat16 support; use --amp-dtype fp16")
+        use_scaler = enabled and self.dtype == torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler) if use_scaler else None
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if not self.enabled:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """Backward and update: zero the gradients, backpropagate ``loss``, step ``optimizer``."""
+        optimizer.zero_grad(set_to_none=True)
+        self.backward(loss)
+        self.step_optimizer(optimizer)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Backpropagate ``loss`` (scaled for fp16), adding to the gradients. Several calls
+        before one ``step_optimizer`` free each part's graph as soon as it is done."""
+        if self.scaler is None:
+            loss.backward()
+        else:
+            self.scaler.scale(loss).backward()
+
+    def step_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.scaler is None:
+            optimizer.step()
+        else:
+            self.scaler.step(optimizer)
+
+    def end_iteration(self) -> None:
+        if self.scaler is not None:
+            self.scaler.update()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.scaler.state_dict() if self.scaler is not None else {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if self.scaler is not None and state:
+            self.scaler.load_state_dict(dict(state))
+
+
+@dataclass
+class Runtime:
+    """How the networks run: what a model's ``setup`` and ``train_step`` need from the trainer."""
+
+    device: torch.device
+    amp: Amp
+    channels_last: bool = False
+    compile: bool = False
+    dist: DistInfo = field(default_factory=DistInfo)
+    sync_bn: bool = False  # SyncBatchNorm when several processes train (CUDA)
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    def place(self, net: nn.Module) -> nn.Module:
+        """Move ``net`` to the device (and layout), with SyncBatchNorm layers if asked for;
+        keep the returned module in ``networks`` (it shares ``net``'s parameters)."""
+        if self.sync_bn and distributed.active():
+            net = distributed.convert_sync_batchnorm(net)
+        return net.to(self.device, memory_format=self.memory_format)
+
+    def wrap(self, net: nn.Module) -> nn.Module:
+        """What the step should call: ``net`` wrapped in DistributedDataParallel when several
+        processes train (torchrun), compiled when asked for; its parameters are those of
+        ``net``, which stays unwrapped in ``networks`` (checkpoints and exports hold its state
+        dict, without DDP's ``module.`` prefixes)."""
+        if distributed.active():
+            net = distributed.data_parallel(net, self.device)
+        return torch.compile(net) if self.compile else net
+
+    def to_device(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        non_blocking = self.device.type == "cuda"
+        moved = {}
+        for key, value in batch.items():
+            if isinstance(value, torch.Tensor):
+                fmt = self.memory_format if value.dim() == 4 else torch.preserve_format
+                value = value.to(self.device, non_blocking=non_blocking, memory_format=fmt)
+            moved[key] = value
+        return moved
+
+
+# --- the trainer-specific part ------------------------------------------------------------------
+
+
+@dataclass
+class ExportedGenerator:
+    """A generator to write in the weights format: reference key names, its config, and how
+    batch norm is used at inference (see WeightsMetadata.eval_mode)."""
+
+    state_dict: Mapping[str, torch.Tensor]
+    config: GeneratorConfig
+    eval_mode: bool = True
+
+
+@dataclass
+class TrainData:
+    """A trainer's data, checked: datasets yielding dicts of tensors. ``train`` is indexed with
+    the ``(index, seed)`` keys of EpochSampler; ``val`` with ints (deterministic transforms)."""
+
+    train: Dataset
+    val: Dataset | None
+    description: str
+    preprocess: Mapping[str, Any] = field(default_factory=dict)
+    val_source: str = "val"  # "val", "held-out" (from train), "train" (too few to hold out), "none"
+    warnings: Sequence[str] = ()  # about the data, shown when training starts
+
+
+class TrainableModel:
+    """What a trainer (pix2pix, CycleGAN) provides; the :class:`Trainer` does everything else.
+
+    Subclasses set ``networks`` and ``optimizers`` (dicts by name: both are checkpointed, and
+    every optimizer gets the configured learning-rate schedule) in ``__init__``, and implement
+    ``train_step``, ``validate``, ``sample_rows`` and ``export_generators``. State that is neither
+    (an image pool) goes through ``extra_state``/``load_extra_state``.
+    """
+
+    task: str = "model"
+    loss_names: Sequence[str] = ()
+    val_names: Sequence[str] = ()
+    networks: dict[str, nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+
+    def setup(self, runtime: Runtime) -> None:
+        """Called once before training: move networks to the device, wrap them for the step."""
+        self.runtime = runtime
+        for name, net in self.networks.items():
+            self.networks[name] = runtime.place(net)
+
+    def train(self) -> None:
+        for net in self.networks.values():
+            net.train()
+
+    def train_step(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """One iteration; returns the detached losses named in ``loss_names``."""
+        raise NotImplementedError
+
+    def validate(self, batches: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+        """Figures named in ``val_names`` over validation batches already on the device."""
+        raise NotImplementedError
+
+    def sample_rows(self, batch: Mapping[str, Any]) -> list[list[torch.Tensor]]:
+        """Rows of images (C, H, W) in [-1, 1] for the sample grid, e.g. input | output | target."""
+        raise NotImplementedError
+
+    def export_generators(self) -> dict[str, ExportedGenerator]:
+        """The generators to export, by direction (AtoB, BtoA)."""
+        raise NotImplementedError
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        pass
+
+
+def set_requires_grad(net: nn.Module, requires_grad: bool) -> None:
+    for param in net.parameters():
+        param.requires_grad_(requires_grad)
+
+
+@contextlib.contextmanager
+def frozen(net: nn.Module) -> Iterator[None]:
+    """No parameter gradients for ``net`` inside (the D during the G update)."""
+    set_requires_grad(net, False)
+    try:
+        yield
+    finally:
+        set_requires_grad(net, True)
+
+
+def inference_copy(net: nn.Module, *, eval_mode: bool) -> nn.Module:
+    """``net`` as `translate` runs its exported weights (dropout off; batch norm with running
+    statistics if ``eval_mode``, else per image), sharing its parameters and buffers so that
+    it is always up to date."""
+    shared = {id(tensor): tensor for tensor in (*net.parameters(), *net.buffers())}
+    twin = distributed.revert_sync_batchnorm(copy.deepcopy(net, memo=shared))
+    if not eval_mode:
+        use_per_image_batch_norm(twin)
+    return twin.eval()
+
+
+# --- schedules --------------------------------------------------------------------------------
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """The reference's policies, stepped once per epoch. linear: constant for n_epochs, then
+    linearly to nearly 0 over n_epochs_decay; step: x0.1 every lr_decay_iters epochs; cosine:
+    cosine annealing to 0 over all epochs."""
+    if config.lr_policy == "linear":
+        n_epochs, n_decay = config.n_epochs, config.n_epochs_decay
+
+        def linear(epoch: int) -> float:
+            return 1.0 - max(0, epoch + 1 - n_epochs) / float(n_decay + 1)
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, linear)
+    if config.lr_policy == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_decay_iters, gamma=0.1)
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.total_epochs, eta_min=0)
+
+
+def refresh_learning_rate(scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
+    """Set the optimizer's rates to what ``scheduler`` gives at its current epoch (used when a
+    resumed run's schedule changed length)."""
+    epoch = scheduler.last_epoch
+    if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+        rates = [base * fn(epoch) for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+    elif hasattr(scheduler, "_get_closed_form_lr"):
+        rates = scheduler._get_closed_form_lr()
+    else:
+        return
+    for group, rate in zip(scheduler.optimizer.param_groups, rates):
+        group["lr"] = rate
+    scheduler._last_lr = list(rates)
+
+
+# --- run folder ----------------------------------------------------------------------------------
+
+
+def default_run_dir(config: TrainConfig) -> Path:
+    name = Path(config.data).resolve().name or "data"
+    return Path("runs") / f"{name}_{config.task}"
+
+
+class RunFolder:
+    """runs/NAME: config.json, checkpoints/, weights/, samples/, metrics.csv, tensorboard/."""
+
+    OWNED = (CONFIG_FILE, "checkpoints", "weights", "samples", METRICS_FILE, "tensorboard")
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root)
+        self.config = self.root / CONFIG_FILE
+        self.checkpoints = self.root / "checkpoints"
+        self.weights = self.root / "weights"
+        self.samples = self.root / "samples"
+        self.metrics = self.root / METRICS_FILE
+        self.tensorboard = self.root / "tensorboard"
+        self.latest = self.checkpoints / LATEST
+
+    def check_new(self, overwrite: bool) -> None:
+        """Refuse a folder that already holds anything unless overwriting (checked before the
+        dataset is read, and before anything is written)."""
+        if self.root.exists() and not self.root.is_dir():
+            raise UsageError(f"--out {self.root}: exists and is not a folder")
+        if self.root.is_dir() and any(self.root.iterdir()) and not overwrite:
+            what = "a training run" if self.config.exists() else "files"
+            hint = f"--resume {self.root} to continue it, " if self.latest.exists() else ""
+            raise UsageError(
+                f"--out {self.root}: already holds {what}; use {hint}--overwrite to start "
+                "over, or another --out"
+            )
+
+    def create(self, overwrite: bool) -> None:
+        if overwrite and self.root.is_dir():
+            for name in self.OWNED:
+                path = self.root / name
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+        for folder in (self.root, self.checkpoints, self.weights, self.samples):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def remove_stale_temporaries(self) -> None:
+        """Half-written files a killed run left behind (the files they were replacing are intact)."""
+        for folder in (self.checkpoints, self.weights, self.samples, self.root):
+            if folder.is_dir():
+                for path in folder.glob(".*.tmp"):
+                    path.unlink(missing_ok=True)
+
+    def write_config(self, config: TrainConfig) -> None:
+        atomic_write_bytes(self.config, (json.dumps(config.to_dict(), indent=2) + "\n").encode())
+
+    def epoch_checkpoint(self, epoch: int) -> Path:
+        return self.checkpoints / f"epoch_{epoch:03d}.safetensors"
+
+    def sample_file(self, epoch: int) -> Path:
+        return self.samples / f"epoch_{epoch:03d}.png"
+
+    def weights_file(self, task: str, direction: str) -> Path:
+        return self.weights / f"{task}_{direction}.safetensors"
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such config file") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: not a readable JSON config ({exc})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: a config file holds one JSON object")
+    return data
+
+
+# Options that may differ when resuming: where and how fast it runs, how much it logs, and how
+# long it trains. Everything else comes from the run's config.json.
+RESUME_OVERRIDABLE = frozenset(
+    {
+        "data", "device", "num_workers", "amp", "amp_dtype", "channels_last", "compile",
+        "tensorboard", "print_freq", "save_epoch_freq", "save_latest_freq", "n_epochs",
+        "n_epochs_decay", "sync_bn",
+    }
+)
+
+
+def load_run_config(
+    run_dir: str | os.PathLike[str],
+    config_cls: type,
+    overrides: Mapping[str, Any],
+    *,
+    world_size: int | None = None,
+) -> Any:
+    """A run's own config (from its config.json) with the allowed command-line changes.
+    ``--batch-size`` (per process) may change only to keep the global batch when the run
+    resumes with another number of processes (``world_size``, default: this job's)."""
+    run = RunFolder(run_dir)
+    if not run.root.is_dir():
+        raise UsageError(f"--resume {run.root}: no such run folder")
+    if not run.config.is_file():
+        raise UsageError(f"--resume {run.root}: not a training run (no {CONFIG_FILE})")
+    if not run.latest.is_file():
+        raise UsageError(
+            f"--resume {run.root}: no checkpoint to resume from (the run stopped before its first "
+            "one); start it again with --out {run.root} --overwrite"
+        )
+    data = read_config_file(run.config)
+    overrides = dict(overrides)
+    if "batch_size" in overrides and overrides["batch_size"] != data.get("batch_size"):
+        new_world = world_size if world_size is not None else distributed.env_world_size()
+        try:
+            old_world = int(read_checkpoint_info(run.latest).get("world_size", 1))
+        except Img2ImgError:
+            old_world = 1
+        old_global = int(data.get("batch_size", 1)) * old_world
+        if overrides["batch_size"] * new_world == old_global:
+            data["batch_size"] = overrides.pop("batch_size")
+        else:
+            per = old_global / new_world
+            keep = f"; with {new_world} process{'es' if new_world != 1 else ''} give --batch-size {int(per)}" if per == int(per) else ""
+            raise UsageError(
+                f"--resume: --batch-size can change only to keep the run's global batch of {old_global} "
+                f"({data.get('batch_size')} per process x {old_world} process{'es' if old_world != 1 else ''}){keep}"
+            )
+    refused = sorted(
+        key for key, value in overrides.items() if key not in RESUME_OVERRIDABLE and data.get(key) != value
+    )
+    if refused:
+        flags = ", ".join("--" + key.replace("_", "-") for key in refused)
+        raise UsageError(
+            f"--resume continues with the run's own config; {flags} cannot change "
+            f"(start a new run with --config {run.config} and the new options instead)"
+        )
+    data.update({k: v for k, v in overrides.items() if k in RESUME_OVERRIDABLE})
+    data["out"] = str(run.root)
+    return config_cls.from_dict(data)
+
+
+# --- signals ------------------------------------------------------------------------------------
+
+
+class StopSignals:
+    """SIGINT/SIGTERM ask the loop to stop after the current iteration; a second SIGINT stops
+    at once (KeyboardInterrupt)."""
+
+    def __init__(self, notify: Callable[[str], None]):
+        self.notify = notify
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        self.signum = signum
+        self.notify(
+            f"{signal.Signals(signum).name}: stopping after this iteration and writing a checkpoint "
+            "(press Ctrl-C again to stop at once)"
+        )
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or signal.SIGINT)
+
+
+def _ignore_stop_signals(_worker_id: int) -> None:
+    # DataLoader workers leave stopping to the main process, which finishes the iteration.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+# --- the trainer --------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    weights: dict[str, Path]
+    epochs: int
+    iterations: int
+    val_metrics: dict[str, float]
+    seconds: float
+
+
+class Trainer:
+    """Runs a :class:`TrainableModel` on :class:`TrainData` as ``config`` says.
+
+    ``model_factory(config)`` builds the model (networks initialised, optimizers created); it is
+    called after seeding, so a fixed ``config.seed`` gives the same initial weights. ``data`` is
+    a TrainData or ``data_factory(config)``, called (so the dataset is checked) before anything
+    is written. With
+    ``resume=True`` the run folder's latest checkpoint is loaded and the run continues."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        model_factory: Callable[[Any], TrainableModel],
+        data: TrainData | Callable[[Any], TrainData],
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        stream: TextIO | None = None,
+        live: bool | None = None,
+        dist: DistInfo | None = None,
+    ):
+        if config.seed is None:
+            config = dataclasses.replace(config, seed=secrets.randbelow(2**31))
+        run_dir = Path(config.out) if config.out else default_run_dir(config)
+        self.config = dataclasses.replace(config, out=str(run_dir))
+        self.dist = dist or DistInfo.from_env()
+        self.run = RunFolder(run_dir)
+        self.resume, self.overwrite = resume, overwrite
+        self.stream = stream or sys.stderr
+        self.live = live
+        self.model_factory = model_factory
+        self._data = data
+        self.epoch = 0  # epochs completed
+        self.epoch_iter = 0  # iterations done in the current epoch
+        self.iteration = 0
+        self.elapsed = 0.0  # training seconds over all sessions of the run
+        self.last_val: dict[str, float] = {}
+        self._owns_group = False  # whether this trainer started the process group (torchrun)
+        self._saved: tuple[int, int] | None = None  # (epoch, iteration) of the last checkpoint
+        self._notes: list[str] = []  # said when training starts
+
+    # -- output helpers
+    def log(self, message: str) -> None:
+        if self.dist.is_main:
+            if getattr(self, "progress", None) is not None:
+                self.progress.log(message)
+            else:
+                print(message, file=self.stream, flush=True)
+
+    # -- setup
+    def _prepare(self) -> None:
+        cfg = self.config
+        self.device = resolve_device(cfg.device, self.dist)
+        distributed.check_device_option(cfg.device, self.dist.world_size)
+        # Under torchrun: join the process group (NCCL on CUDA, gloo on the CPU) and take rank
+        # 0's seed (a run without --seed draws one per process).
+        self._owns_group = distributed.init_process_group(self.dist.world_size, self.dist.rank, self.device)
+        if distributed.active():
+            cfg = self.config = dataclasses.replace(cfg, seed=distributed.broadcast_object(cfg.seed))
+        # Every check before anything is written; with several processes they all agree on the
+        # outcome, and a problem is reported once (by rank 0).
+        with distributed.agreement(self.dist.rank):
+            if not self.resume:
+                self.run.check_new(self.overwrite)
+            if cfg.tensorboard:
+                from img2img.train.progress import tensorboard_missing
+
+                if (error := tensorboard_missing()) is not None:
+                    raise error
+            use_amp = cfg.amp if cfg.amp is not None else default_amp(self.device, cfg.amp_dtype)
+            amp = Amp(use_amp, cfg.amp_dtype, self.device)
+            channels_last = cfg.channels_last
+            if channels_last is None:
+                channels_last = default_channels_last(self.device, cfg.generator_config)
+            sync_bn = self._sync_bn()
+            self.runtime = Runtime(self.device, amp, channels_last, cfg.compile, self.dist, sync_bn)
+            # The dataset is checked before anything is written.
+            self.data = self._data(cfg) if callable(self._data) else self._data
+
+            seed_everything(cfg.seed)
+            self.model = self.model_factory(cfg)
+        self.model.setup(self.runtime)  # DDP broadcasts rank 0's weights: every rank takes part
+        self.schedulers = {name: build_scheduler(opt, cfg) for name, opt in self.model.optimizers.items()}
+        if self.dist.world_size > 1 and self.dist.rank > 0:
+            # Same initial weights everywhere; from here each rank has its own random streams.
+            seed_everything(distributed.rank_seed(cfg.seed, self.dist.rank))
+
+        with distributed.agreement(self.dist.rank):
+            if self.resume:
+                self._load(self.run.latest)
+                if self.epoch >= cfg.total_epochs:
+                    raise UsageError(
+                        f"--resume {self.run.root}: the run already finished its {cfg.total_epochs} "
+                        "epochs (give a larger --n-epochs or --n-epochs-decay to train longer)"
+                    )
+        if self.dist.is_main:
+            if self.resume:
+                self.run.remove_stale_temporaries()
+            else:
+                self.run.create(self.overwrite)
+            self.run.write_config(cfg)
+
+        workers = cfg.num_workers if cfg.num_workers is not None else default_num_workers(self.device)
+        self.sampler = EpochSampler(
+            len(self.data.train), seed=cfg.seed, shuffle=not cfg.serial_batches,
+            rank=self.dist.rank, world_size=self.dist.world_size,
+        )
+        self.loader = DataLoader(
+            self.data.train,
+            batch_size=cfg.batch_size,
+            sampler=self.sampler,
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=workers > 0,
+            worker_init_fn=_ignore_stop_signals if workers > 0 else None,
+            generator=torch.Generator(),  # keeps the global RNG untouched by the loader
+        )
+        self.iters_per_epoch = math.ceil(self.sampler.per_rank / cfg.batch_size)
+        self.val_loader = None
+        if self.data.val is not None and len(self.data.val) and self.dist.is_main:
+            self.val_loader = DataLoader(self.data.val, batch_size=1, shuffle=False, num_workers=0)
+
+    def _sync_bn(self) -> bool:
+        """Whether SyncBatchNorm replaces batch norm (--sync-bn with several CUDA processes)."""
+        if not self.config.sync_bn:
+            return False
+        if not distributed.active():
+            self._notes.append("--sync-bn: a single process, so plain batch norm")
+            return False
+        if self.device.type != "cuda":
+            raise UsageError(
+                "--sync-bn: PyTorch's SyncBatchNorm runs on CUDA devices only; leave it out on the "
+                "CPU (each process then normalises over its own --batch-size images)"
+            )
+        return True
+
+    # -- checkpoints
+    def _state(self) -> dict[str, Any]:
+        return {
+            "networks": {name: net.state_dict() for name, net in self.model.networks.items()},
+            "optimizers": {name: opt.state_dict() for name, opt in self.model.optimizers.items()},
+            "schedulers": {name: s.state_dict() for name, s in self.schedulers.items()},
+            "amp": self.runtime.amp.state_dict(),
+            "rng": rng_state(),
+            "extra": self.model.extra_state(),
+        }
+
+    def _info(self) -> dict[str, Any]:
+        return {
+            "task": self.model.task,
+            "epoch": self.epoch,
+            "epoch_iter": self.epoch_iter,
+            "iteration": self.iteration,
+            "iters_per_epoch": self.iters_per_epoch,
+            "elapsed": self.elapsed,
+            "world_size": self.dist.world_size,
+            "config": self.config.to_dict(),
+        }
+
+    def _rank_states(self) -> list[dict[str, Any]]:
+        """The RNG states and extra state (image pools) of ranks 1..N-1, gathered on rank 0
+        (every rank takes part); rank 0's own are the checkpoint's ``rng`` and ``extra``."""
+        if not distributed.active():
+            return []
+        mine = None if self.dist.is_main else {"rng": rng_state(), "extra": self.model.extra_state()}
+        gathered = distributed.gather_to_main(mine)
+        return list(gathered[1:]) if gathered else []
+
+    def save_checkpoint(self, *, keep_epoch: bool = False) -> None:
+        """Write ``latest`` (and a kept copy for this epoch) and export the generators: rank 0
+        writes, with every rank's random streams."""
+        rank_states = self._rank_states()
+        self._saved = (self.epoch, self.iteration)
+        if not self.dist.is_main:
+            return
+        state = self._state()
+        if rank_states:
+            state["rank_states"] = rank_states
+        save_checkpoint(self.run.latest, state, self._info())
+        if keep_epoch:
+            link_or_copy(self.run.latest, self.run.epoch_checkpoint(self.epoch))
+        self.export()
+
+    def _load(self, path: Path) -> None:
+        checkpoint = load_checkpoint(path)
+        info, state = checkpoint.info, checkpoint.state
+        if info.get("task") != self.model.task:
+            raise UsageError(f"{path}: a {info.get('task')} checkpoint, not a {self.model.task} one")
+        for name, net in self.model.networks.items():
+            net.load_state_dict(state["networks"][name])
+        for name, opt in self.model.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        for name, scheduler in self.schedulers.items():
+            scheduler.load_state_dict(state["schedulers"][name])
+        old_config = info.get("config") or {}
+        if any(old_config.get(k) != getattr(self.config, k) for k in ("n_epochs", "n_epochs_decay")):
+            for scheduler in self.schedulers.values():
+                refresh_learning_rate(scheduler)  # the schedule was lengthened: rates from the new one
+        self.runtime.amp.load_state_dict(state.get("amp") or {})
+        self.model.load_extra_state(state.get("extra") or {})
+        set_rng_state(state["rng"])
+        self.epoch, self.epoch_iter = int(info["epoch"]), int(info["epoch_iter"])
+        self.iteration, self.elapsed = int(info["iteration"]), float(info.get("elapsed", 0.0))
+        self._saved = (self.epoch, self.iteration)
+        self._load_rank_state(state.get("rank_states") or [], info)
+
+    def _load_rank_state(self, rank_states: Sequence[Mapping[str, Any]], info: Mapping[str, Any]) -> None:
+        """Each rank continues its own random streams (and image pools) when the checkpoint has
+        them; a rank the saved run did not have gets fresh streams of its own. With another
+        global batch (another number of processes), the position in the epoch is converted:
+        the images seen so far are not shown again, bar at most one batch."""
+        rank = self.dist.rank
+        if rank > 0:
+            own = rank_states[rank - 1] if rank - 1 < len(rank_states) else None
+            if own is not None:
+                set_rng_state(own["rng"])
+                if own.get("extra"):
+                    self.model.load_extra_state(own["extra"])
+            else:
+                seed_everything(distributed.rank_seed(self.config.seed or 0, rank, self.iteration))
+        old_world = int(info.get("world_size", 1))
+        old_batch = int((info.get("config") or {}).get("batch_size", self.config.batch_size))
+        old_global, new_global = old_batch * old_world, self.config.batch_size * self.dist.world_size
+        if old_world != self.dist.world_size:
+            self._notes.append(
+                f"the run had {old_world} process{'es' if old_world != 1 else ''}, it resumes with "
+                f"{self.dist.world_size}: global batch {new_global}"
+                + (f" (was {old_global}; --batch-size {old_global // self.dist.world_size} keeps it)"
+                   if old_global != new_global and old_global % self.dist.world_size == 0 else
+                   f" (was {old_global})" if old_global != new_global else " as before")
+            )
+        if old_global != new_global and self.epoch_iter:
+            self.epoch_iter = self.epoch_iter * old_global // new_global
+
+    def export(self) -> dict[str, Path]:
+        written = {}
+        preprocess = dict(self.data.preprocess)
+        for direction, gen in self.model.export_generators().items():
+            path = self.run.weights_file(self.model.task, direction)
+            metadata = WeightsMetadata(
+                generator=gen.config,
+                task=self.model.task,
+                direction=direction,
+                preprocess=preprocess,
+                eval_mode=gen.eval_mode,
+                source=f"trained: {self.run.root.name}, epoch {self.epoch}, iteration {self.iteration}",
+            )
+            save_generator(path, gen.state_dict, metadata)
+            written[direction] = path
+        return written
+
+    # -- the loop
+    def fit(self, *, stop_after_epochs: int | None = None) -> TrainResult:
+        """Train to the end (or ``stop_after_epochs`` more epochs); returns where things are.
+        Under torchrun every process calls this; it joins and leaves the process group."""
+        try:
+            return self._fit(stop_after_epochs=stop_after_epochs)
+        except (TrainingInterrupted, distributed.RankFailed):
+            raise
+        except Exception as exc:
+            if not isinstance(exc, Img2ImgError) and distributed.is_peer_failure(exc):
+                raise self._peer_failure() from exc
+            distributed.record_failure(exc)
+            raise
+        finally:
+            if self._owns_group:
+                distributed.destroy_process_group()
+
+    def _peer_failure(self) -> Img2ImgError:
+        """Another process of the run failed (it says why): rank 0 says where things stand."""
+        if self._saved is not None:
+            where = (
+                f"the last checkpoint, {self.run.latest} (iteration {self._saved[1]}), is intact: "
+                f"resume with: img2img train {self.config.task} --resume {self.run.root}"
+            )
+        else:
+            where = "no checkpoint had been written yet"
+        return distributed.RankFailed(
+            f"stopped because another process of this run failed (see its message); {where}",
+            quiet=not self.dist.is_main,
+        )
+
+    def _stop_requested(self, signals: StopSignals) -> bool:
+        """A stop was asked for (SIGINT/SIGTERM) in any process: they all stop after the same
+        iteration, and rank 0's checkpoint has every rank at that iteration."""
+        if not distributed.active():
+            return signals.requested
+        signum = distributed.max_over_ranks(signals.signum or 0, self.device)
+        if signum and signals.signum is None:
+            signals.signum = signum
+        return bool(signum)
+
+    def _fit(self, *, stop_after_epochs: int | None = None) -> TrainResult:
+        self._prepare()
+        cfg = self.config
+        total = cfg.total_epochs
+        self.progress = Progress(
+            total_epochs=total,
+            iters_per_epoch=self.iters_per_epoch,
+            batch_size=cfg.batch_size * self.dist.world_size,
+            stream=self.stream,
+            enabled=self.dist.is_main,
+            live=self.live,
+        )
+        metrics = MetricsLog(self.run.metrics, self.model.loss_names, self.model.val_names)
+        tensorboard = None
+        if self.dist.is_main:
+            metrics.open(keep_until=self.iteration if self.resume else None)
+            if cfg.tensorboard:
+                tensorboard = TensorBoard(self.run.tensorboard, purge_step=self.iteration if self.resume else None)
+        self._announce()
+        fixed_samples = self._fixed_samples()
+
+        stop_at = total if stop_after_epochs is None else min(total, self.epoch + stop_after_epochs)
+        session_start = time.perf_counter()
+        elapsed_before = self.elapsed
+        interval_sums: dict[str, torch.Tensor] = {}
+        interval_count = 0
+        try:
+            with StopSignals(self.log) as signals:
+                self.progress.start(self.iteration)
+                while self.epoch < stop_at:
+                    epoch_sums: dict[str, torch.Tensor] = {}
+                    epoch_count = 0
+                    self.sampler.set_epoch(self.epoch, self.epoch_iter * cfg.batch_size)
+                    self.model.train()
+                    for batch in self._batches():
+                        losses = self.model.train_step(self.runtime.to_device(batch))
+                        self.runtime.amp.end_iteration()
+                        self.iteration += 1
+                        self.epoch_iter += 1
+                        interval_count += 1
+                        epoch_count += 1
+                        for name, value in losses.items():
+                            interval_sums[name] = interval_sums.get(name, 0) + value
+                            epoch_sums[name] = epoch_sums.get(name, 0) + value
+                        self.progress.update(
+                            epoch=self.epoch, epoch_iter=self.epoch_iter, iteration=self.iteration, losses=losses
+                        )
+                        if self.iteration % cfg.print_freq == 0:
+                            means = {k: float(v) / interval_count for k, v in interval_sums.items()}
+                            means = distributed.mean_over_ranks(means, self.device)  # over all images
+                            interval_sums, interval_count = {}, 0
+                            self.elapsed = elapsed_before + time.perf_counter() - session_start
+                            if self.dist.is_main:
+                                metrics.write(self._row("iter", means))
+                                if tensorboard:
+                                    tensorboard.scalars(means, self.iteration, "train")
+                            self.progress.interval(
+                                epoch=self.epoch, epoch_iter=self.epoch_iter, iteration=self.iteration, losses=means
+                            )
+                        stop = self._stop_requested(signals)
+                        if self.iteration % cfg.save_latest_freq == 0 or stop:
+                            self.elapsed = elapsed_before + time.perf_counter() - session_start
+                            self.save_checkpoint()
+                        if stop:
+                            self._stop(signals)
+
+                    # end of the epoch: validate, draw samples, step the schedules, checkpoint
+                    epoch_means = {k: float(v) / max(1, epoch_count) for k, v in epoch_sums.items()}
+                    epoch_means = distributed.mean_over_ranks(epoch_means, self.device)
+                    interval_sums, interval_count = {}, 0  # log intervals restart with each epoch
+                    self.last_val = self._validate()
+                    self.epoch += 1
+                    self.epoch_iter = 0
+                    self.elapsed = elapsed_before + time.perf_counter() - session_start
+                    if self.dist.is_main:
+                        metrics.write(self._row("epoch", {**epoch_means, **self.last_val}))
+                        if tensorboard and self.last_val:
+                            tensorboard.scalars(self.last_val, self.iteration, "val")
+                        self._write_samples(fixed_samples, tensorboard)
+                    for scheduler in self.schedulers.values():
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore", UserWarning)
+                            scheduler.step()
+                    self.log(
+                        f"epoch {self.epoch}/{total} done ({self.iteration} iterations, "
+                        f"{format_duration(self.elapsed)})"
+                        + "".join(f" {k} {v:.4g}" for k, v in self.last_val.items())
+                    )
+                    keep = self.epoch % cfg.save_epoch_freq == 0 or self.epoch == total
+                    self.save_checkpoint(keep_epoch=keep)
+                    if self._stop_requested(signals):
+                        self._stop(signals)
+        finally:
+            self.progress.stop()
+            if tensorboard:
+                tensorboard.close()
+        weights = {
+            direction: self.run.weights_file(self.model.task, direction)
+            for direction in self.model.export_generators()
+        }
+        result = TrainResult(self.run.root, weights, self.epoch, self.iteration, self.last_val, self.elapsed)
+        if self.dist.is_main:
+            self._summary(result, finished=self.epoch >= total)
+        return result
+
+    def _batches(self) -> Iterator[Mapping[str, Any]]:
+        """The loader's batches; a worker's DatasetError comes out as the error it was."""
+        from img2img.errors import DatasetError
+
+        try:
+            yield from self.loader
+        except DatasetError:
+            raise
+        except Exception as exc:
+            text = str(exc)
+            if "DatasetError" in text:
+                lines = [line for line in text.splitlines() if line.strip()]
+                message = lines[-1].split("DatasetError:", 1)[-1].strip()
+                raise DatasetError(message) from None
+            raise
+
+    def _stop(self, signals: StopSignals) -> None:
+        self.progress.stop()
+        interrupted = TrainingInterrupted(
+            f"interrupted ({signal.Signals(signals.signum or signal.SIGINT).name}) at epoch "
+            f"{self.epoch + 1}, iteration {self.iteration}; checkpoint written to {self.run.latest}; "
+            f"resume with: img2img train {self.model.task} --resume {self.run.root}",
+            exit_code=signals.exit_code,
+        )
+        interrupted.quiet = not self.dist.is_main  # rank 0 says it for all
+        raise interrupted
+
+    def _row(self, scope: str, values: Mapping[str, float]) -> dict[str, Any]:
+        first = next(iter(self.model.optimizers.values()))
+        return {
+            "scope": scope,
+            "epoch": self.epoch if scope == "epoch" else self.epoch + 1,
+            "iteration": self.iteration,
+            "elapsed_s": round(self.elapsed, 2),
+            "lr": float(first.param_groups[0]["lr"]),
+            **values,
+        }
+
+    def _announce(self) -> None:
+        cfg = self.config
+        verb = "resuming" if self.resume else "training"
+        where = f" from epoch {self.epoch + 1}, iteration {self.iteration}" if self.resume else ""
+        self.log(f"{verb} {self.model.task} in {self.run.root}{where}")
+        self.log(f"  data: {self.data.description}")
+        for warning in self.data.warnings:
+            self.log(f"  warning: {warning}")
+        speed = [str(self.device)]
+        if self.runtime.amp.enabled:
+            speed.append(f"{cfg.amp_dtype} autocast")
+        if self.runtime.channels_last:
+            speed.append("channels-last")
+        if self.runtime.compile:
+            speed.append("compiled")
+        workers = self.loader.num_workers
+        speed.append(f"{workers} loader worker{'s' if workers != 1 else ''}")
+        batch = f"batch {cfg.batch_size}"
+        if self.dist.world_size > 1:
+            processes = self.dist.world_size
+            batch += f" per process x {processes} processes = {cfg.batch_size * processes}"
+            speed.insert(0, "DDP " + ("NCCL" if self.device.type == "cuda" else "gloo"))
+            if self.runtime.sync_bn:
+                speed.append("SyncBatchNorm")
+        self.log(
+            f"  {cfg.total_epochs} epoch{'s' if cfg.total_epochs != 1 else ''} x {self.iters_per_epoch} iterations ({batch}), "
+            f"seed {cfg.seed}, {', '.join(speed)}"
+        )
+        for note in self._notes:
+            self.log(f"  note: {note}")
+
+    def _fixed_samples(self) -> list[Mapping[str, Any]]:
+        if self.val_loader is None or not self.config.n_samples:
+            return []
+        samples = []
+        for index in range(min(self.config.n_samples, len(self.data.val))):
+            batch = self.val_loader.collate_fn([self.data.val[index]])
+            samples.append(batch)
+        return samples
+
+    def _validate(self) -> dict[str, float]:
+        if self.val_loader is None:
+            return {}
+        with torch.random.fork_rng(devices=self._rng_devices()), torch.no_grad():
+            return self.model.validate(self.runtime.to_device(batch) for batch in self.val_loader)
+
+    def _rng_devices(self) -> list[int]:
+        return [self.device.index or 0] if self.device.type == "cuda" else []
+
+    def _write_samples(self, samples: list[Mapping[str, Any]], tensorboard: TensorBoard | None) -> None:
+        if not samples:
+            return
+        with torch.random.fork_rng(devices=self._rng_devices()), torch.no_grad():
+            rows = []
+            for batch in samples:
+                rows += self.model.sample_rows(self.runtime.to_device(batch))
+        grid = image_grid(rows)
+        path = self.run.sample_file(self.epoch)
+        save_png(grid, path)
+        if tensorboard:
+            tensorboard.image("samples", grid, self.iteration)
+
+    def _summary(self, result: TrainResult, *, finished: bool) -> None:
+        lines = [
+            "",
+            f"{'finished' if finished else 'stopped'}: {self.model.task}, {result.epochs} epoch"
+            f"{'s' if result.epochs != 1 else ''}, "
+            f"{result.iterations} iterations, {format_duration(result.seconds)}",
+        ]
+        for direction, path in result.weights.items():
+            lines.append(f"  weights ({direction}): {path}")
+        if result.val_metrics:
+            source = {"held-out": " (held-out training images)", "train": " (training images)"}
+            figures = ", ".join(f"{k} {v:.4g}" for k, v in result.val_metrics.items())
+            lines.append(f"  validation: {figures}{source.get(self.data.val_source, '')}")
+        last_sample = self.run.sample_file(self.epoch)
+        if last_sample.exists():
+            lines.append(f"  samples:    {last_sample}")
+        lines.append(f"  metrics:    {self.run.metrics}")
+        if not finished:
+            lines.append(f"  continue:   img2img train {self.model.task} --resume {self.run.root}")
+        for path in result.weights.values():  # one per direction a run exports
+            lines.append(f"  translate:  img2img translate INPUT... --model {path} --out-dir OUT")
+        self.log("\n".join(lines))
+
+
+# --- images -------------------------------------------------------------------------------------
+
+
+def image_grid(rows: Sequence[Sequence[torch.Tensor]], padding: int = 2) -> torch.Tensor:
+    """Rows of (C, H, W) images in [-1, 1] into one (3, H, W) uint8 grid, white between images."""
+    prepared = []
+    for row in rows:
+        images = []
+        for image in row:
+            image = image.detach().float().cpu()
+            if image.dim() == 4:
+                image = image[0]
+            if image.shape[0] == 1:
+                image = image.expand(3, -1, -1)
+            images.append(((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8))
+        prepared.append(images)
+    height = sum(max(img.shape[1] for img in row) for row in prepared) + padding * (len(prepared) + 1)
+    width = max(sum(img.shape[2] for img in row) + padding * (len(row) + 1) for row in prepared)
+    grid = torch.full((3, height, width), 255, dtype=torch.uint8)
+    y = padding
+    for row in prepared:
+        x = padding
+        for img in row:
+            grid[:, y : y + img.shape[1], x : x + img.shape[2]] = img
+            x += img.shape[2] + padding
+        y += max(img.shape[1] for img in row) + padding
+    return grid
+
+
+def save_png(image: torch.Tensor, path: Path) -> None:
+    from PIL import Image
+
+    array = image.permute(1, 2, 0).contiguous().numpy()
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+
+
+__all__ = [
+    "Amp",
+    "DistInfo",
+    "ExportedGenerator",
+    "RunFolder",
+    "Runtime",
+    "StopSignals",
+    "TrainData",
+    "TrainResult",
+    "TrainableModel",
+    "Trainer",
+    "build_scheduler",
+    "default_run_dir",
+    "frozen",
+    "image_grid",
+    "inference_copy",
+    "load_run_config",
+    "read_config_file",
+    "resolve_device",
+    "save_png",
+    "set_requires_grad",
+]
