@@ -702,6 +702,8 @@ class Trainer:
                 "--sync-bn: PyTorch's SyncBatchNorm runs on CUDA devices only; leave it out on the "
                 "CPU (each process then normalises over its own --batch-size images)"
             )
+        if self.config.norm != "batch":
+            self._notes.append(f"--sync-bn: no batch norm to synchronise (--norm {self.config.norm})")
         return True
 
     # -- checkpoints

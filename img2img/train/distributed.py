@@ -145,10 +145,6 @@ def data_parallel(net: nn.Module, device: torch.device) -> nn.Module:
     return DistributedDataParallel(net)
 
 
-def has_batch_norm(net: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
-
-
 def convert_sync_batchnorm(net: nn.Module) -> nn.Module:
     """Batch norm layers -> SyncBatchNorm (statistics over the global batch), sharing their
     parameters and buffers: the optimizers and the state-dict keys are unchanged."""
@@ -332,6 +328,25 @@ def torchrun_arguments(nproc: int, args: Sequence[str]) -> list[str]:
     return ["--standalone", "--nproc-per-node", str(nproc), "--module", "img2img", *args]
 
 
+def root_cause(failures: Mapping[int, Any]) -> tuple[int, Any, bool]:
+    """The failure that ended a torchrun job: ``(rank, failure, killed by a signal)``. A process
+    that died by a signal other than SIGTERM (SIGKILL: out of memory; SIGSEGV) comes first;
+    then the first that exited with its own code (it said why); SIGTERM is how torchrun stops
+    the others once one has failed, so it comes last."""
+    def when(item: tuple[int, Any]) -> Any:
+        return item[1].timestamp
+
+    items = sorted(failures.items(), key=when)
+    for rank, failure in items:
+        if failure.exitcode < 0 and -failure.exitcode != signal.SIGTERM:
+            return rank, failure, True
+    for rank, failure in items:
+        if failure.exitcode > 0:
+            return rank, failure, False
+    rank, failure = items[0]
+    return rank, failure, failure.exitcode < 0
+
+
 def launch_local(nproc: int, args: Sequence[str], *, device_option: str, task: str, run_dir: str) -> int:
     """Run ``img2img ARGS`` in ``nproc`` processes on this machine through torchrun (in this
     process: torch.distributed.run) and return the exit code. The processes report for
@@ -366,19 +381,19 @@ def launch_local(nproc: int, args: Sequence[str], *, device_option: str, task: s
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
-    # torchrun's own log lines (rendezvous, "closing signal SIGTERM", the failure table) repeat
-    # what the processes say; keep its errors only.
+    # torchrun's own log lines (rendezvous, "closing signal SIGTERM", "failed (exitcode: 1)")
+    # repeat what the processes say; its failures come back as exceptions, handled below.
     for name in ["torch.distributed.elastic", "torch.distributed.run", *logging.Logger.manager.loggerDict]:
         if name.startswith(("torch.distributed.elastic", "torch.distributed.launcher", "torch.distributed.run")):
-            logging.getLogger(name).setLevel(logging.ERROR)
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         run(parse_args(torchrun_arguments(nproc, args)))
     except ChildFailedError as exc:
-        rank, failure = exc.get_first_failure()
-        code = failure.exitcode
-        if code < 0:  # killed by a signal: it could not say why itself
-            name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
-            hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+        rank, failure, killed = root_cause(exc.failures)
+        if killed:  # it could not say why itself
+            code = -failure.exitcode
+            name = signal.Signals(code).name if code in signal.valid_signals() else f"signal {code}"
+            hint = " (out of memory?)" if code == signal.SIGKILL else ""
             print(
                 f"img2img: error: training process rank {rank} was killed by {name}{hint}; the others "
                 f"were stopped. The last checkpoint in {run_dir}/checkpoints is intact: resume with "
@@ -387,7 +402,7 @@ def launch_local(nproc: int, args: Sequence[str], *, device_option: str, task: s
                 flush=True,
             )
             return 1
-        return code or 1
+        return failure.exitcode or 1
     except SignalException as exc:
         return 128 + int(exc.sigval)
     return 0
@@ -403,7 +418,6 @@ __all__ = [
     "data_parallel",
     "destroy_process_group",
     "gather_to_main",
-    "has_batch_norm",
     "init_process_group",
     "is_peer_failure",
     "launch_local",
@@ -412,6 +426,7 @@ __all__ = [
     "rank_seed",
     "record_failure",
     "revert_sync_batchnorm",
+    "root_cause",
     "torchrun_arguments",
     "under_torchrun",
 ]
