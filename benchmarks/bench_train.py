@@ -60,7 +60,8 @@ def worker(conn, options: dict, args: argparse.Namespace, data_dir: str) -> None
         torch.set_num_threads(args.threads)
 
     from img2img.data import EpochSampler
-    from img2img.train.common import Amp, Runtime, resolve_device
+    from img2img.devices import resolve_device
+    from img2img.train.common import Amp, Runtime
 
     config_cls, model_cls, make_data = trainer_parts(args.model)
     config = config_cls(

@@ -31,7 +31,8 @@ from PIL import Image
 from torch import nn
 
 from img2img.config import GeneratorConfig
-from img2img.errors import DeviceError, ImageError, UsageError
+from img2img.devices import resolve_device
+from img2img.errors import ImageError, UsageError
 from img2img.imageio import ModelInput, from_model_output, to_model_input
 from img2img.networks import PerImageBatchNorm
 from img2img.weights import LoadedGenerator, WeightsMetadata, load_generator
@@ -46,37 +47,6 @@ K = TypeVar("K", bound=Hashable)
 
 
 # --- devices and precision --------------------------------------------------------------------
-
-
-def resolve_device(spec: str | torch.device = "auto") -> torch.device:
-    """'auto' (CUDA if available, else CPU), 'cpu', 'cuda', 'cuda:N' or 'mps' -> a device this
-    machine has; DeviceError otherwise, UsageError for a name that is no device at all."""
-    if isinstance(spec, torch.device):
-        spec = str(spec)
-    spec = spec.strip().lower()
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise UsageError(f"unknown device {spec!r}; valid: auto, cpu, cuda, cuda:N, mps") from None
-    if device.type == "cpu":
-        return device
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            why = "this PyTorch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
-            raise DeviceError(f"device {spec!r} requested but {why}", hint="use --device cpu or auto")
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            raise DeviceError(
-                f"device {spec!r} requested but this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})"
-            )
-        return device
-    if device.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise DeviceError(f"device {spec!r} requested but Apple MPS is not available", hint="use --device cpu or auto")
-        return device
-    raise UsageError(f"unsupported device {spec!r}; valid: auto, cpu, cuda, cuda:N, mps")
 
 
 def cpu_has_native_bf16() -> bool:
@@ -426,6 +396,5 @@ __all__ = [
     "minimum_size",
     "pad_to_multiple",
     "padded_size",
-    "resolve_device",
     "resolve_precision",
 ]

@@ -46,7 +46,6 @@ from img2img.errors import (
 )
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-SHIPPED_WEIGHTS = WEIGHTS_DIR  # the name the first version of this module exported
 REGISTRY_FILE = WEIGHTS_DIR / "registry.json"
 REGISTRY_SCHEMA = 1
 

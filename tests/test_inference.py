@@ -12,13 +12,13 @@ import torch
 from PIL import Image
 
 from conftest import make_generator_file
+from img2img.devices import resolve_device
 from img2img.errors import DeviceError, ImageError, UsageError
 from img2img.imageio import encode_image, read_image, to_model_input, write_image
 from img2img.inference import (
     Translator,
     cpu_has_native_bf16,
     pad_to_multiple,
-    resolve_device,
     resolve_precision,
 )
 from img2img.weights import load_generator

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from img2img.atomic import atomic_path, atomic_write_bytes
 from img2img.config import GeneratorConfig, TrainConfig
 from img2img.data import EpochSampler
+from img2img.devices import resolve_device
 from img2img.errors import DeviceError, Img2ImgError, TrainingInterrupted, UsageError
 from img2img.networks import use_per_image_batch_norm
 from img2img.train import distributed
@@ -77,30 +78,6 @@ class DistInfo:
                 return default
 
         return cls(read("RANK", 0), read("LOCAL_RANK", 0), read("WORLD_SIZE", 1))
-
-
-def resolve_device(name: str, dist: DistInfo | None = None) -> torch.device:
-    """auto (CUDA when present, else the CPU), cpu, cuda or cuda:N, checked against this machine."""
-    dist = dist or DistInfo()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", dist.local_rank % torch.cuda.device_count())
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"--device {name!r}: not a device; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cpu":
-        return device
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError(f"--device {name}: this machine has no CUDA device (use --device cpu or auto)")
-        count = torch.cuda.device_count()
-        index = device.index if device.index is not None else dist.local_rank % count
-        if index >= count:
-            raise DeviceError(f"--device {name}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
-        return torch.device("cuda", index)
-    raise UsageError(f"--device {name!r}: unsupported; use auto, cpu, cuda or cuda:N")
 
 
 def default_num_workers(device: torch.device) -> int:
@@ -620,7 +597,7 @@ class Trainer:
     # -- setup
     def _prepare(self) -> None:
         cfg = self.config
-        self.device = resolve_device(cfg.device, self.dist)
+        self.device = resolve_device(cfg.device, self.dist.local_rank)
         distributed.check_device_option(cfg.device, self.dist.world_size)
         # Under torchrun: join the process group (NCCL on CUDA, gloo on the CPU) and take rank
         # 0's seed (a run without --seed draws one per process).
@@ -1146,7 +1123,6 @@ __all__ = [
     "inference_copy",
     "load_run_config",
     "read_config_file",
-    "resolve_device",
     "save_png",
     "set_requires_grad",
 ]
