@@ -33,7 +33,7 @@ PIX2PIX_NAMES = {  # registry name -> the reference's file name
     "facades_label2photo_pix2pix": "facades_label2photo",
     "day2night": "day2night",
 }
-SHIPPED_NAMES = {"photo2sketch"}  # trained by img2img itself, files in weights/
+SHIPPED_NAMES = {"photo2sketch", "photo2night", "night2photo"}  # trained by img2img itself, files in weights/
 TINY_GENERATOR = {"netg": "resnet_9blocks", "ngf": 16, "norm": "instance", "use_dropout": False}
 
 
