@@ -1,8 +1,9 @@
-"""Training quality with and without the CPU's speed defaults (bf16 autocast, channels-last):
-the learning tasks of the tests, trained to the end for several seeds, scored on held-out images.
+"""Training quality with and without the speed defaults (on a CPU with native bf16: bf16
+autocast, and channels-last for U-Nets): the learning tasks of the tests, trained to the end for
+several seeds, scored on held-out images.
 
     python benchmarks/quality_amp.py                       # both trainers, seeds 0 1 2
-    python benchmarks/quality_amp.py --model cyclegan --seeds 0 1 2 3 4
+    python benchmarks/quality_amp.py --seeds 0 1 2 3 4 5 --threads 1   # the README's table
 
 pix2pix: outlines -> filled shapes (32x32, unet_32), validation L1 to the true targets.
 CycleGAN: one scene in two palettes (64x64, resnet_2blocks), L1 of G_A(testA) to the true
@@ -19,11 +20,9 @@ import tempfile
 from pathlib import Path
 
 import torch
-from PIL import Image
-from torchvision.transforms.v2 import functional as TF
 
 from img2img.config import CycleGANConfig, Pix2PixConfig
-from img2img.data import write_palette_dataset, write_shapes_dataset
+from img2img.data import list_images, load_image, to_tensor, write_palette_dataset, write_shapes_dataset
 from img2img.train import train_cyclegan, train_pix2pix
 from img2img.weights import load_generator
 
@@ -43,10 +42,7 @@ def pix2pix_score(root: Path, seed: int, speed: dict) -> dict[str, float]:
 
 
 def _images(folder: Path) -> list[torch.Tensor]:
-    return [
-        TF.to_dtype(TF.pil_to_tensor(Image.open(path).convert("RGB")), torch.float32, scale=True).mul(2).sub(1)[None]
-        for path in sorted(folder.glob("*.png"))
-    ]
+    return [to_tensor(load_image(path, 3)).unsqueeze(0) for path in list_images(folder)]
 
 
 def cyclegan_score(root: Path, seed: int, speed: dict) -> dict[str, float]:

@@ -598,6 +598,9 @@ class Trainer:
     def _prepare(self) -> None:
         cfg = self.config
         self.device = resolve_device(cfg.device, self.dist.local_rank)
+        if self.device.type not in ("cpu", "cuda"):
+            # untested there: checkpoints restore only CPU and CUDA random states, and AMP is not set up for it
+            raise UsageError(f"--device {cfg.device}: training runs on the CPU or CUDA; use --device cpu, cuda or auto")
         distributed.check_device_option(cfg.device, self.dist.world_size)
         # Under torchrun: join the process group (NCCL on CUDA, gloo on the CPU) and take rank
         # 0's seed (a run without --seed draws one per process).
