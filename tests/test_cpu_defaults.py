@@ -1,0 +1,35 @@
+"""Speed defaults follow what the CPU can do (issue #17): nothing that is only fast with native
+bf16 is on by default on a CPU that emulates it."""
+
+from __future__ import annotations
+
+import torch
+
+from img2img import devices, inference
+from img2img.inference import Translator, default_channels_last
+
+
+def test_cpu_features_follow_torchs_own_probes():
+    features = devices.cpu_features()
+    assert set(features) == {"avx2", "avx512", "avx512_bf16", "amx"}
+    assert features["avx512_bf16"] == torch.cpu._is_avx512_bf16_supported()
+    assert devices.cpu_has_native_bf16() == (features["avx512_bf16"] or features["amx"])
+    summary = devices.machine_summary()
+    assert f"class {devices.cpu_class()}" in summary and torch.__version__ in summary
+
+
+def test_channels_last_only_where_it_pays(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert default_channels_last(cuda, torch.float16) and default_channels_last(cuda, torch.float32)
+    for native in (False, True):
+        monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda native=native: native)
+        assert not default_channels_last(cpu, torch.float32)
+        assert default_channels_last(cpu, torch.bfloat16) == native
+
+
+def test_translator_runs_nchw_in_fp32_on_the_cpu(tiny_generator):
+    translator = Translator(tiny_generator, device="cpu", precision="fp32")
+    assert translator.channels_last is False
+    forced = Translator(tiny_generator, device="cpu", precision="fp32", channels_last=True)
+    x = torch.rand(1, 3, 12, 16) * 2 - 1
+    assert torch.allclose(translator.translate_tensor(x), forced.translate_tensor(x), atol=1e-5)
