@@ -31,7 +31,7 @@ from PIL import Image
 from torch import nn
 
 from img2img.config import GeneratorConfig
-from img2img.devices import resolve_device
+from img2img.devices import cpu_has_native_bf16, resolve_device
 from img2img.errors import ImageError, UsageError
 from img2img.imageio import ModelInput, from_model_output, to_model_input
 from img2img.networks import PerImageBatchNorm
@@ -49,11 +49,13 @@ K = TypeVar("K", bound=Hashable)
 # --- devices and precision --------------------------------------------------------------------
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when bfloat16 convolutions have hardware support (AVX512-BF16 or AMX); without it
-    oneDNN emulates them and bfloat16 is no faster than fp32."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+def default_channels_last(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether the network runs channels-last (NHWC) by default: on CUDA (cuDNN's tensor cores
+    take NHWC without layout conversions) and on the CPU in every precision (oneDNN's
+    convolutions are NHWC; measured not slower than NCHW in float32 on an AVX2-only CPU and
+    faster in bf16 on a native-bf16 one: ``benchmarks/bench_translate.py``, README "Speed").
+    MPS gains nothing from it."""
+    return device.type in ("cuda", "cpu")
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
@@ -187,8 +189,10 @@ class Translator:
         device: str | torch.device = "auto",
         precision: Precision | str = "auto",
         direction: str | None = None,
+        channels_last: bool | None = None,
     ):
         self.device = resolve_device(device)
+        self.channels_last = channels_last
         self.dtype = resolve_precision(precision, self.device)
         self.precision_requested = precision
         if isinstance(model, LoadedGenerator):
@@ -234,9 +238,9 @@ class Translator:
 
     def _prepare(self, net: nn.Module) -> nn.Module:
         net = _use_group_norm(net.eval())
-        # Channels-last feeds oneDNN and cuDNN (tensor cores) without layout conversions;
-        # MPS gains nothing from it.
-        self._memory_format = torch.channels_last if self.device.type != "mps" else torch.contiguous_format
+        if self.channels_last is None:
+            self.channels_last = default_channels_last(self.device, self.dtype)
+        self._memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         net = net.to(memory_format=self._memory_format)
         # On CPU the whole network runs in bf16: autocast would cast every weight again on every
         # call (54M parameters for unet_256) and round-trip the norms through fp32. bf16 has
@@ -393,6 +397,7 @@ __all__ = [
     "Translator",
     "check_direction",
     "cpu_has_native_bf16",
+    "default_channels_last",
     "minimum_size",
     "pad_to_multiple",
     "padded_size",

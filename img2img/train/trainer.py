@@ -142,7 +142,7 @@ class Trainer:
             amp = Amp(use_amp, cfg.amp_dtype, self.device)
             channels_last = cfg.channels_last
             if channels_last is None:
-                channels_last = default_channels_last(self.device, cfg.generator_config)
+                channels_last = default_channels_last(self.device, cfg.generator_config, amp=use_amp)
             sync_bn = self._sync_bn()
             self.runtime = Runtime(self.device, amp, channels_last, cfg.compile, self.dist, sync_bn)
             # The dataset is checked before anything is written.
