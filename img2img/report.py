@@ -36,7 +36,8 @@ from img2img.errors import Img2ImgError, UsageError
 
 REPORT_FILE = "report.html"
 STATUSES = ("finished", "interrupted", "in progress")
-EMBED_BUDGET_BYTES = 25 * 2**20  # past this the older sample grids are linked, not embedded
+EMBED_BUDGET_BYTES = 20 * 2**20  # of base64 text; past it the older sample grids are linked, not embedded
+MAX_POINTS = 1500  # per curve; longer series are thinned evenly (smoothing uses every point)
 _META_COLUMNS = ("scope", "epoch", "iteration", "elapsed_s", "lr")
 _SAMPLE_NAME = re.compile(r"epoch_(\d+)\.png$")
 
@@ -235,8 +236,10 @@ def _panels(
             x, y = zip(*data)
             colour = f"C{index % 10}"
             if raw:
-                ax.plot(x, y, color=colour, alpha=0.25, linewidth=0.8)
-                ax.plot(x, smooth(y), color=colour, linewidth=1.6, label=run.name)
+                # A 400 px panel cannot show more points than this; fewer keep the page small.
+                step = max(1, len(x) // MAX_POINTS)
+                ax.plot(x[::step], y[::step], color=colour, alpha=0.25, linewidth=0.8)
+                ax.plot(x[::step], smooth(y)[::step], color=colour, linewidth=1.6, label=run.name)
             else:
                 ax.plot(x, y, color=colour, marker="o", markersize=3, linewidth=1.4, label=run.name)
         ax.set_title((titles or {}).get(name, name))
@@ -452,7 +455,7 @@ def _samples_html(run: RunRecord, page: Path, link_images: bool, budget: int) ->
     parts = [f"<h2>Samples: {html.escape(run.name)} (newest first; input | output | target)</h2>"]
     linked = 0
     for epoch, path in run.samples:
-        size = path.stat().st_size
+        size = (path.stat().st_size + 2) // 3 * 4  # as base64
         embed = not link_images and size <= budget
         if embed:
             budget -= size
