@@ -265,3 +265,82 @@ def test_multi_frame_input_says_it_used_the_first_frame_once(tiny_generator, tmp
         f"img2img: note: {tiff}: has 2 frames; using the first",
     ]
     assert written(tmp_path / "out") == ["anim.gif", "pages.tif"]
+
+
+# --- the one decoder: every mode, one scale policy ---------------------------------------------------
+
+
+def _mode_cases() -> dict[str, tuple[Image.Image, str | None, list[float]]]:
+    """mode -> (image, the format that stores it or None for in-memory only, expected gray-or-first
+    channel values in [0, 1] for its two pixels)."""
+    u16 = np.array([[1000, 65535]], dtype=np.uint16)
+    rgb = np.array([[[255, 0, 0], [0, 128, 255]]], dtype=np.uint8)
+    palette = Image.fromarray(np.array([[0, 1]], dtype=np.uint8), "P")
+    palette.putpalette([200, 10, 10, 10, 10, 200])
+    rgba = Image.fromarray(np.dstack([rgb, [[255, 255]]]).astype(np.uint8), "RGBA")
+    return {
+        "1": (Image.fromarray(np.array([[0, 255]], dtype=np.uint8)).convert("1"), "PNG", [0.0, 1.0]),
+        "L": (Image.fromarray(np.array([[51, 255]], dtype=np.uint8), "L"), "PNG", [0.2, 1.0]),
+        "P": (palette, "PNG", [200 / 255, 10 / 255]),
+        "PA": (palette.convert("PA"), "TIFF", [200 / 255, 10 / 255]),
+        "LA": (Image.fromarray(np.array([[[51, 9], [255, 255]]], dtype=np.uint8), "LA"), "PNG", [0.2, 1.0]),
+        "La": (Image.fromarray(np.array([[[51, 255], [255, 255]]], dtype=np.uint8), "LA").convert("La"), None, [0.2, 1.0]),
+        "RGB": (Image.fromarray(rgb, "RGB"), "PNG", [1.0, 0.0]),
+        "RGBA": (rgba, "PNG", [1.0, 0.0]),
+        "RGBa": (rgba.convert("RGBa"), None, [1.0, 0.0]),
+        "RGBX": (Image.fromarray(rgb, "RGB").convert("RGBX"), None, [1.0, 0.0]),
+        "CMYK": (Image.fromarray(rgb, "RGB").convert("CMYK"), "TIFF", [1.0, 0.0]),
+        "YCbCr": (Image.fromarray(rgb, "RGB").convert("YCbCr"), "TIFF", [0.996, 0.0]),
+        "LAB": (Image.fromarray(rgb, "RGB").convert("LAB"), "TIFF", [0.984, 0.055]),
+        "HSV": (Image.fromarray(rgb, "RGB").convert("HSV"), None, [1.0, 0.0]),
+        "I": (Image.fromarray(u16.astype(np.int32), "I"), "PPM", [1000 / 65535, 1.0]),
+        "I;16": (Image.fromarray(u16), "PNG", [1000 / 65535, 1.0]),
+        "I;16B": (Image.frombytes("I;16B", (2, 1), u16.astype(">u2").tobytes()), "TIFF", [1000 / 65535, 1.0]),
+        "I;16L": (Image.frombytes("I;16L", (2, 1), u16.astype("<u2").tobytes()), None, [1000 / 65535, 1.0]),
+        "I;16N": (Image.frombytes("I;16N", (2, 1), u16.astype("=u2").tobytes()), None, [1000 / 65535, 1.0]),
+        "F": (Image.fromarray(np.array([[0.25, 7.0]], dtype=np.float32), "F"), "TIFF", [0.25, 1.0]),
+    }
+
+
+@pytest.mark.parametrize("mode", list(_mode_cases()))
+def test_every_mode_decodes_by_the_scale_table_and_8bit_is_its_rounding(mode, tmp_path):
+    from img2img.imageio import MODE_SCALES, read_image, to_8bit, to_model_input
+
+    image, fmt, expected = _mode_cases()[mode]
+    assert image.mode == mode
+    assert mode in MODE_SCALES or mode.startswith("I;16")  # documented
+    if fmt is not None:  # through a file, as a user hands it in
+        path = tmp_path / f"image.{fmt.lower()}"
+        image.save(path, format=fmt)
+        image = read_image(path)
+        assert image.mode == mode  # the file keeps the mode
+    for channels in (3, 1):
+        pixels = to_model_input(image, channels).pixels
+        assert pixels.shape == (1, 2, channels) and pixels.dtype == np.float32
+        assert 0.0 <= pixels.min() and pixels.max() <= 1.0
+        if channels == 3 or mode in ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+            np.testing.assert_allclose(pixels[0, :, 0], expected, atol=0.002)
+        eight = np.asarray(to_8bit(image, channels), dtype=np.float32).reshape(1, 2, channels)
+        np.testing.assert_array_equal(eight, np.round(pixels * 255))
+
+
+def test_float_image_with_nan_is_refused(tmp_path):
+    from img2img.errors import ImageError
+    from img2img.imageio import read_image, to_8bit, to_model_input
+
+    path = tmp_path / "nan.tif"
+    Image.fromarray(np.array([[0.5, np.nan]], dtype=np.float32), "F").save(path)
+    for convert in (to_model_input, to_8bit):
+        with pytest.raises(ImageError, match="NaN pixel values"):
+            convert(read_image(path), 3)
+
+
+def test_translate_takes_every_mode_a_file_can_hold(tiny_generator, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    stored = {mode: case for mode, case in _mode_cases().items() if case[1] is not None}
+    for mode, (image, fmt, _) in stored.items():
+        image.save(folder / f"{mode.replace(';', '_')}.{fmt.lower()}", format=fmt)
+    code, _, stderr = run([folder, "-m", tiny_generator, "--out-dir", tmp_path / "out", "--ext", "png"], capsys)
+    assert (code, stderr) == (0, "")
+    assert len(written(tmp_path / "out")) == len(stored)
