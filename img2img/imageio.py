@@ -168,10 +168,15 @@ def read_image(
     finally:
         if isinstance(source, io.BufferedReader):
             source.close()
+    note_frames(label, frames, on_note)
+    return image
+
+
+def note_frames(label: str, frames: int, on_note: Callable[[str], None] | None = None) -> None:
+    """Say once per ``label`` (per process) that only the first of ``frames`` frames is used."""
     if frames > 1 and label not in _noted_frames:
         _noted_frames.add(label)
         (on_note or _log.warning)(f"{label}: has {frames} frames; using the first")
-    return image
 
 
 def read_stream(stream: BinaryIO, name: str, limit: int | None = None) -> bytes:
@@ -484,6 +489,7 @@ __all__ = [
     "is_image_path",
     "load_image",
     "natural_channels",
+    "note_frames",
     "parse_byte_size",
     "probe_image",
     "read_image",

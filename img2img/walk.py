@@ -66,12 +66,6 @@ class Listing:
     def paths(self) -> list[Path]:
         return [found.path for found in self.images]
 
-    def extend(self, other: Listing) -> None:
-        seen = {found.path for found in self.images}
-        self.images += [found for found in other.images if found.path not in seen]
-        self.notes += [note for note in other.notes if note not in self.notes]
-        self.errors += [error for error in other.errors if error not in self.errors]
-
 
 def special_file_kind(mode: int) -> str | None:
     """'a FIFO (named pipe)', 'a socket', ... for a ``st_mode`` that is none of file, folder."""
