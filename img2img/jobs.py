@@ -135,8 +135,13 @@ def _expand(arg: str, out_dir: Path | None) -> tuple[list[tuple[str, Path, Path]
     exclude = [out_dir] if out_dir is not None else []
     try:
         mode = path.stat().st_mode
-    except OSError:
+    except (FileNotFoundError, NotADirectoryError):
         mode = None
+    except OSError as exc:  # permission denied on a folder above it, a link loop (ELOOP), ...
+        if has_glob_chars(arg) and not path.exists():
+            mode = None
+        else:
+            return [], exc.strerror or str(exc), Listing()
     if mode is not None and stat.S_ISDIR(mode):
         listing = list_images(path, exclude=exclude)
         found = [(str(f.path), f.path, f.relative) for f in listing.images]
