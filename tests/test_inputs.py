@@ -3,8 +3,10 @@ handling of inputs that would hang, abort the batch or be skipped without a word
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +37,22 @@ def run(args: list, capsys) -> tuple[int, str, str]:
         main(["translate", *map(str, args)])
     out, err = capsys.readouterr()
     return info.value.code or 0, out, err
+
+
+@contextlib.contextmanager
+def fails_instead_of_hanging(seconds: int):
+    """Raise TimeoutError in the test if the block blocks (on a FIFO, say) for ``seconds``."""
+
+    def hung(signum, frame):
+        raise TimeoutError(f"blocked for {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def written(out: Path) -> list[str]:
@@ -119,6 +137,8 @@ def test_plan_gives_notes_and_the_same_jobs_for_folder_and_glob(tree, tmp_path):
     assert [j.output for j in jobs] == [j.output for j in glob_jobs]
     assert sorted(str(j.output.relative_to(out)) for j in jobs) == ["UPPER.JPG", "a.png", "linked/c.png", "sub/b.png"]
     assert len(notes) == 3
+    _, errors = plan_jobs([str(tree / "dangling.png")], output=None, out_dir=out)
+    assert [e.message for e in errors] == [f"{tree}/dangling.png: broken symbolic link"]
 
 
 # --- translate: nothing hangs, nothing aborts the batch ---------------------------------------------
@@ -344,3 +364,99 @@ def test_translate_takes_every_mode_a_file_can_hold(tiny_generator, tmp_path, ca
     code, _, stderr = run([folder, "-m", tiny_generator, "--out-dir", tmp_path / "out", "--ext", "png"], capsys)
     assert (code, stderr) == (0, "")
     assert len(written(tmp_path / "out")) == len(stored)
+
+
+# --- datasets and data combine: the same walker, the same decoder ------------------------------------
+
+
+def _gradient16(path: Path, size=(8, 4)) -> Path:
+    """A 16-bit grayscale PNG whose values use the whole 16-bit range (a plain 8-bit reader
+    clips nearly all of it to white)."""
+    values = np.linspace(0, 65535, size[0] * size[1]).reshape(size[1], size[0]).astype(np.uint16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(values).save(path)
+    assert Image.open(path).mode == "I;16"
+    return path
+
+
+def test_a_16bit_png_gives_the_same_pixels_to_translate_training_and_combine(tmp_path):
+    from img2img.data import PairedDataset, Preprocess, UnpairedDataset, check_paired_data, combine_folders
+    from img2img.imageio import read_image, to_model_input
+
+    train = tmp_path / "paired" / "train"
+    a = _gradient16(train / "A" / "x.png")
+    b = make_image(train / "B" / "x.png", size=(8, 4))
+    expected = np.round(to_model_input(read_image(a), 1).pixels[:, :, 0] * 255)  # translate's decoder
+    assert expected.min() == 0 and expected.max() == 255 and len(np.unique(expected)) == 32  # not clipped
+
+    def from_tensor(tensor) -> np.ndarray:  # the datasets' [-1, 1] back to 0..255
+        return np.round((tensor.numpy() + 1) * 127.5)[0]
+
+    pre = Preprocess("none", 8, 8, flip=False)
+    found = check_paired_data(tmp_path / "paired", pre)
+    paired = PairedDataset(found.train, pre, input_nc=1, output_nc=3, train=False)
+    np.testing.assert_array_equal(from_tensor(paired[0]["input"]), expected)
+    unpaired = UnpairedDataset([a], [b], pre, nc_a=1, train=False)
+    np.testing.assert_array_equal(from_tensor(unpaired[0]["A"]), expected)
+
+    written = combine_folders(train / "A", train / "B", tmp_path / "AB")
+    combined = np.asarray(Image.open(written[0]).convert("RGB"))[:, :8, 0]
+    np.testing.assert_array_equal(combined, expected)
+
+
+@needs_posix
+def test_datasets_follow_symlinked_folders_and_skip_fifos_with_a_note(tmp_path, caplog):
+    from img2img.data import Preprocess, check_paired_data, check_unpaired_data
+
+    shared = tmp_path / "shared"
+    for index in range(2):
+        make_image(shared / f"s{index}.png", size=(16, 8), seed=index)
+    train = tmp_path / "aligned" / "train"
+    make_image(train / "a.png", size=(16, 8))
+    os.symlink(shared, train / "more")
+    os.symlink(".", train / "loop")
+    os.mkfifo(train / "pipe.png")
+    pre = Preprocess("none", 8, 8, flip=False)
+    with caplog.at_level("WARNING", logger="img2img"), fails_instead_of_hanging(30):
+        found = check_paired_data(tmp_path / "aligned", pre)
+    assert sorted(p.a.name for p in found.train) == ["a.png", "s0.png", "s1.png"]
+    notes = [r.getMessage() for r in caplog.records]
+    assert any("pipe.png: skipped: a FIFO" in n for n in notes)
+    assert any("loop: skipped: symbolic link loop" in n for n in notes)
+
+    unpaired = tmp_path / "unpaired"
+    make_image(unpaired / "trainA" / "a.png", size=(8, 8))
+    os.symlink(shared, unpaired / "trainB")
+    os.mkfifo(unpaired / "trainA" / "pipe.png")
+    with fails_instead_of_hanging(30):
+        found = check_unpaired_data(unpaired, Preprocess("none", 8, 8, flip=False))
+    assert sorted(p.name for p in found.train_b) == ["s0.png", "s1.png"]
+
+
+def test_dataset_of_a_multi_frame_file_notes_the_first_frame_once(tmp_path, caplog):
+    from img2img.data import PairedDataset, Preprocess, check_paired_data
+
+    frames = [Image.new("RGB", (16, 8), colour) for colour in ("red", "blue")]
+    gif = tmp_path / "data" / "train" / "anim.gif"
+    gif.parent.mkdir(parents=True)
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=50)
+    pre = Preprocess("none", 8, 8, flip=False)
+    with caplog.at_level("WARNING", logger="img2img"):
+        found = check_paired_data(tmp_path / "data", pre)
+        dataset = PairedDataset(found.train, pre, train=False)
+        dataset[0], dataset[0]
+    assert [r.getMessage() for r in caplog.records] == [f"{gif}: has 2 frames; using the first"]
+
+
+def test_combine_reports_an_unreadable_pair_and_writes_the_others(tmp_path, capsys):
+    for name in ("1", "2", "3"):
+        make_image(tmp_path / "A" / f"{name}.png", size=(8, 8))
+        make_image(tmp_path / "B" / f"{name}.png", size=(8, 8), seed=1)
+    (tmp_path / "A" / "2.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(SystemExit) as info:
+        main(["data", "combine", str(tmp_path / "A"), str(tmp_path / "B"), str(tmp_path / "AB")])
+    err = capsys.readouterr().err
+    assert info.value.code == 1
+    errors = [line for line in err.splitlines() if line.startswith("img2img: error:")]
+    assert errors == [f"img2img: error: {tmp_path}/A/2.png: cannot identify image file"]
+    assert sorted(p.name for p in (tmp_path / "AB").iterdir()) == ["1.png", "3.png"]
