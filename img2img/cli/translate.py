@@ -188,10 +188,10 @@ def _run(translator, jobs: list[Job], batch_size: int, reporter: _Reporter, stdi
             start = time.perf_counter()
             try:
                 if job.source is None:  # read with the bound even when it is a regular file
-                    source = read_stream(typer.get_binary_stream("stdin"), "stdin", stdin_limit)
+                    source, name = read_stream(typer.get_binary_stream("stdin"), "stdin", stdin_limit), "stdin"
                 else:
-                    source = job.source
-                image = read_image(source, name="stdin" if job.source is None else job.label, stream_limit=stdin_limit, on_note=reporter.note)
+                    source, name = job.source, job.label
+                image = read_image(source, name=name, stream_limit=stdin_limit, on_note=reporter.note)
             except ImageError as exc:  # its message names the file
                 reporter.failed(job.label, job.output, str(exc))
                 continue
@@ -251,11 +251,19 @@ class _Reporter:
 
     def note(self, message: str) -> None:
         """Something skipped on purpose or worth knowing (not a failure): one line on stderr."""
-        self._print(f"img2img: note: {message}")
+        line = f"img2img: note: {message}"
+        if self._progress is not None:
+            self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     def failed(self, label: str, output: Path | None, message: str) -> None:
         self.failures += 1
-        self._print(f"img2img: error: {message}")
+        line = f"img2img: error: {message}"
+        if self._progress is not None:
+            self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
         self._json({"input": label, "output": _path_str(output), "status": "error", "error": message})
         self._advance()
 
@@ -271,12 +279,6 @@ class _Reporter:
             }
         )
         self._advance()
-
-    def _print(self, line: str) -> None:
-        if self._progress is not None:
-            self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
-        else:
-            print(line, file=sys.stderr, flush=True)
 
     def _json(self, record: dict) -> None:
         if self.as_json:
