@@ -155,9 +155,12 @@ def _use_group_norm(net: nn.Module) -> nn.Module:
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
-    # CUDA and MPS raise OutOfMemoryError; the CPU allocator raises a plain RuntimeError.
-    return isinstance(exc, torch.OutOfMemoryError) or (
-        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+    # CUDA and MPS raise OutOfMemoryError; torch's CPU allocator a plain RuntimeError
+    # ("DefaultCPUAllocator: can't allocate memory" on Linux, "not enough memory" on Windows);
+    # numpy and Python a MemoryError.
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or (
+        isinstance(exc, RuntimeError)
+        and any(text in str(exc) for text in ("can't allocate memory", "not enough memory", "DefaultCPUAllocator"))
     )
 
 

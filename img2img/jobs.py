@@ -10,23 +10,26 @@ but the file system's listing; ``img2img translate`` runs the jobs.
 
 The rules: names relative to each folder (or to a glob's fixed part) are kept under ``out_dir``;
 an input is never overwritten; an existing output is refused unless ``overwrite``; two inputs
-never share one output; hidden files and files without an image extension are skipped in
-folders; an ``out_dir`` inside an input folder is not read as input.
+never share one output; folders and globs are listed by :mod:`img2img.walk` (hidden files and
+files without an image extension skipped, symbolic links followed, special files skipped with a
+note); an ``out_dir`` inside an input folder is not read as input.
 """
 
 from __future__ import annotations
 
-import glob
+import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable
 
 from img2img.errors import UsageError
-from img2img.imageio import DEFAULT_FORMAT, WRITABLE_EXTENSIONS, format_for_path, is_image_path
+from img2img.imageio import DEFAULT_FORMAT, WRITABLE_EXTENSIONS, format_for_path
+from img2img.walk import Listing, glob_images, has_glob_chars, list_images, special_file_kind
 
 STDIN = "-"
-_GLOB_CHARS = frozenset("*?[")
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,6 +60,7 @@ def plan_jobs(
     ext: str | None = None,
     overwrite: bool = False,
     to_stdout: bool = False,
+    on_note: Callable[[str], None] | None = None,
 ) -> tuple[list[Job], list[InputError]]:
     """Expand INPUTs into jobs (input -> output), and errors for inputs that match nothing or
     outputs that must not be written.
@@ -64,17 +68,22 @@ def plan_jobs(
     Give exactly one destination: ``output`` (one input image), ``out_dir`` (any number; ``ext``
     sets the format, else the input's extension when Pillow can write it, else PNG) or
     ``to_stdout``. Raises UsageError when ``output`` is given and the inputs hold more than one
-    image."""
+    image. Files skipped on purpose (FIFOs, sockets, devices, broken links, link loops in
+    folders) are reported one line each to ``on_note`` (default: a logging warning)."""
+    note = on_note or _log.warning
     errors: list[InputError] = []
     found: list[tuple[str, Path | None, Path]] = []  # label, source, name relative to its input
-    skip_dir = out_dir.resolve() if out_dir is not None else None
     for arg in inputs:
         if arg == STDIN:
             found.append((STDIN, None, Path("stdin.png")))
             continue
-        matches, error = _expand(arg, skip_dir)
+        matches, error, listing = _expand(arg, out_dir)
         if error:
             errors.append(InputError(arg, f"{arg}: {error}"))
+        for message in listing.notes:
+            note(message)
+        for message in listing.errors:  # a folder that could not be listed: images are missing
+            errors.append(InputError(arg, message))
         found.extend(matches)
 
     if output is not None and len(found) > 1:
@@ -119,50 +128,49 @@ def normalise_ext(ext: str) -> str:
     return "." + ext.lower().lstrip(".")
 
 
-def _expand(arg: str, skip_dir: Path | None) -> tuple[list[tuple[str, Path, Path]], str | None]:
-    """One INPUT -> (label, path, relative name) triples, or an error saying why there are none."""
+def _expand(arg: str, out_dir: Path | None) -> tuple[list[tuple[str, Path, Path]], str | None, Listing]:
+    """One INPUT -> (label, path, relative name) triples, or an error saying why there are none,
+    and the walker's listing (its notes and unreadable folders)."""
     path = Path(arg)
-    if path.is_dir():
-        found = list(_walk_folder(path, path, skip_dir))
-        return found, None if found else "no images in this folder"
-    if path.exists():
-        return [(arg, path, Path(path.name))], None
-    if not _GLOB_CHARS.intersection(arg):
-        return [], "no such file or directory"
-    base = _glob_base(arg)
-    found = []
-    for match in sorted(glob.glob(arg, recursive=True)):
-        match_path = Path(match)
-        if match_path.is_dir():
-            found.extend(_walk_folder(match_path, base, skip_dir))
+    exclude = [out_dir] if out_dir is not None else []
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None
+    except OSError as exc:  # permission denied on a folder above it, a link loop (ELOOP), ...
+        if has_glob_chars(arg) and not path.exists():
+            mode = None
         else:
-            found.append((match, match_path, match_path.relative_to(base)))
-    return found, None if found else "no files match"
+            return [], exc.strerror or str(exc), Listing()
+    if mode is not None and stat.S_ISDIR(mode):
+        listing = list_images(path, exclude=exclude)
+        found = [(str(f.path), f.path, f.relative) for f in listing.images]
+        return found, None if found or listing.errors else "no images in this folder", listing
+    if mode is not None:
+        kind = special_file_kind(mode)
+        if kind in ("a socket", "a block device"):
+            return [], f"is {kind}, not an image file", Listing()
+        # Regular files, and FIFOs or character devices named on purpose (`<(curl ...)`, /dev/stdin):
+        # imageio.read_image reads those as streams, with the bound of standard input.
+        return [(arg, path, Path(path.name))], None, Listing()
+    if os.path.islink(path):
+        return [], "broken symbolic link", Listing()
+    if not has_glob_chars(arg):
+        return [], "no such file or directory", Listing()
+    listing = glob_images(arg, exclude=exclude)
+    found = [(str(f.path), f.path, f.relative) for f in listing.images]
+    return found, None if found or listing.errors else "no files match", listing
 
 
-def _walk_folder(folder: Path, base: Path, skip_dir: Path | None) -> Iterator[tuple[str, Path, Path]]:
-    for root, dirs, files in os.walk(folder):
-        root_path = Path(root)
-        # Hidden entries are skipped; so is the output folder when it lies inside the input one,
-        # so that a second run does not translate the first run's outputs.
-        dirs[:] = sorted(
-            d for d in dirs if not d.startswith(".") and (skip_dir is None or (root_path / d).resolve() != skip_dir)
-        )
-        for name in sorted(files):
-            if not name.startswith(".") and is_image_path(name):
-                path = root_path / name
-                yield str(path), path, path.relative_to(base)
-
-
-def _glob_base(pattern: str) -> Path:
-    """The folder part of a glob before its first wildcard: names are kept relative to it."""
-    parts = Path(pattern).parts
-    fixed = []
-    for part in parts[:-1]:
-        if _GLOB_CHARS.intersection(part):
-            break
-        fixed.append(part)
-    return Path(*fixed) if fixed else Path(".")
+def _walk_folder(folder: Path, base: Path, skip_dir: Path | None):
+    """(label, path, name relative to ``base``) for the images of ``folder``, by the walker;
+    its notes and unreadable folders are logged. Kept for code written against the walker's
+    predecessor; new code calls :func:`img2img.walk.list_images` and handles the listing."""
+    listing = list_images(folder, exclude=[skip_dir] if skip_dir is not None else [])
+    for message in listing.notes + listing.errors:
+        _log.warning(message)
+    for found in listing.images:
+        yield str(found.path), found.path, (Path(folder) / found.relative).relative_to(base)
 
 
 __all__ = ["STDIN", "InputError", "Job", "normalise_ext", "plan_jobs"]

@@ -11,6 +11,7 @@ import sys
 import typer
 
 from img2img import __version__
+from img2img.cli import _notes
 from img2img.cli._app import app
 from img2img.errors import Img2ImgError
 
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in args or os.environ.get("IMG2IMG_DEBUG", "") not in ("", "0")
     args = [arg for arg in args if arg != DEBUG_FLAG]
+    _notes.install()
     try:
         app(args=args, prog_name="img2img")
     except Img2ImgError as exc:

@@ -42,7 +42,8 @@ _HELP = "\n\n".join(
         "An existing output is an error unless --overwrite; an input is never overwritten. Each "
         "output is written under a temporary name and renamed, so no file is ever half written.",
         "Grayscale stays grayscale with a one-channel model; alpha is kept where the output format "
-        "can hold it. In folders, hidden files and files without an image extension are skipped.",
+        "can hold it. In folders, hidden files and files without an image extension are skipped; "
+        "symbolic links are followed; FIFOs, sockets and devices are skipped with a note.",
         'With --json, each input gives one line on stdout: {"input", "output", "width", "height", '
         '"seconds", "status": "ok"} or {"input", "output", "status": "error", "error"}, in the '
         "order they finish.",
@@ -92,14 +93,26 @@ def translate(
         False, "--json", help="Print one JSON object per input on stdout (status ok or error)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (errors are still shown)."),
+    stdin_limit: str = typer.Option(
+        "1G",
+        "--stdin-limit",
+        envvar="IMG2IMG_STDIN_LIMIT",
+        metavar="SIZE",
+        help="Most bytes read from standard input or from a pipe named as INPUT (K, M, G suffixes).",
+    ),
 ) -> None:
     """Translate images with a trained generator; outputs have the inputs' size."""
     # Imported here rather than at the top so that `img2img --help` does not load torch.
+    from img2img.imageio import parse_byte_size
     from img2img.inference import Translator
     from img2img.jobs import plan_jobs
 
     to_stdout = _check_options(inputs, output, out_dir, ext, as_json)
-    jobs, errors = plan_jobs(inputs, output=output, out_dir=out_dir, ext=ext, overwrite=overwrite, to_stdout=to_stdout)
+    limit = parse_byte_size(stdin_limit)
+    notes: list[str] = []
+    jobs, errors = plan_jobs(
+        inputs, output=output, out_dir=out_dir, ext=ext, overwrite=overwrite, to_stdout=to_stdout, on_note=notes.append
+    )
     translator = Translator(
         model,
         device=device,
@@ -109,10 +122,12 @@ def translate(
     reporter = _Reporter(as_json=as_json, show_progress=not quiet and len(jobs) + len(errors) > 1 and sys.stderr.isatty())
     try:
         with reporter.progress(total=len(jobs) + len(errors)):
+            for message in notes:
+                reporter.note(message)
             for error in errors:
                 reporter.failed(error.label, error.output, error.message)
             if jobs:
-                _run(translator, jobs, batch_size, reporter)
+                _run(translator, jobs, batch_size, reporter, limit)
     except BrokenPipeError:
         # Whoever read stdout has gone (`... --json | head -1`): stop quietly, like a tool that
         # SIGPIPE ends, and keep Python from failing again when it flushes stdout at exit.
@@ -162,9 +177,9 @@ def _check_options(
 # --- running ------------------------------------------------------------------------------------
 
 
-def _run(translator, jobs: list[Job], batch_size: int, reporter: _Reporter) -> None:
+def _run(translator, jobs: list[Job], batch_size: int, reporter: _Reporter, stdin_limit: int) -> None:
     from img2img.errors import ImageError
-    from img2img.imageio import encode_image, read_image, write_image
+    from img2img.imageio import encode_image, read_image, read_stream, write_image
 
     read_seconds: dict[int, float] = {}
 
@@ -172,10 +187,11 @@ def _run(translator, jobs: list[Job], batch_size: int, reporter: _Reporter) -> N
         for index, job in enumerate(jobs):
             start = time.perf_counter()
             try:
-                if job.source is None:
-                    image = read_image(typer.get_binary_stream("stdin").read(), name="stdin")
+                if job.source is None:  # read with the bound even when it is a regular file
+                    source, name = read_stream(typer.get_binary_stream("stdin"), "stdin", stdin_limit), "stdin"
                 else:
-                    image = read_image(job.source, name=job.label)
+                    source, name = job.source, job.label
+                image = read_image(source, name=name, stream_limit=stdin_limit, on_note=reporter.note)
             except ImageError as exc:  # its message names the file
                 reporter.failed(job.label, job.output, str(exc))
                 continue
@@ -232,6 +248,14 @@ class _Reporter:
         )
         self._task = self._progress.add_task("translate", total=total)
         return self._progress
+
+    def note(self, message: str) -> None:
+        """Something skipped on purpose or worth knowing (not a failure): one line on stderr."""
+        line = f"img2img: note: {message}"
+        if self._progress is not None:
+            self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     def failed(self, label: str, output: Path | None, message: str) -> None:
         self.failures += 1
