@@ -9,6 +9,7 @@ padding, batching, writing) with the PyTorch models.
 
 onnx, onnxscript and onnxruntime are the optional extra ``img2img[onnx]``; they are imported
 lazily, and their absence is one line naming the install command (``MissingExtraError``).
+Running an exported model needs onnxruntime only.
 """
 
 from __future__ import annotations
@@ -63,27 +64,17 @@ def channel_order(channels: int) -> str:
     return {1: "L", 3: "RGB"}.get(channels, f"{channels} channels")
 
 
-def read_onnx_metadata(path: str | os.PathLike[str]) -> tuple[WeightsMetadata, dict[str, str]]:
-    """The img2img metadata of an exported ONNX file, without loading its weights: the weights
-    format's metadata and all metadata_props. WeightsError when the file is not ONNX or lacks
-    img2img's metadata (a model exported elsewhere: its input range and layout are unknown)."""
-    (onnx,) = import_extra("onnx")
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such file")
-    try:
-        # load_external_data=False: only the graph's description is read (small and fast).
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError, ValueError, ... for a file that is not ONNX
-        raise WeightsError(f"{path}: not a readable ONNX model ({_first_line(exc)})") from None
-    props = {prop.key: prop.value for prop in model.metadata_props}
-    if METADATA_KEY not in props:
+def onnx_metadata_of(path: str | os.PathLike[str], properties: dict[str, str]) -> WeightsMetadata:
+    """The weights format's metadata among an exported ONNX file's metadata_props. WeightsError
+    when it is missing (a model exported elsewhere: its input range, channels and sizes are
+    unknown) or invalid."""
+    if METADATA_KEY not in properties:
         raise WeightsError(
             f"{path}: ONNX model has no img2img metadata, so its input range, channels and sizes "
             "are unknown",
             hint="export the model with `img2img export MODEL -o model.onnx`",
         )
-    return WeightsMetadata.from_json(props[METADATA_KEY], path), props
+    return WeightsMetadata.from_json(properties[METADATA_KEY], path)
 
 
 def resolve_providers(device: str | torch.device) -> tuple[list[Any], str]:
@@ -121,7 +112,8 @@ class OnnxGenerator:
     def __init__(self, path: str | os.PathLike[str], *, device: str | torch.device = "auto"):
         (ort,) = import_extra("onnxruntime")
         self.path = Path(path)
-        self.metadata, self.properties = read_onnx_metadata(self.path)
+        if not self.path.is_file():
+            raise WeightsError(f"{self.path}: no such file")
         providers, self.device_name = resolve_providers(device)
         options = ort.SessionOptions()
         # The same thread count as PyTorch (so OMP_NUM_THREADS and torch.set_num_threads apply).
@@ -130,7 +122,10 @@ class OnnxGenerator:
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:
-            raise WeightsError(f"{self.path}: onnxruntime cannot load the model ({_first_line(exc)})") from None
+            raise WeightsError(f"{self.path}: not an ONNX model onnxruntime can load ({_first_line(exc)})") from None
+        # Read through onnxruntime, so that running a model needs onnxruntime only.
+        self.properties = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.metadata = onnx_metadata_of(self.path, self.properties)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1 or len(inputs[0].shape) != 4:
             raise WeightsError(f"{self.path}: expected one NCHW image input and one output")
@@ -174,6 +169,6 @@ __all__ = [
     "channel_order",
     "import_extra",
     "is_onnx_file",
-    "read_onnx_metadata",
+    "onnx_metadata_of",
     "resolve_providers",
 ]
