@@ -191,7 +191,7 @@ class Translator:
     ):
         self.precision_requested = precision
         path = None if isinstance(model, LoadedGenerator) else _resolve(model)
-        if path is not None and _is_onnx(path):
+        if _is_onnx(path):
             # An exported ONNX model runs in onnxruntime, in the graph's float32, behind the same
             # call as the PyTorch network; tensors stay on the CPU (onnxruntime copies to a GPU).
             from img2img.onnx_runtime import OnnxGenerator
@@ -203,10 +203,10 @@ class Translator:
         else:
             self.device = resolve_device(device)
             self.dtype = resolve_precision(precision, self.device)
-        if isinstance(model, LoadedGenerator):
-            loaded = LoadedGenerator(copy.deepcopy(model.net).to(self.device), model.metadata, model.path)
-        elif not _is_onnx(path):
-            loaded = load_generator(path, self.device)
+            if isinstance(model, LoadedGenerator):
+                loaded = LoadedGenerator(copy.deepcopy(model.net).to(self.device), model.metadata, model.path)
+            else:
+                loaded = load_generator(path, self.device)
         self.metadata: WeightsMetadata = loaded.metadata
         self.path = loaded.path
         check_direction(self.metadata, direction, self.path)

@@ -13,9 +13,9 @@ Exporters (both tried on ResNet and U-Net generators, batch and instance norm; b
 outputs, to ~1e-6): the default is torch's ``torch.export``-based exporter (``dynamo=True``), for
 three reasons. Its input shape states the size multiple the network needs (``4*h``, ``256*w``:
 ``torch.export.Dim`` derived dimensions), which the TorchScript exporter cannot express; its
-graph is the plain network (Pad/Conv/InstanceNormalization/ConvTranspose, 36 nodes for a
+graph is the plain network (Pad/Conv/InstanceNormalization/ConvTranspose, 35 nodes for a
 2-block ResNet) where the TorchScript exporter wraps every reflection pad in
-Reshape/Transpose/Slice/Cast scaffolding (148 nodes); and it is the exporter torch maintains.
+Reshape/Transpose/Slice/Cast scaffolding (149 nodes); and it is the exporter torch maintains.
 It writes opset 18 or newer only, so an older ``opset`` (for older runtimes) is exported by
 the TorchScript exporter (``dynamo=False``, ``dynamic_axes``), which handles the same layers.
 

@@ -94,19 +94,28 @@ def random_image(path: Path, size: tuple[int, int], mode: str, seed: int) -> Pat
     return path
 
 
+class Exports:
+    """name -> (weights file, its ONNX export with the default exporter), each exported once,
+    when a test first asks for it (so that `-k` runs export only what they use)."""
+
+    def __init__(self, root: Path):
+        self.root, self.cache = root, {}
+
+    def __getitem__(self, name: str) -> tuple[Path, Path]:
+        if name not in self.cache:
+            if name in TINY:
+                weights = tiny_model_file(self.root / f"{name}.safetensors", seed=len(name), **TINY[name])
+            else:
+                weights = REPO_ROOT / "weights" / f"{name}.safetensors"
+            target = self.root / f"{name}.onnx"
+            export_onnx(weights, target)
+            self.cache[name] = (weights, target)
+        return self.cache[name]
+
+
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
-    """name -> (weights file, its ONNX export), each exported once with the default exporter."""
-    root = tmp_path_factory.mktemp("onnx")
-    models = {path.stem: path for path in SHIPPED}
-    for name, options in TINY.items():
-        models[name] = tiny_model_file(root / f"{name}.safetensors", seed=len(name), **options)
-    result = {}
-    for name, weights in models.items():
-        target = root / f"{name}.onnx"
-        export_onnx(weights, target)
-        result[name] = (weights, target)
-    return result
+def exported(tmp_path_factory) -> Exports:
+    return Exports(tmp_path_factory.mktemp("onnx"))
 
 
 def test_shipped_models_are_there():
