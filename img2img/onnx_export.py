@@ -28,7 +28,6 @@ no file is left (the file is written under a temporary name and renamed only aft
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os

@@ -4,6 +4,7 @@ onnxruntime session at sizes the export never saw, and compared with translate's
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -206,7 +207,7 @@ def test_translate_runs_onnx_models_like_weights(exported, tmp_path, capsys):
         capsys,
     )
     assert code == 0, err
-    records = [__import__("json").loads(line) for line in out.splitlines()]
+    records = [json.loads(line) for line in out.splitlines()]
     assert sorted(r["status"] for r in records) == ["ok"] * 3
     code, _, err = run_cli(["translate", tmp_path / "in", "--model", weights, "--out-dir", tmp_path / "torch", "--precision", "fp32"], capsys)
     assert code == 0, err
