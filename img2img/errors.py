@@ -53,3 +53,11 @@ class TrainingInterrupted(Img2ImgError):
     def __init__(self, message: str, *, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class MissingExtraError(Img2ImgError):
+    """An optional extra (``pip install "img2img[...]"``) that a command needs is not installed."""
+
+
+class ExportError(Img2ImgError):
+    """An export that failed or whose result does not compute what the source model computes."""

@@ -23,6 +23,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Hashable, Iterable, Iterator, Literal, TypeVar
 
 import numpy as np
@@ -194,16 +195,25 @@ class Translator:
         direction: str | None = None,
         channels_last: bool | None = None,
     ):
-        self.device = resolve_device(device)
         self.channels_last = channels_last
-        self.dtype = resolve_precision(precision, self.device)
         self.precision_requested = precision
-        if isinstance(model, LoadedGenerator):
-            loaded = LoadedGenerator(copy.deepcopy(model.net).to(self.device), model.metadata, model.path)
-        else:
-            from img2img.registry import resolve_model
+        path = None if isinstance(model, LoadedGenerator) else _resolve(model)
+        if _is_onnx(path):
+            # An exported ONNX model runs in onnxruntime, in the graph's float32, behind the same
+            # call as the PyTorch network; tensors stay on the CPU (onnxruntime copies to a GPU).
+            from img2img.onnx_runtime import OnnxGenerator
 
-            loaded = load_generator(resolve_model(os.fspath(model)), self.device)
+            if precision not in ("auto", "fp32"):
+                raise UsageError(f"{path}: ONNX models run in float32, not {precision}", hint="use --precision auto or fp32")
+            loaded = OnnxGenerator(path, device=device).loaded()
+            self.device, self.dtype = torch.device("cpu"), torch.float32
+        else:
+            self.device = resolve_device(device)
+            self.dtype = resolve_precision(precision, self.device)
+            if isinstance(model, LoadedGenerator):
+                loaded = LoadedGenerator(copy.deepcopy(model.net).to(self.device), model.metadata, model.path)
+            else:
+                loaded = load_generator(path, self.device)
         self.metadata: WeightsMetadata = loaded.metadata
         self.path = loaded.path
         check_direction(self.metadata, direction, self.path)
@@ -240,6 +250,10 @@ class Translator:
     # -- preparation
 
     def _prepare(self, net: nn.Module) -> nn.Module:
+        if not isinstance(net, nn.Module):  # an ONNX session: its graph is already optimised
+            self._memory_format, self._cast_network = torch.contiguous_format, False
+            self.channels_last = False
+            return net
         net = _use_group_norm(net.eval())
         if self.channels_last is None:
             self.channels_last = default_channels_last(self.device, self.dtype)
@@ -340,6 +354,10 @@ class Translator:
         start = time.perf_counter()
         try:
             outputs = self._translate_inputs([item for _, item in batch])
+        except ImageError as exc:  # the network refuses these inputs (an ONNX model's static size)
+            for key, _ in batch:
+                yield TranslateResult(key, None, exc, 0.0)
+            return
         except Exception as exc:
             if not _is_out_of_memory(exc):
                 raise
@@ -382,6 +400,23 @@ class Translator:
         ]
 
 
+def load_model(model: str | os.PathLike[str], device: str | torch.device = "cpu") -> LoadedGenerator:
+    """The PyTorch generator ``model`` names (a weights file, a model name or ``hf:...``, resolved
+    by img2img.registry), loaded on ``device`` as translate loads it: eval mode, batch norm as the
+    weights' metadata says. Raises ModelNotFoundError, DownloadError or WeightsError."""
+    return load_generator(_resolve(model), device)
+
+
+def _resolve(model: str | os.PathLike[str]) -> Path:
+    from img2img.registry import resolve_model
+
+    return resolve_model(os.fspath(model))
+
+
+def _is_onnx(path: os.PathLike[str] | str | None) -> bool:
+    return path is not None and Path(path).suffix.lower() == ".onnx"
+
+
 def check_direction(metadata: WeightsMetadata, direction: str | None, path: os.PathLike[str] | str) -> None:
     """A UsageError when the user asks for a direction the weights do not map."""
     if direction is None or direction == metadata.direction:
@@ -399,6 +434,7 @@ __all__ = [
     "TranslateResult",
     "Translator",
     "check_direction",
+    "load_model",
     "cpu_has_native_bf16",
     "default_channels_last",
     "minimum_size",

@@ -66,7 +66,7 @@ MAX_DOWNLOAD_BYTES = 2 << 30  # the reference generators are ~45-220 MB; stop a 
 _CHUNK = 1 << 20
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_WEIGHTS_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
+_WEIGHTS_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin", ".onnx")
 
 
 # --- the registry ---------------------------------------------------------------------------
