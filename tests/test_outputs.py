@@ -23,8 +23,6 @@ import pytest
 from PIL import Image
 
 from img2img import atomic
-from img2img.errors import OutputExistsError
-from img2img.formats import check_size
 from test_translate import make_image, run
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -91,6 +89,7 @@ def test_the_native_no_replace_rename_is_used_where_the_system_has_one(tmp_path,
 
 
 def test_write_image_does_not_replace_unless_asked(tmp_path):
+    from img2img.errors import OutputExistsError
     from img2img.imageio import write_image
 
     target = tmp_path / "out.png"
@@ -197,17 +196,51 @@ def test_skip_existing_writes_only_the_missing_outputs(tiny_generator, photos, t
     assert code == 2 and "contradict" in stderr
 
 
+# Runs translate, but after planning waits until every process of the test has planned: they
+# all then write into a folder they all found empty.
+_PLAN_THEN_WAIT = textwrap.dedent(
+    """
+    import pathlib, sys, time
+    import img2img.jobs
+    barrier, me, count = pathlib.Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    real_plan = img2img.jobs.plan_jobs
+
+    def plan_then_wait(*args, **kwargs):
+        planned = real_plan(*args, **kwargs)
+        (barrier / me).touch()
+        deadline = time.monotonic() + 120
+        while len(list(barrier.iterdir())) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return planned
+
+    img2img.jobs.plan_jobs = plan_then_wait
+    from img2img.cli import main
+    main(sys.argv[4:])
+    """
+)
+
+
 def test_two_processes_writing_one_folder_never_replace_each_others_files(tiny_generator, tmp_path):
     photos = tmp_path / "many"
     for index in range(8):
         make_image(photos / f"{index:02d}.png", (8, 8), seed=index)
-    out = tmp_path / "out"
-    args = [sys.executable, "-m", "img2img", "translate", str(photos), "-m", str(tiny_generator),
-            "--out-dir", str(out), "--json", "--device", "cpu"]  # fmt: skip
-    processes = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    out, barrier = tmp_path / "out", tmp_path / "barrier"
+    barrier.mkdir()
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _PLAN_THEN_WAIT, str(barrier), str(me), "2", "translate", str(photos),
+             "-m", str(tiny_generator), "--out-dir", str(out), "--json", "--device", "cpu"],  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        )
+        for me in range(2)
+    ]
     results = [process.communicate(timeout=180) for process in processes]
     statuses = [[json.loads(line)["status"] for line in stdout.splitlines()] for stdout, _ in results]
-    # Each output was written by exactly one of them; the other says it already exists.
+    # Both planned all 8 outputs; each output was written by exactly one of them, the other
+    # says it already exists.
+    assert [len(s) for s in statuses] == [8, 8]
     assert sum(s.count("ok") for s in statuses) == 8
     for process, (_, stderr), status in zip(processes, results, statuses):
         assert process.returncode == (1 if "error" in status else 0)
@@ -377,6 +410,8 @@ def test_a_size_the_format_cannot_hold_fails_that_input_before_translating(tiny_
 
 
 def test_format_size_limits():
+    from img2img.formats import check_size
+
     check_size("PNG", (100_000, 10), "x")
     check_size("JPEG", (65_500, 10), "x")
     with pytest.raises(Exception, match="JPEG holds at most 65500"):
@@ -435,3 +470,61 @@ def test_interrupted_commands_name_what_they_wrote(tmp_path, capsys, monkeypatch
         f"img2img: error: interrupted by SIGTERM: wrote {tmp_path / 'AB' / '0.png'}; no partial files left\n"
     )
     assert [p.name for p in (tmp_path / "AB").iterdir()] == ["0.png"]
+
+
+# --- the signal handlers ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def saved_handlers():
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    signal.signal(signal.SIGHUP, lambda signum, frame: None)  # a stray SIGHUP must not end pytest
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+def test_stop_signals_raise_interrupted_and_ignored_ones_stay_ignored(saved_handlers):
+    from img2img.cli import _signals
+
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
+    _signals.install()
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    with pytest.raises(_signals.Interrupted) as info:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the handler runs before this ends
+    assert (info.value.signal_name, info.value.exit_code) == ("SIGTERM", 143)
+
+
+def test_training_stops_after_the_iteration_on_sighup_too(saved_handlers):
+    from img2img.train.common import StopSignals
+
+    messages: list[str] = []
+    with StopSignals(messages.append) as stop:
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(0.1)
+    assert stop.requested and stop.exit_code == 129 and messages[0].startswith("SIGHUP: stopping")
+
+
+def test_data_combine_does_not_replace_an_output_written_meanwhile(tmp_path, capsys, monkeypatch):
+    from img2img import data
+    from img2img.cli import main
+
+    for side in ("A", "B"):
+        make_image(tmp_path / side / "0.png", (8, 8))
+    target = tmp_path / "AB" / "0.png"
+    real_open = data.Image.open
+
+    def someone_writes_first(path, *args, **kwargs):
+        if not target.exists():  # after the check that nothing is there, before the write
+            target.parent.mkdir(exist_ok=True)
+            target.write_bytes(b"theirs")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(data.Image, "open", someone_writes_first)
+    monkeypatch.setattr(data, "read_size", lambda path: (8, 8))
+    with pytest.raises(SystemExit) as info:
+        main(["data", "combine", str(tmp_path / "A"), str(tmp_path / "B"), str(tmp_path / "AB")])
+    assert info.value.code == 1
+    assert capsys.readouterr().err == f"img2img: error: {target}: appeared while combining (another process?); not replaced\n"
+    assert target.read_bytes() == b"theirs" and temporaries(tmp_path) == []
