@@ -528,3 +528,17 @@ def test_data_combine_does_not_replace_an_output_written_meanwhile(tmp_path, cap
     assert info.value.code == 1
     assert capsys.readouterr().err == f"img2img: error: {target}: appeared while combining (another process?); not replaced\n"
     assert target.read_bytes() == b"theirs" and temporaries(tmp_path) == []
+
+
+def test_looking_in_the_model_cache_removes_stale_downloads(tmp_path, monkeypatch, tiny_generator):
+    from img2img import registry
+
+    monkeypatch.setenv("IMG2IMG_CACHE", str(tmp_path / "cache"))
+    cached = registry.cached_model_path("tiny")
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(tiny_generator.read_bytes())
+    host = atomic.temporary_name().split(".")[2]
+    stale = cached.parent / f".img2img-tmp.{host}.{dead_pid()}.00000000"
+    stale.write_bytes(b"half a download")
+    assert registry.resolve_model("tiny") == cached
+    assert sorted(os.listdir(cached.parent)) == ["tiny.safetensors"]
