@@ -79,32 +79,33 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in args or os.environ.get("IMG2IMG_DEBUG", "") not in ("", "0")
     args = [arg for arg in args if arg != DEBUG_FLAG]
-    _signals.install()
-    written_before = len(written_files())
-    try:
-        app(args=args, prog_name="img2img")
-    except Interrupted as exc:
-        if debug:
-            raise
-        _interrupted(exc, written_before)
-        sys.exit(exc.exit_code)
-    except Img2ImgError as exc:
-        if debug:
-            raise
-        if not getattr(exc, "quiet", False):  # quiet: rank 0 reports it for every process
-            error(str(exc))
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        error("interrupted")
-        sys.exit(130)
-    except Exception as exc:  # anything unexpected is still one line unless --debug
-        if debug:
-            raise
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        error(f"{type(exc).__name__}: {detail} (run again with --debug for the traceback)")
-        sys.exit(1)
+    # The stop signals unwind every command alike (img2img.cli._signals), for its length.
+    with _signals.installed():
+        written_before = len(written_files())
+        try:
+            app(args=args, prog_name="img2img")
+        except Interrupted as exc:
+            if debug:
+                raise
+            _interrupted(exc, written_before)
+            sys.exit(exc.exit_code)
+        except Img2ImgError as exc:
+            if debug:
+                raise
+            if not getattr(exc, "quiet", False):  # quiet: rank 0 reports it for every process
+                error(str(exc))
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            error("interrupted")
+            sys.exit(130)
+        except Exception as exc:  # anything unexpected is still one line unless --debug
+            if debug:
+                raise
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            error(f"{type(exc).__name__}: {detail} (run again with --debug for the traceback)")
+            sys.exit(1)
 
 
 __all__ = ["app", "main"]

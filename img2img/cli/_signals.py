@@ -13,9 +13,12 @@ checkpoint); they take precedence while they are installed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import threading
 from types import FrameType
+from typing import Iterator
 
 STOP_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
@@ -44,14 +47,31 @@ class Interrupted(BaseException):
 _received: int | None = None
 
 
-def install() -> None:
-    """Install the handlers (main thread only; the CLI's entry point calls this once)."""
+def install() -> dict[int, object]:
+    """Install the handlers; returns the previous ones. Only the main thread can (elsewhere,
+    e.g. the CLI called from a worker thread, nothing is installed)."""
     global _received
     _received = None
+    previous: dict[int, object] = {}
+    if threading.current_thread() is not threading.main_thread():
+        return previous
     for signum in STOP_SIGNALS:
         if signal.getsignal(signum) is signal.SIG_IGN:
             continue
-        signal.signal(signum, _handle)
+        previous[signum] = signal.signal(signum, _handle)
+    return previous
+
+
+@contextlib.contextmanager
+def installed() -> Iterator[None]:
+    """The handlers for the length of a command (the CLI's entry point), then the previous ones
+    again, so that calling the CLI from Python (tests) leaves the process as it was."""
+    previous = install()
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _handle(signum: int, frame: FrameType | None) -> None:
@@ -67,4 +87,4 @@ def _handle(signum: int, frame: FrameType | None) -> None:
     os.kill(os.getpid(), signum)
 
 
-__all__ = ["Interrupted", "STOP_SIGNALS", "install"]
+__all__ = ["Interrupted", "STOP_SIGNALS", "install", "installed"]
