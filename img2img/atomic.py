@@ -157,7 +157,10 @@ def atomic_path(path: str | os.PathLike[str], *, replace: bool = True) -> Iterat
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = create_temporary(target.parent)
     try:
+        usual_mode = os.stat(tmp).st_mode & 0o777  # 0666 minus the umask, as created
         yield tmp
+        # Some writers replace the file with one of their own making (safetensors: 0600).
+        os.chmod(tmp, usual_mode)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         if replace:
