@@ -104,16 +104,15 @@ def translate(
         help="Keep outputs that exist and write only the missing ones (exit 0 when all are there).",
     ),
     as_json: bool = typer.Option(
-        False, "--json", help="Print one JSON object per input on stdout (status ok or error)."
+        False, "--json", help="Print one JSON object per input on stdout (status ok, skipped or error)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (errors are still shown)."),
 ) -> None:
     """Translate images with a trained generator; outputs have the inputs' size."""
     # Imported here rather than at the top so that `img2img --help` does not load torch.
+    from img2img.atomic import remove_stale_temporaries
     from img2img.inference import Translator
     from img2img.jobs import plan_jobs
-
-    from img2img.atomic import remove_stale_temporaries
 
     to_stdout = _check_options(inputs, output, out_dir, ext, as_json, overwrite, skip_existing)
     if to_stdout:
