@@ -27,7 +27,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from img2img import __version__
+from img2img.atomic import create_temporary, discard_temporary, remove_stale_temporaries
 from img2img.config import GeneratorConfig
 from img2img.errors import (
     DownloadError,
@@ -358,6 +358,7 @@ def _resolve(spec: str, *, download: bool, force: bool, progress: bool | None) -
             raise WeightsError(f"{spec}: the shipped file {shipped} is missing", hint="reinstall img2img")
         return shipped
     cached = cached_model_path(spec)
+    remove_stale_temporaries(cached.parent)  # downloads of killed processes
     if cached.is_file() and not force:
         return cached
     if entry is None:
@@ -408,12 +409,13 @@ def _convert(entry: ModelEntry, checkpoint: Path, target: Path, *, origin: str) 
 
 @contextlib.contextmanager
 def _temporary_file(folder: Path, name: str) -> Iterator[Path]:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".download", dir=folder)
-    os.close(fd)
+    # img2img.atomic's temporaries: removed whatever stops the process, and by the next run
+    # after a kill -9.
+    tmp = create_temporary(folder)
     try:
-        yield Path(tmp_name)
+        yield tmp
     finally:
-        Path(tmp_name).unlink(missing_ok=True)
+        discard_temporary(tmp)
 
 
 def _download(url: str, dest: Path, *, label: str, sha256: str | None, progress: bool | None) -> None:

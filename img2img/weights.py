@@ -97,11 +97,16 @@ class LoadedGenerator:
 
 
 def save_generator(
-    path: str | os.PathLike[str], state_dict: Mapping[str, torch.Tensor], metadata: WeightsMetadata
+    path: str | os.PathLike[str],
+    state_dict: Mapping[str, torch.Tensor],
+    metadata: WeightsMetadata,
+    *,
+    replace: bool = True,
 ) -> None:
-    """Write ``state_dict`` (reference key names) and ``metadata`` atomically to ``path``."""
+    """Write ``state_dict`` (reference key names) and ``metadata`` atomically to ``path``.
+    ``replace=False``: raise FileExistsError if ``path`` exists when the file is moved into place."""
     tensors = {key: value.detach().to("cpu").contiguous() for key, value in state_dict.items()}
-    with atomic_path(path) as tmp:
+    with atomic_path(path, replace=replace) as tmp:
         save_file(tensors, tmp, metadata={"format": "pt", METADATA_KEY: metadata.to_json()})
 
 
@@ -225,14 +230,17 @@ def convert_reference_checkpoint(
     checkpoint: str | os.PathLike[str],
     output: str | os.PathLike[str],
     metadata: WeightsMetadata,
+    *,
+    replace: bool = True,
 ) -> WeightsMetadata:
     """Convert the reference's ``latest_net_G.pth`` into the weights format, checking every
-    tensor against the architecture in ``metadata``."""
+    tensor against the architecture in ``metadata``. ``replace=False``: raise FileExistsError
+    if ``output`` exists when it is written (see img2img.atomic)."""
     state_dict = load_reference_state_dict(checkpoint)
     net = build_generator(metadata.generator)
     state_dict = clean_reference_state_dict(state_dict, net)
     check_state_dict(state_dict, net, checkpoint)
-    save_generator(output, state_dict, metadata)
+    save_generator(output, state_dict, metadata, replace=replace)
     return metadata
 
 

@@ -42,7 +42,7 @@ def convert(
 ) -> None:
     """Convert a pytorch-CycleGAN-and-pix2pix generator checkpoint to img2img's weights format."""
     from img2img.config import GeneratorConfig, parse_generator_name
-    from img2img.errors import UsageError
+    from img2img.errors import OutputExistsError, UsageError, WeightsError
     from img2img.weights import WeightsMetadata, convert_reference_checkpoint
 
     if output.exists() and not force:
@@ -65,5 +65,10 @@ def convert(
         eval_mode=eval_mode if eval_mode is not None else norm_name != "batch",
         source=f"converted from reference checkpoint {checkpoint.name}",
     )
-    convert_reference_checkpoint(checkpoint, output, metadata)
+    try:
+        convert_reference_checkpoint(checkpoint, output, metadata, replace=force)
+    except FileExistsError:  # written by someone else since the check above
+        raise OutputExistsError(f"{output}: already exists (use --overwrite to replace it)") from None
+    except OSError as exc:  # a name or folder the file system refuses
+        raise WeightsError(f"{output}: cannot write: {exc.strerror or exc}") from None
     typer.echo(f"wrote {output} ({config.reference_name}, {norm_name} norm, {direction.value})", err=True)

@@ -65,7 +65,7 @@ def combine_folders(
             report(f"{target}: already exists (use --overwrite to replace it)")
             continue
         try:
-            _combine_pair(path_a, path_b, target)
+            _combine_pair(path_a, path_b, target, replace=overwrite)
         except ImageError as exc:  # its message names the file
             report(str(exc))
             continue
@@ -76,7 +76,7 @@ def combine_folders(
     return written
 
 
-def _combine_pair(path_a: Path, path_b: Path, target: Path) -> None:
+def _combine_pair(path_a: Path, path_b: Path, target: Path, *, replace: bool) -> None:
     a, b = read_image(path_a), read_image(path_b)
     if a.size != b.size:
         raise ImageError(
@@ -88,4 +88,5 @@ def _combine_pair(path_a: Path, path_b: Path, target: Path) -> None:
     both.paste(a, (0, 0))
     both.paste(b, (a.width, 0))
     image_format = Image.registered_extensions().get(target.suffix.lower())
-    write_image(both, target, image_format if image_format in Image.SAVE else "PNG")
+    # No-replace unless --overwrite: a file another process wrote meanwhile is an error for this pair.
+    write_image(both, target, image_format if image_format in Image.SAVE else "PNG", replace=replace)
