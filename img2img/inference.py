@@ -349,10 +349,19 @@ class Translator:
             return
         seconds = (time.perf_counter() - start) / len(batch)
         for (key, item), pixels in zip(batch, outputs):
+            if pixels is None:
+                # Never a black (or white) image with exit 0: NaN would round to 0.
+                error = ImageError(
+                    f"the model ({self.path.name}) produced NaN or infinite values for this input "
+                    f"({self.precision}); nothing was written"
+                )
+                yield TranslateResult(key, None, error, seconds)
+                continue
             yield TranslateResult(key, from_model_output(pixels, item.alpha, item.icc_profile), None, seconds)
 
-    def _translate_inputs(self, inputs: list[ModelInput]) -> list[np.ndarray]:
-        """ModelInputs of one padded size -> uint8 H x W x C arrays, each at its own size."""
+    def _translate_inputs(self, inputs: list[ModelInput]) -> list[np.ndarray | None]:
+        """ModelInputs of one padded size -> uint8 H x W x C arrays, each at its own size; None
+        for an input whose output holds NaN or infinity."""
         padded, paddings = [], []
         for item in inputs:
             # Each image is padded on its own, exactly as it would be alone, so batching never
@@ -369,8 +378,9 @@ class Translator:
         y = self._forward(batch.to(self.device, non_blocking=True))
         # [-1, 1] -> [0, 255], rounded rather than truncated as the reference's tensor2im does.
         pixels = ((y + 1) * 127.5).round_().clamp_(0, 255).to(torch.uint8).cpu()
+        finite = [bool(torch.isfinite(padding.crop(y[i])).all()) for i, padding in enumerate(paddings)]
         return [
-            np.ascontiguousarray(padding.crop(pixels[i]).permute(1, 2, 0).numpy())
+            np.ascontiguousarray(padding.crop(pixels[i]).permute(1, 2, 0).numpy()) if finite[i] else None
             for i, padding in enumerate(paddings)
         ]
 

@@ -66,6 +66,7 @@ MAX_DOWNLOAD_BYTES = 2 << 30  # the reference generators are ~45-220 MB; stop a 
 _CHUNK = 1 << 20
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_HF_REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
 _WEIGHTS_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
 
 
@@ -176,10 +177,36 @@ def read_registry_file(path: Path) -> dict[str, ModelEntry]:
             f"{path}: registry schema {data['schema']} is newer than this img2img understands",
             hint="upgrade img2img",
         )
-    base_url = os.environ.get(ENV_BASE_URL) or data.get("base_url") or ""
+    base_url, base_origin = os.environ.get(ENV_BASE_URL), f"${ENV_BASE_URL}"
+    if not base_url:
+        base_url, base_origin = data.get("base_url") or "", f"{path}: base_url"
+    if base_url:
+        problem = _url_problem(base_url) if isinstance(base_url, str) else "it is not a string"
+        if problem:
+            raise Img2ImgError(f"{base_origin} {base_url!r} is not a usable URL ({problem})")
     return {
         name: _entry_from_json(name, raw, base_url, path) for name, raw in data["models"].items()
     }
+
+
+_URL_SCHEMES = ("http", "https", "file")
+
+
+def _url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be downloaded from (None when it can): an absolute http(s) URL with a
+    host, or a file: URL; no spaces or control characters."""
+    if not url.strip() or any(ch.isspace() or ord(ch) < 32 for ch in url):
+        return "it is empty or has spaces or control characters"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError on a malformed port)
+    except ValueError as exc:
+        return str(exc)
+    if parts.scheme.lower() not in _URL_SCHEMES:
+        return f"scheme {parts.scheme + ':' if parts.scheme else 'missing'}; expected http:, https: or file:"
+    if parts.scheme.lower() != "file" and not parts.hostname:
+        return "no host name"
+    return None
 
 
 def _entry_from_json(name: str, raw: Any, base_url: str, origin: Path) -> ModelEntry:
@@ -199,21 +226,50 @@ def _entry_from_json(name: str, raw: Any, base_url: str, origin: Path) -> ModelE
     if raw.get("direction") not in DIRECTIONS:
         raise Img2ImgError(f"{where}: direction must be one of {', '.join(DIRECTIONS)}")
     sha256 = raw.get("sha256")
-    if sha256 is not None and not _SHA256.fullmatch(str(sha256).lower()):
+    if sha256 is not None and not (isinstance(sha256, str) and _SHA256.fullmatch(sha256.lower())):
         raise Img2ImgError(f"{where}: sha256 must be 64 hex digits")
     try:
         generator_options = dict(raw["generator"])
         net_g = generator_options.pop("netg")
+        if not isinstance(net_g, str):
+            raise TypeError(f"netg must be a string, got {net_g!r}")
         generator = GeneratorConfig.from_reference(net_g, **generator_options)
     except (KeyError, TypeError, ValueError, Img2ImgError) as exc:
         raise Img2ImgError(f"{where}: generator needs netg and GeneratorConfig fields ({exc})") from None
+    for key in ("dataset", "description"):
+        if not isinstance(raw.get(key, ""), str):
+            raise Img2ImgError(f"{where}: {key} must be a string")
+    if not isinstance(raw.get("eval_mode", True), bool):
+        raise Img2ImgError(f"{where}: eval_mode must be true or false, got {raw['eval_mode']!r}")
+    preprocess = raw.get("preprocess")
+    if preprocess is not None and not isinstance(preprocess, dict):
+        raise Img2ImgError(f"{where}: preprocess must be a JSON object")
     hf = raw.get("hf") or {}
-    if "hf" in sources and not (isinstance(hf, dict) and isinstance(hf.get("repo"), str)):
+    if "hf" in sources and not (
+        isinstance(hf, dict)
+        and isinstance(hf.get("repo"), str)
+        and _HF_REPO.fullmatch(hf["repo"])
+        and all(isinstance(hf.get(key, ""), (str, type(None))) for key in ("file", "revision"))
+    ):
         raise Img2ImgError(f'{where}: hf is {{"repo": "OWNER/NAME", "file": ..., "revision": ...}}')
+    shipped = raw.get("file")
+    if shipped is not None and not (isinstance(shipped, str) and _NAME.fullmatch(shipped)):
+        raise Img2ImgError(f"{where}: file is a file name in weights/ (no path separators), got {shipped!r}")
     url = raw.get("url")
-    if url and not urllib.parse.urlsplit(url).scheme:
-        # Relative URLs keep the reference server's layout, so one base URL can point at a mirror.
-        url = f"{base_url.rstrip('/')}/{url.lstrip('/')}"
+    if url is not None:
+        if not isinstance(url, str):
+            raise Img2ImgError(f"{where}: url must be a string, got {url!r}")
+        if not urllib.parse.urlsplit(url).scheme and not (":" in url.split("/")[0]):
+            # Relative URLs keep the reference server's layout, so one base URL can point at a mirror.
+            if not base_url:
+                raise Img2ImgError(
+                    f"{where}: url {url!r} is relative, and there is no base URL to resolve it "
+                    f"against (the registry's base_url, or ${ENV_BASE_URL})"
+                )
+            url = f"{base_url.rstrip('/')}/{url.lstrip('/')}"
+        problem = _url_problem(url)
+        if problem:
+            raise Img2ImgError(f"{where}: url {url!r} is malformed ({problem})")
     return ModelEntry(
         name=name,
         task=raw["task"],
@@ -221,8 +277,8 @@ def _entry_from_json(name: str, raw: Any, base_url: str, origin: Path) -> ModelE
         generator=generator,
         dataset=str(raw.get("dataset", "")),
         description=str(raw.get("description", "")),
-        eval_mode=bool(raw.get("eval_mode", True)),
-        preprocess=dict(raw.get("preprocess") or REFERENCE_PREPROCESS),
+        eval_mode=raw.get("eval_mode", True),
+        preprocess=dict(preprocess or REFERENCE_PREPROCESS),
         url=url,
         hf_repo=hf.get("repo"),
         hf_file=hf.get("file") or HF_DEFAULT_FILE,
@@ -339,7 +395,7 @@ def _resolve(spec: str, *, download: bool, force: bool, progress: bool | None) -
 
     path = Path(spec).expanduser()
     if path.is_file():
-        return path
+        return _weights_file(path)
     # A folder is never the model, and does not hide a name: a dataset folder called
     # horse2zebra next to `--model horse2zebra` is common.
     if not _is_name(spec):
@@ -376,6 +432,44 @@ def _resolve(spec: str, *, download: bool, force: bool, progress: bool | None) -
 
 # --- reference checkpoints: download, check, convert, cache ---------------------------------
 
+_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
+
+
+def _weights_file(path: Path) -> Path:
+    """``path`` itself, or for a reference checkpoint (``.pth``; any PyTorch checkpoint not named
+    ``.safetensors``) its conversion, made once and kept in the cache under the file's sha256."""
+    from img2img import filetypes
+
+    try:
+        kind = filetypes.sniff(path)
+    except OSError:
+        return path  # the loader says what is wrong with it
+    if kind == filetypes.SAFETENSORS or path.suffix.lower() == ".safetensors":
+        return path
+    if kind in filetypes.PYTORCH_KINDS or path.suffix.lower() in _CHECKPOINT_SUFFIXES:
+        return convert_checkpoint_file(path)
+    return path
+
+
+def convert_checkpoint_file(path: Path) -> Path:
+    """The weights-format conversion of the reference checkpoint ``path`` (architecture read from
+    its tensors), from the cache (``converted/SHA256.DIRECTION.safetensors``) or made now.
+
+    The direction is BtoA for the reference's ``*_net_G_B.pth`` files, else AtoB. Raises
+    WeightsError naming ``path`` when it is not a usable generator checkpoint."""
+    from img2img.weights import convert_reference_checkpoint  # imports torch
+
+    digest = file_sha256(path)
+    direction = "BtoA" if re.search(r"(^|_)G_B$", path.stem) else "AtoB"
+    target = cache_dir() / "converted" / f"{digest}.{direction}.safetensors"
+    if target.is_file():
+        return target
+    convert_reference_checkpoint(
+        path, target, direction=direction,
+        source=f"converted from reference checkpoint {path.name} (sha256 {digest})",
+    )  # fmt: skip
+    return target
+
 
 def _download_and_convert(entry: ModelEntry, *, force: bool, progress: bool | None) -> Path:
     target = cached_model_path(entry.name)
@@ -400,7 +494,10 @@ def _convert(entry: ModelEntry, checkpoint: Path, target: Path, *, origin: str) 
 
     try:
         # Writes through a temporary file and a rename, so the cache never holds half a model.
-        convert_reference_checkpoint(checkpoint, target, entry.weights_metadata(f"converted from {origin}"))
+        convert_reference_checkpoint(
+            checkpoint, target, entry.weights_metadata(f"converted from {origin}"),
+            declared_by="the registry entry says",
+        )  # fmt: skip
     except WeightsError as exc:
         reason = exc.message.removeprefix(f"{checkpoint}: ").removeprefix("refused: ")
         raise DownloadError(f"{entry.name}: refused the checkpoint from {origin}: {reason}") from None
