@@ -27,7 +27,7 @@ import json
 import os
 import re
 import sys
-import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -61,7 +61,16 @@ DIRECTIONS = ("AtoB", "BtoA")
 # The reference's training defaults; informational in the metadata (outputs keep the input size).
 REFERENCE_PREPROCESS = {"load_size": 286, "crop_size": 256}
 
-DOWNLOAD_TIMEOUT = 30.0  # seconds without progress before a download counts as failed
+# A download is abandoned when nothing arrives for DOWNLOAD_TIMEOUT seconds, or when it runs
+# slower than DOWNLOAD_MIN_RATE bytes/s over any DOWNLOAD_TIMEOUT-second window (a server that
+# trickles a byte every few seconds never trips a per-read timeout). Both can be set in the
+# environment.
+ENV_DOWNLOAD_TIMEOUT = "IMG2IMG_DOWNLOAD_TIMEOUT"
+ENV_DOWNLOAD_MIN_RATE = "IMG2IMG_DOWNLOAD_MIN_RATE"
+DOWNLOAD_TIMEOUT = 30.0
+DOWNLOAD_MIN_RATE = 10_000.0
+HF_CONNECT_TIMEOUT = 10.0  # seconds for the Hub to answer before "no connection"
+_STALE_AFTER = 10.0  # seconds: an unlocked temporary download at least this old is a dead one's
 MAX_DOWNLOAD_BYTES = 2 << 30  # the reference generators are ~45-220 MB; stop a runaway server
 _CHUNK = 1 << 20
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
@@ -505,33 +514,108 @@ def _convert(entry: ModelEntry, checkpoint: Path, target: Path, *, origin: str) 
 
 @contextlib.contextmanager
 def _temporary_file(folder: Path, name: str) -> Iterator[Path]:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".download", dir=folder)
-    os.close(fd)
+    """A new hidden file ``.NAME.RANDOM.download`` in ``folder``, removed when the block ends
+    however it ends (an exception, or SIGINT/SIGTERM unwinding as KeyboardInterrupt or SystemExit).
+
+    The name is chosen before the file exists and removal is in ``finally``, so no moment
+    leaves a file nobody will remove. While it lives the file is locked (flock); leftovers of a
+    process killed outright (SIGKILL cannot be caught) are unlocked, and the next download into
+    ``folder`` removes them."""
+    remove_stale_downloads(folder)
+    path = folder / f".{name}.{os.urandom(6).hex()}.download"
+    fd = -1
     try:
-        yield Path(tmp_name)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        _lock(fd)
+        yield path
     finally:
-        Path(tmp_name).unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+        if fd >= 0:
+            os.close(fd)
+
+
+def remove_stale_downloads(folder: Path) -> list[Path]:
+    """Remove ``.*.download`` files in ``folder`` that no live process holds (see
+    ``_temporary_file``); returns what was removed."""
+    removed = []
+    try:
+        candidates = list(folder.glob(".*.download"))
+    except OSError:
+        return removed
+    now = time.time()
+    for path in candidates:
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            if now - os.fstat(fd).st_mtime < _STALE_AFTER or not _try_lock(fd):
+                continue  # just created, or being downloaded into
+            path.unlink(missing_ok=True)
+            removed.append(path)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _lock(fd: int) -> None:
+    with contextlib.suppress(ImportError, OSError):
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _try_lock(fd: int) -> bool:
+    """True when nobody else holds ``fd``'s file (always False without flock: keep it)."""
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except (ImportError, OSError):
+        return False
+    return True
+
+
+def download_limits() -> tuple[float, float]:
+    """(timeout seconds, minimum bytes/s) from the environment or the defaults."""
+    limits = []
+    for variable, default in ((ENV_DOWNLOAD_TIMEOUT, DOWNLOAD_TIMEOUT), (ENV_DOWNLOAD_MIN_RATE, DOWNLOAD_MIN_RATE)):
+        raw = os.environ.get(variable, "").strip()
+        try:
+            value = float(raw) if raw else default
+        except ValueError:
+            value = float("nan")
+        if not (value > 0 if variable == ENV_DOWNLOAD_TIMEOUT else value >= 0) or value == float("inf"):
+            raise UsageError(f"${variable} must be a positive number, got {raw!r}")
+        limits.append(value)
+    return limits[0], limits[1]
 
 
 def _download(url: str, dest: Path, *, label: str, sha256: str | None, progress: bool | None) -> None:
-    """Fetch ``url`` into ``dest``, refusing short reads, oversized bodies and checksum mismatches."""
+    """Fetch ``url`` into ``dest``, refusing short reads, oversized bodies, checksum mismatches,
+    and servers that stall or trickle (see ``download_limits``)."""
     if is_offline():
         raise _cannot_download(label, f"offline: {_offline_variable()} is set")
+    timeout, min_rate = download_limits()
     request = urllib.request.Request(url, headers={"User-Agent": f"img2img/{__version__}"})
     try:
-        response = urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT)
+        response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         raise DownloadError(f"{label}: download failed: HTTP {exc.code} {exc.reason} from {url}") from None
     except (urllib.error.URLError, OSError) as exc:  # refused, DNS, timeout, TLS
         raise _cannot_download(label, f"{_network_reason(exc)}: {url}") from None
     digest = hashlib.sha256()
     received = 0
+    read = getattr(response, "read1", response.read)  # read1: returns what has arrived
+    window_start, window_received = time.monotonic(), 0
     with response:
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
         try:
             with open(dest, "wb") as out, _progress_bar(label, total, progress) as advance:
-                while chunk := response.read(_CHUNK):
+                while chunk := read(_CHUNK):
                     received += len(chunk)
                     if received > MAX_DOWNLOAD_BYTES:
                         raise DownloadError(
@@ -541,6 +625,21 @@ def _download(url: str, dest: Path, *, label: str, sha256: str | None, progress:
                     out.write(chunk)
                     digest.update(chunk)
                     advance(len(chunk))
+                    elapsed = time.monotonic() - window_start
+                    if elapsed >= timeout:
+                        rate = (received - window_received) / elapsed
+                        if rate < min_rate:
+                            raise DownloadError(
+                                f"{label}: download of {url} abandoned: {_rate(rate)} over the last "
+                                f"{elapsed:.0f} s, below the minimum of {_rate(min_rate)} "
+                                f"(${ENV_DOWNLOAD_MIN_RATE}, ${ENV_DOWNLOAD_TIMEOUT})"
+                            )
+                        window_start, window_received = time.monotonic(), received
+        except TimeoutError:
+            raise DownloadError(
+                f"{label}: download of {url} abandoned: nothing received for {timeout:g} s "
+                f"(${ENV_DOWNLOAD_TIMEOUT})"
+            ) from None
         except (OSError, http.client.HTTPException) as exc:
             reason = _network_reason(exc)
             raise DownloadError(f"{label}: download of {url} was interrupted ({reason})") from None
@@ -551,6 +650,14 @@ def _download(url: str, dest: Path, *, label: str, sha256: str | None, progress:
             f"{label}: download refused: sha256 of {url} is {digest.hexdigest()}, the registry "
             f"expects {sha256}"
         )
+
+
+def _rate(bytes_per_second: float) -> str:
+    if bytes_per_second >= 1e6:
+        return f"{bytes_per_second / 1e6:.1f} MB/s"
+    if bytes_per_second >= 1e3:
+        return f"{bytes_per_second / 1e3:.1f} kB/s"
+    return f"{bytes_per_second:.1f} bytes/s"
 
 
 def _network_reason(exc: BaseException) -> str:
@@ -648,7 +755,9 @@ def _hf_file(
         raise DownloadError(f"{label}: cannot download again while offline ({_offline_variable()} is set)")
     where = f"{filename} from {repo}" + (f"@{revision}" if revision else "")
     try:
-        with _hf_progress(progress):
+        with _hf_progress(progress), _hf_quiet():
+            if download and not offline:
+                _check_hub_reachable(repo, filename, revision, force=force)
             path = hf_hub_download(
                 repo,
                 filename,
@@ -658,6 +767,13 @@ def _hf_file(
                 library_name="img2img",
                 library_version=__version__,
             )
+    except _NoConnection as exc:
+        raise DownloadError(
+            f"{label}: cannot reach the Hugging Face Hub ({exc}) and {where} is not in its cache "
+            f"({hf_constants.HF_HUB_CACHE}); on a connected machine run `img2img models pull "
+            f"{label}` and copy the Hugging Face cache (HF_HOME), or pass a weights file path to "
+            "--model"
+        ) from None
     except hf.LocalEntryNotFoundError:  # before EntryNotFoundError, its base class
         if not download:
             return None
@@ -689,6 +805,46 @@ def _hf_file(
     if sha256 and file_sha256(Path(path)) != sha256:
         raise DownloadError(f"{label}: refused {where}: its sha256 does not match the registry's")
     return Path(path)
+
+
+class _NoConnection(Exception):
+    """The Hub did not answer (refused, no DNS, timed out); the message says why."""
+
+
+def _check_hub_reachable(repo: str, filename: str, revision: str | None, *, force: bool) -> None:
+    """One request, without retries, for a file that is not in the HF cache yet: hf_hub_download
+    would retry a dead connection with backoff for half a minute (and log every attempt) before
+    saying it is offline. A cached file needs no check: the library falls back to the cache
+    without retrying. Raises _NoConnection; HTTP answers (no such repo...) raise the library's
+    own errors."""
+    from huggingface_hub import constants as hf_constants
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    from huggingface_hub import errors as hf
+
+    if not force and isinstance(try_to_load_from_cache(repo, filename, revision=revision), str):
+        return
+    url = hf_hub_url(repo, filename, revision=revision)
+    try:
+        get_hf_file_metadata(url, timeout=HF_CONNECT_TIMEOUT)
+    except (hf.HfHubHTTPError, hf.HFValidationError):
+        raise
+    except Exception as exc:  # the HTTP client's connection errors (its own exception types)
+        endpoint = urllib.parse.urlsplit(hf_constants.ENDPOINT).netloc or hf_constants.ENDPOINT
+        raise _NoConnection(f"{endpoint}: {_network_reason(exc)}") from None
+
+
+@contextlib.contextmanager
+def _hf_quiet() -> Iterator[None]:
+    """huggingface_hub logs a warning per retry; our one-line error says what happened."""
+    import logging
+
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 @contextlib.contextmanager

@@ -47,9 +47,10 @@ def test_converted_reference_checkpoint_reproduces_reference_output(
     tmp_path, reference_fixtures, case, config
 ):
     out = tmp_path / "converted.safetensors"
-    convert_reference_checkpoint(
-        reference_fixtures / case / "checkpoint.pth", out, WeightsMetadata(generator=config)
-    )
+    # No architecture given: it is read from the checkpoint. eval_mode: the fixtures' outputs
+    # are the reference's model.eval() ones.
+    metadata = convert_reference_checkpoint(reference_fixtures / case / "checkpoint.pth", out, eval_mode=True)
+    assert metadata.generator == config
     loaded = load_generator(out)
     io = load_file(reference_fixtures / case / "io.safetensors")
     with torch.no_grad():
