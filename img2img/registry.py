@@ -177,7 +177,7 @@ def read_registry_file(path: Path) -> dict[str, ModelEntry]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise Img2ImgError(f"{path}: cannot read the model registry ({exc.strerror or exc})") from None
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise Img2ImgError(f"{path}: the model registry is not valid JSON ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
         raise Img2ImgError(f'{path}: the model registry needs a "models" object')
@@ -941,7 +941,7 @@ def _peek_metadata(path: Path) -> dict[str, Any]:
             header = json.loads(handle.read(size))
         metadata = json.loads(header["__metadata__"]["img2img"])
         generator = GeneratorConfig.from_dict(metadata["generator"])
-    except (OSError, ValueError, KeyError, TypeError, Img2ImgError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, Img2ImgError):
         return fields  # listed anyway; `models info` says what is wrong with it
     return {
         **fields,

@@ -75,7 +75,7 @@ class WeightsMetadata:
         ``path`` and the offending field."""
         try:
             data = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested too deep
             raise WeightsError(f"{path}: the img2img metadata is not valid JSON ({exc})") from None
         if not isinstance(data, dict):
             raise WeightsError(f"{path}: the img2img metadata is not a JSON object")

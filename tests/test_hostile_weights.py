@@ -113,10 +113,14 @@ def test_top_level_metadata_is_strict(tmp_path, tiny_generator, monkeypatch, fie
         read_metadata(bad)
 
 
-def test_metadata_that_is_not_an_object_is_refused(tmp_path, tiny_generator):
+@pytest.mark.parametrize(
+    "text, message",
+    [("[1, 2]", "not a JSON object"), ("{", "not valid JSON"), ("[" * 100_000 + "]" * 100_000, "not valid JSON")],
+)
+def test_metadata_that_is_not_an_object_is_refused(tmp_path, tiny_generator, text, message):
     bad = tmp_path / "bad.safetensors"
-    save_file(load_file(tiny_generator), bad, metadata={"format": "pt", "img2img": "[1, 2]"})
-    with pytest.raises(WeightsError, match="not a JSON object"):
+    save_file(load_file(tiny_generator), bad, metadata={"format": "pt", "img2img": text})
+    with pytest.raises(WeightsError, match=message):
         load_generator(bad)
 
 
