@@ -807,8 +807,11 @@ def combine_folders(
             both.paste(b, (a.width, 0))
         image_format = Image.registered_extensions().get(target.suffix.lower(), "PNG")
         options = {"quality": 95} if image_format == "JPEG" else {}
-        with atomic_path(target) as tmp:
-            both.save(tmp, format=image_format, **options)
+        try:
+            with atomic_path(target, replace=overwrite) as tmp:
+                both.save(tmp, format=image_format, **options)
+        except FileExistsError:  # written by another process since the check above
+            raise DatasetError(f"{target}: appeared while combining (another process?); not replaced") from None
         written.append(target)
     return written
 

@@ -39,6 +39,11 @@ class ImageError(Img2ImgError):
     """An input image that cannot be read or an output that cannot be written."""
 
 
+class OutputExistsError(ImageError):
+    """An output file that already exists (perhaps written a moment ago by another process) and
+    may not be replaced."""
+
+
 class DeviceError(Img2ImgError):
     """A requested device that this machine does not have."""
 

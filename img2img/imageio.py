@@ -15,8 +15,9 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from img2img import formats
 from img2img.atomic import atomic_path
-from img2img.errors import ImageError, UsageError
+from img2img.errors import ImageError, OutputExistsError
 
 Image.init()  # registers every plugin, so the extension tables below are complete
 
@@ -58,14 +59,9 @@ def is_image_path(path: str | os.PathLike[str]) -> bool:
 
 
 def format_for_path(path: str | os.PathLike[str]) -> str:
-    """The Pillow format that ``path``'s extension asks for; a UsageError when there is none."""
-    suffix = Path(path).suffix.lower()
-    fmt = Image.registered_extensions().get(suffix)
-    if fmt is None or fmt not in Image.SAVE:
-        known = "png, jpg, webp, tif, bmp, ..."
-        what = f"extension {suffix!r}" if suffix else "no extension"
-        raise UsageError(f"{path}: {what} is not an image format img2img can write ({known})")
-    return fmt
+    """The Pillow format that ``path``'s extension asks for, if a translation can be written in
+    it; a UsageError naming the file and the format otherwise (see img2img.formats)."""
+    return formats.format_for_path(path)
 
 
 def read_image(source: str | os.PathLike[str] | bytes | BinaryIO, name: str | None = None) -> Image.Image:
@@ -158,7 +154,7 @@ def from_model_output(
 def encode_image(image: Image.Image, fmt: str = DEFAULT_FORMAT) -> bytes:
     """Encode in memory, so that a failure to encode never leaves a file behind. Formats that
     cannot hold the image's mode (alpha in JPEG, LA in BMP, ...) get it without alpha, then as RGB."""
-    options = dict(_SAVE_OPTIONS.get(fmt, {}))
+    options = dict(_SAVE_OPTIONS.get(fmt, {}), **formats.save_options(fmt, image.size))
     if image.info.get("icc_profile"):
         options["icc_profile"] = image.info["icc_profile"]
     last_error: Exception | None = None
@@ -173,13 +169,22 @@ def encode_image(image: Image.Image, fmt: str = DEFAULT_FORMAT) -> bytes:
     raise ImageError(f"cannot write a {image.mode} image as {fmt}: {_reason(last_error)}")
 
 
-def write_image(image: Image.Image, path: str | os.PathLike[str], fmt: str | None = None) -> None:
+def write_image(
+    image: Image.Image, path: str | os.PathLike[str], fmt: str | None = None, *, replace: bool = False
+) -> None:
     """Write ``image`` to ``path`` (format from its extension unless ``fmt``) through a temporary
-    file that is renamed into place, so no reader ever sees half an image."""
+    file that is moved into place, so no reader ever sees half an image. Unless ``replace``, a
+    file that exists at ``path`` when the move happens (another process may have just written
+    it) is left alone and OutputExistsError is raised; any other failure (a name the file system
+    refuses, no space) is an ImageError naming ``path``."""
     data = encode_image(image, fmt or format_for_path(path))
     try:
-        with atomic_path(path) as tmp:
+        with atomic_path(path, replace=replace) as tmp:
             tmp.write_bytes(data)
+    except FileExistsError:
+        raise OutputExistsError(
+            f"{path}: already exists (use --overwrite to replace it, or --skip-existing to keep it)"
+        ) from None
     except OSError as exc:
         raise ImageError(f"{path}: cannot write: {exc.strerror or _reason(exc)}") from None
 

@@ -9,8 +9,8 @@ but the file system's listing; ``img2img translate`` runs the jobs.
     jobs, errors = plan_jobs(["photos/", "more/*.jpg"], output=None, out_dir=Path("out"))
 
 The rules: names relative to each folder (or to a glob's fixed part) are kept under ``out_dir``;
-an input is never overwritten; an existing output is refused unless ``overwrite``; two inputs
-never share one output; hidden files and files without an image extension are skipped in
+an input is never overwritten; an existing output is refused unless ``overwrite`` (or skipped
+with ``skip_existing``); two inputs never share one output (the second is skipped, and named); hidden files and files without an image extension are skipped in
 folders; an ``out_dir`` inside an input folder is not read as input.
 """
 
@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Iterator
 
 from img2img.errors import UsageError
-from img2img.imageio import DEFAULT_FORMAT, WRITABLE_EXTENSIONS, format_for_path, is_image_path
+from img2img.formats import can_write, format_for_path, output_format
+from img2img.imageio import DEFAULT_FORMAT, is_image_path
 
 STDIN = "-"
 _GLOB_CHARS = frozenset("*?[")
@@ -42,11 +43,13 @@ class Job:
 @dataclass
 class InputError:
     """An input that gives no job (a record, not an exception): its label and a one-line message
-    that names the file, and the output it would have had, if any."""
+    that names the file, and the output it would have had, if any. ``status`` is "error", or
+    "skipped" for an output that exists and ``skip_existing`` keeps (not a failure)."""
 
     label: str
     message: str
     output: Path | None = None
+    status: str = "error"
 
 
 def plan_jobs(
@@ -56,15 +59,19 @@ def plan_jobs(
     out_dir: Path | None,
     ext: str | None = None,
     overwrite: bool = False,
+    skip_existing: bool = False,
     to_stdout: bool = False,
 ) -> tuple[list[Job], list[InputError]]:
     """Expand INPUTs into jobs (input -> output), and errors for inputs that match nothing or
     outputs that must not be written.
 
     Give exactly one destination: ``output`` (one input image), ``out_dir`` (any number; ``ext``
-    sets the format, else the input's extension when Pillow can write it, else PNG) or
-    ``to_stdout``. Raises UsageError when ``output`` is given and the inputs hold more than one
-    image."""
+    sets the format, else the input's extension when a translation can be written in it, else
+    PNG) or ``to_stdout`` (``ext`` sets the format, default PNG). An output that exists already
+    is an error unless ``overwrite``, or skipped with ``skip_existing``; this is only the
+    planning-time check, the writer refuses again at the moment it writes. A name the file
+    system refuses is an error for that input. Raises UsageError when ``output`` is given and
+    the inputs hold more than one image."""
     errors: list[InputError] = []
     found: list[tuple[str, Path | None, Path]] = []  # label, source, name relative to its input
     skip_dir = out_dir.resolve() if out_dir is not None else None
@@ -87,30 +94,38 @@ def plan_jobs(
     planned: dict[str, str] = {}
     for label, source, relative in found:
         if to_stdout:
-            jobs.append(Job(label, source, None, DEFAULT_FORMAT))
+            jobs.append(Job(label, source, None, output_format(ext, "--ext") if ext else DEFAULT_FORMAT))
             continue
         if output is not None:
             target = output
         else:
             assert out_dir is not None, "plan_jobs needs output, out_dir or to_stdout"
             suffix = normalise_ext(ext) if ext else relative.suffix
-            if suffix.lower() not in WRITABLE_EXTENSIONS:
+            if not can_write(suffix):
                 suffix = ".png"
             target = out_dir / relative.with_suffix(suffix)
         real_target = os.path.realpath(target)
-        if real_target in sources:
-            problem = "refusing to overwrite an input"
-        elif real_target in planned:
-            problem = f"same output as {planned[real_target]}"
-        elif target.is_dir():
-            problem = "is a directory"
-        elif target.exists() and not overwrite:
-            problem = "already exists (use --overwrite to replace it)"
-        else:
-            planned[real_target] = label
-            jobs.append(Job(label, source, target, format_for_path(target)))
-            continue
-        errors.append(InputError(label, f"{target}: {problem}", target))
+        status = "error"
+        try:
+            if real_target in sources:
+                problem = "refusing to overwrite an input"
+            elif real_target in planned:
+                problem = f"skipped: its output {target} is also the output of {planned[real_target]}"
+            elif target.is_dir():
+                problem = "is a directory"
+            elif target.exists() and not overwrite:
+                if skip_existing:
+                    problem, status = "already exists (skipped)", "skipped"
+                else:
+                    problem = "already exists (use --overwrite to replace it, or --skip-existing to keep it)"
+            else:
+                planned[real_target] = label
+                jobs.append(Job(label, source, target, format_for_path(target)))
+                continue
+        except OSError as exc:  # a name the file system refuses (too long, invalid): this input only
+            problem = f"cannot write: {exc.strerror or exc}"
+        where = label if problem.startswith("skipped:") else str(target)
+        errors.append(InputError(label, f"{where}: {problem}", target, status))
     return jobs, errors
 
 

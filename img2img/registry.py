@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from img2img import __version__
+from img2img.atomic import create_temporary, discard_temporary, remove_stale_temporaries
 from img2img.config import GeneratorConfig
 from img2img.errors import (
     DownloadError,
@@ -70,7 +71,6 @@ ENV_DOWNLOAD_MIN_RATE = "IMG2IMG_DOWNLOAD_MIN_RATE"
 DOWNLOAD_TIMEOUT = 30.0
 DOWNLOAD_MIN_RATE = 10_000.0
 HF_CONNECT_TIMEOUT = 10.0  # seconds for the Hub to answer before "no connection"
-_STALE_AFTER = 10.0  # seconds: an unlocked temporary download at least this old is a dead one's
 MAX_DOWNLOAD_BYTES = 2 << 30  # the reference generators are ~45-220 MB; stop a runaway server
 _CHUNK = 1 << 20
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
@@ -423,6 +423,7 @@ def _resolve(spec: str, *, download: bool, force: bool, progress: bool | None) -
             raise WeightsError(f"{spec}: the shipped file {shipped} is missing", hint="reinstall img2img")
         return shipped
     cached = cached_model_path(spec)
+    remove_stale_temporaries(cached.parent)  # downloads of killed processes
     if cached.is_file() and not force:
         return cached
     if entry is None:
@@ -514,68 +515,13 @@ def _convert(entry: ModelEntry, checkpoint: Path, target: Path, *, origin: str) 
 
 @contextlib.contextmanager
 def _temporary_file(folder: Path, name: str) -> Iterator[Path]:
-    """A new hidden file ``.NAME.RANDOM.download`` in ``folder``, removed when the block ends
-    however it ends (an exception, or SIGINT/SIGTERM unwinding as KeyboardInterrupt or SystemExit).
-
-    The name is chosen before the file exists and removal is in ``finally``, so no moment
-    leaves a file nobody will remove. While it lives the file is locked (flock); leftovers of a
-    process killed outright (SIGKILL cannot be caught) are unlocked, and the next download into
-    ``folder`` removes them."""
-    remove_stale_downloads(folder)
-    path = folder / f".{name}.{os.urandom(6).hex()}.download"
-    fd = -1
+    # img2img.atomic's temporaries: removed whatever stops the process, and by the next run
+    # after a kill -9.
+    tmp = create_temporary(folder)
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-        _lock(fd)
-        yield path
+        yield tmp
     finally:
-        path.unlink(missing_ok=True)
-        if fd >= 0:
-            os.close(fd)
-
-
-def remove_stale_downloads(folder: Path) -> list[Path]:
-    """Remove ``.*.download`` files in ``folder`` that no live process holds (see
-    ``_temporary_file``); returns what was removed."""
-    removed = []
-    try:
-        candidates = list(folder.glob(".*.download"))
-    except OSError:
-        return removed
-    now = time.time()
-    for path in candidates:
-        try:
-            fd = os.open(path, os.O_RDWR)
-        except OSError:
-            continue
-        try:
-            if now - os.fstat(fd).st_mtime < _STALE_AFTER or not _try_lock(fd):
-                continue  # just created, or being downloaded into
-            path.unlink(missing_ok=True)
-            removed.append(path)
-        except OSError:
-            continue
-        finally:
-            os.close(fd)
-    return removed
-
-
-def _lock(fd: int) -> None:
-    with contextlib.suppress(ImportError, OSError):
-        import fcntl
-
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-
-def _try_lock(fd: int) -> bool:
-    """True when nobody else holds ``fd``'s file (always False without flock: keep it)."""
-    try:
-        import fcntl
-
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except (ImportError, OSError):
-        return False
-    return True
+        discard_temporary(tmp)
 
 
 def download_limits() -> tuple[float, float]:

@@ -144,15 +144,20 @@ class LoadedGenerator:
 
 
 def save_generator(
-    path: str | os.PathLike[str], state_dict: Mapping[str, torch.Tensor], metadata: WeightsMetadata
+    path: str | os.PathLike[str],
+    state_dict: Mapping[str, torch.Tensor],
+    metadata: WeightsMetadata,
+    *,
+    replace: bool = True,
 ) -> None:
     """Write ``state_dict`` (reference key names) and ``metadata`` atomically to ``path``.
+``replace=False``: raise FileExistsError if ``path`` exists when the file is moved into place.
 
     Raises WeightsError, writing nothing, when a tensor holds NaN or infinity (a diverged
     network is never exported)."""
     tensors = {key: value.detach().to("cpu").contiguous() for key, value in state_dict.items()}
     check_finite(tensors, path, action="refusing to write")
-    with atomic_path(path) as tmp:
+    with atomic_path(path, replace=replace) as tmp:
         save_file(tensors, tmp, metadata={"format": "pt", METADATA_KEY: metadata.to_json()})
 
 
@@ -419,7 +424,7 @@ def convert_reference_checkpoint(
     metadata: WeightsMetadata | None = None,
     *,
     options: Mapping[str, Any] | None = None,
-    overwrite: bool = True,
+    replace: bool = True,
     declared_by: str = "the architecture given is",
     **metadata_options: Any,
 ) -> WeightsMetadata:
@@ -429,8 +434,9 @@ def convert_reference_checkpoint(
     registry entry) must agree with it; without it, the metadata is made by
     ``metadata_for_reference`` from what was read, ``options`` (checked against the tensors) and
     ``metadata_options`` (direction, eval_mode, task, source). Every tensor is checked (shapes,
-    NaN/inf) before anything is written, atomically; ``overwrite=False`` refuses an existing
-    ``output``. Raises WeightsError naming the checkpoint."""
+    NaN/inf) before anything is written, atomically. ``replace=False``: raise FileExistsError
+    if ``output`` exists when it is written (see img2img.atomic). Raises WeightsError naming the
+    checkpoint."""
     state_dict, inferred = read_reference_checkpoint(checkpoint, options)
     if metadata is None:
         metadata = metadata_for_reference(inferred, **metadata_options)
@@ -441,9 +447,7 @@ def convert_reference_checkpoint(
     state_dict = clean_reference_state_dict(state_dict, net)
     check_state_dict(state_dict, net, checkpoint)
     check_finite(state_dict, checkpoint)
-    if not overwrite and Path(output).exists():
-        raise WeightsError(f"{output}: already exists (use --overwrite to replace it)")
-    save_generator(output, state_dict, metadata)
+    save_generator(output, state_dict, metadata, replace=replace)
     return metadata
 
 

@@ -66,7 +66,7 @@ def convert(
     The architecture (ResNet or U-Net, blocks or depth, ngf, norm, dropout, channels) is read
     from the checkpoint's tensors: no option is needed."""
     from img2img.config import parse_generator_name
-    from img2img.errors import UsageError
+    from img2img.errors import OutputExistsError, UsageError, WeightsError
 
     if output.exists() and not force:
         raise UsageError(f"{output}: already exists (use --overwrite to replace it)")
@@ -82,13 +82,18 @@ def convert(
     from img2img.reference import describe_config
     from img2img.weights import convert_reference_checkpoint
 
-    metadata = convert_reference_checkpoint(
-        checkpoint,
-        output,
-        options=options,
-        overwrite=force,
-        direction=direction.value,
-        eval_mode=eval_mode,
-        source=f"converted from reference checkpoint {checkpoint.name}",
-    )
+    try:
+        metadata = convert_reference_checkpoint(
+            checkpoint,
+            output,
+            options=options,
+            replace=force,
+            direction=direction.value,
+            eval_mode=eval_mode,
+            source=f"converted from reference checkpoint {checkpoint.name}",
+        )
+    except FileExistsError:  # written by someone else since the check above
+        raise OutputExistsError(f"{output}: already exists (use --overwrite to replace it)") from None
+    except OSError as exc:  # a name or folder the file system refuses
+        raise WeightsError(f"{output}: cannot write: {exc.strerror or exc}") from None
     typer.echo(f"wrote {output} ({describe_config(metadata.generator)}, {direction.value})", err=True)

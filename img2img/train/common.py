@@ -486,10 +486,12 @@ def load_run_config(
 
 # --- signals ------------------------------------------------------------------------------------
 
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
 
 class StopSignals:
-    """SIGINT/SIGTERM ask the loop to stop after the current iteration; a second SIGINT stops
-    at once (KeyboardInterrupt)."""
+    """SIGINT/SIGTERM/SIGHUP ask the loop to stop after the current iteration; a second SIGINT
+    stops at once (KeyboardInterrupt). A signal ignored by the parent (nohup) stays ignored."""
 
     def __init__(self, notify: Callable[[str], None]):
         self.notify = notify
@@ -498,8 +500,9 @@ class StopSignals:
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._handle)
+            for signum in _STOP_SIGNALS:
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -528,8 +531,8 @@ class StopSignals:
 
 def _ignore_stop_signals(_worker_id: int) -> None:
     # DataLoader workers leave stopping to the main process, which finishes the iteration.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 # --- the trainer --------------------------------------------------------------------------------
