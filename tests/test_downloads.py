@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -153,20 +152,10 @@ def test_a_normal_download_passes_the_rate_check(environment, monkeypatch):
 
 # --- stopped and killed downloads -------------------------------------------------------------------
 
-DOWNLOADER = textwrap.dedent(
-    """
-    import signal, sys
-    # What the command line does with SIGTERM: unwind like Ctrl-C (exit 143).
-    signal.signal(signal.SIGTERM, lambda *args: sys.exit(143))
-    from img2img.registry import resolve_model
-    resolve_model(sys.argv[1])
-    """
-)
-
-
 def start_download(environment, name: str) -> subprocess.Popen:
     env = {**os.environ, **environment, "PYTHONPATH": str(REPO_ROOT), "IMG2IMG_DOWNLOAD_MIN_RATE": "0"}
-    return subprocess.Popen([sys.executable, "-c", DOWNLOADER, name], env=env, stderr=subprocess.PIPE, text=True)
+    args = [sys.executable, "-m", "img2img", "models", "pull", name, "--quiet"]
+    return subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True)
 
 
 def wait_for_partial(tmp_path, process, timeout=60.0) -> Path:
@@ -188,6 +177,7 @@ def test_sigterm_during_a_download_leaves_nothing(environment, tmp_path):
         wait_for_partial(tmp_path, process)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 143
+        assert process.stderr.read().count("\n") == 1
     finally:
         process.kill()
         process.wait()
