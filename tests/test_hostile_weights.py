@@ -213,14 +213,15 @@ def exploding_generator(path):
     return path
 
 
-def test_non_finite_output_fails_that_input_and_writes_nothing(tmp_path, capsys):
+@pytest.mark.parametrize("batch_size", ["1", "2"])
+def test_non_finite_output_fails_that_input_and_writes_nothing(tmp_path, capsys, batch_size):
     model = exploding_generator(tmp_path / "boom.safetensors")
     Image.new("RGB", (16, 16), (255, 255, 255)).save(tmp_path / "bright.png")
     Image.new("RGB", (16, 16), (0, 0, 0)).save(tmp_path / "dark.png")
     out_dir = tmp_path / "out"
     code, _, err = run_main(
         ["translate", str(tmp_path / "bright.png"), str(tmp_path / "dark.png"), "--model", str(model),
-         "--out-dir", str(out_dir), "--precision", "fp32", "--device", "cpu"],
+         "--out-dir", str(out_dir), "--precision", "fp32", "--device", "cpu", "--batch-size", batch_size],
         capsys,
     )  # fmt: skip
     assert code == 1
@@ -228,3 +229,12 @@ def test_non_finite_output_fails_that_input_and_writes_nothing(tmp_path, capsys)
     assert len([line for line in lines if "NaN or infinite" in line]) == 1
     assert any("bright.png" in line and "NaN or infinite" in line for line in lines)
     assert sorted(p.name for p in out_dir.iterdir()) == ["dark.png"]
+
+
+def test_translate_tensor_raises_on_non_finite_output(tmp_path):
+    from img2img.inference import NonFiniteOutputError, Translator
+
+    translator = Translator(exploding_generator(tmp_path / "boom.safetensors"), device="cpu", precision="fp32")
+    assert torch.isfinite(translator.translate_tensor(-torch.ones(1, 3, 8, 8))).all()
+    with pytest.raises(NonFiniteOutputError, match="NaN or infinite"):
+        translator.translate_tensor(torch.ones(1, 3, 8, 8))
