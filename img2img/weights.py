@@ -181,6 +181,12 @@ def load_generator(path: str | os.PathLike[str], device: str | torch.device = "c
         check_header(handle, metadata.generator, path)
         state_dict = {key: handle.get_tensor(key) for key in handle.keys()}
     check_finite(state_dict, path)
+    # Half-precision or float64 weights (a converted fp16 checkpoint) compute in float32 like
+    # the rest; the translator chooses its own precision.
+    state_dict = {
+        key: value.float() if value.is_floating_point() and value.dtype != torch.float32 else value
+        for key, value in state_dict.items()
+    }
     with torch.device("meta"):
         net = build_generator(metadata.generator)
     check_state_dict(state_dict, net, path)
@@ -452,9 +458,11 @@ def convert_reference_checkpoint(
 
 
 def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """What ``models info`` shows about a weights file."""
-    metadata = read_metadata(path)
+    """What ``models info`` shows about a weights file (validated as ``load_generator`` does,
+    from the header alone)."""
     with _open_safetensors(path, "cpu") as handle:
+        metadata = _metadata_of(handle, path)
+        check_header(handle, metadata.generator, path)
         n_params = sum(
             _numel(handle.get_slice(key).get_shape())
             for key in handle.keys()

@@ -238,3 +238,22 @@ def test_translate_tensor_raises_on_non_finite_output(tmp_path):
     assert torch.isfinite(translator.translate_tensor(-torch.ones(1, 3, 8, 8))).all()
     with pytest.raises(NonFiniteOutputError, match="NaN or infinite"):
         translator.translate_tensor(torch.ones(1, 3, 8, 8))
+
+
+def test_models_info_checks_the_header_too(tmp_path, tiny_generator, capsys):
+    bad = tmp_path / "bad.safetensors"
+    rewrite_metadata(tiny_generator, bad, lambda d: d["generator"].update(n_blocks=100))
+    code, out, err = run_main(["models", "info", str(bad)], capsys)
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and "tensors hold resnet_1blocks" in err
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_weights_in_other_float_types_load_as_float32(tmp_path, tiny_generator, dtype):
+    tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in load_file(tiny_generator).items()}
+    half = tmp_path / "half.safetensors"
+    save_file(tensors, half, metadata=safe_open(tiny_generator, "pt").metadata())
+    net = load_generator(half).net
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    with torch.no_grad():
+        assert net(torch.zeros(1, 3, 8, 8)).dtype == torch.float32
