@@ -181,7 +181,10 @@ def read_registry_file(path: Path) -> dict[str, ModelEntry]:
         raise Img2ImgError(f"{path}: the model registry is not valid JSON ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
         raise Img2ImgError(f'{path}: the model registry needs a "models" object')
-    if int(data.get("schema", 1)) > REGISTRY_SCHEMA:
+    schema = data.get("schema", 1)
+    if not isinstance(schema, int) or isinstance(schema, bool):
+        raise Img2ImgError(f"{path}: the model registry's schema must be an integer, got {schema!r}")
+    if schema > REGISTRY_SCHEMA:
         raise Img2ImgError(
             f"{path}: registry schema {data['schema']} is newer than this img2img understands",
             hint="upgrade img2img",

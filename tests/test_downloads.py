@@ -281,3 +281,10 @@ def test_registry_entries_are_strict(tmp_path, change, message):
     path = write_registry(tmp_path / "models.json", {"bad": {**tiny_entry("http://example.com/a.pth"), **change}})
     with pytest.raises(Img2ImgError, match=message):
         registry.read_registry_file(path)
+
+
+def test_a_registry_schema_that_is_not_a_number_is_named(tmp_path):
+    path = tmp_path / "models.json"
+    path.write_text('{"schema": "one", "models": {}}')
+    with pytest.raises(Img2ImgError, match=rf"^{path}: the model registry's schema must be an integer, got 'one'"):
+        registry.read_registry_file(path)

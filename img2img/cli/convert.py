@@ -63,8 +63,8 @@ def convert(
 ) -> None:
     """Convert a pytorch-CycleGAN-and-pix2pix generator checkpoint to img2img's weights format.
 
-    The architecture (ResNet or U-Net, blocks or depth, ngf, norm, dropout, channels) is read
-    from the checkpoint's tensors: no option is needed."""
+    The architecture (ResNet/U-Net, blocks or depth, ngf, norm, dropout, channels) is read from it.
+    """
     from img2img.config import parse_generator_name
     from img2img.errors import OutputExistsError, UsageError, WeightsError
 
