@@ -477,10 +477,16 @@ def convert_checkpoint_file(path: Path) -> Path:
     target = cache_dir() / "converted" / f"{digest}.{direction}.safetensors"
     if target.is_file():
         return target
-    convert_reference_checkpoint(
-        path, target, direction=direction,
-        source=f"converted from reference checkpoint {path.name} (sha256 {digest})",
-    )  # fmt: skip
+    try:
+        convert_reference_checkpoint(
+            path, target, direction=direction,
+            source=f"converted from reference checkpoint {path.name} (sha256 {digest})",
+        )  # fmt: skip
+    except OSError as exc:
+        raise WeightsError(
+            f"{target.parent}: cannot write the conversion of {path} ({exc.strerror or exc})",
+            hint=f"set {ENV_CACHE} to a writable folder, or convert it with `img2img convert`",
+        ) from None
     return target
 
 

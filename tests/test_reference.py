@@ -305,3 +305,13 @@ def test_inference_works_on_header_shapes_without_tensors(tiny_generator):
     with safe_open(tiny_generator, "pt") as handle:
         shapes = {key: handle.get_slice(key).get_shape() for key in handle.keys()}
     assert infer_generator(shapes, tiny_generator).config == read_metadata(tiny_generator).generator
+
+
+def test_translate_names_a_cache_it_cannot_write(tmp_path, monkeypatch, capsys):
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    monkeypatch.setenv("IMG2IMG_CACHE", str(tmp_path / "cache"))
+    path, _, _ = reference_checkpoint(tmp_path / "latest_net_G.pth", "resnet_6blocks")
+    Image.new("RGB", (8, 8)).save(tmp_path / "in.png")
+    code, _, err = run_main(["translate", str(tmp_path / "in.png"), "--model", str(path), "-o", str(tmp_path / "o.png")], capsys)
+    assert code == 1 and err.count("\n") == 1
+    assert f"cannot write the conversion of {path}" in err and "IMG2IMG_CACHE" in err
