@@ -475,6 +475,7 @@ def convert_checkpoint_file(path: Path) -> Path:
     digest = file_sha256(path)
     direction = "BtoA" if re.search(r"(^|_)G_B$", path.stem) else "AtoB"
     target = cache_dir() / "converted" / f"{digest}.{direction}.safetensors"
+    remove_stale_temporaries(target.parent)  # conversions of killed processes
     if target.is_file():
         return target
     try:

@@ -315,3 +315,21 @@ def test_translate_names_a_cache_it_cannot_write(tmp_path, monkeypatch, capsys):
     code, _, err = run_main(["translate", str(tmp_path / "in.png"), "--model", str(path), "-o", str(tmp_path / "o.png")], capsys)
     assert code == 1 and err.count("\n") == 1
     assert f"cannot write the conversion of {path}" in err and "IMG2IMG_CACHE" in err
+
+
+def test_a_killed_conversions_leftover_is_removed_on_a_cache_hit(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from img2img import atomic, registry
+
+    monkeypatch.setenv("IMG2IMG_CACHE", str(tmp_path / "cache"))
+    path, _, _ = reference_checkpoint(tmp_path / "latest_net_G.pth", "resnet_6blocks")
+    converted = registry.resolve_model(str(path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    leftover = converted.parent / f".img2img-tmp.{atomic._HOST}.{dead.pid}.deadbeef"
+    leftover.write_bytes(b"half a conversion")
+    atomic._cleaned_folders.clear()  # as in a new process
+    assert registry.resolve_model(str(path)) == converted
+    assert not leftover.exists()
