@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
-from img2img.config import GeneratorConfig
+from img2img.config import GENERATOR_LIMITS, GeneratorConfig
 from img2img.errors import Img2ImgError, WeightsError
 
 Shapes = Mapping[str, Sequence[int]]
@@ -339,8 +339,11 @@ def _infer_unet(shapes: Shapes) -> InferredGenerator:
         raise _NotAGenerator(f"model.model.3.weight has shape {head}, expected ({2 * ngf}, output_nc, 4, 4)")
     # The outermost level's inner block is model.1; every other level's is model.3.
     prefix, depth = "model.model.1.", 1
+    deepest = GENERATOR_LIMITS["num_downs"][1]
     while f"{prefix}model.1.weight" in shapes:
         depth += 1
+        if depth > deepest:  # stop before walking a hostile file's thousands of levels
+            raise _NotAGenerator(f"a U-Net deeper than {deepest} levels (num_downs)")
         inner = f"{prefix}model.3."
         if not any(key.startswith(f"{inner}model.") for key in shapes):
             break  # innermost: model.3 is its up-convolution

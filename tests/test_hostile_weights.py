@@ -257,3 +257,20 @@ def test_weights_in_other_float_types_load_as_float32(tmp_path, tiny_generator, 
     assert all(p.dtype == torch.float32 for p in net.parameters())
     with torch.no_grad():
         assert net(torch.zeros(1, 3, 8, 8)).dtype == torch.float32
+
+
+def test_hostile_headers_are_refused_quickly_without_walking_them():
+    from img2img.reference import infer_generator
+
+    deep = {"model.model.0.weight": [4, 3, 4, 4], "model.model.3.weight": [8, 3, 4, 4]}
+    prefix = "model.model.1."
+    for _ in range(5000):  # a U-Net 5000 levels deep
+        deep[prefix + "model.1.weight"] = [8, 4, 4, 4]
+        prefix += "model.3."
+    with pytest.raises(WeightsError, match="deeper than 12 levels"):
+        infer_generator(deep, "deep.safetensors")
+    many = {"model.1.weight": [4, 3, 7, 7], f"model.{17 + 1000}.weight": [3, 4, 7, 7]}
+    for i in range(1000):  # a thousand residual blocks
+        many[f"model.{10 + i}.conv_block.1.weight"] = many[f"model.{10 + i}.conv_block.5.weight"] = [16, 16, 3, 3]
+    with pytest.raises(WeightsError, match=r"unsupported generator \(n_blocks must be in \[0, 128\], got 1000\)"):
+        infer_generator(many, "many.safetensors")
