@@ -39,6 +39,7 @@ from img2img.reference import (
 SCHEMA_VERSION = 1
 METADATA_KEY = "img2img"
 DIRECTIONS = ("AtoB", "BtoA")
+TASKS = ("cyclegan", "pix2pix")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,17 @@ class WeightsMetadata:
     source: str = "trained"
     img2img_version: str = __version__
     schema: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        # The same checks as reading a file, so that no file is written that would be refused.
+        data = {
+            "generator": {}, "task": self.task, "direction": self.direction,
+            "eval_mode": self.eval_mode, "source": self.source,
+            "img2img_version": self.img2img_version, "preprocess": dict(self.preprocess),
+        }  # fmt: skip
+        problem = _metadata_problem(data)
+        if problem or not isinstance(self.generator, GeneratorConfig):
+            raise WeightsError(f"invalid weights metadata: {problem or 'generator must be a GeneratorConfig'}")
 
     def to_json(self) -> str:
         return json.dumps(
@@ -105,9 +117,6 @@ class WeightsMetadata:
             img2img_version=data.get("img2img_version", "unknown"),
             schema=schema,
         )
-
-
-TASKS = ("cyclegan", "pix2pix")
 
 
 def _is_int(value: Any) -> bool:

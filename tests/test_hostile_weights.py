@@ -274,3 +274,11 @@ def test_hostile_headers_are_refused_quickly_without_walking_them():
         many[f"model.{10 + i}.conv_block.1.weight"] = many[f"model.{10 + i}.conv_block.5.weight"] = [16, 16, 3, 3]
     with pytest.raises(WeightsError, match=r"unsupported generator \(n_blocks must be in \[0, 128\], got 1000\)"):
         infer_generator(many, "many.safetensors")
+
+
+@pytest.mark.parametrize(
+    "field, value", [("direction", "sideways"), ("eval_mode", "false"), ("task", "stylegan"), ("preprocess", {"a": [1]})]
+)
+def test_metadata_that_loading_would_refuse_is_never_written(tmp_path, field, value):
+    with pytest.raises(WeightsError, match=f"invalid weights metadata: {field}"):
+        WeightsMetadata(generator=GeneratorConfig(), **{field: value})
