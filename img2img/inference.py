@@ -168,6 +168,12 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 # --- the translator --------------------------------------------------------------------------
 
 
+class NonFiniteOutputError(ImageError):
+    """The network's output for an input holds NaN or infinity (diverged weights, or an input
+    that overflows them): that input fails, nothing is written for it."""
+
+
+
 @dataclass
 class TranslateResult:
     """One image from ``translate_stream``: the output image, or the error that stopped it."""
@@ -279,7 +285,8 @@ class Translator:
 
     def translate_tensor(self, batch: torch.Tensor) -> torch.Tensor:
         """(N, input_nc, H, W) in [-1, 1], any H and W -> (N, output_nc, H, W) float32 in [-1, 1]
-        on this translator's device: padded to the network's size multiple and cropped back."""
+        on this translator's device: padded to the network's size multiple and cropped back.
+        Raises NonFiniteOutputError when the output holds NaN or infinity."""
         if batch.ndim != 4 or batch.shape[1] != self.config.input_nc:
             raise ValueError(
                 f"expected a (N, {self.config.input_nc}, H, W) tensor, got {tuple(batch.shape)}"
@@ -292,11 +299,17 @@ class Translator:
         x = x.contiguous(memory_format=self._memory_format)
         with torch.inference_mode(), self._autocast():
             y = self.net(x.to(self.dtype) if self._cast_network else x).float()
-        if self.dtype == torch.float16 and self.precision_requested == "auto" and not torch.isfinite(y).all():
-            # fp16 overflowed somewhere in this network: fp32 from now on, for this batch too.
-            log.warning("fp16 overflowed (inf/nan in the output); using fp32 from now on")
-            self.dtype = torch.float32
-            return self._forward(x)
+        if not bool(torch.isfinite(y).all()):
+            if self.dtype == torch.float16 and self.precision_requested == "auto":
+                # fp16 overflowed somewhere in this network: fp32 from now on, for this batch too.
+                log.warning("fp16 overflowed (inf/nan in the output); using fp32 from now on")
+                self.dtype = torch.float32
+                return self._forward(x)
+            # Never an image from it: NaN rounds to 0, a black image written with exit 0.
+            raise NonFiniteOutputError(
+                f"the model ({self.path.name}) produced NaN or infinite values for this input "
+                f"({self.precision}); nothing was written"
+            )
         return y
 
     # -- images
@@ -354,6 +367,13 @@ class Translator:
         start = time.perf_counter()
         try:
             outputs = self._translate_inputs([item for _, item in batch])
+        except NonFiniteOutputError as exc:
+            if len(batch) > 1:  # which of them? one at a time, as the output would be alone
+                for single in batch:
+                    yield from self._run_batch([single])
+                return
+            yield TranslateResult(batch[0][0], None, exc, 0.0)
+            return
         except ImageError as exc:  # the network refuses these inputs (an ONNX model's static size)
             for key, _ in batch:
                 yield TranslateResult(key, None, exc, 0.0)
@@ -429,6 +449,7 @@ def check_direction(metadata: WeightsMetadata, direction: str | None, path: os.P
 
 
 __all__ = [
+    "NonFiniteOutputError",
     "PRECISIONS",
     "Padding",
     "TranslateResult",
