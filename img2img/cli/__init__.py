@@ -17,6 +17,7 @@ from img2img.errors import Img2ImgError
 # Importing the command modules registers their commands on the apps.
 from img2img.cli import convert as _convert  # noqa: E402,F401
 from img2img.cli import data as _data  # noqa: E402,F401
+from img2img.cli import eval as _eval  # noqa: E402,F401
 from img2img.cli import models as _models  # noqa: E402,F401
 from img2img.cli import translate as _translate  # noqa: E402,F401
 from img2img.cli import train as _train  # noqa: E402,F401
