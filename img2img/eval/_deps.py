@@ -30,8 +30,9 @@ def require(module: str) -> ModuleType:
     except ImportError as exc:
         top = module.split(".")[0]
         dist = _DISTRIBUTIONS.get(top, top)
-        if getattr(exc, "name", None) not in (None, top, module):
-            dist = f"{dist} (it failed to import {exc.name})"
+        missing = getattr(exc, "name", None) or top
+        if missing.split(".")[0] != top:  # the library is there but one of its own needs is not
+            dist = f"{dist} (it failed to import {missing})"
         raise MissingExtraError(f"img2img eval needs {dist}: {INSTALL}") from None
 
 

@@ -62,7 +62,7 @@ def fid(fake: torch.Tensor, real: torch.Tensor) -> dict:
     features, by torch-fidelity. UsageError with fewer than 2 samples on either side."""
     module = require("torch_fidelity.metric_fid")
     _need(2, "FID", fake, real)
-    projected = len(fake) + len(real) - 1 < fake.shape[1]
+    projected = len(fake) + len(real) + 1 < fake.shape[1]
     if projected:
         fake, real = span_coordinates(fake, real)
     stats_fake = module.fid_features_to_statistics(fake)
@@ -82,7 +82,7 @@ def fid(fake: torch.Tensor, real: torch.Tensor) -> dict:
 def span_coordinates(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The two sample sets in coordinates of an orthonormal basis Q of the subspace that holds
     both sets' centred samples and the difference of their means: float64 (N, k) tensors with
-    k <= N_a + N_b - 1.
+    k <= N_a + N_b + 1.
 
     FID is invariant under this change of basis: means, covariances and traces rotate, both
     covariances live inside span(Q), so the nonzero eigenvalues of sigma_a @ sigma_b (whose

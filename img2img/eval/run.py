@@ -27,6 +27,7 @@ from img2img.eval.features import FeatureSet, ImageItem, cached_extract, extract
 from img2img.eval.inception import RESIZE_MODES, FIDInception
 from img2img.eval.weights import ALEXNET, INCEPTION, FoundWeights, eval_cache_dir, find_weights, load_tensors
 
+_HIGH_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
@@ -340,10 +341,13 @@ def folder_comparison(*, fake: Path, real: Path | None, target: Path | None) -> 
 
 def _unit_float(image: Image.Image, gray: bool) -> np.ndarray:
     """float64 [0, 1] (H, W) for gray, (H, W, 3) for RGB (alpha dropped, as the Inception sees it)."""
-    from img2img.imageio import to_model_input
+    if image.mode in _HIGH_BIT_MODES:  # 16-bit and float gray: the project's scaling to [0, 1]
+        from img2img.imageio import to_model_input
 
-    pixels = to_model_input(image, 1 if gray else 3).pixels.astype(np.float64)
-    return pixels[:, :, 0] if gray else pixels
+        pixels = to_model_input(image, 1 if gray else 3).pixels.astype(np.float64)
+        return pixels[:, :, 0] if gray else pixels
+    # 8-bit data divided in float64, so that PSNR is exact for known differences.
+    return np.asarray(image.convert("L" if gray else "RGB"), dtype=np.float64) / 255.0
 
 
 def _json_safe(value):
