@@ -1,6 +1,6 @@
 """Evaluation speed on the CPU: Inception feature extraction, the whole `eval`, the cache, FID.
 
-    python benchmarks/bench_eval.py                 # 16 + 16 images of 256x256
+    python benchmarks/bench_eval.py                 # 8 + 8 images of 256x256
     python benchmarks/bench_eval.py --images 32 --rounds 5
 
 Uses an Inception with the standard file's layout and random (He-initialised) weights: the
@@ -10,7 +10,7 @@ interleaved rounds and the median is reported, so a machine shared with other wo
 alike: read the ratios.
 
 1. features: images/s of FIDInception.features on prepared images (resize to 299 + network),
-   channels-last (what eval uses) vs contiguous, batch 1 vs batch 16.
+   channels-last (what eval uses) vs contiguous, batch 1 vs batch 8.
 2. whole eval: Evaluator.compare_folders (decode, resize, network, FID, KID, IS) on --fake and
    --real folders without the cache, then again with the real folder's features cached.
 3. FID statistic alone: torch-fidelity's 2048x2048 eigenvalue problem vs the same in the
@@ -55,9 +55,9 @@ def write_images(folder: Path, count: int, size: int, seed: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=16, help="images per folder")
+    parser.add_argument("--images", type=int, default=8, help="images per folder")
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
 
     from img2img.eval import EvalSettings, Evaluator
@@ -82,7 +82,7 @@ def main() -> None:
         contiguous.net = contiguous.net.to(memory_format=torch.contiguous_format)
         nets["contiguous"] = contiguous
         images = [nets["channels_last"].prepare(Image.open(p)) for p in sorted((root / "fake").iterdir())]
-        variants = [(name, batch) for name in nets for batch in (1, 16)]
+        variants = [(name, batch) for name in nets for batch in (1, 8)]
         times: dict = {v: [] for v in variants}
         for _ in range(args.rounds):
             for name, batch in variants:
@@ -90,14 +90,14 @@ def main() -> None:
                 for i in range(0, len(images), batch):
                     nets[name].features(images[i : i + batch])
                 times[(name, batch)].append(time.perf_counter() - start)
-        base = statistics.median(times[("channels_last", 16)])
+        base = statistics.median(times[("channels_last", 8)])
         print(f"\n1. feature extraction, {len(images)} images of {args.size}x{args.size}, median of {args.rounds} rounds")
         for variant in variants:
             seconds = statistics.median(times[variant])
-            print(f"   {variant[0]:14} batch {variant[1]:2}: {len(images) / seconds:6.2f} img/s  ({seconds / base:.2f}x the time of channels_last batch 16)")
+            print(f"   {variant[0]:14} batch {variant[1]:2}: {len(images) / seconds:6.2f} img/s  ({seconds / base:.2f}x the time of channels_last batch 8)")
 
         # 2. whole eval
-        settings = dict(inception_weights=str(weights), device="cpu", batch_size=16)
+        settings = dict(inception_weights=str(weights), device="cpu", batch_size=8)
         uncached, cached = [], []
         for _ in range(args.rounds):
             start = time.perf_counter()

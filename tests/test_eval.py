@@ -496,3 +496,82 @@ def test_model_with_datasets_in_both_layouts(capsys, tmp_path, eval_files, evalu
     results = json.loads(out)["evaluations"]
     assert [(r["direction"], r["samples"]["fake"]) for r in results] == [("AtoB", 2), ("BtoA", 3)]
     assert results[1]["inputs"]["input"].endswith("testB")
+
+
+# --- during training ---------------------------------------------------------------------------
+
+
+def test_val_metrics_options_are_checked_before_training():
+    from img2img.config import CycleGANConfig, Pix2PixConfig
+    from img2img.eval.validation import better
+
+    with pytest.raises(UsageError, match="unpaired; use fid, kid or is"):
+        CycleGANConfig(data="d", val_metrics="fid,psnr")
+    with pytest.raises(UsageError, match="unknown metric 'fdi'"):
+        Pix2PixConfig(data="d", val_metrics="fdi")
+    with pytest.raises(UsageError, match="--keep-best ssim: not among --val-metrics"):
+        Pix2PixConfig(data="d", val_metrics="fid", keep_best="ssim")
+    assert Pix2PixConfig(data="d", val_metrics="ssim,fid", keep_best="ssim").keep_best == "ssim"
+    assert better("fid", 10.0, 12.0) and not better("fid", 12.0, 10.0)
+    assert better("ssim", 0.8, 0.7) and not better("psnr", 20.0, 21.0) and better("kid", 1.0, None)
+
+
+def test_validation_scorer_scores_the_generators_as_exported(tmp_path, eval_files, evaluator_factory):
+    from dataclasses import dataclass
+
+    from img2img.config import GeneratorConfig
+    from img2img.eval.validation import ValidationScorer
+    from img2img.networks import build_generator, init_weights
+
+    @dataclass
+    class Exported:  # what TrainableModel.export_generators() gives
+        state_dict: dict
+        config: GeneratorConfig
+        eval_mode: bool = True
+
+    config = GeneratorConfig(arch="resnet", ngf=4, n_blocks=1)
+    torch.manual_seed(0)
+    exported = {"AtoB": Exported(init_weights(build_generator(config)).state_dict(), config)}
+    generator = torch.Generator().manual_seed(0)
+    batches = [
+        {"input": torch.rand(1, 3, 32, 32, generator=generator) * 2 - 1, "target": torch.rand(1, 3, 32, 32, generator=generator) * 2 - 1, "name": [f"{i}.png"]}
+        for i in range(3)
+    ]  # fmt: skip
+    scorer = ValidationScorer(("fid", "psnr", "ssim"), task="pix2pix", device="cpu", inception_weights=str(eval_files["inception"]))
+    first = scorer.score(batches, exported)
+    assert set(first.figures) == {"val_fid", "val_psnr", "val_ssim"} and scorer.names() == ["val_fid", "val_psnr", "val_ssim"]
+    assert first.record["AtoB"]["samples"] == {"fake": 3, "real": 3, "pairs": 3, "failed": 0}
+    # The same translations as `translate` would make from the exported file, scored by `eval`.
+    from img2img.inference import Translator
+    from img2img.weights import WeightsMetadata, save_generator
+
+    save_generator(tmp_path / "g.safetensors", exported["AtoB"].state_dict, WeightsMetadata(generator=config, task="pix2pix"))
+    translator = Translator(str(tmp_path / "g.safetensors"), device="cpu", precision="fp32")
+    from img2img.eval.validation import _to_image
+
+    psnrs = []
+    for batch in batches:
+        out = np.asarray(translator.translate_image(_to_image(batch["input"][0])), dtype=np.float64) / 255
+        target = np.asarray(_to_image(batch["target"][0]), dtype=np.float64) / 255
+        psnrs.append(10 * math.log10(1 / np.mean((out - target) ** 2)))
+    assert first.figures["val_psnr"] == pytest.approx(np.mean(psnrs), rel=1e-9)
+    # A second validation reuses the real set's features.
+    again = scorer.score(batches, exported)
+    assert again.figures == first.figures and len(scorer.evaluator._remembered) == 1
+
+
+def test_exported_weights_record_validation_scores(tmp_path, capsys):
+    from img2img.config import GeneratorConfig
+    from img2img.networks import build_generator
+    from img2img.weights import WeightsMetadata, read_metadata, save_generator
+
+    config = GeneratorConfig(arch="resnet", ngf=4, n_blocks=1)
+    record = {"epoch": 3, "directions": {"AtoB": {"scores": {"fid": {"value": 12.5}, "kid": {"value": 0.01, "std": 0.002}}}}}
+    path = tmp_path / "g.safetensors"
+    save_generator(path, build_generator(config).state_dict(), WeightsMetadata(generator=config, validation=record))
+    assert read_metadata(path).validation == record
+    with pytest.raises(SystemExit) as exit_info:
+        main(["models", "info", str(path), "--json"])
+    assert exit_info.value.code in (0, None)
+    info = json.loads(capsys.readouterr().out)
+    assert info["validation"] == {"epoch": 3, "fid": "12.5", "kid": "0.01 ± 0.002"}

@@ -90,6 +90,7 @@ class Evaluator:
         self._lpips: M.LPIPS | None = None
         self.inception_weights: FoundWeights | None = None
         self.lpips_weights: FoundWeights | None = None
+        self._remembered: dict[str, FeatureSet] = {}  # real sets held in memory (training's validation)
 
     # -- weights, found before any work is done
 
@@ -164,7 +165,7 @@ class Evaluator:
                 if reals is None:  # explicit FID/KID with only targets: they are the real set
                     assert comparison.targets is not None
                     reals = list(comparison.targets.values())
-                real_set = self._features(reals, outcome, cacheable=True)
+                real_set = self._features(reals, outcome, cacheable=True, remember=True)
                 samples["real"] = len(real_set)
                 cache["real"] = real_set.cache
                 if "fid" in metrics:
@@ -244,7 +245,9 @@ class Evaluator:
             results[result.key] = ImageItem(f"{item.label} (translated)", image=result.image, name=name)
         return [results[i] for i in sorted(results)], gray
 
-    def _features(self, items: list[ImageItem], outcome: _Outcome, *, cacheable: bool) -> FeatureSet:
+    def _features(self, items: list[ImageItem], outcome: _Outcome, *, cacheable: bool, remember: bool = False) -> FeatureSet:
+        """Features of ``items``: files through the disk cache when ``cacheable``; images in
+        memory kept for the life of this evaluator when ``remember`` (a validation set)."""
         self.hooks.add_total(len(items))
         cacheable = cacheable and self.settings.use_cache and all(item.path is not None for item in items)
         errors = lambda label, message: self._fail(outcome, message)  # noqa: E731
@@ -255,6 +258,12 @@ class Evaluator:
                 items, _Lazy(lambda: self.inception), settings, eval_cache_dir(), batch_size=self.settings.batch_size,
                 on_error=errors, on_done=self.hooks.advance,
             )  # fmt: skip
+        elif remember:
+            key = _memory_key(items, self.settings.resize)
+            if key not in self._remembered:
+                self._remembered[key] = extract(items, self.inception, batch_size=self.settings.batch_size, on_error=errors)
+            found = self._remembered[key]
+            self.hooks.advance(len(items))
         else:
             found = extract(items, self.inception, batch_size=self.settings.batch_size, on_error=errors, on_done=self.hooks.advance)
         return found
@@ -337,6 +346,18 @@ def folder_comparison(*, fake: Path, real: Path | None, target: Path | None) -> 
     label = f"{fake}/ vs " + " and ".join(f"{p}/" for p in (real, target) if p is not None)
     return Comparison(label=label, fakes=fakes, reals=reals, targets=targets, unmatched=unmatched,
                       described={k: v for k, v in described.items() if v})
+
+
+def _memory_key(items: list[ImageItem], resize: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256(resize.encode())
+    for item in items:
+        digest.update(f"\n{item.name}|{item.path}|{item.half}".encode())
+        if item.image is not None:
+            digest.update(f"{item.image.mode}{item.image.size}".encode())
+            digest.update(item.image.tobytes())
+    return digest.hexdigest()
 
 
 def _unit_float(image: Image.Image, gray: bool) -> np.ndarray:

@@ -14,7 +14,6 @@ Files are read weights-only: ``.safetensors`` with safetensors, anything else wi
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,6 @@ class KnownWeights:
     option: str  # the command-line option that names a file explicitly
     filenames: tuple[str, ...]  # the first is the name img2img downloads to
     urls: tuple[str, ...]
-    size: int | None = None
     sha256: str | None = None
     sha256_prefix: str | None = None
 
@@ -53,7 +51,6 @@ INCEPTION = KnownWeights(
         "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
         "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth",
     ),
-    size=95_628_359,
     sha256="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
 )
 
@@ -223,6 +220,3 @@ def check_layout(tensors: dict, expected: dict, path: Path, label: str) -> None:
             parts.append(f"{len(wrong)} of the wrong shape (e.g. {k}: {tuple(tensors[k].shape)}, expected {tuple(expected[k].shape)})")
         raise WeightsError(f"{path}: not {label}: tensors " + "; ".join(parts))
 
-
-def short_digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
