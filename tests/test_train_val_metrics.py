@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from img2img.config import CycleGANConfig, Pix2PixConfig
-from img2img.data import write_palette_dataset, write_shapes_dataset
+from img2img.testing.synthetic import write_palette_dataset, write_shapes_dataset
 from img2img.errors import WeightsError
 from img2img.train import train_cyclegan, train_pix2pix
 from img2img.train.checkpoint import load_checkpoint
