@@ -24,6 +24,16 @@ from img2img.errors import DownloadError, UsageError, WeightsError
 N = 5  # images per set
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One thread: several times faster than two on a machine busy with other work (the two
+    wait for each other), and these networks are run on a handful of images."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _random_inception(seed: int = 0) -> dict[str, torch.Tensor]:
     """The standard layout with He-initialised convolutions: PyTorch's default init makes the
     activations vanish into denormals over 90-odd layers, which is slow and meaningless."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from pathlib import Path
 
@@ -23,6 +22,16 @@ TINY = dict(
     ngf=8, ndf=8, preprocess="resize_and_crop", load_size=36, crop_size=32,
     n_epochs=1, n_epochs_decay=1, seed=0, print_freq=4, val_size=2, n_samples=0,
 )  # fmt: skip
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One thread: several times faster than two on a machine busy with other work (the two
+    wait for each other), and these networks are run on a handful of images."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -90,15 +99,15 @@ def test_cyclegan_val_metrics_per_direction(tmp_path, inception_file):
     data = write_palette_dataset(tmp_path / "palettes", n_a=4, n_b=4, n_test=2, size=32)
     config = CycleGANConfig(
         **{**TINY, "n_epochs_decay": 0}, netg="resnet_1blocks", pool_size=2, data=str(data),
-        out=str(tmp_path / "run"), val_metrics="fid", keep_best="fid", inception_weights=str(inception_file),
+        out=str(tmp_path / "run"), val_metrics="is", keep_best="is", inception_weights=str(inception_file),
     )  # fmt: skip
     train_cyclegan(config, stream=io.StringIO(), live=False)
     run = tmp_path / "run"
     (row,) = _epoch_rows(run)
-    fids = [float(row["val_fid_AtoB"]), float(row["val_fid_BtoA"])]
-    assert float(row["val_fid"]) == pytest.approx(sum(fids) / 2, rel=1e-5)
+    scores = [float(row["val_is_AtoB"]), float(row["val_is_BtoA"])]
+    assert float(row["val_is"]) == pytest.approx(sum(scores) / 2, rel=1e-5)
     for direction in ("AtoB", "BtoA"):
         record = read_metadata(run / "weights" / f"best_cyclegan_{direction}.safetensors").validation
         assert set(record["directions"]) == {"AtoB", "BtoA"} and record["epoch"] == 1
-    info = json.dumps(read_metadata(run / "weights" / "cyclegan_AtoB.safetensors").validation)
-    assert "kid" not in info and "fid" in info
+    record = read_metadata(run / "weights" / "cyclegan_AtoB.safetensors").validation
+    assert [set(r["scores"]) for r in record["directions"].values()] == [{"is"}, {"is"}]

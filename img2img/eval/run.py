@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from img2img import __version__
-from img2img.errors import ImageError, UsageError
+from img2img.errors import ImageError, UsageError, WeightsError
 from img2img.eval import metrics as M
 from img2img.eval.data import Comparison, pair_by_name, read_folder
 from img2img.eval.features import FeatureSet, ImageItem, cached_extract, extract, read_item
@@ -118,9 +118,12 @@ class Evaluator:
             assert self.lpips_weights is not None
             path = self.lpips_weights.path
             tensors = load_tensors(path)
-            if not any(k.startswith("lin0.") for k in tensors):
-                tensors = M.lpips_tensors(tensors, load_tensors(M.lpips_linear_file()))
-            self._lpips = M.LPIPS(M.lpips_tensors(tensors), path=path, device=self.device)
+            linear = None if any(k.startswith("lin0.") for k in tensors) else load_tensors(M.lpips_linear_file())
+            try:
+                tensors = M.lpips_tensors(tensors, linear)
+            except WeightsError as exc:
+                raise WeightsError(f"{path}: not LPIPS AlexNet weights ({exc})") from None
+            self._lpips = M.LPIPS(tensors, path=path, device=self.device)
         return self._lpips
 
     # -- the comparisons
