@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,10 +69,14 @@ def format_for_path(path: str | os.PathLike[str]) -> str:
     return fmt
 
 
-def read_image(source: str | os.PathLike[str] | bytes | BinaryIO, name: str | None = None) -> Image.Image:
+def read_image(
+    source: str | os.PathLike[str] | bytes | BinaryIO, name: str | None = None, max_pixels: int | None = None
+) -> Image.Image:
     """Decode an image fully, upright (EXIF orientation applied), first frame only.
 
-    Raises ImageError naming ``name`` (default: the path) with Pillow's reason."""
+    ``max_pixels`` (default: $IMG2IMG_MAX_PIXELS, else twice Pillow's ``MAX_IMAGE_PIXELS``, where
+    Pillow itself refuses) is the largest width x height read; it guards against decompression
+    bombs. Raises ImageError naming ``name`` (default: the path) with Pillow's reason."""
     label = name if name is not None else str(source)
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
@@ -80,9 +85,11 @@ def read_image(source: str | os.PathLike[str] | bytes | BinaryIO, name: str | No
             # Large photos trip Pillow's decompression-bomb *warning* (twice the limit is still
             # an error below); a translation tool is fed big images on purpose.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(source) as opened:
+            with _open_within(source, label, max_pixels) as opened:
                 opened.load()  # decode now, so truncated files fail here rather than later
                 image = ImageOps.exif_transpose(opened)  # a new image, so the file can be closed
+    except (ImageError, UsageError):
+        raise  # already says what is wrong with which file (the pixel limit)
     except UnidentifiedImageError:
         raise ImageError(f"{label}: cannot identify image file") from None
     except FileNotFoundError:
@@ -100,6 +107,41 @@ def read_image(source: str | os.PathLike[str] | bytes | BinaryIO, name: str | No
         # problem with this one file, not a reason to stop translating the others.
         raise ImageError(f"{label}: cannot decode ({type(exc).__name__}: {_reason(exc)})") from None
     return image
+
+
+# --- the pixel limit (--max-pixels) ---------------------------------------------------------
+
+MAX_PIXELS_ENV = "IMG2IMG_MAX_PIXELS"
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+def _open_within(source, label: str, max_pixels: int | None) -> Image.Image:
+    """Image.open with our own pixel limit instead of Pillow's global one (which is switched
+    off, under a lock, only while the header is read)."""
+    if max_pixels is None and os.environ.get(MAX_PIXELS_ENV):
+        try:
+            max_pixels = int(os.environ[MAX_PIXELS_ENV])
+        except ValueError:
+            raise UsageError(f"{MAX_PIXELS_ENV} must be a number of pixels, not {os.environ[MAX_PIXELS_ENV]!r}") from None
+    if max_pixels is None:
+        if Image.MAX_IMAGE_PIXELS is None:  # switched off by the embedding program
+            return Image.open(source)
+        max_pixels = 2 * Image.MAX_IMAGE_PIXELS
+    with _PILLOW_LIMIT_LOCK:
+        pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            opened = Image.open(source)
+        finally:
+            Image.MAX_IMAGE_PIXELS = pillow_limit
+    width, height = opened.size
+    if width * height > max_pixels:
+        opened.close()
+        raise ImageError(
+            f"{label}: {width}x{height} is {width * height} pixels, more than the limit of {max_pixels} "
+            "(a guard against decompression bombs)",
+            hint=f"if you trust this image, pass --max-pixels {width * height} or set {MAX_PIXELS_ENV}",
+        )
+    return opened
 
 
 def to_model_input(image: Image.Image, channels: int) -> ModelInput:

@@ -26,6 +26,12 @@ if TYPE_CHECKING:  # img2img.jobs loads Pillow and numpy: imported when the comm
     from img2img.jobs import Job
 
 
+class TileStatsChoice(str, Enum):
+    thumbnail = "thumbnail"
+    exact = "exact"
+    tile = "tile"
+
+
 class PrecisionChoice(str, Enum):
     auto = "auto"
     fp32 = "fp32"
@@ -46,6 +52,12 @@ _HELP = "\n\n".join(
         'With --json, each input gives one line on stdout: {"input", "output", "width", "height", '
         '"seconds", "status": "ok"} or {"input", "output", "status": "error", "error"}, in the '
         "order they finish.",
+        "Large images: with --tile auto (the default) an image that would not fit in memory in one "
+        "pass is translated in overlapping tiles, normalised with statistics of the whole image and "
+        "blended without seams; --tile SIZE always tiles, --tile off never does. Images above "
+        "Pillow's decompression-bomb limit (about 179 megapixels) are refused unless --max-pixels "
+        "(or IMG2IMG_MAX_PIXELS) allows them. With --json, ok lines also carry \"tiling\": null or "
+        '{"tile", "overlap", "tiles", "grid", "stats"}.',
         "Exit status: 0 all written; 1 some input failed (one line on stderr each, the others are "
         "still written); 2 usage error.",
     )
@@ -92,6 +104,33 @@ def translate(
         False, "--json", help="Print one JSON object per input on stdout (status ok or error)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (errors are still shown)."),
+    # -- tiling (img2img.tiling)
+    tile: str = typer.Option(
+        "auto",
+        "--tile",
+        metavar="SIZE|auto|off",
+        help="Translate in overlapping tiles of SIZE pixels (a multiple of the network's size "
+        "multiple); auto: only images that would not fit in memory in one pass; off: never.",
+    ),
+    tile_overlap: Optional[int] = typer.Option(
+        None, "--tile-overlap", metavar="PX", min=0, help="Overlap of neighbouring tiles [default: a quarter of the tile, at most 128]."
+    ),
+    tile_stats: TileStatsChoice = typer.Option(
+        TileStatsChoice.thumbnail,
+        "--tile-stats",
+        help="Normalisation statistics of tiles: thumbnail (from a downscaled whole image: one "
+        "extra pass at tile size), exact (the full image's, accumulated layer by layer: about "
+        "half a tiled pass per norm layer), tile (each tile its own: visible seams).",
+    ),
+    max_pixels: Optional[int] = typer.Option(
+        None,
+        "--max-pixels",
+        metavar="N",
+        min=1,
+        envvar="IMG2IMG_MAX_PIXELS",
+        help="Read images of up to N pixels, lifting Pillow's decompression-bomb limit on purpose "
+        "[env: IMG2IMG_MAX_PIXELS].",
+    ),
 ) -> None:
     """Translate images with a trained generator; outputs have the inputs' size."""
     # Imported here rather than at the top so that `img2img --help` does not load torch.
@@ -105,6 +144,9 @@ def translate(
         device=device,
         precision=precision.value,
         direction=direction.value if direction else None,
+        tile=tile,
+        tile_overlap=tile_overlap,
+        tile_stats=tile_stats.value,
     )
     reporter = _Reporter(as_json=as_json, show_progress=not quiet and len(jobs) + len(errors) > 1 and sys.stderr.isatty())
     try:
@@ -112,7 +154,7 @@ def translate(
             for error in errors:
                 reporter.failed(error.label, error.output, error.message)
             if jobs:
-                _run(translator, jobs, batch_size, reporter)
+                _run(translator, jobs, batch_size, reporter, max_pixels)
     except BrokenPipeError:
         # Whoever read stdout has gone (`... --json | head -1`): stop quietly, like a tool that
         # SIGPIPE ends, and keep Python from failing again when it flushes stdout at exit.
@@ -162,7 +204,7 @@ def _check_options(
 # --- running ------------------------------------------------------------------------------------
 
 
-def _run(translator, jobs: list[Job], batch_size: int, reporter: _Reporter) -> None:
+def _run(translator, jobs: list[Job], batch_size: int, reporter: _Reporter, max_pixels: int | None = None) -> None:
     from img2img.errors import ImageError
     from img2img.imageio import encode_image, read_image, write_image
 
@@ -173,9 +215,9 @@ def _run(translator, jobs: list[Job], batch_size: int, reporter: _Reporter) -> N
             start = time.perf_counter()
             try:
                 if job.source is None:
-                    image = read_image(typer.get_binary_stream("stdin").read(), name="stdin")
+                    image = read_image(typer.get_binary_stream("stdin").read(), name="stdin", max_pixels=max_pixels)
                 else:
-                    image = read_image(job.source, name=job.label)
+                    image = read_image(job.source, name=job.label, max_pixels=max_pixels)
             except ImageError as exc:  # its message names the file
                 reporter.failed(job.label, job.output, str(exc))
                 continue
@@ -204,7 +246,7 @@ def _run(translator, jobs: list[Job], batch_size: int, reporter: _Reporter) -> N
             reporter.failed(job.label, job.output, str(exc))
             continue
         seconds = read_seconds.pop(result.key) + result.seconds + time.perf_counter() - start
-        reporter.done(job, result.image.size, seconds)
+        reporter.done(job, result.image.size, seconds, tiling=result.tiling)
 
 
 class _Reporter:
@@ -243,7 +285,7 @@ class _Reporter:
         self._json({"input": label, "output": _path_str(output), "status": "error", "error": message})
         self._advance()
 
-    def done(self, job: Job, size: tuple[int, int], seconds: float) -> None:
+    def done(self, job: Job, size: tuple[int, int], seconds: float, tiling=None) -> None:
         self._json(
             {
                 "input": job.label,
@@ -252,6 +294,7 @@ class _Reporter:
                 "height": size[1],
                 "seconds": round(seconds, 4),
                 "status": "ok",
+                "tiling": None if tiling is None else tiling.as_dict(),
             }
         )
         self._advance()
