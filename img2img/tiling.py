@@ -495,7 +495,8 @@ class TileSettings:
         if self.tile == "auto":
             if padded[0] * padded[1] <= area:
                 return None
-            tile = max(multiple, int(math.sqrt(area)) // multiple * multiple)
+            # At least two size multiples, so that tiles can overlap (starts are multiples).
+            tile = max(2 * multiple, int(math.sqrt(area)) // multiple * multiple)
         overlap = self.overlap if self.overlap is not None else default_overlap(tile)
         overlap = min(overlap, tile // 2)
         # A larger thumbnail gives statistics closer to the full image's (see the README), as
