@@ -88,6 +88,8 @@ def quality(args, workdir: Path) -> None:
     print("| model | size | stats | PSNR whole | PSNR border bands | bands - whole | seconds |")
     print("|---|---:|---|---:|---:|---:|---:|")
     for name, path in models(args.reference_dir, workdir).items():
+        if args.models and not any(wanted in name for wanted in args.models):
+            continue
         for size in args.sizes:
             for image_name in PHOTOS[: args.photos]:
                 image = photo(image_name, size)
@@ -177,6 +179,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")], default=[1024, 2048])
     parser.add_argument("--photos", type=int, default=1, help="how many of the example photos")
     parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--models", type=lambda s: s.split(","), default=None, help="only models whose name contains one of these")
     parser.add_argument("--stats", type=lambda s: s.split(","), default=["thumbnail", "exact", "tile"])
     parser.add_argument(
         "--reference-dir",

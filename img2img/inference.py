@@ -362,6 +362,10 @@ class Translator:
                 return
             key, item = batch[0]
             width, height = item.size
+            plan = self._plan_after_out_of_memory(height, width)
+            if plan is not None:  # the estimate was too optimistic: tiles a quarter the size
+                yield self._run_tiled(key, item, plan)
+                return
             hint = "try a smaller --batch-size" if self.device.type != "cpu" else "the image is too large for this machine's memory"
             yield TranslateResult(key, None, ImageError(f"out of memory translating a {width}x{height} image ({hint})"), 0.0)
             return
@@ -399,10 +403,23 @@ class Translator:
         padded = padded_size(height, width, self.size_multiple, self.minimum_size)
         return self.tiling.plan(height, width, padded, self.size_multiple, self._forward_bytes_per_pixel, self.device)
 
+    def _plan_after_out_of_memory(self, height: int, width: int) -> TilePlan | None:
+        """With --tile auto, tiles of a quarter of the area that just did not fit."""
+        if self.tiling.tile != "auto":
+            return None
+        padded = padded_size(height, width, self.size_multiple, self.minimum_size)
+        try:
+            budget = int(self._forward_bytes_per_pixel() * padded[0] * padded[1] / 4)
+        except Exception as exc:
+            if _is_out_of_memory(exc):  # not even the small probe fits
+                return None
+            raise
+        return self.tiling.plan(height, width, padded, self.size_multiple, self._forward_bytes_per_pixel, self.device, budget)
+
     def _forward_bytes_per_pixel(self) -> float:
         """Peak memory of a forward pass per input pixel, estimated once on a small probe."""
         if self._bytes_per_pixel is None:
-            from img2img.tiling import estimate_forward_bytes
+            from img2img.memory import estimate_forward_bytes
 
             side = max(self.size_multiple, 64 // self.size_multiple * self.size_multiple, self.minimum_size)
             probe = torch.zeros(1, self.config.input_nc, side, side, device=self.device)

@@ -23,16 +23,13 @@ and the weights of all tiles sum to 1 at every pixel. Tiles are processed row by
 output is accumulated in a strip one tile row high, so the memory beyond the input and output
 images is bounded by the tile size (and the image width, for the strip).
 
-The memory budget of the automatic mode (``memory_budget``) is the free memory of a CUDA device,
-or on CPU the least of the available RAM (/proc/meminfo), the cgroup's limit and ``ulimit -v``,
-with a margin; ``estimate_forward_bytes`` predicts a forward pass's peak from a small probe.
+The automatic mode (``TileSettings``) plans with img2img.memory: a memory budget and a forward
+pass's peak estimated from a small probe.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import resource
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, Literal
@@ -43,10 +40,6 @@ from torch import nn
 
 TileStats = Literal["thumbnail", "exact", "tile"]
 TILE_STATS = ("thumbnail", "exact", "tile")
-
-# The fraction of the measured free memory the automatic mode plans to use: the rest is for the
-# allocator's slack, the output image, the blending strip and whatever else the process holds.
-MEMORY_MARGIN = 0.6
 
 # The thumbnail's size when memory allows: larger than a small tile, because statistics of a
 # heavily downscaled image drift from the full image's.
@@ -97,14 +90,15 @@ class TilePlan:
         width: int,
         padded: tuple[int, int],
         multiple: int,
-        tile: int,
+        tile: int | tuple[int, int],
         overlap: int,
         stats: str = "thumbnail",
         thumbnail_pixels: int | None = None,
     ) -> TilePlan:
         """``padded``: the (height, width) one pass would pad to, multiples of ``multiple``, as
-        ``tile`` must be."""
-        if tile % multiple or padded[0] % multiple or padded[1] % multiple:
+        ``tile`` (a side, or (height, width)) must be."""
+        tile_h, tile_w = (tile, tile) if isinstance(tile, int) else tile
+        if tile_h % multiple or tile_w % multiple or padded[0] % multiple or padded[1] % multiple:
             raise ValueError(f"tile {tile} and padded size {padded} must be multiples of {multiple}")
         return cls(
             height,
@@ -113,13 +107,13 @@ class TilePlan:
             (padded[1] - width) // 2,
             padded[0],
             padded[1],
-            min(tile, padded[0]),
-            min(tile, padded[1]),
+            min(tile_h, padded[0]),
+            min(tile_w, padded[1]),
             overlap,
-            _axis_starts(padded[0], tile, overlap, multiple),
-            _axis_starts(padded[1], tile, overlap, multiple),
+            _axis_starts(padded[0], tile_h, overlap, multiple),
+            _axis_starts(padded[1], tile_w, overlap, multiple),
             stats,
-            thumbnail_pixels or tile * tile,
+            thumbnail_pixels or tile_h * tile_w,
         )
 
     @property
@@ -431,6 +425,16 @@ def _blend(forward: Forward, pixels: np.ndarray, plan: TilePlan, out_channels: i
 # --- when and how to tile ------------------------------------------------------------------
 
 
+def _fitted_tile(length: int, largest: int, overlap: int, multiple: int) -> int:
+    """The smallest tile (a multiple of ``multiple``, at most ``largest``) that covers
+    ``length`` with as few tiles as ``largest`` would, overlapping by ``overlap``."""
+    if length <= largest:
+        return length
+    count = math.ceil((length - overlap) / (largest - overlap))
+    needed = math.ceil((length + (count - 1) * overlap) / count)
+    return min(largest, math.ceil(needed / multiple) * multiple)
+
+
 def default_overlap(tile: int) -> int:
     """Overlap when none is given: a quarter of the tile, at most 128 pixels (enough for the
     padding effects of the shipped networks to fade, see the README's tiling section)."""
@@ -481,16 +485,20 @@ class TileSettings:
         multiple: int,
         bytes_per_pixel: Callable[[], float],
         device: torch.device,
+        budget: int | None = None,
     ) -> TilePlan | None:
         """The plan for an image of ``height`` x ``width`` (``padded`` to what the network takes),
-        or None for one pass."""
+        or None for one pass. ``budget`` (bytes) overrides the settings' and the measured one."""
         if self.tile == "off":
             return None
         if self.tile != "auto":
             tile = int(self.tile)
             if padded[0] <= tile and padded[1] <= tile:
                 return None
-        budget = self.memory_budget if self.memory_budget is not None else memory_budget(device)
+        if budget is None:
+            from img2img.memory import memory_budget
+
+            budget = self.memory_budget if self.memory_budget is not None else memory_budget(device)
         area = budget / bytes_per_pixel()  # the most pixels one pass can take
         if self.tile == "auto":
             if padded[0] * padded[1] <= area:
@@ -502,119 +510,21 @@ class TileSettings:
         # A larger thumbnail gives statistics closer to the full image's (see the README), as
         # far as memory allows.
         thumb = max(tile * tile, min(int(area), THUMBNAIL_PIXELS))
+        if self.tile == "auto":
+            # As many tiles as the largest size needs, but each only as large as that count
+            # needs: 2000 pixels in tiles of at most 1848 are two tiles of 1064, not of 1848.
+            tiles = tuple(_fitted_tile(length, tile, overlap, multiple) for length in padded)
+            return TilePlan.make(height, width, padded, multiple, tiles, overlap, self.stats, thumb)
         return TilePlan.make(height, width, padded, multiple, tile, overlap, self.stats, thumb)
 
 
-# --- memory: estimate and budget --------------------------------------------------------------------
-
-
-def estimate_forward_bytes(net: nn.Module, forward: Forward, probe: torch.Tensor) -> float:
-    """Bytes per input pixel of a forward pass's peak, measured on ``probe`` ((1, C, h, w) at
-    a size the network takes): the largest input + output of a single layer, plus the inputs
-    that skip connections and residual blocks hold while their inner layers run."""
-    from img2img.networks import ResnetBlock, UnetSkipBlock
-
-    largest = 0
-    held = 0
-    hooks = []
-
-    def on_leaf(module, inputs, output):
-        nonlocal largest
-        size = sum(t.numel() * t.element_size() for t in inputs if torch.is_tensor(t))
-        largest = max(largest, size + output.numel() * output.element_size())
-
-    def on_block(module, inputs, output):
-        nonlocal held
-        if not getattr(module, "outermost", False):
-            held += inputs[0].numel() * inputs[0].element_size()
-
-    for module in net.modules():
-        if isinstance(module, (ResnetBlock, UnetSkipBlock)):
-            hooks.append(module.register_forward_hook(on_block))
-        elif not list(module.children()):
-            hooks.append(module.register_forward_hook(on_leaf))
-    try:
-        forward(probe)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    # A residual block holds its input only while it runs, one block at a time.
-    pixels = probe.shape[-2] * probe.shape[-1]
-    resnet_blocks = [m for m in net.modules() if isinstance(m, ResnetBlock)]
-    if resnet_blocks:
-        held = held / len(resnet_blocks)
-    return (largest + held) / pixels
-
-
-def memory_budget(device: torch.device) -> int:
-    """Bytes a forward pass may use: ``MEMORY_MARGIN`` of the device's free memory (CUDA), or on
-    CPU of the least of MemAvailable, the cgroup's free memory and the address-space limit."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free * MEMORY_MARGIN)
-    candidates = [_meminfo_available(), _cgroup_free(), _address_space_free()]
-    known = [c for c in candidates if c is not None]
-    return int(min(known) * MEMORY_MARGIN) if known else 8 << 30
-
-
-def _meminfo_available() -> int | None:
-    try:
-        import psutil  # optional; /proc/meminfo below is the same figure on Linux
-
-        return int(psutil.virtual_memory().available)
-    except ImportError:
-        pass
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _cgroup_free() -> int | None:
-    for limit_path, usage_path in (
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
-    ):
-        try:
-            limit = open(limit_path).read().strip()
-            usage = int(open(usage_path).read().strip())
-        except (OSError, ValueError):
-            continue
-        if limit == "max" or int(limit) >= 1 << 60:
-            return None
-        return max(int(limit) - usage, 0)
-    return None
-
-
-def _address_space_free() -> int | None:
-    """What ``ulimit -v`` (RLIMIT_AS) still allows, given the process's current virtual size."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    if soft == resource.RLIM_INFINITY:
-        return None
-    try:
-        with open(f"/proc/{os.getpid()}/status") as f:
-            for line in f:
-                if line.startswith("VmSize:"):
-                    return max(soft - int(line.split()[1]) * 1024, 0)
-    except OSError:
-        pass
-    return None
-
-
 __all__ = [
-    "MEMORY_MARGIN",
     "SharedStatsNorm",
     "StatsController",
     "TILE_STATS",
     "TilePlan",
     "TileSettings",
     "default_overlap",
-    "estimate_forward_bytes",
-    "memory_budget",
     "shared_statistics",
     "thumbnail",
     "translate_tiled",

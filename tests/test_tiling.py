@@ -153,9 +153,28 @@ def test_auto_tiles_only_when_the_budget_is_too_small(models):
     budget = int(bytes_per_pixel * 100 * 100)  # room for about 100x100 pixels
     tight = Translator(models["resnet"], device="cpu", memory_budget=budget)
     plan = tight.tile_plan(HEIGHT, WIDTH)
-    assert plan is not None and plan.tile_height == plan.tile_width == int(math.sqrt(budget / bytes_per_pixel)) // 4 * 4
+    largest = int(math.sqrt(budget / bytes_per_pixel)) // 4 * 4
+    assert plan is not None and plan.tile_height <= largest and plan.tile_width <= largest
+    # Each tile is only as large as covering the image with that many tiles needs.
+    assert plan.tile_height < largest and plan.tile_count == 12
     [result] = tight.translate_stream([("a", tight.to_input(image))])
     assert result.tiling == plan and result.image.size == image.size
+
+
+def test_auto_falls_back_to_tiles_when_one_pass_runs_out_of_memory(models, monkeypatch):
+    image = scene(128, 96)
+    translator = Translator(models["resnet"], device="cpu", memory_budget=1 << 40)
+    assert translator.tile_plan(96, 128) is None
+
+    def out_of_memory(inputs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 TB")
+
+    monkeypatch.setattr(translator, "_translate_inputs", out_of_memory)
+    [result] = translator.translate_stream([("a", translator.to_input(image))])
+    assert result.error is None and result.tiling is not None and result.image.size == image.size
+    translator.tiling.tile = "off"
+    [result] = translator.translate_stream([("a", translator.to_input(image))])
+    assert isinstance(result.error, ImageError) and "out of memory" in str(result.error)
 
 
 def test_off_never_tiles_and_tile_sizes_must_suit_the_network(models):
