@@ -14,9 +14,9 @@ neighbouring tiles, where seams would show). Models: the shipped weights/*.safet
 
 Memory: each (mode, size) runs in its own subprocess, which translates a procedural SIZE x SIZE
 photograph-like image with `Translator.translate_stream` and reports its peak RSS
-(ru_maxrss) and time. Every run has an address-space limit (--one-pass-limit, GB), so that where
-one pass needs more, it fails cleanly instead of swapping the machine; "tiled" is --tile auto
-with a memory budget of --tiled-budget GB.
+(ru_maxrss) and time. Every run has an address-space limit (--one-pass-limit, --tiled-limit,
+GB), so that where one pass needs more, it fails cleanly instead of swapping the machine;
+"tiled" is --tile auto with a memory budget of --tiled-budget GB.
 """
 
 from __future__ import annotations
@@ -143,13 +143,14 @@ def _child(model: str, size: int, mode: str, limit_gb: float, device: str, budge
 
 def memory(args) -> None:
     model = str(ROOT / "weights" / f"{args.memory_model}.safetensors")
-    print(f"model {args.memory_model}; every run limited to {args.one_pass_limit} GB of address space; "
-          f"tiled: --tile auto with a {args.tiled_budget} GB budget")
+    print(f"model {args.memory_model}; address space limited to {args.one_pass_limit} GB for one pass, "
+          f"{args.tiled_limit} GB tiled; tiled: --tile auto with a {args.tiled_budget} GB budget")
     print("| size | megapixels | mode | peak RSS | tiles | seconds | s / MP | result |")
     print("|---|---:|---|---:|---|---:|---:|---|")
     for size in args.memory_sizes:
         for mode in ("one pass", "tiled"):
-            cmd = [sys.executable, __file__, "--child", model, str(size), mode, str(args.one_pass_limit), args.device, str(args.tiled_budget)]
+            limit = args.one_pass_limit if mode == "one pass" else args.tiled_limit
+            cmd = [sys.executable, __file__, "--child", model, str(size), mode, str(limit), args.device, str(args.tiled_budget)]
             proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
             lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
             if not lines:
@@ -189,7 +190,8 @@ def main() -> None:
     )
     parser.add_argument("--memory-model", default="photo2night")
     parser.add_argument("--memory-sizes", type=lambda s: [int(v) for v in s.split(",")], default=[1000, 2000, 4000, 8000])
-    parser.add_argument("--one-pass-limit", type=float, default=12.0, help="GB of address space for each run")
+    parser.add_argument("--one-pass-limit", type=float, default=12.0, help="GB of address space for one pass")
+    parser.add_argument("--tiled-limit", type=float, default=12.0, help="GB of address space for tiled runs")
     parser.add_argument("--tiled-budget", type=float, default=1.0, help="GB: the memory budget of --tile auto")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()}")

@@ -118,8 +118,8 @@ def translate(
     tile_stats: TileStatsChoice = typer.Option(
         TileStatsChoice.thumbnail,
         "--tile-stats",
-        help="Normalisation statistics of tiles: thumbnail (from a downscaled whole image: one "
-        "extra pass at tile size), exact (the full image's, accumulated layer by layer: about "
+        help="Normalisation statistics of tiles: thumbnail (from a copy of the whole image "
+        "downscaled to at most 1024² or a tile: one extra pass), exact (the full image's, accumulated layer by layer: about "
         "half a tiled pass per norm layer), tile (each tile its own: visible seams).",
     ),
     max_pixels: Optional[int] = typer.Option(
