@@ -66,7 +66,8 @@ class TilePlan:
     as for one pass (``padded_height`` x ``padded_width``, the image at ``top``, ``left``): tiles
     of ``tile_height`` x ``tile_width`` start at ``ys`` x ``xs``, multiples of the network's
     size multiple, so that every tile samples the same grid of its stride-2 layers as one pass
-    does. Neighbours overlap by at least ``overlap`` pixels; tiles are normalised with ``stats``
+    does. Neighbours overlap by at least ``overlap`` pixels (what was asked for, rounded up to
+    what multiples of the size multiple allow); tiles are normalised with ``stats``
     statistics (for "thumbnail": from a copy downscaled to at most ``thumbnail_pixels``)."""
 
     height: int
@@ -100,6 +101,10 @@ class TilePlan:
         tile_h, tile_w = (tile, tile) if isinstance(tile, int) else tile
         if tile_h % multiple or tile_w % multiple or padded[0] % multiple or padded[1] % multiple:
             raise ValueError(f"tile {tile} and padded size {padded} must be multiples of {multiple}")
+        ys = _axis_starts(padded[0], tile_h, overlap, multiple)
+        xs = _axis_starts(padded[1], tile_w, overlap, multiple)
+        # Starts are multiples, so the real overlap can exceed the one asked for: report that.
+        overlaps = [a + tile_h - b for a, b in zip(ys, ys[1:])] + [a + tile_w - b for a, b in zip(xs, xs[1:])]
         return cls(
             height,
             width,
@@ -109,9 +114,9 @@ class TilePlan:
             padded[1],
             min(tile_h, padded[0]),
             min(tile_w, padded[1]),
-            overlap,
-            _axis_starts(padded[0], tile_h, overlap, multiple),
-            _axis_starts(padded[1], tile_w, overlap, multiple),
+            min(overlaps, default=overlap),
+            ys,
+            xs,
             stats,
             thumbnail_pixels or tile_h * tile_w,
         )
