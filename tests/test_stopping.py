@@ -145,3 +145,29 @@ def test_an_error_in_the_main_loop_ends_the_run_and_its_loader_workers(shapes, t
     assert proc.returncode == 1, seen + err
     assert "training diverged at epoch 1, iteration 1" in err and "Traceback" not in err
     assert not (run / "weights" / "pix2pix_AtoB.safetensors").exists()  # nothing non-finite exported
+
+
+def descendants(pid: int) -> list[int]:
+    found = []
+    for child in children(pid):
+        found += [child, *descendants(child)]
+    return found
+
+
+def test_ctrl_c_under_nproc_ends_every_process_and_worker(shapes, tmp_path):
+    """`--nproc 2` with a loader worker each: Ctrl-C (SIGINT to the whole process group, as a
+    terminal sends it) ends the launcher, both ranks and their workers, exit code 130."""
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "img2img", "train", "pix2pix", "--data", str(shapes), "--out", str(run), *FLAGS,
+         "--nproc", "2"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    seen, _ = wait_for_training(proc)
+    processes = descendants(proc.pid)
+    assert len(processes) >= 4, processes  # two ranks, a worker each
+    os.killpg(proc.pid, signal.SIGINT)
+    err = finish(proc, processes)
+    assert proc.returncode == 130, seen + err
+    assert f"resume with: img2img train pix2pix --resume {run}" in err
