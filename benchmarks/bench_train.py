@@ -175,9 +175,9 @@ def reference_cyclegan_step(model, batch):
     amp.step(loss_g_a + loss_g_b + loss_cycle_a + loss_cycle_b + loss_idt_a + loss_idt_b, model.optimizers["G"])
     optimizer_d = model.optimizers["D"]
     optimizer_d.zero_grad(set_to_none=True)
-    loss_d_a = model.discriminator_loss(model.d_a, real_b, model.fake_b_pool.query(fake_b))
+    loss_d_a, _ = model.discriminator_loss(model.d_a, real_b, model.fake_b_pool.query(fake_b))
     amp.backward(loss_d_a)
-    loss_d_b = model.discriminator_loss(model.d_b, real_a, model.fake_a_pool.query(fake_a))
+    loss_d_b, _ = model.discriminator_loss(model.d_b, real_a, model.fake_a_pool.query(fake_a))
     amp.backward(loss_d_b)
     amp.step_optimizer(optimizer_d)
     return {"cycle_A": loss_cycle_a.detach(), "D_A": loss_d_a.detach()}

@@ -107,9 +107,15 @@ def parse_generator_name(net_g: str) -> dict[str, Any]:
         size = int(match[1])
         if size >= 32 and size & (size - 1) == 0:
             return {"arch": "unet", "num_downs": size.bit_length() - 1}
+    if match := re.fullmatch(r"unet_(\d+)", net_g):
+        raise UsageError(
+            f"unknown generator {net_g!r}: unet_N needs N a power of two, at least 32 (unet_32, unet_64, unet_128, "
+            "unet_256, ...: N halvings' worth of down-sampling, so the inputs' sides must be "
+            "multiples of N, and at least N)"
+        )
     raise UsageError(
         f"unknown generator {net_g!r}; valid: resnet_6blocks, resnet_9blocks, "
-        "unet_128, unet_256 (or resnet_Nblocks, unet_2^N)"
+        "unet_128, unet_256 (or resnet_Nblocks, unet_N for N a power of two, at least 32)"
     )
 
 
@@ -150,6 +156,7 @@ GAN_MODES = ("vanilla", "lsgan", "wgangp", "hinge")
 LR_POLICIES = ("linear", "step", "cosine")
 DIRECTION_CHOICES = ("AtoB", "BtoA")
 AMP_DTYPES = ("bf16", "fp16")
+CHECK_DATA = ("header", "full")
 
 
 @dataclass
@@ -172,6 +179,7 @@ class TrainConfig:
     crop_size: int = 256
     flip: bool = True
     serial_batches: bool = False  # take images in order (CycleGAN: B paired with A by index)
+    check_data: str = "header"  # the up-front dataset check: headers only, or decode every image
     # networks
     netg: str = "unet_256"
     ngf: int = 64
@@ -226,6 +234,7 @@ class TrainConfig:
             "norm": NORMS,
             "amp_dtype": AMP_DTYPES,
             "netd": ("basic", "n_layers", "pixel"),
+            "check_data": CHECK_DATA,
         }
         for name, valid in choices.items():
             if getattr(self, name) not in valid:

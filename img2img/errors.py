@@ -52,6 +52,16 @@ class DatasetError(Img2ImgError):
     """A training data folder that does not have the expected layout or contents."""
 
 
+class RunFolderError(Img2ImgError):
+    """A file of a training run that cannot be written (full disk, read-only folder) or read
+    back (a damaged checkpoint or config.json)."""
+
+
+class TrainingDiverged(Img2ImgError):
+    """Training stopped because a loss, gradient or network state stopped being finite; nothing
+    was saved after that point."""
+
+
 class TrainingInterrupted(Img2ImgError):
     """Training stopped by a signal after writing a resumable checkpoint."""
 

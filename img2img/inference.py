@@ -514,11 +514,19 @@ def check_direction(metadata: WeightsMetadata, direction: str | None, path: os.P
     """A UsageError when the user asks for a direction the weights do not map."""
     if direction is None or direction == metadata.direction:
         return
-    raise UsageError(
-        f"{path} maps {metadata.direction}, not {direction}",
-        hint=f"a {metadata.task} run exports one weights file per direction; pass the {direction} "
-        "file, or leave out --direction",
-    )
+    if metadata.task == "pix2pix":  # no file for the other direction exists anywhere
+        hint = (
+            f"a pix2pix run trains one direction only: {direction} needs a run of its own "
+            f"(img2img train pix2pix --direction {direction}), or leave out --direction"
+        )
+    elif metadata.task == "cyclegan":
+        hint = (
+            f"a cyclegan run exports one weights file per direction; pass the {direction} file "
+            f"(weights/cyclegan_{direction}.safetensors of the run), or leave out --direction"
+        )
+    else:
+        hint = f"these weights map {metadata.direction} only; leave out --direction"
+    raise UsageError(f"{path} maps {metadata.direction}, not {direction}", hint=hint)
 
 
 __all__ = [

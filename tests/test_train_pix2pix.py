@@ -312,7 +312,8 @@ def test_cli_refuses_a_used_run_folder_and_reloads_a_config(shapes, tmp_path, mo
     capsys.readouterr()
     assert _run_main(args) == 2
     err = capsys.readouterr().err
-    assert f"--out {run}: already holds a training run; use --resume {run} to continue it, --overwrite" in err
+    assert f"--out {run}: already holds a training run; continue it with --resume {run}" in err
+    assert "--overwrite starts over, deleting its checkpoints" in err
     assert _run_main(["train", "pix2pix", "--resume", str(run)]) == 2
     assert "already finished its 1 epochs" in capsys.readouterr().err
 

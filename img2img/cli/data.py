@@ -1,4 +1,5 @@
-"""`img2img data combine`: two folders paired by name into the side-by-side (A|B) layout."""
+"""`img2img data combine`: two folders paired by name into the side-by-side (A|B) layout;
+`img2img data check`: a dataset's layout and every image, decoded."""
 
 from __future__ import annotations
 
@@ -35,3 +36,19 @@ def combine(
     typer.echo(f"wrote {len(written)} A|B images to {out_dir}", err=True)
     if failures:
         raise typer.Exit(1)
+
+
+@data_app.command("check")
+def check(
+    data_dir: Path = typer.Argument(..., metavar="DIR", help="A dataset: DIR/train (paired) or DIR/trainA + DIR/trainB (unpaired)."),
+    header_only: bool = typer.Option(False, "--header-only", help="Read only each image's header (fast; misses truncated files)."),
+) -> None:
+    """Check a training dataset: its layout, and every image decoded (finds truncated or corrupt
+    files before a long run; `train ... --check-data full` does the same when training starts).
+    Exits 1 with one line naming the files when something is wrong."""
+    from img2img.data.checks import check_dataset
+
+    found = check_dataset(data_dir, full=not header_only)
+    typer.echo(f"ok: {found.describe()}", err=True)
+    for warning in found.warnings:
+        typer.echo(f"warning: {warning}", err=True)

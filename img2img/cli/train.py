@@ -54,6 +54,11 @@ class InitType(str, Enum):
     orthogonal = "orthogonal"
 
 
+class CheckData(str, Enum):
+    header = "header"
+    full = "full"
+
+
 class AmpDtype(str, Enum):
     bf16 = "bf16"
     fp16 = "fp16"
@@ -172,6 +177,7 @@ PreprocessOpt = Annotated[PreprocessChoice, typer.Option("--preprocess", help="H
 LoadSizeOpt = Annotated[int, typer.Option("--load-size", help="Scale images to this size.", rich_help_panel=DATA)]
 CropSizeOpt = Annotated[int, typer.Option("--crop-size", help="Then crop to this size.", rich_help_panel=DATA)]
 NoFlipOpt = Annotated[bool, typer.Option("--no-flip", help="Do not flip images horizontally at random.", rich_help_panel=DATA)]
+CheckDataOpt = Annotated[CheckData, typer.Option("--check-data", help="Before training: read every image's header (fast), or decode every image (full: finds truncated files; slow on large datasets).", rich_help_panel=DATA)]
 SerialBatchesOpt = Annotated[bool, typer.Option("--serial-batches", help="Take images in order instead of shuffled (unpaired data: B paired with A by index, not drawn at random).", rich_help_panel=DATA)]
 NetGOpt = Annotated[str, typer.Option("--netg", help="Generator: unet_256, unet_128, resnet_9blocks, resnet_6blocks (unet_N, resnet_Nblocks).", rich_help_panel=NETS)]
 NgfOpt = Annotated[int, typer.Option("--ngf", help="Generator filters in the last conv layer.", rich_help_panel=NETS)]
@@ -236,6 +242,7 @@ def pix2pix(
     crop_size: CropSizeOpt = 256,
     no_flip: NoFlipOpt = False,
     serial_batches: SerialBatchesOpt = False,
+    check_data: CheckDataOpt = CheckData.header,
     netg: NetGOpt = "unet_256",
     ngf: NgfOpt = 64,
     netd: NetDOpt = NetD.basic,
@@ -307,6 +314,7 @@ def cyclegan(
     crop_size: CropSizeOpt = 256,
     no_flip: NoFlipOpt = False,
     serial_batches: SerialBatchesOpt = False,
+    check_data: CheckDataOpt = CheckData.header,
     netg: NetGOpt = "resnet_9blocks",
     ngf: NgfOpt = 64,
     netd: NetDOpt = NetD.basic,

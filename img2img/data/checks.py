@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from img2img.data.images import list_images, read_header, read_size, unreadable_reason
+from img2img.data.images import list_images, load_image, read_header, read_size, unreadable_reason
 from img2img.data.layouts import (
     Pair,
     PairedData,
@@ -24,6 +24,41 @@ from img2img.data.layouts import (
 from img2img.data.transforms import Preprocess
 from img2img.errors import DatasetError, ImageError
 from img2img.imageio import natural_channels
+
+
+def _decode_all(paths: list[Path], problems: _Problems) -> None:
+    """Decode every image (``--check-data full``): files whose header reads but whose data does
+    not (truncated, corrupt) are found before training instead of during it."""
+    for path in dict.fromkeys(paths):
+        try:
+            load_image(path, 3)
+        except DatasetError as exc:
+            problems.add("images that cannot be decoded", f"{problems.rel(path)} ({str(exc).removeprefix(f'{path}: ')})")
+    problems.raise_if_any()
+
+
+def check_dataset(root: str | os.PathLike[str], *, full: bool = True) -> PairedData | UnpairedData:
+    """``img2img data check DIR``: the layout (paired: train/; unpaired: trainA/ + trainB/) and
+    every image (decoded when ``full``), whatever the training options; raises a DatasetError
+    naming the files."""
+    root = Path(root)
+    plain = Preprocess(mode="none", flip=False)  # no size constraint: those depend on the options
+    if (root / "trainA").is_dir() or (root / "trainB").is_dir():
+        return check_unpaired_data(root, plain, full=full)
+    return check_paired_data(root, plain, full=full)
+
+
+def smallest_input(pre: Preprocess, sizes: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], str]:
+    """The smallest (width, height) the networks are given for images of ``sizes`` (as read,
+    width x height), and a note saying where it comes from (for messages)."""
+    if pre.crops:
+        return (pre.crop_size, pre.crop_size), f"--crop-size {pre.crop_size}"
+    outputs = [pre.output_size(*size) for size in sizes]
+    if not outputs:
+        return (pre.crop_size, pre.crop_size), f"--crop-size {pre.crop_size}"
+    width, height = min(w for w, _ in outputs), min(h for _, h in outputs)
+    return (width, height), f"the smallest images after --preprocess {pre.mode}"
+
 
 
 class _Problems:
@@ -60,10 +95,11 @@ def check_paired_data(
     size_multiple: int = 1,
     batch_size: int = 1,
     val_size: int = 50,
+    full: bool = False,
 ) -> PairedData:
     """Check a paired dataset before training: layout, every image's header, sizes against the
     preprocessing and the network. Raises one DatasetError that names the files; reads headers
-    only, so it is fast."""
+    only, so it is fast. ``full`` also decodes every image (finds truncated files, slow)."""
     root = Path(root)
     if not root.exists():
         raise DatasetError(f"{root}: no such folder")
@@ -88,9 +124,32 @@ def check_paired_data(
     for pair in train + val:
         _check_pair(pair, pre, size_multiple, problems, sizes)
     problems.raise_if_any()
+    if full:
+        _decode_all([path for pair in train + val for path in (pair.a, pair.b) if path is not None], problems)
     _check_batch_sizes(root, pre, batch_size, [sizes[p.a] for p in train])
     train, val, val_source = _validation_split(train, val, val_size)
-    return PairedData(root, layout, train, val, val_source, sizes)
+    warnings = _aligned_shape_warnings(root, train + val, sizes) if layout == "aligned" else []
+    return PairedData(root, layout, train, val, val_source, sizes, warnings)
+
+
+# A|B images of two square halves are 2:1; a pair of photographs side by side is anywhere from
+# about 1.3:1 (two portraits) to 3:1 (two landscape 3:2 photos). Outside this range the images
+# are most likely not pairs at all (a folder of single photos given as the aligned layout).
+_ALIGNED_RATIO = (1.25, 3.2)
+
+
+def _aligned_shape_warnings(root: Path, pairs: list[Pair], sizes: dict[Path, tuple[int, int]]) -> list[str]:
+    """A warning when most A|B images are far from 2:1, with what to do instead."""
+    ratios = [(2 * width) / height for width, height in (sizes[p.a] for p in pairs if p.a in sizes) if height]
+    odd = [r for r in ratios if not _ALIGNED_RATIO[0] <= r <= _ALIGNED_RATIO[1]]
+    if not ratios or len(odd) * 2 < len(ratios):
+        return []
+    typical = sorted(odd)[len(odd) // 2]
+    return [
+        f"{len(odd)} of the {len(ratios)} images in {root}/train (and val) are {typical:.2g}:1, far from "
+        "the 2:1 of an A|B pair side by side; are they pairs? Put A and B in train/A/ and train/B/ "
+        "(paired by file name), or build A|B images with `img2img data combine A_DIR B_DIR OUT_DIR`"
+    ]
 
 
 def _check_preprocess_options(pre: Preprocess, size_multiple: int) -> None:
@@ -184,6 +243,7 @@ def check_unpaired_data(
     size_multiple: int = 1,
     batch_size: int = 1,
     val_size: int = 50,
+    full: bool = False,
 ) -> UnpairedData:
     """Check an unpaired dataset (the reference's unaligned layout: DIR/trainA, DIR/trainB and
     optionally DIR/testA, DIR/testB) before training, as :func:`check_paired_data` does a paired
@@ -218,6 +278,8 @@ def check_unpaired_data(
             continue
         _check_image_size(path, headers[path][0], pre, size_multiple, problems)
     problems.raise_if_any()
+    if full:
+        _decode_all(train_a + train_b + val_a + val_b, problems)
     _check_batch_sizes(root, pre, batch_size, [headers[p][0] for p in train_a + train_b])
 
     train_a, val_a, source_a = _validation_split(train_a, val_a, val_size)
@@ -226,7 +288,8 @@ def check_unpaired_data(
     warnings = _domain_differences(
         [headers[p] for p in train_a], [headers[p] for p in train_b]
     )
-    return UnpairedData(root, train_a, train_b, val_a, val_b, val_source, warnings)
+    sizes = {path: header[0] for path, header in headers.items()}
+    return UnpairedData(root, train_a, train_b, val_a, val_b, val_source, warnings, sizes)
 
 
 def _domain_differences(

@@ -47,6 +47,7 @@ class PairedData:
     val: list[Pair]
     val_source: str  # "val", "held-out", "train" or "none"
     sizes: dict[Path, tuple[int, int]] = field(default_factory=dict, repr=False)
+    warnings: list[str] = field(default_factory=list)  # shown when training starts
 
     def describe(self) -> str:
         val = {
@@ -70,6 +71,7 @@ class UnpairedData:
     val_b: list[Path]
     val_source: str  # "val" (testA/ + testB/), "held-out", "train" or "none"
     warnings: list[str] = field(default_factory=list)
+    sizes: dict[Path, tuple[int, int]] = field(default_factory=dict, repr=False)  # (width, height)
 
     def describe(self) -> str:
         if self.val_source == "val":

@@ -156,12 +156,40 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
                 raise WeightsError(f"{path}: not an img2img training checkpoint")
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise WeightsError(f"{path}: not a readable checkpoint ({str(exc).strip().splitlines()[0]})") from None
-    info = json.loads(raw)
-    if int(info.get("schema", 0)) > CHECKPOINT_SCHEMA:
-        raise WeightsError(f"{path}: checkpoint schema {info['schema']} is newer than this img2img")
+        raise WeightsError(f"{path}: not a readable checkpoint ({_first_line(exc)})") from None
+    info = _parse_info(path, raw)
+    if "structure" not in info:
+        raise WeightsError(f"{path}: damaged checkpoint (its metadata has no 'structure')")
     structure = info.pop("structure")
-    return Checkpoint(state=unpack(structure, tensors), info=info)
+    try:
+        state = unpack(structure, tensors)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WeightsError(f"{path}: damaged checkpoint (its structure does not match its tensors: {exc!r})") from None
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path}: damaged checkpoint (its state is not a mapping)")
+    return Checkpoint(state=state, info=info)
+
+
+def _parse_info(path: str | os.PathLike[str], raw: str) -> dict[str, Any]:
+    """The checkpoint's JSON facts, refused with one line naming the file when malformed."""
+    try:
+        info = json.loads(raw)
+    except ValueError as exc:
+        raise WeightsError(f"{path}: damaged checkpoint (its metadata is not valid JSON: {exc})") from None
+    if not isinstance(info, dict):
+        raise WeightsError(f"{path}: damaged checkpoint (its metadata is not a JSON object)")
+    try:
+        schema = int(info.get("schema", 0))
+    except (TypeError, ValueError):
+        raise WeightsError(f"{path}: damaged checkpoint (schema {info.get('schema')!r} is not a number)") from None
+    if schema > CHECKPOINT_SCHEMA:
+        raise WeightsError(f"{path}: checkpoint schema {schema} is newer than this img2img")
+    return info
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def read_checkpoint_info(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -170,10 +198,10 @@ def read_checkpoint_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             raw = (handle.metadata() or {}).get(METADATA_KEY)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise WeightsError(f"{path}: not a readable checkpoint ({exc})") from None
+        raise WeightsError(f"{path}: not a readable checkpoint ({_first_line(exc)})") from None
     if raw is None:
         raise WeightsError(f"{path}: not an img2img training checkpoint")
-    info = json.loads(raw)
+    info = _parse_info(path, raw)
     info.pop("structure", None)
     return info
 

@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from img2img.config import CycleGANConfig
-from img2img.data.checks import check_unpaired_data
+from img2img.data.checks import check_unpaired_data, smallest_input
 from img2img.data.datasets import UnpairedDataset
 from img2img.data.transforms import Preprocess
 from img2img.losses import GANLoss, gradient_penalty
@@ -32,6 +32,7 @@ def cyclegan_data(config: CycleGANConfig) -> TrainData:
         size_multiple=config.generator_config.size_multiple,
         batch_size=config.batch_size,
         val_size=config.val_size,
+        full=config.check_data == "full",
     )
     train_a, train_b, val_a, val_b = found.train_a, found.train_b, found.val_a, found.val_b
     description = found.describe()
@@ -41,7 +42,11 @@ def cyclegan_data(config: CycleGANConfig) -> TrainData:
     channels = dict(nc_a=config.input_nc, nc_b=config.output_nc)
     train = UnpairedDataset(train_a, train_b, pre, train=True, serial=config.serial_batches, **channels)
     val = UnpairedDataset(val_a, val_b, pre, train=False, **channels) if val_a and val_b else None
-    return TrainData(train, val, description, pre.to_dict(), found.val_source, found.warnings)
+    size, note = smallest_input(pre, found.sizes.values())
+    return TrainData(
+        train, val, description, pre.to_dict(), found.val_source, found.warnings,
+        input_size=size, input_size_note=note,
+    )
 
 
 class ImagePool:
@@ -111,6 +116,8 @@ class CycleGANModel(TrainableModel):
             "D": torch.optim.Adam(itertools.chain(d_a.parameters(), d_b.parameters()), lr=config.lr, betas=betas),
         }
         self.gan_loss = GANLoss(config.gan_mode)
+        if config.gan_mode == "wgangp":  # the gradient penalties get their own metrics.csv columns
+            self.loss_names = (*type(self).loss_names, "D_A_GP", "D_B_GP")
         seed = config.seed or 0
         self.fake_a_pool = ImagePool(config.pool_size, seed=2 * seed + 1)  # what D_B is shown
         self.fake_b_pool = ImagePool(config.pool_size, seed=2 * seed + 2)  # what D_A is shown
@@ -170,28 +177,34 @@ class CycleGANModel(TrainableModel):
         # 2. D_A: real B images are real, G_A's (drawn from the pool) fake.
         # 3. D_B: real A images are real, G_B's (drawn from the pool) fake.
         optimizer_d.zero_grad(set_to_none=True)
-        loss_d_a = self.discriminator_loss(self.d_a, real_b, self.fake_b_pool.query(fake_b))
+        loss_d_a, gp_a = self.discriminator_loss(self.d_a, real_b, self.fake_b_pool.query(fake_b))
         amp.backward(loss_d_a)
-        loss_d_b = self.discriminator_loss(self.d_b, real_a, self.fake_a_pool.query(fake_a))
+        loss_d_b, gp_b = self.discriminator_loss(self.d_b, real_a, self.fake_a_pool.query(fake_a))
         amp.backward(loss_d_b)
         amp.step_optimizer(optimizer_d)
 
         losses = (loss_d_a, loss_g_a, loss_cycle_a, loss_idt_a, loss_d_b, loss_g_b, loss_cycle_b, loss_idt_b)
+        if gp_a is not None and gp_b is not None:
+            losses += (gp_a, gp_b)
         return {name: loss.detach() for name, loss in zip(self.loss_names, losses)}
 
-    def discriminator_loss(self, net_d: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    def discriminator_loss(
+        self, net_d: nn.Module, real: torch.Tensor, fake: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Half the sum of the real and fake losses (D learns at half G's pace), plus the
-        gradient penalty with wgangp."""
+        gradient penalty with wgangp; returns the loss and the penalty (None without wgangp)."""
         with self.runtime.amp.autocast():
             pred_real = net_d(real)
             pred_fake = net_d(fake)
         loss_real = self.gan_loss(pred_real, True, for_discriminator=True)
         loss_fake = self.gan_loss(pred_fake, False, for_discriminator=True)
         loss = (loss_real + loss_fake) * 0.5
+        penalty = None
         if self.config.gan_mode == "wgangp":
             with self.runtime.amp.autocast():
-                loss = loss + gradient_penalty(net_d, real, fake, weight=self.config.lambda_gp)
-        return loss
+                penalty = gradient_penalty(net_d, real, fake, weight=self.config.lambda_gp)
+            loss = loss + penalty
+        return loss, penalty
 
     # -- inference: what the exported weights do
     @property

@@ -40,6 +40,10 @@ class TrainData:
     preprocess: Mapping[str, Any] = field(default_factory=dict)
     val_source: str = "val"  # "val", "held-out" (from train), "train" (too few to hold out), "none"
     warnings: Sequence[str] = ()  # about the data, shown when training starts
+    # The smallest (width, height) the networks will be given, and where it comes from (for
+    # the up-front check of the networks' size constraints); None: not checked.
+    input_size: tuple[int, int] | None = None
+    input_size_note: str = ""
 
 
 class TrainableModel:

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from img2img.config import Pix2PixConfig
-from img2img.data.checks import check_paired_data
+from img2img.data.checks import check_paired_data, smallest_input
 from img2img.data.datasets import PairedDataset
 from img2img.data.transforms import Preprocess
 from img2img.losses import GANLoss, gradient_penalty
@@ -29,11 +29,16 @@ def pix2pix_data(config: Pix2PixConfig) -> TrainData:
         size_multiple=config.generator_config.size_multiple,
         batch_size=config.batch_size,
         val_size=config.val_size,
+        full=config.check_data == "full",
     )
     options = dict(direction=config.direction, input_nc=config.input_nc, output_nc=config.output_nc)
     train = PairedDataset(found.train, pre, train=True, **options)
     val = PairedDataset(found.val, pre, train=False, **options) if found.val else None
-    return TrainData(train, val, found.describe(), pre.to_dict(), found.val_source)
+    size, note = smallest_input(pre, found.sizes.values())
+    return TrainData(
+        train, val, found.describe(), pre.to_dict(), found.val_source, found.warnings,
+        input_size=size, input_size_note=note,
+    )
 
 
 class Pix2PixModel(TrainableModel):
@@ -55,6 +60,8 @@ class Pix2PixModel(TrainableModel):
             "D": torch.optim.Adam(net_d.parameters(), lr=config.lr, betas=betas),
         }
         self.gan_loss = GANLoss(config.gan_mode)
+        if config.gan_mode == "wgangp":  # the gradient penalty gets its own metrics.csv column
+            self.loss_names = (*type(self).loss_names, "D_GP")
         self._inference_g: nn.Module | None = None
 
     def setup(self, runtime: Runtime) -> None:
@@ -77,9 +84,12 @@ class Pix2PixModel(TrainableModel):
         loss_d_real = self.gan_loss(pred_real, True, for_discriminator=True)
         loss_d_fake = self.gan_loss(pred_fake, False, for_discriminator=True)
         loss_d = (loss_d_real + loss_d_fake) * 0.5
+        losses = {}
         if cfg.gan_mode == "wgangp":
             with amp.autocast():
-                loss_d = loss_d + gradient_penalty(self.net_d, real_pair, fake_pair, weight=cfg.lambda_gp)
+                loss_gp = gradient_penalty(self.net_d, real_pair, fake_pair, weight=cfg.lambda_gp)
+            loss_d = loss_d + loss_gp
+            losses["D_GP"] = loss_gp.detach()
         amp.step(loss_d, self.optimizers["D"])
 
         # 2. G: make D call the generated pair real, and stay close to the target (L1).
@@ -94,6 +104,7 @@ class Pix2PixModel(TrainableModel):
             "G_L1": loss_g_l1.detach(),
             "D_real": loss_d_real.detach(),
             "D_fake": loss_d_fake.detach(),
+            **losses,
         }
 
     # -- inference: what the exported weights do (dropout off; batch norm per image)

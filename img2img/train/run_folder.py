@@ -3,6 +3,7 @@ tensorboard/) and a run's config file, read back for --resume and --config."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -11,7 +12,7 @@ from typing import Any, Mapping
 
 from img2img.atomic import atomic_write_bytes
 from img2img.config import TrainConfig
-from img2img.errors import Img2ImgError, UsageError
+from img2img.errors import Img2ImgError, RunFolderError, UsageError
 from img2img.train import distributed
 from img2img.train.checkpoint import read_checkpoint_info
 from img2img.train.progress import METRICS_FILE
@@ -41,21 +42,44 @@ class RunFolder:
         self.tensorboard = self.root / "tensorboard"
         self.latest = self.checkpoints / LATEST
 
+    def kept_checkpoints(self) -> list[Path]:
+        """The kept epoch_NNN checkpoints, newest first."""
+        if not self.checkpoints.is_dir():
+            return []
+        return sorted(self.checkpoints.glob("epoch_[0-9][0-9][0-9]*.safetensors"), reverse=True)
+
+    def has_checkpoint(self) -> bool:
+        """Whether the run wrote anything resumable (latest or a kept epoch checkpoint)."""
+        return self.latest.exists() or bool(self.kept_checkpoints())
+
+    def never_checkpointed(self) -> bool:
+        """A run folder whose run stopped before its first checkpoint (failed or killed): it
+        holds nothing to resume or keep, so a new run may start over in it."""
+        if not self.config.is_file() or self.has_checkpoint():
+            return False
+        return not (self.weights.is_dir() and any(self.weights.glob("*.safetensors")))
+
     def check_new(self, overwrite: bool) -> None:
         """Refuse a folder that already holds anything unless overwriting (checked before the
-        dataset is read, and before anything is written)."""
+        dataset is read, and before anything is written). A run that never wrote a checkpoint
+        does not count."""
         if self.root.exists() and not self.root.is_dir():
             raise UsageError(f"--out {self.root}: exists and is not a folder")
-        if self.root.is_dir() and any(self.root.iterdir()) and not overwrite:
+        if self.root.is_dir() and any(self.root.iterdir()) and not overwrite and not self.never_checkpointed():
             what = "a training run" if self.config.exists() else "files"
-            hint = f"--resume {self.root} to continue it, " if self.latest.exists() else ""
+            if self.has_checkpoint():  # --overwrite would delete its checkpoints: say so
+                raise UsageError(
+                    f"--out {self.root}: already holds {what}; continue it with --resume {self.root}, "
+                    "or choose another --out (--overwrite starts over, deleting its checkpoints)"
+                )
             raise UsageError(
-                f"--out {self.root}: already holds {what}; use {hint}--overwrite to start "
-                "over, or another --out"
+                f"--out {self.root}: already holds {what}; use --overwrite to start over, or another --out"
             )
 
     def create(self, overwrite: bool) -> None:
-        if overwrite and self.root.is_dir():
+        """Make the folders of a new run; with ``overwrite`` (or over a run that never wrote a
+        checkpoint) first remove what a run keeps here (other files are left alone)."""
+        if (overwrite or self.never_checkpointed()) and self.root.is_dir():
             for name in self.OWNED:
                 path = self.root / name
                 if path.is_dir():
@@ -64,6 +88,18 @@ class RunFolder:
                     path.unlink()
         for folder in (self.root, self.checkpoints, self.weights, self.samples):
             folder.mkdir(parents=True, exist_ok=True)
+
+    def remove_new_run(self) -> None:
+        """Remove what :meth:`create` and the first steps of a run wrote, for a run that failed
+        before its first checkpoint (so that the same command can be given again)."""
+        for name in self.OWNED:
+            path = self.root / name
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.exists():
+                path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.root.rmdir()  # only if nothing else is there
 
     def remove_stale_temporaries(self) -> None:
         """Half-written files a killed run left behind (the files they were replacing are intact)."""
@@ -104,7 +140,7 @@ RESUME_OVERRIDABLE = frozenset(
     {
         "data", "device", "num_workers", "amp", "amp_dtype", "channels_last", "compile",
         "tensorboard", "print_freq", "save_epoch_freq", "save_latest_freq", "n_epochs",
-        "n_epochs_decay", "sync_bn",
+        "n_epochs_decay", "sync_bn", "check_data",
     }
 )
 
@@ -124,18 +160,22 @@ def load_run_config(
         raise UsageError(f"--resume {run.root}: no such run folder")
     if not run.config.is_file():
         raise UsageError(f"--resume {run.root}: not a training run (no {CONFIG_FILE})")
-    if not run.latest.is_file():
+    if not run.has_checkpoint():
         raise UsageError(
             f"--resume {run.root}: no checkpoint to resume from (the run stopped before its first "
-            "one); start it again with --out {run.root} --overwrite"
+            f"one); start it again: the same command with --out {run.root} instead of --resume"
         )
-    data = read_config_file(run.config)
+    try:
+        data = read_config_file(run.config)
+    except UsageError as exc:
+        raise RunFolderError(exc.message) from None
     overrides = dict(overrides)
     if "batch_size" in overrides and overrides["batch_size"] != data.get("batch_size"):
         new_world = world_size if world_size is not None else distributed.env_world_size()
         try:
-            old_world = int(read_checkpoint_info(run.latest).get("world_size", 1))
-        except Img2ImgError:
+            newest = run.latest if run.latest.is_file() else run.kept_checkpoints()[0]
+            old_world = int(read_checkpoint_info(newest).get("world_size", 1))
+        except (Img2ImgError, IndexError, TypeError, ValueError):
             old_world = 1
         old_global = int(data.get("batch_size", 1)) * old_world
         if overrides["batch_size"] * new_world == old_global:
@@ -158,4 +198,9 @@ def load_run_config(
         )
     data.update({k: v for k, v in overrides.items() if k in RESUME_OVERRIDABLE})
     data["out"] = str(run.root)
-    return config_cls.from_dict(data)
+    try:
+        return config_cls.from_dict(data)
+    except UsageError as exc:
+        raise type(exc)(f"{run.config}: {exc.message}") from None
+    except (TypeError, ValueError) as exc:  # a value of the wrong type
+        raise RunFolderError(f"{run.config}: not a valid run config ({exc}); was the file edited?") from None

@@ -15,6 +15,7 @@ from img2img.config import GeneratorConfig
 from img2img.devices import cpu_has_native_bf16
 from img2img.errors import DeviceError, UsageError
 from img2img.train import distributed
+from img2img.train.divergence import check_gradients
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,11 @@ class Amp:
                 raise DeviceError(f"{device}: no bfloat16 support; use --amp-dtype fp16")
         use_scaler = enabled and self.dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler) if use_scaler else None
+        self.optimizer_names: dict[int, str] = {}  # for the divergence message
+
+    def name_optimizers(self, optimizers: Mapping[str, torch.optim.Optimizer]) -> None:
+        """Name the optimizers for the message that says whose gradients stopped being finite."""
+        self.optimizer_names = {id(opt): name for name, opt in optimizers.items()}
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if not self.enabled:
@@ -106,7 +112,11 @@ class Amp:
             self.scaler.scale(loss).backward()
 
     def step_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Update the parameters. Without a gradient scaler, non-finite gradients raise
+        :class:`~img2img.train.divergence.NonFinite` first, so the parameters stay as they were
+        (with one, the scaler skips such a step and lowers its scale, which is normal)."""
         if self.scaler is None:
+            check_gradients(optimizer, self.optimizer_names.get(id(optimizer), "the networks"))
             optimizer.step()
         else:
             self.scaler.step(optimizer)

@@ -11,6 +11,7 @@ rank-aware: under torchrun every rank trains, only rank 0 writes or prints.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import secrets
@@ -28,10 +29,19 @@ from torch.utils.data import DataLoader
 from img2img.config import TrainConfig
 from img2img.data.sampler import EpochSampler
 from img2img.devices import resolve_device
-from img2img.errors import Img2ImgError, TrainingInterrupted, UsageError
+from img2img.errors import (
+    DatasetError,
+    Img2ImgError,
+    RunFolderError,
+    TrainingDiverged,
+    TrainingInterrupted,
+    UsageError,
+    WeightsError,
+)
 from img2img.eval.validation import BestEpoch, ValidationScorer, scorer_for
 from img2img.train import distributed
 from img2img.train.checkpoint import (
+    Checkpoint,
     link_or_copy,
     load_checkpoint,
     rng_state,
@@ -39,6 +49,7 @@ from img2img.train.checkpoint import (
     seed_everything,
     set_rng_state,
 )
+from img2img.train.divergence import NonFinite, check_iteration, check_state
 from img2img.train.model import TrainData, TrainableModel
 from img2img.train.progress import MetricsLog, Progress, TensorBoard, format_duration
 from img2img.train.run_folder import RunFolder, default_run_dir
@@ -52,7 +63,8 @@ from img2img.train.runtime import (
 )
 from img2img.train.samples import image_grid, save_png
 from img2img.train.schedules import build_scheduler, refresh_learning_rate
-from img2img.train.signals import StopSignals, _ignore_stop_signals
+from img2img.train.signals import StopSignals, ignore_stop_signals, stop_loader_workers
+from img2img.train.size_check import check_network_sizes
 from img2img.weights import WeightsMetadata, save_generator
 
 
@@ -106,10 +118,17 @@ class Trainer:
         self._owns_group = False  # whether this trainer started the process group (torchrun)
         self._report_disabled = False
         self._saved: tuple[int, int] | None = None  # (epoch, iteration) of the last checkpoint
+        self._created = False  # whether this run created its run folder (a new run)
+        self._loaded_from: Path | None = None  # the checkpoint a resumed run started from
+        self._loaded_info: dict[str, Any] = {}
         self._notes: list[str] = []  # said when training starts
         self.scorer: ValidationScorer | None = None  # --val-metrics (rank 0)
         self.best = BestEpoch(config.keep_best)  # --keep-best
         self._scored: dict[str, Any] | None = None  # the last scores, for the exported weights
+        # The current epoch's loss sums so far (checkpointed: after a resume, metrics.csv's
+        # epoch row still covers the whole epoch).
+        self._epoch_sums: dict[str, Any] = {}
+        self._epoch_count = 0
 
     # -- output helpers
     def log(self, message: str) -> None:
@@ -156,6 +175,12 @@ class Trainer:
             self.scorer = scorer_for(cfg, self.device) if self.dist.is_main else None
             seed_everything(cfg.seed)
             self.model = self.model_factory(cfg)
+            self.runtime.amp.name_optimizers(self.model.optimizers)
+            if self.data.input_size is not None:  # every network takes the sizes training gives it
+                check_network_sizes(
+                    self.model.networks, cfg, self.data.input_size,
+                    size_note=self.data.input_size_note, step=cfg.generator_config.size_multiple,
+                )
         self.model.setup(self.runtime)  # DDP broadcasts rank 0's weights: every rank takes part
         self.schedulers = {name: build_scheduler(opt, cfg) for name, opt in self.model.optimizers.items()}
         if self.dist.world_size > 1 and self.dist.rank > 0:
@@ -164,18 +189,12 @@ class Trainer:
 
         with distributed.agreement(self.dist.rank):
             if self.resume:
-                self._load(self.run.latest)
+                self._load(self._resume_checkpoint())
                 if self.epoch >= cfg.total_epochs:
                     raise UsageError(
                         f"--resume {self.run.root}: the run already finished its {cfg.total_epochs} "
                         "epochs (give a larger --n-epochs or --n-epochs-decay to train longer)"
                     )
-        if self.dist.is_main:
-            if self.resume:
-                self.run.remove_stale_temporaries()
-            else:
-                self.run.create(self.overwrite)
-            self.run.write_config(cfg)
 
         workers = cfg.num_workers if cfg.num_workers is not None else default_num_workers(self.device)
         self.sampler = EpochSampler(
@@ -189,13 +208,25 @@ class Trainer:
             num_workers=workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=workers > 0,
-            worker_init_fn=_ignore_stop_signals if workers > 0 else None,
+            worker_init_fn=ignore_stop_signals if workers > 0 else None,
             generator=torch.Generator(),  # keeps the global RNG untouched by the loader
         )
         self.iters_per_epoch = math.ceil(self.sampler.per_rank / cfg.batch_size)
         self.val_loader = None
         if self.data.val is not None and len(self.data.val) and self.dist.is_main:
             self.val_loader = DataLoader(self.data.val, batch_size=1, shuffle=False, num_workers=0)
+
+        # Every check passed: only now is anything written.
+        if self.dist.is_main:
+            with self._writing(self.run.root):
+                if self.resume:
+                    self.run.remove_stale_temporaries()
+                    self._restore_kept_checkpoint()
+                else:
+                    self.run.create(self.overwrite)
+                    self._created = True
+            with self._writing(self.run.config):
+                self.run.write_config(cfg)
 
     def _sync_bn(self) -> bool:
         """Whether SyncBatchNorm replaces batch norm (--sync-bn with several CUDA processes)."""
@@ -222,6 +253,18 @@ class Trainer:
             "amp": self.runtime.amp.state_dict(),
             "rng": rng_state(),
             "extra": self.model.extra_state(),
+            "epoch_losses": self._epoch_losses(),
+        }
+
+    def _epoch_losses(self) -> dict[str, Any]:
+        return {"count": self._epoch_count, "sums": dict(self._epoch_sums)}
+
+    def _load_epoch_losses(self, state: Mapping[str, Any] | None) -> None:
+        state = state or {}
+        self._epoch_count = int(state.get("count", 0))
+        self._epoch_sums = {
+            name: value.to(self.device) if isinstance(value, torch.Tensor) else value
+            for name, value in (state.get("sums") or {}).items()
         }
 
     def _info(self) -> dict[str, Any]:
@@ -242,7 +285,9 @@ class Trainer:
         (every rank takes part); rank 0's own are the checkpoint's ``rng`` and ``extra``."""
         if not distributed.active():
             return []
-        mine = None if self.dist.is_main else {"rng": rng_state(), "extra": self.model.extra_state()}
+        mine = None if self.dist.is_main else {
+            "rng": rng_state(), "extra": self.model.extra_state(), "epoch_losses": self._epoch_losses()
+        }
         gathered = distributed.gather_to_main(mine)
         return list(gathered[1:]) if gathered else []
 
@@ -250,22 +295,95 @@ class Trainer:
         """Write ``latest`` (and a kept copy for this epoch) and export the generators: rank 0
         writes, with every rank's random streams."""
         rank_states = self._rank_states()
-        self._saved = (self.epoch, self.iteration)
         if not self.dist.is_main:
+            self._saved = (self.epoch, self.iteration)
             return
+        try:  # a non-finite state is never saved over the last good one, nor exported
+            check_state(self.model.networks)
+        except NonFinite as exc:
+            raise self._diverged(exc.what, iteration=self.iteration) from None
         state = self._state()
         if rank_states:
             state["rank_states"] = rank_states
-        save_checkpoint(self.run.latest, state, self._info())
+        with self._writing(self.run.latest):
+            save_checkpoint(self.run.latest, state, self._info())
+        self._saved = (self.epoch, self.iteration)
         if keep_epoch:
-            link_or_copy(self.run.latest, self.run.epoch_checkpoint(self.epoch))
+            with self._writing(self.run.epoch_checkpoint(self.epoch)):
+                link_or_copy(self.run.latest, self.run.epoch_checkpoint(self.epoch))
         self.export()
 
-    def _load(self, path: Path) -> None:
-        checkpoint = load_checkpoint(path)
-        info, state = checkpoint.info, checkpoint.state
+    def _resume_checkpoint(self) -> tuple[Path, Checkpoint]:
+        """The checkpoint to resume from: ``latest``, or, when it is missing or unreadable, the
+        newest readable kept epoch checkpoint (with a note saying so)."""
+        problems = []
+        for path in [self.run.latest, *self.run.kept_checkpoints()]:
+            if not path.exists():
+                problems.append(f"{path.name} is missing")
+                continue
+            try:
+                checkpoint = load_checkpoint(path)
+                self._check_info(path, checkpoint.info)
+            except (WeightsError, RunFolderError) as exc:
+                problems.append(f"{path.name} is unreadable ({exc.message.removeprefix(f'{path}: ')})")
+                continue
+            if problems:
+                self._notes.append(
+                    f"{'; '.join(problems)}: resuming from {path}, the newest readable checkpoint"
+                )
+            return path, checkpoint
+        raise RunFolderError(
+            f"--resume {self.run.root}: no readable checkpoint in {self.run.checkpoints} ("
+            + "; ".join(problems) + ")"
+        )
+
+    def _check_info(self, path: Path, info: Mapping[str, Any]) -> None:
+        """Refuse a checkpoint whose facts are missing, of the wrong type or out of range."""
+        def number(key: str, kind: type, low: float = 0) -> Any:
+            value = info.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+                raise RunFolderError(f"{path}: damaged checkpoint ({key} is {value!r}, not a number)")
+            if value < low:
+                raise RunFolderError(f"{path}: damaged checkpoint ({key} {value} is below {low})")
+            return value
+
         if info.get("task") != self.model.task:
             raise UsageError(f"{path}: a {info.get('task')} checkpoint, not a {self.model.task} one")
+        epoch, epoch_iter, iteration = number("epoch", int), number("epoch_iter", int), number("iteration", int)
+        if "elapsed" in info:
+            number("elapsed", float)
+        iters = info.get("iters_per_epoch")
+        if iters is not None and number("iters_per_epoch", int, 1) and epoch_iter > iters:
+            raise RunFolderError(
+                f"{path}: damaged checkpoint (iteration {epoch_iter} of an epoch of {iters} iterations)"
+            )
+        if iteration < epoch_iter or iteration < epoch:  # each epoch has at least one iteration
+            raise RunFolderError(
+                f"{path}: damaged checkpoint (iteration {iteration} is before epoch {epoch + 1}, "
+                f"iteration {epoch_iter} of it)"
+            )
+        if not isinstance(info.get("config", {}), dict):
+            raise RunFolderError(f"{path}: damaged checkpoint (its config is not a JSON object)")
+
+    def _load(self, found: tuple[Path, Checkpoint]) -> None:
+        path, checkpoint = found
+        self._loaded_from = path
+        try:
+            self._load_state(path, checkpoint)
+        except Img2ImgError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise RunFolderError(f"{path}: damaged checkpoint (missing or wrong entry: {exc!r})") from None
+        except RuntimeError as exc:  # load_state_dict: missing keys, shape mismatches
+            text = str(exc).strip().splitlines()
+            detail = next((line.strip() for line in text[1:] if line.strip()), text[0] if text else "")
+            raise RunFolderError(
+                f"{path}: does not fit the run's config ({self.run.config}: was it edited?): {detail}"
+            ) from None
+
+    def _load_state(self, path: Path, checkpoint: Checkpoint) -> None:
+        info, state = checkpoint.info, checkpoint.state
+        self._loaded_info = info
         for name, net in self.model.networks.items():
             net.load_state_dict(state["networks"][name])
         for name, opt in self.model.optimizers.items():
@@ -278,6 +396,7 @@ class Trainer:
                 refresh_learning_rate(scheduler)  # the schedule was lengthened: rates from the new one
         self.runtime.amp.load_state_dict(state.get("amp") or {})
         self.model.load_extra_state(state.get("extra") or {})
+        self._load_epoch_losses(state.get("epoch_losses"))
         set_rng_state(state["rng"])
         self.epoch, self.epoch_iter = int(info["epoch"]), int(info["epoch_iter"])
         self.iteration, self.elapsed = int(info["iteration"]), float(info.get("elapsed", 0.0))
@@ -297,6 +416,7 @@ class Trainer:
                 set_rng_state(own["rng"])
                 if own.get("extra"):
                     self.model.load_extra_state(own["extra"])
+                self._load_epoch_losses(own.get("epoch_losses"))
             else:
                 seed_everything(distributed.rank_seed(self.config.seed or 0, rank, self.iteration))
         old_world = int(info.get("world_size", 1))
@@ -313,6 +433,41 @@ class Trainer:
         if old_global != new_global and self.epoch_iter:
             self.epoch_iter = self.epoch_iter * old_global // new_global
 
+    # -- how a run ends when something goes wrong
+    def _checkpoint_status(self) -> str:
+        if self._saved is None:
+            return "no checkpoint had been written yet"
+        epoch, iteration = self._saved
+        return f"the last checkpoint, {self.run.latest} (iteration {iteration}), is intact"
+
+    def _resume_hint(self) -> str:
+        return f"img2img train {self.model.task} --resume {self.run.root}"
+
+    @contextlib.contextmanager
+    def _writing(self, path: Path) -> Iterator[None]:
+        """A file of the run that cannot be written (full disk, read-only folder) becomes one
+        line naming it and saying what is intact."""
+        try:
+            yield
+        except OSError as exc:
+            raise self._write_failure(path, exc) from None
+
+    def _write_failure(self, path: Path, exc: OSError) -> RunFolderError:
+        reason = exc.strerror or str(exc).strip() or type(exc).__name__
+        status = self._checkpoint_status()
+        then = f"; make room or make the folder writable, then resume with: {self._resume_hint()}" if self._saved else ""
+        return RunFolderError(f"{path}: cannot write ({reason}); {status}{then}")
+
+    def _diverged(self, what: str, *, iteration: int | None = None) -> TrainingDiverged:
+        """The error that ends a diverging run: where, what, and what to try."""
+        iteration = self.iteration + 1 if iteration is None else iteration
+        amp = ", without mixed precision (--no-amp)" if self.runtime.amp.enabled else ""
+        return TrainingDiverged(
+            f"training diverged at epoch {self.epoch + 1}, iteration {iteration}: {what}; nothing was "
+            f"saved or exported after that ({self._checkpoint_status()}); start again with a lower "
+            f"--lr{amp} or another --gan-mode"
+        )
+
     def export(self) -> dict[str, Path]:
         written = {}
         preprocess = dict(self.data.preprocess)
@@ -327,7 +482,8 @@ class Trainer:
                 source=f"trained: {self.run.root.name}, epoch {self.epoch}, iteration {self.iteration}",
                 validation=self._scored if self._scored and self._scored["epoch"] == self.epoch else None,
             )
-            save_generator(path, gen.state_dict, metadata)
+            with self._writing(path):
+                save_generator(path, gen.state_dict, metadata)
             written[direction] = path
         return written
 
@@ -338,15 +494,47 @@ class Trainer:
         try:
             return self._fit(stop_after_epochs=stop_after_epochs)
         except (TrainingInterrupted, distributed.RankFailed):
+            self._remove_unstarted_run()
             raise
-        except Exception as exc:
+        except OSError as exc:  # a file of the run that could not be written (metrics, samples...)
+            self._remove_unstarted_run()
+            target = _written_file(exc, self.run.root)
+            if target is None:
+                distributed.record_failure(exc)
+                raise
+            raise self._write_failure(target, exc) from None
+        except BaseException as exc:
+            self._remove_unstarted_run()
+            if not isinstance(exc, Exception):
+                raise
             if not isinstance(exc, Img2ImgError) and distributed.is_peer_failure(exc):
                 raise self._peer_failure() from exc
             distributed.record_failure(exc)
             raise
         finally:
+            # However the run ends (finished, signal, error), its loader workers end with it.
+            stop_loader_workers(getattr(self, "loader", None))
             if self._owns_group:
                 distributed.destroy_process_group()
+
+    def _remove_unstarted_run(self) -> None:
+        """A new run that failed before its first checkpoint leaves nothing behind (so the same
+        command can be given again once the problem is fixed)."""
+        if self._created and self._saved is None and self.dist.is_main:
+            self.run.remove_new_run()
+
+    def _restore_kept_checkpoint(self) -> None:
+        """A run killed between writing ``latest`` at an epoch's end and its kept copy
+        (epoch_NNN) gets the copy now."""
+        if self.epoch_iter or not self.epoch or self._loaded_from != self.run.latest:
+            return
+        total = (self._loaded_info.get("config") or {}).get("n_epochs", 0) + (
+            self._loaded_info.get("config") or {}
+        ).get("n_epochs_decay", 0)
+        kept = self.run.epoch_checkpoint(self.epoch)
+        if self._keeps_epoch(self.epoch, total or None) and not kept.exists():
+            with self._writing(kept):
+                link_or_copy(self.run.latest, kept)
 
     def _peer_failure(self) -> Img2ImgError:
         """Another process of the run failed (it says why): rank 0 says where things stand."""
@@ -395,28 +583,29 @@ class Trainer:
         fixed_samples = self._fixed_samples()
 
         stop_at = total if stop_after_epochs is None else min(total, self.epoch + stop_after_epochs)
-        session_start = time.perf_counter()
-        elapsed_before = self.elapsed
+        self._session = (self.elapsed, time.perf_counter())
         interval_sums: dict[str, torch.Tensor] = {}
         interval_count = 0
         try:
             with StopSignals(self.log) as signals:
                 self.progress.start(self.iteration)
                 while self.epoch < stop_at:
-                    epoch_sums: dict[str, torch.Tensor] = {}
-                    epoch_count = 0
                     self.sampler.set_epoch(self.epoch, self.epoch_iter * cfg.batch_size)
                     self.model.train()
-                    for batch in self._batches():
-                        losses = self.model.train_step(self.runtime.to_device(batch))
+                    for batch in self._batches(signals):
+                        try:
+                            losses = self.model.train_step(self.runtime.to_device(batch))
+                            check_iteration(losses, self.model.networks)
+                        except NonFinite as exc:
+                            raise self._diverged(exc.what) from None
                         self.runtime.amp.end_iteration()
                         self.iteration += 1
                         self.epoch_iter += 1
                         interval_count += 1
-                        epoch_count += 1
+                        self._epoch_count += 1
                         for name, value in losses.items():
                             interval_sums[name] = interval_sums.get(name, 0) + value
-                            epoch_sums[name] = epoch_sums.get(name, 0) + value
+                            self._epoch_sums[name] = self._epoch_sums.get(name, 0) + value
                         self.progress.update(
                             epoch=self.epoch, epoch_iter=self.epoch_iter, iteration=self.iteration, losses=losses
                         )
@@ -424,7 +613,7 @@ class Trainer:
                             means = {k: float(v) / interval_count for k, v in interval_sums.items()}
                             means = distributed.mean_over_ranks(means, self.device)  # over all images
                             interval_sums, interval_count = {}, 0
-                            self.elapsed = elapsed_before + time.perf_counter() - session_start
+                            self._tick()
                             if self.dist.is_main:
                                 metrics.write(self._row("iter", means))
                                 if tensorboard:
@@ -434,41 +623,13 @@ class Trainer:
                             )
                         stop = self._stop_requested(signals)
                         if self.iteration % cfg.save_latest_freq == 0 or stop:
-                            self.elapsed = elapsed_before + time.perf_counter() - session_start
+                            self._tick()
                             self.save_checkpoint()
                         if stop:
                             self._stop(signals)
 
-                    # end of the epoch: validate, draw samples, step the schedules, checkpoint
-                    epoch_means = {k: float(v) / max(1, epoch_count) for k, v in epoch_sums.items()}
-                    epoch_means = distributed.mean_over_ranks(epoch_means, self.device)
                     interval_sums, interval_count = {}, 0  # log intervals restart with each epoch
-                    self.last_val = self._validate()
-                    self.last_val.update(self._score())
-                    self.epoch += 1
-                    improved = self.best.update(self.last_val, self.epoch)
-                    self.epoch_iter = 0
-                    self.elapsed = elapsed_before + time.perf_counter() - session_start
-                    if self.dist.is_main:
-                        metrics.write(self._row("epoch", {**epoch_means, **self.last_val}))
-                        if tensorboard and self.last_val:
-                            tensorboard.scalars(self.last_val, self.iteration, "val")
-                        self._write_samples(fixed_samples, tensorboard)
-                    for scheduler in self.schedulers.values():
-                        with warnings.catch_warnings():
-                            warnings.simplefilter("ignore", UserWarning)
-                            scheduler.step()
-                    self.log(
-                        f"epoch {self.epoch}/{total} done ({self.iteration} iterations, "
-                        f"{format_duration(self.elapsed)})"
-                        + "".join(f" {k} {v:.4g}" for k, v in self.last_val.items())
-                    )
-                    keep = self.epoch % cfg.save_epoch_freq == 0 or self.epoch == total
-                    self.save_checkpoint(keep_epoch=keep)
-                    if improved and self.dist.is_main:
-                        kept = BestEpoch.keep(self.run.latest, self.export_paths())
-                        self.log(f"  best {self.best.metric} so far ({self.best.value:.4g}): kept {', '.join(str(k) for k in kept)}")
-                    self._write_report("in progress")
+                    self._end_epoch(metrics, tensorboard, fixed_samples)
                     if self._stop_requested(signals):
                         self._stop(signals)
         finally:
@@ -488,8 +649,8 @@ class Trainer:
     def _write_report(self, status: str) -> None:
         """RUN/report.html (rank 0). A report that cannot be written is a note, never the end
         of the run; without matplotlib the note comes once."""
-        if not self.dist.is_main or self._report_disabled or not self.run.config.exists():
-            return
+        if not self.dist.is_main or self._report_disabled or not self.run.latest.exists():
+            return  # no checkpoint yet: nothing to report (a run that failed before one is removed)
         from img2img.report import matplotlib_missing, write_report
 
         try:
@@ -501,21 +662,85 @@ class Trainer:
         except Exception as exc:  # noqa: BLE001 - the report must never stop training
             self.log(f"note: report.html not written: {type(exc).__name__}: {exc}")
 
-    def _batches(self) -> Iterator[Mapping[str, Any]]:
-        """The loader's batches; a worker's DatasetError comes out as the error it was."""
-        from img2img.errors import DatasetError
+    def _end_epoch(self, metrics: MetricsLog, tensorboard: TensorBoard | None, fixed_samples: list) -> None:
+        """The end of an epoch, in order: the epoch's mean losses, validation, the epoch count,
+        metrics.csv and TensorBoard, sample grid, learning-rate schedules, log line, checkpoint
+        (kept every --save-epoch-freq epochs and at the last)."""
+        cfg = self.config
+        epoch_means = {k: float(v) / max(1, self._epoch_count) for k, v in self._epoch_sums.items()}
+        epoch_means = distributed.mean_over_ranks(epoch_means, self.device)
+        self._epoch_sums, self._epoch_count = {}, 0
+        self.last_val = self._validate()
+        self.last_val.update(self._score())  # --val-metrics
+        self.epoch += 1
+        improved = self.best.update(self.last_val, self.epoch)  # --keep-best
+        self.epoch_iter = 0
+        self._tick()
+        if self.dist.is_main:
+            metrics.write(self._row("epoch", {**epoch_means, **self.last_val}))
+            if tensorboard and self.last_val:
+                tensorboard.scalars(self.last_val, self.iteration, "val")
+            self._write_samples(fixed_samples, tensorboard)
+        for scheduler in self.schedulers.values():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                scheduler.step()
+        self.log(
+            f"epoch {self.epoch}/{cfg.total_epochs} done ({self.iteration} iterations, "
+            f"{format_duration(self.elapsed)})"
+            + "".join(f" {k} {v:.4g}" for k, v in self.last_val.items())
+        )
+        self.save_checkpoint(keep_epoch=self._keeps_epoch(self.epoch))
+        if improved and self.dist.is_main:
+            kept = BestEpoch.keep(self.run.latest, self.export_paths())
+            self.log(f"  best {self.best.metric} so far ({self.best.value:.4g}): kept {', '.join(str(k) for k in kept)}")
+        self._write_report("in progress")
 
-        try:
-            yield from self.loader
-        except DatasetError:
-            raise
-        except Exception as exc:
-            text = str(exc)
-            if "DatasetError" in text:
+    def _keeps_epoch(self, epoch: int, total: int | None = None) -> bool:
+        """Whether the checkpoint at the end of ``epoch`` is kept as epoch_NNN."""
+        total = self.config.total_epochs if total is None else total
+        return epoch % self.config.save_epoch_freq == 0 or epoch == total
+
+    def _tick(self) -> None:
+        """Bring ``elapsed`` (training seconds over all sessions) up to now."""
+        before, start = self._session
+        self.elapsed = before + time.perf_counter() - start
+
+    def _batches(self, signals: StopSignals) -> Iterator[Mapping[str, Any]]:
+        """The loader's batches. An image that cannot be decoded (it passed the header check:
+        truncated data) ends the run as a signal does: checkpoint, then a message naming the
+        file and how to resume once it is fixed or removed."""
+        iterator = iter(self.loader)
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            except Exception as exc:
+                # A worker's DatasetError comes re-raised with the worker's traceback as its
+                # text (as a DatasetError, or another type if it cannot be rebuilt): its last
+                # line is the message.
+                text = str(exc)
+                if not isinstance(exc, DatasetError) and "DatasetError" not in text:
+                    raise
                 lines = [line for line in text.splitlines() if line.strip()]
-                message = lines[-1].split("DatasetError:", 1)[-1].strip()
-                raise DatasetError(message) from None
-            raise
+                message = lines[-1].split("DatasetError:", 1)[-1].strip() if lines else text
+                raise self._data_failure(DatasetError(message)) from None
+            yield batch
+
+    def _data_failure(self, exc: DatasetError) -> DatasetError:
+        """Write the checkpoint (one process: with several, the others are mid-iteration) and
+        say how to go on."""
+        self.progress.stop()
+        if not distributed.active():
+            self._tick()
+            self.save_checkpoint()
+        if self._saved is None:
+            return DatasetError(f"{exc.message}; fix or remove the file and start again")
+        return DatasetError(
+            f"{exc.message}; training stopped at epoch {self.epoch + 1}, iteration {self.iteration} "
+            f"({self._checkpoint_status()}); fix or remove the file, then resume with: {self._resume_hint()}"
+        )
 
     def _stop(self, signals: StopSignals) -> None:
         self.progress.stop()
@@ -636,3 +861,20 @@ class Trainer:
         for path in result.weights.values():  # one per direction a run exports
             lines.append(f"  translate:  img2img translate INPUT... --model {path} --out-dir OUT")
         self.log("\n".join(lines))
+
+
+def _written_file(exc: OSError, root: Path) -> Path | None:
+    """The run-folder file an OSError was writing (a temporary ``.NAME.XXXX.tmp`` of an atomic
+    write stands for NAME), or None for an error about something else."""
+    if not exc.filename:
+        return None
+    path = Path(exc.filename)
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return None
+    if path.name.startswith(".") and path.name.endswith(".tmp"):
+        name = path.name[1:-4].rsplit(".", 1)[0]
+        path = path.with_name(name)
+    return path
+
