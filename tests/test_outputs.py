@@ -496,7 +496,7 @@ def test_stop_signals_raise_interrupted_and_ignored_ones_stay_ignored(saved_hand
 
 
 def test_training_stops_after_the_iteration_on_sighup_too(saved_handlers):
-    from img2img.train.common import StopSignals
+    from img2img.train.signals import StopSignals
 
     messages: list[str] = []
     with StopSignals(messages.append) as stop:
@@ -506,26 +506,28 @@ def test_training_stops_after_the_iteration_on_sighup_too(saved_handlers):
 
 
 def test_data_combine_does_not_replace_an_output_written_meanwhile(tmp_path, capsys, monkeypatch):
-    from img2img import data
     from img2img.cli import main
+    from img2img.data import combine
 
     for side in ("A", "B"):
         make_image(tmp_path / side / "0.png", (8, 8))
     target = tmp_path / "AB" / "0.png"
-    real_open = data.Image.open
+    real_read = combine.read_image
 
     def someone_writes_first(path, *args, **kwargs):
         if not target.exists():  # after the check that nothing is there, before the write
             target.parent.mkdir(exist_ok=True)
             target.write_bytes(b"theirs")
-        return real_open(path, *args, **kwargs)
+        return real_read(path, *args, **kwargs)
 
-    monkeypatch.setattr(data.Image, "open", someone_writes_first)
-    monkeypatch.setattr(data, "read_size", lambda path: (8, 8))
+    monkeypatch.setattr(combine, "read_image", someone_writes_first)
     with pytest.raises(SystemExit) as info:
         main(["data", "combine", str(tmp_path / "A"), str(tmp_path / "B"), str(tmp_path / "AB")])
     assert info.value.code == 1
-    assert capsys.readouterr().err == f"img2img: error: {target}: appeared while combining (another process?); not replaced\n"
+    assert capsys.readouterr().err.splitlines() == [
+        f"img2img: error: {target}: appeared while combining (another process?); not replaced",
+        f"wrote 0 A|B images to {tmp_path / 'AB'}",
+    ]
     assert target.read_bytes() == b"theirs" and temporaries(tmp_path) == []
 
 

@@ -9,7 +9,7 @@ from typing import Callable
 from PIL import Image
 
 from img2img.data.layouts import _pair_by_name
-from img2img.errors import DatasetError, ImageError
+from img2img.errors import DatasetError, ImageError, OutputExistsError
 from img2img.imageio import natural_channels, read_image, to_8bit, write_image
 
 
@@ -66,6 +66,9 @@ def combine_folders(
             continue
         try:
             _combine_pair(path_a, path_b, target, replace=overwrite)
+        except OutputExistsError:  # written by another process since the check above
+            report(f"{target}: appeared while combining (another process?); not replaced")
+            continue
         except ImageError as exc:  # its message names the file
             report(str(exc))
             continue
