@@ -17,6 +17,7 @@ folders; an ``out_dir`` inside an input folder is not read as input.
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,44 @@ class Job:
     fmt: str  # Pillow format to write
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Part ``index`` (0-based) of ``count`` disjoint parts of a batch, for job arrays.
+
+    An input belongs to the part that a hash of its output name (relative to the output folder)
+    picks, so the partition depends on nothing but that name: not on the order INPUTs are listed
+    or globs expanded, not on which other inputs exist, not on outputs already written by other
+    parts. Two inputs that would share an output fall into the same part, which still reports it.
+    """
+
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    def holds(self, name: str | os.PathLike[str]) -> bool:
+        """Whether the output name (relative, as posix or native path) falls in this part."""
+        key = os.fsencode(Path(name).as_posix())
+        digest = hashlib.sha256(key).digest()
+        return int.from_bytes(digest[:8], "big") % self.count == self.index
+
+
+def parse_shard(text: str) -> Shard:
+    """'K/N' (K from 0 to N-1) -> Shard; a UsageError for anything else."""
+    k, slash, n = text.strip().partition("/")
+    try:
+        index, count = int(k), int(n)
+    except ValueError:
+        index = count = -1
+    if not slash or count < 1 or not 0 <= index < count:
+        raise UsageError(
+            f"--shard {text!r}: expected K/N with 0 <= K < N, e.g. 0/4 for the first of four parts",
+            hint="K is 0-based, as $SLURM_ARRAY_TASK_ID with --array=0-(N-1) and $JOB_COMPLETION_INDEX",
+        )
+    return Shard(index, count)
+
+
 @dataclass
 class InputError:
     """An input that gives no job (a record, not an exception): its label and a one-line message
@@ -57,6 +96,7 @@ def plan_jobs(
     ext: str | None = None,
     overwrite: bool = False,
     to_stdout: bool = False,
+    shard: Shard | None = None,
 ) -> tuple[list[Job], list[InputError]]:
     """Expand INPUTs into jobs (input -> output), and errors for inputs that match nothing or
     outputs that must not be written.
@@ -64,7 +104,10 @@ def plan_jobs(
     Give exactly one destination: ``output`` (one input image), ``out_dir`` (any number; ``ext``
     sets the format, else the input's extension when Pillow can write it, else PNG) or
     ``to_stdout``. Raises UsageError when ``output`` is given and the inputs hold more than one
-    image."""
+    image. With ``shard`` (needs ``out_dir``) only the inputs whose output names fall in that
+    part are planned; errors of INPUTs that match nothing are reported by every part."""
+    if shard is not None and out_dir is None:
+        raise UsageError("--shard needs --out-dir (parts are chosen by output name)")
     errors: list[InputError] = []
     found: list[tuple[str, Path | None, Path]] = []  # label, source, name relative to its input
     skip_dir = out_dir.resolve() if out_dir is not None else None
@@ -96,6 +139,8 @@ def plan_jobs(
             suffix = normalise_ext(ext) if ext else relative.suffix
             if suffix.lower() not in WRITABLE_EXTENSIONS:
                 suffix = ".png"
+            if shard is not None and not shard.holds(relative.with_suffix(suffix)):
+                continue  # another part's input: not even its output is looked at
             target = out_dir / relative.with_suffix(suffix)
         real_target = os.path.realpath(target)
         if real_target in sources:
@@ -165,4 +210,4 @@ def _glob_base(pattern: str) -> Path:
     return Path(*fixed) if fixed else Path(".")
 
 
-__all__ = ["STDIN", "InputError", "Job", "normalise_ext", "plan_jobs"]
+__all__ = ["STDIN", "InputError", "Job", "Shard", "normalise_ext", "parse_shard", "plan_jobs"]

@@ -46,6 +46,10 @@ _HELP = "\n\n".join(
         'With --json, each input gives one line on stdout: {"input", "output", "width", "height", '
         '"seconds", "status": "ok"} or {"input", "output", "status": "error", "error"}, in the '
         "order they finish.",
+        "--shard K/N (K from 0 to N-1) translates only the K-th of N disjoint parts of the inputs, "
+        "for job arrays: N processes given the same INPUTs and --out-dir cover every input exactly "
+        "once, whatever the order of listing. A part is chosen by a hash of each output's name. "
+        "With --json each line also has \"shard\": \"K/N\".",
         "Exit status: 0 all written; 1 some input failed (one line on stderr each, the others are "
         "still written); 2 usage error.",
     )
@@ -92,21 +96,31 @@ def translate(
         False, "--json", help="Print one JSON object per input on stdout (status ok or error)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (errors are still shown)."),
+    shard: Optional[str] = typer.Option(
+        None,
+        "--shard",
+        metavar="K/N",
+        help="Translate only part K (0-based) of N disjoint parts of the inputs, e.g. "
+        '--shard "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT" with --array=0-(N-1). Needs --out-dir.',
+    ),
 ) -> None:
     """Translate images with a trained generator; outputs have the inputs' size."""
     # Imported here rather than at the top so that `img2img --help` does not load torch.
     from img2img.inference import Translator
-    from img2img.jobs import plan_jobs
+    from img2img.jobs import parse_shard, plan_jobs
 
     to_stdout = _check_options(inputs, output, out_dir, ext, as_json)
-    jobs, errors = plan_jobs(inputs, output=output, out_dir=out_dir, ext=ext, overwrite=overwrite, to_stdout=to_stdout)
+    part = parse_shard(shard) if shard is not None else None
+    jobs, errors = plan_jobs(
+        inputs, output=output, out_dir=out_dir, ext=ext, overwrite=overwrite, to_stdout=to_stdout, shard=part
+    )
     translator = Translator(
         model,
         device=device,
         precision=precision.value,
         direction=direction.value if direction else None,
     )
-    reporter = _Reporter(as_json=as_json, show_progress=not quiet and len(jobs) + len(errors) > 1 and sys.stderr.isatty())
+    reporter = _Reporter(as_json=as_json, shard=part, show_progress=not quiet and len(jobs) + len(errors) > 1 and sys.stderr.isatty())
     try:
         with reporter.progress(total=len(jobs) + len(errors)):
             for error in errors:
@@ -210,8 +224,9 @@ def _run(translator, jobs: list[Job], batch_size: int, reporter: _Reporter) -> N
 class _Reporter:
     """Where results go: error lines on stderr, JSON lines on stdout, a progress bar on stderr."""
 
-    def __init__(self, *, as_json: bool, show_progress: bool):
+    def __init__(self, *, as_json: bool, show_progress: bool, shard=None):
         self.as_json, self.show_progress = as_json, show_progress
+        self.shard = None if shard is None else str(shard)
         self.failures = 0
         self._progress = None
         self._task = None
@@ -258,6 +273,8 @@ class _Reporter:
 
     def _json(self, record: dict) -> None:
         if self.as_json:
+            if self.shard is not None:
+                record["shard"] = self.shard
             typer.echo(json.dumps(record))
 
     def _advance(self) -> None:
