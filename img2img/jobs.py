@@ -136,9 +136,7 @@ def plan_jobs(
             target = output
         else:
             assert out_dir is not None, "plan_jobs needs output, out_dir or to_stdout"
-            suffix = normalise_ext(ext) if ext else relative.suffix
-            if suffix.lower() not in WRITABLE_EXTENSIONS:
-                suffix = ".png"
+            suffix = output_suffix(relative, ext)
             if shard is not None and not shard.holds(relative.with_suffix(suffix)):
                 continue  # another part's input: not even its output is looked at
             target = out_dir / relative.with_suffix(suffix)
@@ -157,6 +155,13 @@ def plan_jobs(
             continue
         errors.append(InputError(label, f"{target}: {problem}", target))
     return jobs, errors
+
+
+def output_suffix(name: str | os.PathLike[str], ext: str | None = None) -> str:
+    """The extension an output gets: ``ext`` when given, else the input's when Pillow can write
+    it, else .png."""
+    suffix = normalise_ext(ext) if ext else Path(name).suffix
+    return suffix if suffix.lower() in WRITABLE_EXTENSIONS else ".png"
 
 
 def normalise_ext(ext: str) -> str:
@@ -210,4 +215,4 @@ def _glob_base(pattern: str) -> Path:
     return Path(*fixed) if fixed else Path(".")
 
 
-__all__ = ["STDIN", "InputError", "Job", "Shard", "normalise_ext", "parse_shard", "plan_jobs"]
+__all__ = ["STDIN", "InputError", "Job", "Shard", "normalise_ext", "output_suffix", "parse_shard", "plan_jobs"]
