@@ -91,13 +91,17 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from img2img.errors import Img2ImgError
+    from img2img.ray import find_error
 
     args = parse_args(argv)
     try:
         return run(args)
-    except Img2ImgError as exc:  # usage and model errors: one line, no traceback
-        print(f"ray_translate: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    except Exception as exc:  # usage and model errors, also from the actors: one line, no traceback
+        error = exc if isinstance(exc, Img2ImgError) else find_error(exc)
+        if error is None:
+            raise
+        print(f"ray_translate: error: {error}", file=sys.stderr)
+        return error.exit_code
 
 
 if __name__ == "__main__":

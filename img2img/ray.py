@@ -34,13 +34,14 @@ functions that need it, so ``Translate`` itself runs (and is tested) without Ray
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 from PIL import Image
 
-from img2img.errors import ImageError, UsageError
+from img2img.errors import ImageError, Img2ImgError, UsageError
 from img2img.imageio import encode_image, format_for_path, is_image_path, read_image
 from img2img.jobs import output_suffix
 
@@ -206,25 +207,26 @@ def plan_inputs(
     Local inputs are planned by img2img.jobs, exactly as ``img2img translate INPUT --out-dir``
     plans them (hidden files, extensions, the output folder inside the input, existing outputs,
     two inputs with one output). Remote folders are listed with the same rules for names; their
-    existing outputs are checked when written. Raises UsageError when nothing is there."""
+    existing outputs are checked when written. Raises UsageError when INPUT does not exist; an
+    empty folder is an error line, as in translate."""
     from img2img.jobs import plan_jobs
 
     if is_remote(uri):
         root, files = list_images(uri)
-        return root, files, []
+        return root, files, [] if files else [f"{uri}: no images under this prefix"]
     local = Path(uri.split("://", 1)[-1]).absolute()
+    if not local.exists():  # globs are not expanded here: their root would be ambiguous
+        raise UsageError(f"{uri}: no such file or directory")
     root = local.parent if local.is_file() else local
     jobs, errors = plan_jobs([str(local)], output=None, out_dir=Path(out_dir), ext=ext, overwrite=overwrite)
-    if not jobs and errors and errors[0].output is None:
-        raise UsageError(errors[0].message)
-    return str(root), [str(job.source) for job in jobs], [error.message for error in errors]
+    return str(root), sorted(str(job.source) for job in jobs), [error.message for error in errors]
 
 
 def list_images(uri: str) -> tuple[str, list[str]]:
     """A remote folder or file (s3://bucket/prefix, gs://...) -> its root as Ray's ``path``
     column names it (``bucket/prefix``) and the image files under it as URIs, sorted, chosen as
     ``img2img translate`` chooses in folders: image extensions only, no part of the name hidden
-    (starting with "."). Raises UsageError when nothing is there."""
+    (starting with "."). Raises UsageError when ``uri`` does not exist."""
     from pyarrow import fs as pafs
 
     filesystem, root = pafs.FileSystem.from_uri(uri)
@@ -240,8 +242,6 @@ def list_images(uri: str) -> tuple[str, list[str]]:
         relative = entry.path[len(root) :].lstrip("/")
         if entry.is_file and is_image_path(relative) and not any(p.startswith(".") for p in relative.split("/")):
             files.append(f"{scheme}://{entry.path}")
-    if not files:
-        raise UsageError(f"{uri}: no images under this prefix")
     return root, sorted(files)
 
 
@@ -280,6 +280,33 @@ def write_outputs(batch: Mapping[str, Any], *, root: str, out_dir: str, overwrit
     return {"path": np.array(paths, dtype=object), "output": np.array(outputs, dtype=object), "error": np.array(errors, dtype=object)}
 
 
+def find_error(exc: BaseException) -> Img2ImgError | None:
+    """The img2img error behind a Ray failure (a model that does not load in the actors' __init__
+    comes back as ActorDiedError or RayTaskError), so the driver can print it as one line.
+    Looks through the exception chain, then, for errors Ray only keeps as text, at the last
+    ``img2img.errors.<Type>: message`` line of the remote traceback."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, Img2ImgError):
+            return current
+        cause = getattr(current, "cause", None)
+        current = cause if isinstance(cause, BaseException) else current.__cause__ or current.__context__
+    import img2img.errors as errors
+
+    matches = re.findall(r"img2img\.errors\.(\w+): (.+)", str(exc))
+    if matches:
+        kind, message = matches[-1]
+        error_class = getattr(errors, kind, None)
+        if isinstance(error_class, type) and issubclass(error_class, Img2ImgError):
+            try:
+                return error_class(message.strip())
+            except TypeError:  # a class that needs more arguments
+                return Img2ImgError(message.strip())
+    return None
+
+
 def summarise(rows: Iterable[Mapping[str, Any]]) -> tuple[int, list[str]]:
     """(number written, error lines) from rows with an ``error`` column."""
     written, errors = 0, []
@@ -291,4 +318,4 @@ def summarise(rows: Iterable[Mapping[str, Any]]) -> tuple[int, list[str]]:
     return written, errors
 
 
-__all__ = ["INSTALL_HINT", "Translate", "import_ray", "is_remote", "list_images", "output_path", "plan_inputs", "summarise", "write_outputs"]
+__all__ = ["INSTALL_HINT", "Translate", "find_error", "import_ray", "is_remote", "list_images", "output_path", "plan_inputs", "summarise", "write_outputs"]

@@ -14,7 +14,7 @@ from PIL import Image
 
 from conftest import REPO_ROOT, make_generator_file
 from img2img.errors import UsageError
-from test_translate import make_image, run
+from test_translate import make_image
 
 
 def make_folder(root: Path) -> dict[str, str]:
@@ -64,17 +64,14 @@ def folder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def cli_outputs(model, folder, tmp_path_factory) -> Path:
     """What `img2img translate FOLDER --out-dir` writes: the reference for every comparison."""
+    from img2img.cli import main
+
     out = tmp_path_factory.mktemp("cli") / "out"
-    capsys = _NoCapture()
-    code, _, _ = run([folder, "-m", model, "--out-dir", out, "-q"], capsys)
-    assert code == 1  # the corrupt file
+    with pytest.raises(SystemExit) as info:
+        main(["translate", str(folder), "-m", str(model), "--out-dir", str(out), "-q"])
+    assert info.value.code == 1  # the corrupt file
     assert sorted(_files(out)) == sorted(n for n in make_folder_names() if n != "broken.png")
     return out
-
-
-class _NoCapture:
-    def readouterr(self):
-        return "", ""
 
 
 def make_folder_names() -> list[str]:
@@ -154,6 +151,48 @@ def test_missing_ray_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
     with pytest.raises(UsageError, match=r'pip install "img2img\[ray\]"'):
         import_ray()
+
+
+def test_remote_listing_chooses_the_files_translate_chooses(tmp_path):
+    """list_images (used for s3://, gs://... through pyarrow) against the local planner, on a
+    file:// URI that pyarrow opens like any remote one."""
+    from img2img.ray import list_images, plan_inputs
+
+    folder = tmp_path / "photos"
+    make_folder(folder)
+    (folder / ".cache").mkdir()
+    make_image(folder / ".cache" / "thumb.png")  # inside a hidden folder: skipped by both
+    root, files, errors = plan_inputs(str(folder), tmp_path / "out")
+    assert errors == [] and root == str(folder)
+    remote_root, remote_files = list_images(f"file://{folder}")
+    assert remote_root == str(folder)
+    assert remote_files == [f"file://{f}" for f in files]
+    assert sorted(Path(f).relative_to(folder).as_posix() for f in files) == sorted(make_folder_names())
+    with pytest.raises(UsageError, match="no such file or directory"):
+        plan_inputs(str(folder / "missing"), tmp_path / "out")
+
+
+def test_an_error_from_the_actors_is_found_in_rays_wrapping():
+    """Ray reports a model that fails to load in an actor's __init__ as an ActorDiedError whose
+    text holds the remote traceback; the example prints the img2img error behind it."""
+    from img2img.errors import ModelNotFoundError
+    from img2img.ray import find_error
+
+    remote = RuntimeError(
+        "The actor died because of an error raised in its creation task\n"
+        "  File \"img2img/registry.py\", line 348, in _resolve\n"
+        "img2img.errors.ModelNotFoundError: /m/x.safetensors: no such file"
+    )
+    found = find_error(remote)
+    assert isinstance(found, ModelNotFoundError) and str(found) == "/m/x.safetensors: no such file"
+    try:
+        try:
+            raise UsageError("unknown precision 'fp8'")
+        except UsageError as exc:
+            raise RuntimeError("wrapped") from exc
+    except RuntimeError as wrapped:
+        assert str(find_error(wrapped)) == "unknown precision 'fp8'"
+    assert find_error(RuntimeError("something else")) is None
 
 
 # --- through a local Ray --------------------------------------------------------------------------
