@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,18 @@ def make_folder(root: Path) -> dict[str, str]:
         "exif.jpg": "EXIF-rotated",
         "broken.png": "corrupt",
     }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Ray actors with num_cpus=1 run torch with one thread; the comparisons run translate the
+    same way, since the CPU group-norm kernel's sums depend on the number of threads."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +220,18 @@ def ray_cluster():
     ray.shutdown()
 
 
+def _with_deadline(fn, seconds: float):
+    """fn() in a thread: a pipeline whose tasks never get a CPU waits forever; fail instead."""
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(fn()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        pytest.fail(f"no result after {seconds} s: the pipeline is stuck")
+    assert result, "the pipeline raised (see the thread's traceback above)"
+    return result[0]
+
+
 def _load_example():
     spec = importlib.util.spec_from_file_location("ray_translate", REPO_ROOT / "examples" / "ray_translate.py")
     module = importlib.util.module_from_spec(spec)
@@ -216,7 +241,9 @@ def _load_example():
 
 def test_example_writes_what_translate_writes_and_reports_the_corrupt_file(ray_cluster, model, folder, cli_outputs, tmp_path, capsys):
     out = tmp_path / "out"
-    code = _load_example().main([str(folder), str(out), "--model", str(model), "--batch-size", "4", "--quiet"])
+    # Two actors with a CPU each take both of the cluster's CPUs: reading and writing still run.
+    example = ["--model", str(model), "--batch-size", "4", "--concurrency", "2", "--quiet"]
+    code = _with_deadline(lambda: _load_example().main([str(folder), str(out), *example]), seconds=600)
     stdout, stderr = capsys.readouterr()
     assert code == 1
     assert stderr.splitlines()[-1] == f"ray_translate: error: {folder}/broken.png: cannot identify image file"
