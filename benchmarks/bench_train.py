@@ -61,7 +61,7 @@ def worker(conn, options: dict, args: argparse.Namespace, data_dir: str) -> None
 
     from img2img.data import EpochSampler
     from img2img.devices import resolve_device
-    from img2img.train.common import Amp, Runtime
+    from img2img.train.runtime import Amp, Runtime
 
     config_cls, model_cls, make_data = trainer_parts(args.model)
     config = config_cls(
@@ -157,7 +157,7 @@ def reference_cyclegan_step(model, batch):
     generator passes (fake, rec and idt for each direction) are alive together."""
     from torch.nn import functional as F
 
-    from img2img.train.common import frozen
+    from img2img.train.model import frozen
 
     cfg, amp = model.config, model.runtime.amp
     real_a, real_b = batch["A"], batch["B"]
@@ -261,7 +261,7 @@ def main() -> None:
 
     import torch
 
-    from img2img.data import write_palette_dataset, write_shapes_dataset
+    from img2img.testing.synthetic import write_palette_dataset, write_shapes_dataset
 
     print(
         f"{args.model} {args.netg} ngf {args.ngf}, basic D ndf {args.ndf}, {args.size}x{args.size}, "

@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 
 from img2img.config import CycleGANConfig, Pix2PixConfig
-from img2img.data import list_images, load_image, to_tensor, write_palette_dataset, write_shapes_dataset
+from img2img.data import list_images, load_image, to_tensor
+from img2img.testing.synthetic import write_palette_dataset, write_shapes_dataset
 from img2img.train import train_cyclegan, train_pix2pix
 from img2img.weights import load_generator
 

@@ -26,11 +26,12 @@ from safetensors.torch import load_file
 
 from img2img.cli import main
 from img2img.config import CycleGANConfig, Pix2PixConfig
-from img2img.data import write_palette_dataset, write_shapes_dataset
+from img2img.testing.synthetic import write_palette_dataset, write_shapes_dataset
 from img2img.errors import UsageError
 from img2img.train import distributed, train_cyclegan, train_pix2pix
 from img2img.train.checkpoint import save_checkpoint
-from img2img.train.common import inference_copy, load_run_config
+from img2img.train.model import inference_copy
+from img2img.train.run_folder import load_run_config
 
 # 8 images, 4 iterations an epoch at a global batch of 2; 3 epochs (the last with a decaying rate)
 P2P = dict(

@@ -21,16 +21,8 @@ from safetensors.torch import load_file
 
 from img2img.cli import main
 from img2img.config import CycleGANConfig
-from img2img.data import (
-    PALETTES,
-    Preprocess,
-    UnpairedDataset,
-    check_unpaired_data,
-    list_images,
-    load_image,
-    to_tensor,
-    write_palette_dataset,
-)
+from img2img.data import Preprocess, UnpairedDataset, check_unpaired_data, list_images, load_image, to_tensor
+from img2img.testing.synthetic import PALETTES, write_palette_dataset
 from img2img.errors import DatasetError, TrainingInterrupted, UsageError
 from img2img.train import CycleGANModel, ImagePool, train_cyclegan
 from img2img.weights import load_generator, read_metadata

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from img2img.cli import main
 from img2img.config import Pix2PixConfig
-from img2img.data import write_shapes_dataset
+from img2img.testing.synthetic import write_shapes_dataset
 from img2img.errors import TrainingInterrupted, UsageError
 from img2img.train import DistInfo, Pix2PixModel, Trainer, pix2pix_data, train_pix2pix
 from img2img.weights import load_generator, read_metadata

@@ -20,7 +20,7 @@ def combine(
 
     Pairs are matched by file name (the extensions may differ); every pair is checked (readable,
     same size) before anything is written."""
-    from img2img.data import combine_folders
+    from img2img.data.combine import combine_folders
 
     written = combine_folders(dir_a, dir_b, out_dir, overwrite=overwrite)
     typer.echo(f"wrote {len(written)} A|B images to {out_dir}", err=True)

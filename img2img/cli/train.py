@@ -101,7 +101,7 @@ def build_config(
     (``world_size``: the processes it will resume with, when not this torchrun job's)."""
     from img2img.config import TrainConfig
     from img2img.errors import UsageError
-    from img2img.train.common import load_run_config, read_config_file
+    from img2img.train.run_folder import load_run_config, read_config_file
 
     if resume is not None:
         if config_file is not None:
@@ -143,7 +143,7 @@ def hand_over(ctx: typer.Context, nproc: int, config: Any) -> None:
     this command without --nproc in each); returns only for N = 1 (this process trains)."""
     from img2img.errors import UsageError
     from img2img.train import distributed
-    from img2img.train.common import default_run_dir
+    from img2img.train.run_folder import default_run_dir
 
     if distributed.under_torchrun():
         raise UsageError(

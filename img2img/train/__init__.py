@@ -1,4 +1,13 @@
-"""Training: the shared infrastructure (:mod:`img2img.train.common`) and the trainers.
+"""Training: the shared infrastructure and the trainers.
+
+- :mod:`~img2img.train.trainer`: the :class:`Trainer` (epoch loop, checkpoints, resume, export);
+- :mod:`~img2img.train.model`: what a trainer provides (:class:`TrainableModel`, :class:`TrainData`);
+- :mod:`~img2img.train.runtime`: devices, precision (AMP), channels-last, loader-worker defaults;
+- :mod:`~img2img.train.run_folder`: the run folder and its config.json, ``--resume`` config;
+- :mod:`~img2img.train.signals`: stopping on SIGINT/SIGTERM;
+- :mod:`~img2img.train.schedules`, :mod:`~img2img.train.samples`, :mod:`~img2img.train.checkpoint`,
+  :mod:`~img2img.train.progress`, :mod:`~img2img.train.distributed`;
+- :mod:`~img2img.train.pix2pix`, :mod:`~img2img.train.cyclegan`: the trainers.
 
 From Python::
 
@@ -12,17 +21,10 @@ and likewise ``train_cyclegan(CycleGANConfig(data="datasets/horse2zebra"))``, wh
 ``weights["AtoB"]`` and ``weights["BtoA"]``.
 """
 
-from img2img.train.common import (
-    DistInfo,
-    ExportedGenerator,
-    RunFolder,
-    Runtime,
-    TrainableModel,
-    TrainData,
-    Trainer,
-    TrainResult,
-    load_run_config,
-)
+from img2img.train.model import ExportedGenerator, TrainableModel, TrainData
+from img2img.train.run_folder import RunFolder, load_run_config
+from img2img.train.runtime import DistInfo, Runtime
+from img2img.train.trainer import Trainer, TrainResult
 from img2img.train.cyclegan import CycleGANModel, ImagePool, cyclegan_data, train_cyclegan
 from img2img.train.pix2pix import Pix2PixModel, pix2pix_data, train_pix2pix
 

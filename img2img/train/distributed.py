@@ -2,7 +2,7 @@
 DistributedDataParallel (DDP). No launcher or DataParallel of our own.
 
 torchrun starts one process per GPU (or a few CPU processes) and sets ``RANK``, ``LOCAL_RANK``,
-``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``; :class:`~img2img.train.common.Trainer`
+``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``; :class:`~img2img.train.trainer.Trainer`
 then calls :func:`init_process_group` (NCCL on CUDA with one GPU per process, gloo on the
 CPU), wraps the networks the step calls in DDP (:func:`data_parallel`, through
 ``Runtime.wrap``), optionally with SyncBatchNorm, and uses the few collectives below: the seed

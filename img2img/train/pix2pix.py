@@ -1,5 +1,5 @@
 """pix2pix (Isola et al., 2017): its data, networks and step. Everything else is the shared
-:class:`~img2img.train.common.Trainer`."""
+:class:`~img2img.train.trainer.Trainer`."""
 
 from __future__ import annotations
 
@@ -10,19 +10,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from img2img.config import Pix2PixConfig
-from img2img.data import PairedDataset, Preprocess, check_paired_data
+from img2img.data.checks import check_paired_data
+from img2img.data.datasets import PairedDataset
+from img2img.data.transforms import Preprocess
 from img2img.losses import GANLoss, gradient_penalty
 from img2img.networks import build_discriminator, build_generator, init_weights
-from img2img.train.common import (
-    ExportedGenerator,
-    Runtime,
-    TrainableModel,
-    TrainData,
-    Trainer,
-    TrainResult,
-    frozen,
-    inference_copy,
-)
+from img2img.train.model import ExportedGenerator, TrainableModel, TrainData, frozen, inference_copy
+from img2img.train.runtime import Runtime
+from img2img.train.trainer import Trainer, TrainResult
 
 
 def pix2pix_data(config: Pix2PixConfig) -> TrainData:

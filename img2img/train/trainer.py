@@ -1,538 +1,58 @@
-"""The training infrastructure every trainer shares.
+"""The :class:`Trainer` every trainer (pix2pix, CycleGAN) shares.
 
-A trainer supplies three things: its data (a :class:`TrainData`), its networks and its step
-(a :class:`TrainableModel`). :class:`Trainer` does the rest: run folder and config.json,
+A trainer supplies three things (see :mod:`img2img.train.model`): its data (a
+:class:`TrainData`), its networks and its step (a :class:`TrainableModel`). :class:`Trainer` does the rest: run folder and config.json,
 devices, AMP, channels-last, torch.compile, the DataLoader, the epoch loop, learning-rate
-schedules, checkpoints and resume (bit-identical on the CPU), SIGINT/SIGTERM, progress,
+schedules, checkpoints and resume (bit-identical on the CPU), SIGINT/SIGTERM (:mod:`~img2img.train.signals`), progress,
 metrics.csv, TensorBoard, sample grids, weights export and the closing summary. It is
 rank-aware: under torchrun every rank trains, only rank 0 writes or prints.
 """
 
+
 from __future__ import annotations
 
-import contextlib
-import copy
 import dataclasses
-import json
 import math
-import os
 import secrets
-import shutil
 import signal
 import sys
-import threading
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TextIO
+from typing import Any, Callable, Iterator, Mapping, Sequence, TextIO
 
 import torch
-from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from img2img.atomic import atomic_path, atomic_write_bytes
-from img2img.config import GeneratorConfig, TrainConfig
-from img2img.data import EpochSampler
+from img2img.config import TrainConfig
+from img2img.data.sampler import EpochSampler
 from img2img.devices import resolve_device
-from img2img.errors import DeviceError, Img2ImgError, TrainingInterrupted, UsageError
-from img2img.networks import use_per_image_batch_norm
+from img2img.errors import Img2ImgError, TrainingInterrupted, UsageError
 from img2img.train import distributed
 from img2img.train.checkpoint import (
     link_or_copy,
     load_checkpoint,
-    read_checkpoint_info,
     rng_state,
     save_checkpoint,
     seed_everything,
     set_rng_state,
 )
-from img2img.train.progress import METRICS_FILE, MetricsLog, Progress, TensorBoard, format_duration
-from img2img.weights import WeightsMetadata, save_generator
-
-CONFIG_FILE = "config.json"
-LATEST = "latest.safetensors"
-
-
-# --- processes and devices ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    """This process's place in a (torchrun) job; a plain run is rank 0 of 1."""
-
-    rank: int = 0
-    local_rank: int = 0
-    world_size: int = 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_env(cls) -> DistInfo:
-        def read(name: str, default: int) -> int:
-            try:
-                return int(os.environ.get(name, default))
-            except ValueError:
-                return default
-
-        return cls(read("RANK", 0), read("LOCAL_RANK", 0), read("WORLD_SIZE", 1))
-
-
-def default_num_workers(device: torch.device) -> int:
-    """DataLoader workers when --num-workers is not given. On the CPU the training step already
-    uses every core and decoding one 256x256 pair costs ~1% of a step, so loading in the main
-    process is fastest (workers only compete for the cores; the reference's 4 workers on a
-    2-core machine also stall every epoch start). With a GPU the cores are free for loading."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if device.type == "cpu":
-        return 0
-    cores //= max(1, distributed.local_world_size())  # the processes on this machine share them
-    return max(1, min(8, cores - 1))
-
-
-def default_amp(device: torch.device, dtype_name: str) -> bool:
-    """bf16 autocast measured 0.73x the time per iteration of float32 for the default pix2pix on
-    a CPU with native bf16 (AVX512-BF16/AMX), with the same validation L1 (see the README).
-    Without native support bf16 is emulated and slower; on CUDA it is left to --amp."""
-    if device.type != "cpu" or dtype_name != "bf16":
-        return False
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def default_channels_last(device: torch.device, generator: GeneratorConfig | None = None) -> bool:
-    """On the CPU, channels-last with bf16 autocast measured 0.67-0.68x the float32 time per
-    iteration against 0.69-0.73x for bf16 alone (default pix2pix; alone, in float32, it was
-    within noise: 0.94-1.10x). See benchmarks/bench_train.py and the README. Not for the ResNet
-    generators (CycleGAN's default): there reflection padding and instance norm copy
-    channels-last tensors to the standard layout and back, a quarter of the step's time."""
-    return device.type == "cpu" and (generator is None or generator.arch != "resnet")
-
-
-class Amp:
-    """Automatic mixed precision: bf16 autocast (CPU and CUDA), or fp16 autocast with a
-    gradient scaler (CUDA only). Disabled, it is a no-op with the same interface."""
-
-    def __init__(self, enabled: bool, dtype_name: str, device: torch.device):
-        self.enabled, self.device_type = enabled, device.type
-        self.dtype = torch.bfloat16 if dtype_name == "bf16" else torch.float16
-        if enabled and self.dtype == torch.float16 and device.type != "cuda":
-            raise UsageError("--amp-dtype fp16 needs a CUDA device; on the CPU use bf16")
-        if enabled and self.dtype == torch.bfloat16 and device.type == "cuda":
-            if not torch.cuda.is_bf16_supported():
-                raise DeviceError(f"{device}: no bfloat16 support; use --amp-dtype fp16")
-        use_scaler = enabled and self.dtype == torch.float16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler) if use_scaler else None
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        if not self.enabled:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device_type, dtype=self.dtype)
-
-    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-        """Backward and update: zero the gradients, backpropagate ``loss``, step ``optimizer``."""
-        optimizer.zero_grad(set_to_none=True)
-        self.backward(loss)
-        self.step_optimizer(optimizer)
-
-    def backward(self, loss: torch.Tensor) -> None:
-        """Backpropagate ``loss`` (scaled for fp16), adding to the gradients. Several calls
-        before one ``step_optimizer`` free each part's graph as soon as it is done."""
-        if self.scaler is None:
-            loss.backward()
-        else:
-            self.scaler.scale(loss).backward()
-
-    def step_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
-        if self.scaler is None:
-            optimizer.step()
-        else:
-            self.scaler.step(optimizer)
-
-    def end_iteration(self) -> None:
-        if self.scaler is not None:
-            self.scaler.update()
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.scaler.state_dict() if self.scaler is not None else {}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if self.scaler is not None and state:
-            self.scaler.load_state_dict(dict(state))
-
-
-@dataclass
-class Runtime:
-    """How the networks run: what a model's ``setup`` and ``train_step`` need from the trainer."""
-
-    device: torch.device
-    amp: Amp
-    channels_last: bool = False
-    compile: bool = False
-    dist: DistInfo = field(default_factory=DistInfo)
-    sync_bn: bool = False  # SyncBatchNorm when several processes train (CUDA)
-
-    @property
-    def memory_format(self) -> torch.memory_format:
-        return torch.channels_last if self.channels_last else torch.contiguous_format
-
-    def place(self, net: nn.Module) -> nn.Module:
-        """Move ``net`` to the device (and layout), with SyncBatchNorm layers if asked for;
-        keep the returned module in ``networks`` (it shares ``net``'s parameters)."""
-        if self.sync_bn and distributed.active():
-            net = distributed.convert_sync_batchnorm(net)
-        return net.to(self.device, memory_format=self.memory_format)
-
-    def wrap(self, net: nn.Module) -> nn.Module:
-        """What the step should call: ``net`` wrapped in DistributedDataParallel when several
-        processes train (torchrun), compiled when asked for; its parameters are those of
-        ``net``, which stays unwrapped in ``networks`` (checkpoints and exports hold its state
-        dict, without DDP's ``module.`` prefixes)."""
-        if distributed.active():
-            net = distributed.data_parallel(net, self.device)
-        return torch.compile(net) if self.compile else net
-
-    def to_device(self, batch: Mapping[str, Any]) -> dict[str, Any]:
-        non_blocking = self.device.type == "cuda"
-        moved = {}
-        for key, value in batch.items():
-            if isinstance(value, torch.Tensor):
-                fmt = self.memory_format if value.dim() == 4 else torch.preserve_format
-                value = value.to(self.device, non_blocking=non_blocking, memory_format=fmt)
-            moved[key] = value
-        return moved
-
-
-# --- the trainer-specific part ------------------------------------------------------------------
-
-
-@dataclass
-class ExportedGenerator:
-    """A generator to write in the weights format: reference key names, its config, and how
-    batch norm is used at inference (see WeightsMetadata.eval_mode)."""
-
-    state_dict: Mapping[str, torch.Tensor]
-    config: GeneratorConfig
-    eval_mode: bool = True
-
-
-@dataclass
-class TrainData:
-    """A trainer's data, checked: datasets yielding dicts of tensors. ``train`` is indexed with
-    the ``(index, seed)`` keys of EpochSampler; ``val`` with ints (deterministic transforms)."""
-
-    train: Dataset
-    val: Dataset | None
-    description: str
-    preprocess: Mapping[str, Any] = field(default_factory=dict)
-    val_source: str = "val"  # "val", "held-out" (from train), "train" (too few to hold out), "none"
-    warnings: Sequence[str] = ()  # about the data, shown when training starts
-
-
-class TrainableModel:
-    """What a trainer (pix2pix, CycleGAN) provides; the :class:`Trainer` does everything else.
-
-    Subclasses set ``networks`` and ``optimizers`` (dicts by name: both are checkpointed, and
-    every optimizer gets the configured learning-rate schedule) in ``__init__``, and implement
-    ``train_step``, ``validate``, ``sample_rows`` and ``export_generators``. State that is neither
-    (an image pool) goes through ``extra_state``/``load_extra_state``.
-    """
-
-    task: str = "model"
-    loss_names: Sequence[str] = ()
-    val_names: Sequence[str] = ()
-    networks: dict[str, nn.Module]
-    optimizers: dict[str, torch.optim.Optimizer]
-
-    def setup(self, runtime: Runtime) -> None:
-        """Called once before training: move networks to the device, wrap them for the step."""
-        self.runtime = runtime
-        for name, net in self.networks.items():
-            self.networks[name] = runtime.place(net)
-
-    def train(self) -> None:
-        for net in self.networks.values():
-            net.train()
-
-    def train_step(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        """One iteration; returns the detached losses named in ``loss_names``."""
-        raise NotImplementedError
-
-    def validate(self, batches: Iterable[Mapping[str, Any]]) -> dict[str, float]:
-        """Figures named in ``val_names`` over validation batches already on the device."""
-        raise NotImplementedError
-
-    def sample_rows(self, batch: Mapping[str, Any]) -> list[list[torch.Tensor]]:
-        """Rows of images (C, H, W) in [-1, 1] for the sample grid, e.g. input | output | target."""
-        raise NotImplementedError
-
-    def export_generators(self) -> dict[str, ExportedGenerator]:
-        """The generators to export, by direction (AtoB, BtoA)."""
-        raise NotImplementedError
-
-    def extra_state(self) -> dict[str, Any]:
-        return {}
-
-    def load_extra_state(self, state: Mapping[str, Any]) -> None:
-        pass
-
-
-def set_requires_grad(net: nn.Module, requires_grad: bool) -> None:
-    for param in net.parameters():
-        param.requires_grad_(requires_grad)
-
-
-@contextlib.contextmanager
-def frozen(net: nn.Module) -> Iterator[None]:
-    """No parameter gradients for ``net`` inside (the D during the G update)."""
-    set_requires_grad(net, False)
-    try:
-        yield
-    finally:
-        set_requires_grad(net, True)
-
-
-def inference_copy(net: nn.Module, *, eval_mode: bool) -> nn.Module:
-    """``net`` as `translate` runs its exported weights (dropout off; batch norm with running
-    statistics if ``eval_mode``, else per image), sharing its parameters and buffers so that
-    it is always up to date."""
-    shared = {id(tensor): tensor for tensor in (*net.parameters(), *net.buffers())}
-    twin = distributed.revert_sync_batchnorm(copy.deepcopy(net, memo=shared))
-    if not eval_mode:
-        use_per_image_batch_norm(twin)
-    return twin.eval()
-
-
-# --- schedules --------------------------------------------------------------------------------
-
-
-def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
-    """The reference's policies, stepped once per epoch. linear: constant for n_epochs, then
-    linearly to nearly 0 over n_epochs_decay; step: x0.1 every lr_decay_iters epochs; cosine:
-    cosine annealing to 0 over all epochs."""
-    if config.lr_policy == "linear":
-        n_epochs, n_decay = config.n_epochs, config.n_epochs_decay
-
-        def linear(epoch: int) -> float:
-            return 1.0 - max(0, epoch + 1 - n_epochs) / float(n_decay + 1)
-
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, linear)
-    if config.lr_policy == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_decay_iters, gamma=0.1)
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.total_epochs, eta_min=0)
-
-
-def refresh_learning_rate(scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
-    """Set the optimizer's rates to what ``scheduler`` gives at its current epoch (used when a
-    resumed run's schedule changed length)."""
-    epoch = scheduler.last_epoch
-    if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
-        rates = [base * fn(epoch) for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
-    elif hasattr(scheduler, "_get_closed_form_lr"):
-        rates = scheduler._get_closed_form_lr()
-    else:
-        return
-    for group, rate in zip(scheduler.optimizer.param_groups, rates):
-        group["lr"] = rate
-    scheduler._last_lr = list(rates)
-
-
-# --- run folder ----------------------------------------------------------------------------------
-
-
-def default_run_dir(config: TrainConfig) -> Path:
-    name = Path(config.data).resolve().name or "data"
-    return Path("runs") / f"{name}_{config.task}"
-
-
-class RunFolder:
-    """runs/NAME: config.json, checkpoints/, weights/, samples/, metrics.csv, tensorboard/."""
-
-    OWNED = (CONFIG_FILE, "checkpoints", "weights", "samples", METRICS_FILE, "tensorboard")
-
-    def __init__(self, root: str | os.PathLike[str]):
-        self.root = Path(root)
-        self.config = self.root / CONFIG_FILE
-        self.checkpoints = self.root / "checkpoints"
-        self.weights = self.root / "weights"
-        self.samples = self.root / "samples"
-        self.metrics = self.root / METRICS_FILE
-        self.tensorboard = self.root / "tensorboard"
-        self.latest = self.checkpoints / LATEST
-
-    def check_new(self, overwrite: bool) -> None:
-        """Refuse a folder that already holds anything unless overwriting (checked before the
-        dataset is read, and before anything is written)."""
-        if self.root.exists() and not self.root.is_dir():
-            raise UsageError(f"--out {self.root}: exists and is not a folder")
-        if self.root.is_dir() and any(self.root.iterdir()) and not overwrite:
-            what = "a training run" if self.config.exists() else "files"
-            hint = f"--resume {self.root} to continue it, " if self.latest.exists() else ""
-            raise UsageError(
-                f"--out {self.root}: already holds {what}; use {hint}--overwrite to start "
-                "over, or another --out"
-            )
-
-    def create(self, overwrite: bool) -> None:
-        if overwrite and self.root.is_dir():
-            for name in self.OWNED:
-                path = self.root / name
-                if path.is_dir():
-                    shutil.rmtree(path)
-                elif path.exists():
-                    path.unlink()
-        for folder in (self.root, self.checkpoints, self.weights, self.samples):
-            folder.mkdir(parents=True, exist_ok=True)
-
-    def remove_stale_temporaries(self) -> None:
-        """Half-written files a killed run left behind (the files they were replacing are intact)."""
-        for folder in (self.checkpoints, self.weights, self.samples, self.root):
-            if folder.is_dir():
-                for path in folder.glob(".*.tmp"):
-                    path.unlink(missing_ok=True)
-
-    def write_config(self, config: TrainConfig) -> None:
-        atomic_write_bytes(self.config, (json.dumps(config.to_dict(), indent=2) + "\n").encode())
-
-    def epoch_checkpoint(self, epoch: int) -> Path:
-        return self.checkpoints / f"epoch_{epoch:03d}.safetensors"
-
-    def sample_file(self, epoch: int) -> Path:
-        return self.samples / f"epoch_{epoch:03d}.png"
-
-    def weights_file(self, task: str, direction: str) -> Path:
-        return self.weights / f"{task}_{direction}.safetensors"
-
-
-def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such config file") from None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path}: not a readable JSON config ({exc})") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: a config file holds one JSON object")
-    return data
-
-
-# Options that may differ when resuming: where and how fast it runs, how much it logs, and how
-# long it trains. Everything else comes from the run's config.json.
-RESUME_OVERRIDABLE = frozenset(
-    {
-        "data", "device", "num_workers", "amp", "amp_dtype", "channels_last", "compile",
-        "tensorboard", "print_freq", "save_epoch_freq", "save_latest_freq", "n_epochs",
-        "n_epochs_decay", "sync_bn",
-    }
+from img2img.train.model import TrainData, TrainableModel
+from img2img.train.progress import MetricsLog, Progress, TensorBoard, format_duration
+from img2img.train.run_folder import RunFolder, default_run_dir
+from img2img.train.runtime import (
+    Amp,
+    DistInfo,
+    Runtime,
+    default_amp,
+    default_channels_last,
+    default_num_workers,
 )
-
-
-def load_run_config(
-    run_dir: str | os.PathLike[str],
-    config_cls: type,
-    overrides: Mapping[str, Any],
-    *,
-    world_size: int | None = None,
-) -> Any:
-    """A run's own config (from its config.json) with the allowed command-line changes.
-    ``--batch-size`` (per process) may change only to keep the global batch when the run
-    resumes with another number of processes (``world_size``, default: this job's)."""
-    run = RunFolder(run_dir)
-    if not run.root.is_dir():
-        raise UsageError(f"--resume {run.root}: no such run folder")
-    if not run.config.is_file():
-        raise UsageError(f"--resume {run.root}: not a training run (no {CONFIG_FILE})")
-    if not run.latest.is_file():
-        raise UsageError(
-            f"--resume {run.root}: no checkpoint to resume from (the run stopped before its first "
-            "one); start it again with --out {run.root} --overwrite"
-        )
-    data = read_config_file(run.config)
-    overrides = dict(overrides)
-    if "batch_size" in overrides and overrides["batch_size"] != data.get("batch_size"):
-        new_world = world_size if world_size is not None else distributed.env_world_size()
-        try:
-            old_world = int(read_checkpoint_info(run.latest).get("world_size", 1))
-        except Img2ImgError:
-            old_world = 1
-        old_global = int(data.get("batch_size", 1)) * old_world
-        if overrides["batch_size"] * new_world == old_global:
-            data["batch_size"] = overrides.pop("batch_size")
-        else:
-            per = old_global / new_world
-            keep = f"; with {new_world} process{'es' if new_world != 1 else ''} give --batch-size {int(per)}" if per == int(per) else ""
-            raise UsageError(
-                f"--resume: --batch-size can change only to keep the run's global batch of {old_global} "
-                f"({data.get('batch_size')} per process x {old_world} process{'es' if old_world != 1 else ''}){keep}"
-            )
-    refused = sorted(
-        key for key, value in overrides.items() if key not in RESUME_OVERRIDABLE and data.get(key) != value
-    )
-    if refused:
-        flags = ", ".join("--" + key.replace("_", "-") for key in refused)
-        raise UsageError(
-            f"--resume continues with the run's own config; {flags} cannot change "
-            f"(start a new run with --config {run.config} and the new options instead)"
-        )
-    data.update({k: v for k, v in overrides.items() if k in RESUME_OVERRIDABLE})
-    data["out"] = str(run.root)
-    return config_cls.from_dict(data)
-
-
-# --- signals ------------------------------------------------------------------------------------
-
-
-class StopSignals:
-    """SIGINT/SIGTERM ask the loop to stop after the current iteration; a second SIGINT stops
-    at once (KeyboardInterrupt)."""
-
-    def __init__(self, notify: Callable[[str], None]):
-        self.notify = notify
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous.clear()
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is not None and signum == signal.SIGINT:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            raise KeyboardInterrupt
-        self.signum = signum
-        self.notify(
-            f"{signal.Signals(signum).name}: stopping after this iteration and writing a checkpoint "
-            "(press Ctrl-C again to stop at once)"
-        )
-
-    @property
-    def requested(self) -> bool:
-        return self.signum is not None
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + (self.signum or signal.SIGINT)
-
-
-def _ignore_stop_signals(_worker_id: int) -> None:
-    # DataLoader workers leave stopping to the main process, which finishes the iteration.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-# --- the trainer --------------------------------------------------------------------------------
+from img2img.train.samples import image_grid, save_png
+from img2img.train.schedules import build_scheduler, refresh_learning_rate
+from img2img.train.signals import StopSignals, _ignore_stop_signals
+from img2img.weights import WeightsMetadata, save_generator
 
 
 @dataclass
@@ -1069,63 +589,3 @@ class Trainer:
         for path in result.weights.values():  # one per direction a run exports
             lines.append(f"  translate:  img2img translate INPUT... --model {path} --out-dir OUT")
         self.log("\n".join(lines))
-
-
-# --- images -------------------------------------------------------------------------------------
-
-
-def image_grid(rows: Sequence[Sequence[torch.Tensor]], padding: int = 2) -> torch.Tensor:
-    """Rows of (C, H, W) images in [-1, 1] into one (3, H, W) uint8 grid, white between images."""
-    prepared = []
-    for row in rows:
-        images = []
-        for image in row:
-            image = image.detach().float().cpu()
-            if image.dim() == 4:
-                image = image[0]
-            if image.shape[0] == 1:
-                image = image.expand(3, -1, -1)
-            images.append(((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8))
-        prepared.append(images)
-    height = sum(max(img.shape[1] for img in row) for row in prepared) + padding * (len(prepared) + 1)
-    width = max(sum(img.shape[2] for img in row) + padding * (len(row) + 1) for row in prepared)
-    grid = torch.full((3, height, width), 255, dtype=torch.uint8)
-    y = padding
-    for row in prepared:
-        x = padding
-        for img in row:
-            grid[:, y : y + img.shape[1], x : x + img.shape[2]] = img
-            x += img.shape[2] + padding
-        y += max(img.shape[1] for img in row) + padding
-    return grid
-
-
-def save_png(image: torch.Tensor, path: Path) -> None:
-    from PIL import Image
-
-    array = image.permute(1, 2, 0).contiguous().numpy()
-    with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
-
-
-__all__ = [
-    "Amp",
-    "DistInfo",
-    "ExportedGenerator",
-    "RunFolder",
-    "Runtime",
-    "StopSignals",
-    "TrainData",
-    "TrainResult",
-    "TrainableModel",
-    "Trainer",
-    "build_scheduler",
-    "default_run_dir",
-    "frozen",
-    "image_grid",
-    "inference_copy",
-    "load_run_config",
-    "read_config_file",
-    "save_png",
-    "set_requires_grad",
-]

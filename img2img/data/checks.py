@@ -1,0 +1,258 @@
+"""The up-front dataset check: every image's header, its size against the preprocessing and
+the generator, batch sizes, and differences between unpaired domains. Reads headers only, so
+it is fast; raises one DatasetError naming the files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+from PIL import Image
+
+from img2img.data.images import _first_line, list_images, read_header, read_size
+from img2img.data.layouts import (
+    Pair,
+    PairedData,
+    UnpairedData,
+    _EXPECTED_LAYOUT,
+    _EXPECTED_UNPAIRED,
+    _MAX_LISTED,
+    _describe_folder,
+    _domain_images,
+    _scan_split,
+    _validation_split,
+)
+from img2img.data.transforms import Preprocess
+from img2img.errors import DatasetError
+
+
+_GRAYSCALE_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+
+
+class _Problems:
+    """Collects what is wrong with a dataset, grouped by kind, for one error message."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.kinds: dict[str, list[str]] = {}
+
+    def add(self, kind: str, item: str) -> None:
+        self.kinds.setdefault(kind, []).append(item)
+
+    def rel(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    def raise_if_any(self) -> None:
+        if not self.kinds:
+            return
+        clauses = []
+        for kind, items in self.kinds.items():
+            shown = ", ".join(items[:_MAX_LISTED])
+            more = f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else ""
+            clauses.append(f"{kind}: {shown}{more}")
+        raise DatasetError(f"dataset {self.root}: " + "; ".join(clauses))
+
+
+def check_paired_data(
+    root: str | os.PathLike[str],
+    pre: Preprocess,
+    *,
+    size_multiple: int = 1,
+    batch_size: int = 1,
+    val_size: int = 50,
+) -> PairedData:
+    """Check a paired dataset before training: layout, every image's header, sizes against the
+    preprocessing and the network. Raises one DatasetError that names the files; reads headers
+    only, so it is fast."""
+    root = Path(root)
+    if not root.exists():
+        raise DatasetError(f"{root}: no such folder")
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a folder; {_EXPECTED_LAYOUT}")
+    _check_preprocess_options(pre, size_multiple)
+    train_dir = root / "train"
+    if not train_dir.is_dir():
+        raise DatasetError(f"{root}: no train/ folder; found {_describe_folder(root)}; {_EXPECTED_LAYOUT}")
+    layout, train = _scan_split(train_dir)
+    val: list[Pair] = []
+    val_dir = root / "val"
+    if val_dir.is_dir():
+        val_layout, val = _scan_split(val_dir)
+        if val_layout != layout:
+            raise DatasetError(
+                f"{root}: train/ uses the {layout} layout but val/ the {val_layout} layout; use one"
+            )
+
+    problems = _Problems(root)
+    sizes: dict[Path, tuple[int, int]] = {}
+    for pair in train + val:
+        _check_pair(pair, pre, size_multiple, problems, sizes)
+    problems.raise_if_any()
+    _check_batch_sizes(root, pre, batch_size, [sizes[p.a] for p in train])
+    train, val, val_source = _validation_split(train, val, val_size)
+    return PairedData(root, layout, train, val, val_source, sizes)
+
+
+def _check_preprocess_options(pre: Preprocess, size_multiple: int) -> None:
+    if pre.crops and pre.mode != "crop" and pre.crop_size > pre.load_size:
+        raise DatasetError(
+            f"--crop-size {pre.crop_size} is larger than --load-size {pre.load_size} "
+            f"(with --preprocess {pre.mode} images are resized to the load size, then cropped)"
+        )
+    if pre.crops and pre.crop_size % size_multiple:
+        raise DatasetError(
+            f"--crop-size {pre.crop_size} does not suit the generator, which needs sides that are "
+            f"multiples of {size_multiple} (choose another --crop-size or --netg)"
+        )
+
+
+def _check_batch_sizes(root: Path, pre: Preprocess, batch_size: int, sizes: Iterable[tuple[int, int]]) -> None:
+    """Batches of more than one image need every image to become the same size."""
+    if batch_size > 1 and not pre.crops:
+        shapes = {pre.output_size(*size) for size in sizes}
+        if len(shapes) > 1:
+            raise DatasetError(
+                f"dataset {root}: with --batch-size {batch_size} every image must become the same "
+                f"size, but --preprocess {pre.mode} gives {len(shapes)} sizes "
+                f"(e.g. {', '.join('x'.join(map(str, s)) for s in sorted(shapes)[:3])}); "
+                "use --batch-size 1 or a cropping --preprocess"
+            )
+
+
+def _check_pair(
+    pair: Pair,
+    pre: Preprocess,
+    size_multiple: int,
+    problems: _Problems,
+    sizes: dict[Path, tuple[int, int]],
+) -> None:
+    paths = [pair.a] if pair.b is None else [pair.a, pair.b]
+    read: list[tuple[int, int]] = []
+    for path in paths:
+        try:
+            read.append(read_size(path))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            problems.add("unreadable images", f"{problems.rel(path)} ({_first_line(exc)})")
+    if len(read) != len(paths):
+        return
+    if pair.b is None:
+        width, height = read[0]
+        if width % 2:
+            problems.add(
+                "A|B images of odd width (cannot split into two halves)",
+                f"{problems.rel(pair.a)} ({width}x{height})",
+            )
+            return
+        size = (width // 2, height)
+    else:
+        if read[0] != read[1]:
+            problems.add(
+                "A and B of different sizes",
+                f"{problems.rel(pair.a)} {read[0][0]}x{read[0][1]} vs "
+                f"{problems.rel(pair.b)} {read[1][0]}x{read[1][1]}",
+            )
+            return
+        size = read[0]
+    sizes[pair.a] = size
+    _check_image_size(pair.a, size, pre, size_multiple, problems)
+
+
+def _check_image_size(
+    path: Path, size: tuple[int, int], pre: Preprocess, size_multiple: int, problems: _Problems
+) -> None:
+    """An image of ``size`` must survive the preprocessing and suit the generator."""
+    resized = pre.resized_size(*size)
+    if pre.crops and (resized[0] < pre.crop_size or resized[1] < pre.crop_size):
+        problems.add(
+            f"images smaller than --crop-size {pre.crop_size}",
+            f"{problems.rel(path)} ({'x'.join(map(str, resized))})",
+        )
+        return
+    out_w, out_h = pre.output_size(*size)
+    if out_w % size_multiple or out_h % size_multiple:
+        problems.add(
+            f"sizes the generator cannot take (sides must be multiples of {size_multiple} after "
+            f"--preprocess {pre.mode}; use a cropping --preprocess or another --netg)",
+            f"{problems.rel(path)} ({out_w}x{out_h})",
+        )
+
+
+def check_unpaired_data(
+    root: str | os.PathLike[str],
+    pre: Preprocess,
+    *,
+    size_multiple: int = 1,
+    batch_size: int = 1,
+    val_size: int = 50,
+) -> UnpairedData:
+    """Check an unpaired dataset (the reference's unaligned layout: DIR/trainA, DIR/trainB and
+    optionally DIR/testA, DIR/testB) before training, as :func:`check_paired_data` does a paired
+    one. Without testA/ and testB/ a fixed slice of each training domain is held out for
+    validation. Warns (in ``warnings``) when the domains differ a lot in channels or size."""
+    root = Path(root)
+    if not root.exists():
+        raise DatasetError(f"{root}: no such folder")
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a folder; {_EXPECTED_UNPAIRED}")
+    _check_preprocess_options(pre, size_multiple)
+    missing = [name for name in ("trainA", "trainB") if not (root / name).is_dir()]
+    if missing:
+        hint = ""
+        if (root / "train").is_dir():
+            hint = " (train/ is the paired layout of `img2img train pix2pix`)"
+        raise DatasetError(
+            f"{root}: no {' or '.join(m + '/' for m in missing)} folder; found "
+            f"{_describe_folder(root)}{hint}; {_EXPECTED_UNPAIRED}"
+        )
+    train_a, train_b = (_domain_images(root / name) for name in ("trainA", "trainB"))
+    test_a, test_b = (list_images(root / n, recursive=True) if (root / n).is_dir() else [] for n in ("testA", "testB"))
+    val_a, val_b = (test_a, test_b) if test_a and test_b else ([], [])
+
+    problems = _Problems(root)
+    headers: dict[Path, tuple[tuple[int, int], str]] = {}
+    for path in train_a + train_b + val_a + val_b:
+        try:
+            headers[path] = read_header(path)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            problems.add("unreadable images", f"{problems.rel(path)} ({_first_line(exc)})")
+            continue
+        _check_image_size(path, headers[path][0], pre, size_multiple, problems)
+    problems.raise_if_any()
+    _check_batch_sizes(root, pre, batch_size, [headers[p][0] for p in train_a + train_b])
+
+    train_a, val_a, source_a = _validation_split(train_a, val_a, val_size)
+    train_b, val_b, source_b = _validation_split(train_b, val_b, val_size)
+    val_source = source_a if source_a == source_b else "train"  # one domain too small to hold out
+    warnings = _domain_differences(
+        [headers[p] for p in train_a], [headers[p] for p in train_b]
+    )
+    return UnpairedData(root, train_a, train_b, val_a, val_b, val_source, warnings)
+
+
+def _domain_differences(
+    headers_a: list[tuple[tuple[int, int], str]], headers_b: list[tuple[tuple[int, int], str]]
+) -> list[str]:
+    """Warnings for domains that differ a lot: mostly grayscale vs mostly colour, or typical
+    sizes 2x or more apart."""
+    warnings = []
+    gray_a = sum(mode in _GRAYSCALE_MODES for _, mode in headers_a) / len(headers_a)
+    gray_b = sum(mode in _GRAYSCALE_MODES for _, mode in headers_b) / len(headers_b)
+    if (gray_a > 0.5) != (gray_b > 0.5):
+        gray, colour = ("trainA", "trainB") if gray_a > 0.5 else ("trainB", "trainA")
+        warnings.append(
+            f"{gray}/ holds grayscale images and {colour}/ colour ones; each side is read with "
+            "the channels of --input-nc/--output-nc (1 for a grayscale domain, 3 for colour)"
+        )
+    median_a = [sorted(size[i] for size, _ in headers_a)[len(headers_a) // 2] for i in (0, 1)]
+    median_b = [sorted(size[i] for size, _ in headers_b)[len(headers_b) // 2] for i in (0, 1)]
+    if any(max(a, b) >= 2 * min(a, b) for a, b in zip(median_a, median_b)):
+        warnings.append(
+            f"trainA/ images are typically {median_a[0]}x{median_a[1]} and trainB/ ones "
+            f"{median_b[0]}x{median_b[1]}; after preprocessing the networks see the two domains "
+            "at very different scales (resize one domain to match the other)"
+        )
+    return warnings
