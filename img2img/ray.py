@@ -131,14 +131,12 @@ class Translate:
     def _translate(self, items: list) -> Iterator[tuple[int, Image.Image | Exception]]:
         try:
             results = list(self.translator.translate_stream(iter(items), batch_size=self.batch_size))
-        except Exception:  # noqa: BLE001  an unexpected failure of one image must not fail the job
+        except Exception as exc:  # noqa: BLE001  an unexpected failure of one image must not fail the job
             if len(items) == 1:
-                raise
-            for item in items:  # find the image it was; the others still come out
-                try:
-                    yield from self._translate([item])
-                except Exception as exc:  # noqa: BLE001
-                    yield item[0], exc
+                yield items[0][0], exc
+                return
+            for item in items:  # one at a time, to find the image it was; the others still come out
+                yield from self._translate([item])
             return
         for result in results:
             yield result.key, result.error if result.error is not None else result.image

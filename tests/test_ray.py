@@ -153,6 +153,25 @@ def test_arrays_stacked_ragged_or_listed_keep_each_size_and_mode(translate, fold
         assert out["image"][5].shape == (0, 0, 1)
 
 
+def test_an_image_that_fails_in_the_network_is_an_error_row(model, folder, monkeypatch):
+    from img2img.ray import Translate
+
+    translate = Translate(str(model), device="cpu", batch_size=4)
+    forward = translate.translator._translate_inputs
+
+    def fail_on_width_9(inputs):
+        if any(item.size[0] == 9 for item in inputs):
+            raise RuntimeError("boom")
+        return forward(inputs)
+
+    monkeypatch.setattr(translate.translator, "_translate_inputs", fail_on_width_9)
+    names = ["rgb.png", "sub/gray.png", "sub/alpha.png"]
+    for rows in (names, names[1:2]):  # in a batch with others, and alone
+        out = translate({"bytes": [(folder / n).read_bytes() for n in rows], "path": rows})
+        assert [e for e in out["error"]] == ["sub/gray.png: boom" if n == "sub/gray.png" else "" for n in rows]
+        assert [a.size > 0 for a in out["image"]] == [n != "sub/gray.png" for n in rows]
+
+
 def test_a_batch_without_image_columns_is_a_clear_error(translate):
     with pytest.raises(KeyError, match="expected a column 'bytes'"):
         translate({"path": ["a.png"], "pixels": [np.zeros((2, 2))]})
