@@ -261,8 +261,13 @@ def main() -> None:
 
     import torch
 
+    from img2img.devices import cpu_has_native_bf16, machine_summary
     from img2img.testing.synthetic import write_palette_dataset, write_shapes_dataset
 
+    print(machine_summary())
+    if not cpu_has_native_bf16() and any("amp" in name for name in names):
+        print("note: no native bf16 on this CPU: the amp variants measure emulated bf16, which the "
+              "defaults leave off here (img2img.train.runtime.default_amp)")
     print(
         f"{args.model} {args.netg} ngf {args.ngf}, basic D ndf {args.ndf}, {args.size}x{args.size}, "
         f"batch {args.batch_size}, device {args.device}; torch {torch.__version__}, "

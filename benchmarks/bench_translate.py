@@ -4,8 +4,10 @@
     python benchmarks/bench_translate.py --rounds 9 --device cpu
 
 Reference: model.eval(), torch.no_grad(), fp32, contiguous -- what pytorch-CycleGAN-and-pix2pix's
-test.py does. translate: img2img.inference.Translator.translate_tensor with --precision auto
-(and, for comparison, --precision fp32). Random-init networks (reference init, batch norm
+test.py does. translate: img2img.inference.Translator.translate_tensor with its defaults
+(--precision auto, memory layout chosen by CPU class), and each speed option forced on and off,
+so every default is compared with its variants on the machine at hand. The first line printed
+names the CPU, its features (AVX2 / AVX-512 / AVX512-BF16 / AMX) and the torch build. Random-init networks (reference init, batch norm
 statistics calibrated by a few train-mode passes), batch 1. Runs are interleaved and the median
 is reported, so a machine shared with other work skews both columns alike: read the ratios.
 PSNR is between the two paths' 8-bit outputs.
@@ -14,6 +16,7 @@ PSNR is between the two paths' 8-bit outputs.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -24,8 +27,11 @@ import torch
 
 from img2img.config import GeneratorConfig
 from img2img.networks import build_generator, init_weights
+from img2img.devices import cpu_has_native_bf16, machine_summary
 from img2img.inference import Translator
 from img2img.weights import WeightsMetadata, save_generator
+
+LOAD_BEFORE = f"{os.getloadavg()[0]:.2f}"
 
 CASES = [
     ("resnet_9blocks", 256, GeneratorConfig(arch="resnet", n_blocks=9, ngf=64, norm="instance")),
@@ -66,18 +72,34 @@ def timed(fn, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def variants(path: Path, device: torch.device) -> dict[str, Translator]:
+    """The translate paths to compare: the default (--precision auto, layout by CPU class) and
+    each speed option forced on and off in float32; bf16 only where the CPU has it natively
+    (emulated bf16 takes minutes per image)."""
+    paths = {
+        "translate (default)": Translator(path, device=device, precision="auto"),
+        "fp32 NCHW": Translator(path, device=device, precision="fp32", channels_last=False),
+        "fp32 channels-last": Translator(path, device=device, precision="fp32", channels_last=True),
+    }
+    if device.type == "cuda" or cpu_has_native_bf16():
+        low = "fp16" if device.type == "cuda" else "bf16"
+        paths[f"{low} NCHW"] = Translator(path, device=device, precision=low, channels_last=False)
+        paths[f"{low} channels-last"] = Translator(path, device=device, precision=low, channels_last=True)
+    return paths
+
+
 def bench_case(name: str, size: int, cfg: GeneratorConfig, device: torch.device, rounds: int, warmup: int, tmp: Path):
     path = tmp / f"{name}_{size}.safetensors"
     reference = make_model(cfg, size, path).to(device)
-    fast = Translator(path, device=device, precision="auto")
-    full = Translator(path, device=device, precision="fp32")
+    translators = variants(path, device)
     x = (torch.rand(1, cfg.input_nc, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1).to(device)
 
     def run_reference():
         with torch.no_grad():
             return reference(x)
 
-    paths = {"reference": run_reference, "translate": lambda: fast.translate_tensor(x), "translate_fp32": lambda: full.translate_tensor(x)}
+    paths = {"reference fp32": run_reference}
+    paths.update({key: (lambda t=t: t.translate_tensor(x)) for key, t in translators.items()})
     for fn in paths.values():
         for _ in range(warmup):
             fn()
@@ -86,18 +108,26 @@ def bench_case(name: str, size: int, cfg: GeneratorConfig, device: torch.device,
         for key, fn in paths.items():  # interleaved, so load from elsewhere hits all alike
             times[key].append(timed(fn, device))
     median = {key: statistics.median(values) * 1000 for key, values in times.items()}
-    return {
-        "model": f"{name} ngf{cfg.ngf} ({cfg.norm})",
-        "size": f"{size}²",
-        "device": str(device),
-        "precision": fast.precision,
-        "reference_ms": median["reference"],
-        "translate_ms": median["translate"],
-        "ratio": median["translate"] / median["reference"],
-        "fp32_ms": median["translate_fp32"],
-        "fp32_ratio": median["translate_fp32"] / median["reference"],
-        "psnr": psnr(to_uint8(run_reference()), to_uint8(fast.translate_tensor(x))),
-    }
+    best = {key: min(values) * 1000 for key, values in times.items()}
+    expected = to_uint8(run_reference())
+    default = translators["translate (default)"]
+    rows = []
+    for key in paths:
+        detail = ""
+        if key == "translate (default)":
+            detail = f" ({default.precision}, {'channels-last' if default.channels_last else 'NCHW'})"
+        rows.append({
+            "model": f"{name} ngf{cfg.ngf} ({cfg.norm})",
+            "size": f"{size}²",
+            "device": str(device),
+            "path": key + detail,
+            "ms": median[key],
+            "ratio": median[key] / median["reference fp32"],
+            "best_ms": best[key],
+            "best_ratio": best[key] / best["reference fp32"],
+            "psnr": psnr(expected, to_uint8(paths[key]())) if key != "reference fp32" else float("inf"),
+        })
+    return rows
 
 
 def main() -> None:
@@ -106,27 +136,28 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, help="torch.set_num_threads [default: torch's choice]")
+    parser.add_argument("--cases", help="comma-separated subset, e.g. resnet_9blocks@256,unet_256@256")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    wanted = set(args.cases.split(",")) if args.cases else None
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for device in devices:
             for name, size, cfg in CASES:
-                rows.append(bench_case(name, size, cfg, torch.device(device), args.rounds, args.warmup, Path(tmp)))
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"CPU capability {torch.backends.cpu.get_cpu_capability()}, median of {args.rounds} after {args.warmup} warm-up\n"
-    )
-    print("| model | size | device | reference fp32 ms | translate ms (precision) | ratio | translate --precision fp32 ms | ratio | PSNR dB |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+                if wanted is None or f"{name}@{size}" in wanted:
+                    rows += bench_case(name, size, cfg, torch.device(device), args.rounds, args.warmup, Path(tmp))
+    print(machine_summary())
+    print(f"load average before: {LOAD_BEFORE}, after: {os.getloadavg()[0]:.2f}; median of {args.rounds} interleaved rounds after {args.warmup} warm-up")
+    if not cpu_has_native_bf16():
+        print("no native bf16 on this CPU: bf16 rows not measured here (emulated bf16 is minutes per image); "
+              "the defaults for the native-bf16 class come from the README's figures measured on one")
+    print()
+    print("| model | size | device | path | ms/img median (best) | ratio to reference, median (best) | PSNR vs reference dB |")
+    print("|---|---|---|---|---:|---:|---:|")
     for r in rows:
-        print(
-            f"| {r['model']} | {r['size']} | {r['device']} | {r['reference_ms']:.0f} | "
-            f"{r['translate_ms']:.0f} ({r['precision']}) | {r['ratio']:.2f} | {r['fp32_ms']:.0f} | "
-            f"{r['fp32_ratio']:.2f} | {r['psnr']:.1f} |"
-        )
+        print(f"| {r['model']} | {r['size']} | {r['device']} | {r['path']} | {r['ms']:.0f} ({r['best_ms']:.0f}) | {r['ratio']:.2f} ({r['best_ratio']:.2f}) | {r['psnr']:.1f} |")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,19 @@ NORMS = ("batch", "instance", "none")
 PADDING_TYPES = ("reflect", "replicate", "zero")
 
 
+#: Accepted ranges of the generator options. Far beyond any published model (the reference
+#: builds resnet_6/9blocks and unet_128/256 with ngf 64), they stop a hostile or mistyped value
+#: from building a network for minutes (a million blocks) or recursing without end (a U-Net 1000
+#: levels deep; 2**num_downs is also the size every input is padded to a multiple of).
+GENERATOR_LIMITS = {
+    "input_nc": (1, 64),
+    "output_nc": (1, 64),
+    "ngf": (1, 1024),
+    "n_blocks": (0, 128),
+    "num_downs": (5, 12),
+}
+
+
 @dataclass(frozen=True)
 class GeneratorConfig:
     """Everything needed to rebuild a generator; stored in the weights file's metadata."""
@@ -29,6 +42,17 @@ class GeneratorConfig:
     num_downs: int = 8  # unet only
 
     def __post_init__(self) -> None:
+        # Strict types: a weights file's metadata is JSON, where "9" or true must not pass for
+        # a number, nor "false" for a boolean.
+        for name in ("input_nc", "output_nc", "ngf", "n_blocks", "num_downs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise UsageError(f"{name} must be an integer, got {value!r}")
+        for name in ("arch", "norm", "padding_type"):
+            if not isinstance(getattr(self, name), str):
+                raise UsageError(f"{name} must be a string, got {getattr(self, name)!r}")
+        if not isinstance(self.use_dropout, bool):
+            raise UsageError(f"use_dropout must be true or false, got {self.use_dropout!r}")
         if self.arch not in ("resnet", "unet"):
             raise UsageError(f"unknown generator arch {self.arch!r}; valid: resnet, unet")
         if self.norm not in NORMS:
@@ -37,13 +61,10 @@ class GeneratorConfig:
             raise UsageError(
                 f"unknown padding type {self.padding_type!r}; valid: {', '.join(PADDING_TYPES)}"
             )
-        for name in ("input_nc", "output_nc", "ngf"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.arch == "unet" and self.num_downs < 5:
-            raise UsageError(f"a U-Net needs num_downs >= 5, got {self.num_downs}")
-        if self.arch == "resnet" and self.n_blocks < 0:
-            raise UsageError(f"n_blocks must be >= 0, got {self.n_blocks}")
+        for name, (low, high) in GENERATOR_LIMITS.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise UsageError(f"{name} must be in [{low}, {high}], got {value}")
 
     @property
     def size_multiple(self) -> int:

@@ -1,7 +1,11 @@
 """Which device to run on: the one place `--device` is turned into a torch.device, for
-translate and training alike."""
+translate and training alike; and what the CPU can do, which the speed defaults follow."""
 
 from __future__ import annotations
+
+import functools
+import os
+import platform
 
 import torch
 
@@ -40,3 +44,74 @@ def resolve_device(spec: str | torch.device = "auto", local_rank: int = 0) -> to
             raise DeviceError(f"device {spec!r} requested but Apple MPS is not available", hint="use --device cpu or auto")
         return device
     raise UsageError(f"unsupported device {spec!r}; valid: {VALID}")
+
+
+# --- what the CPU can do ---------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_features() -> dict[str, bool]:
+    """The CPU features the speed defaults depend on, as PyTorch detects them:
+    ``{"avx2", "avx512", "avx512_bf16", "amx"}`` -> bool. ``avx512`` means PyTorch dispatches to
+    its AVX-512 kernels (``torch.backends.cpu.get_cpu_capability()``)."""
+    capability = torch.backends.cpu.get_cpu_capability()
+
+    def probe(name: str) -> bool:
+        try:
+            return bool(getattr(torch.cpu, name)())
+        except (AttributeError, RuntimeError):
+            return False
+
+    return {
+        "avx2": capability in ("AVX2", "AVX512"),
+        "avx512": capability == "AVX512",
+        "avx512_bf16": probe("_is_avx512_bf16_supported"),
+        "amx": probe("_is_amx_tile_supported"),
+    }
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when bfloat16 convolutions have hardware support (AVX512-BF16 or AMX). Without it
+    oneDNN emulates them (and ``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` is still True on
+    plain AVX-512 CPUs), and bfloat16 is far slower than float32: every bf16 default depends on
+    this, not on whether bf16 merely runs."""
+    features = cpu_features()
+    return features["avx512_bf16"] or features["amx"]
+
+
+def cpu_class() -> str:
+    """The CPU class the speed defaults distinguish: 'native-bf16' (AVX512-BF16 or AMX),
+    'avx512' or 'avx2' (bf16 emulated), or 'other'."""
+    features = cpu_features()
+    if cpu_has_native_bf16():
+        return "native-bf16"
+    if features["avx512"]:
+        return "avx512"
+    return "avx2" if features["avx2"] else "other"
+
+
+def cpu_model_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_summary() -> str:
+    """One line for benchmark output: CPU model, its features and class, cores, threads and the
+    torch build (version, CPU kernels, oneDNN), so a figure says where it holds."""
+    features = cpu_features()
+    flags = " ".join(f"{name.upper()}{'+' if on else '-'}" for name, on in features.items())
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    onednn = getattr(torch.backends.mkldnn, "version", lambda: None)()
+    return (
+        f"{cpu_model_name()} | {flags} | class {cpu_class()} | {cores} cores, {torch.get_num_threads()} torch threads | "
+        f"torch {torch.__version__} (CPU kernels {torch.backends.cpu.get_cpu_capability()}"
+        + (f", oneDNN {'.'.join(map(str, onednn))}" if onednn else "")
+        + f"{', CUDA ' + torch.version.cuda if torch.version.cuda else ''})"
+    )

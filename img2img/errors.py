@@ -39,6 +39,11 @@ class ImageError(Img2ImgError):
     """An input image that cannot be read or an output that cannot be written."""
 
 
+class OutputExistsError(ImageError):
+    """An output file that already exists (perhaps written a moment ago by another process) and
+    may not be replaced."""
+
+
 class DeviceError(Img2ImgError):
     """A requested device that this machine does not have."""
 
@@ -53,3 +58,11 @@ class TrainingInterrupted(Img2ImgError):
     def __init__(self, message: str, *, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class MissingExtraError(Img2ImgError):
+    """An optional extra (``pip install "img2img[...]"``) that a command needs is not installed."""
+
+
+class ExportError(Img2ImgError):
+    """An export that failed or whose result does not compute what the source model computes."""

@@ -1,22 +1,32 @@
 """Reading and writing images: EXIF orientation, mode conversions, formats, atomic writes.
 
 Everything here works on PIL images and numpy arrays; tensors belong to ``inference``.
+
+This is the one decoder of the project: ``translate``, the training and validation datasets, the
+dataset checks, ``data combine`` and ``eval`` all read images with :func:`read_image` and turn
+them into pixels with :func:`to_model_input` (float, for a model) or :func:`to_8bit` (the same
+values rounded to 8 bits, for PIL transforms and files), so one file gives the same pixels
+everywhere. How each Pillow mode maps onto [0, 1] is the table ``MODE_SCALES`` (README, "How
+images are read").
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from img2img import formats
 from img2img.atomic import atomic_path
-from img2img.errors import ImageError, UsageError
+from img2img.errors import ImageError, OutputExistsError
 
 Image.init()  # registers every plugin, so the extension tables below are complete
 
@@ -32,10 +42,43 @@ DEFAULT_FORMAT = "PNG"
 # Encoder options where Pillow's defaults throw away more than a translation deserves.
 _SAVE_OPTIONS: dict[str, dict] = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}}
 
-# How each high-bit-depth grayscale mode maps onto [0, 1]. 16-bit data uses its full range;
-# 32-bit integer images are what older Pillow made of 16-bit PNGs, so they get the same scale;
-# float images are taken to hold [0, 1]. Values outside are clipped.
+_ORIENTATION_TAG = 0x0112
+_GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
+
+# How each high-bit-depth grayscale mode maps onto [0, 1]: value / scale, clipped. 16-bit data
+# uses its full range; 32-bit integer images ("I") are what Pillow makes of 16-bit PGM/PPM files
+# (and what older Pillow made of 16-bit PNGs), so they get the same scale; float images are
+# taken to hold [0, 1]. Every other mode is 8 bits a channel, converted by Pillow (below).
 _HIGH_BIT_SCALE = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0, "I": 65535.0, "F": 1.0}
+
+# The scale policy, one row per Pillow mode a user can hand in (README, "How images are read").
+MODE_SCALES: dict[str, str] = {
+    "1": "bilevel: 0 -> 0, 1 -> 1",
+    "L": "8-bit gray: v / 255",
+    "P": "palette: colours looked up, then v / 255 (transparency becomes alpha)",
+    "PA": "palette + alpha: as P; alpha kept apart",
+    "LA": "8-bit gray + alpha: v / 255; alpha kept apart",
+    "La": "premultiplied LA: un-premultiplied, then as LA",
+    "RGB": "8-bit colour: v / 255 (16-bit RGB files are reduced to 8 bits by Pillow)",
+    "RGBX": "as RGB, the padding band dropped",
+    "RGBA": "as RGB; alpha kept apart",
+    "RGBa": "premultiplied RGBA: un-premultiplied, then as RGBA",
+    "CMYK": "converted to RGB by Pillow (no colour management), then v / 255",
+    "YCbCr": "converted to RGB by Pillow (ITU-R BT.601), then v / 255",
+    "LAB": "converted to RGB by Pillow, then v / 255",
+    "HSV": "converted to RGB by Pillow, then v / 255",
+    "I;16": "16-bit gray: v / 65535 (also I;16L, I;16B, I;16N)",
+    "I": "32-bit integer gray: v / 65535, clipped to [0, 1] (16-bit PGM/PPM files open as I)",
+    "F": "32-bit float gray: taken as [0, 1], clipped; NaN is refused",
+}
+
+# Streams (standard input, a FIFO or /dev/fd/N named as input) are read into memory up to this
+# many bytes; past it the input fails with a clear error rather than filling the memory.
+DEFAULT_STREAM_LIMIT = 1 << 30
+STREAM_LIMIT_ENV = "IMG2IMG_STDIN_LIMIT"
+
+_log = logging.getLogger(__name__)
+_noted_frames: set[str] = set()  # inputs already told that only their first frame is used
 
 
 @dataclass(frozen=True)
@@ -58,31 +101,50 @@ def is_image_path(path: str | os.PathLike[str]) -> bool:
 
 
 def format_for_path(path: str | os.PathLike[str]) -> str:
-    """The Pillow format that ``path``'s extension asks for; a UsageError when there is none."""
-    suffix = Path(path).suffix.lower()
-    fmt = Image.registered_extensions().get(suffix)
-    if fmt is None or fmt not in Image.SAVE:
-        known = "png, jpg, webp, tif, bmp, ..."
-        what = f"extension {suffix!r}" if suffix else "no extension"
-        raise UsageError(f"{path}: {what} is not an image format img2img can write ({known})")
-    return fmt
+    """The Pillow format that ``path``'s extension asks for, if a translation can be written in
+    it; a UsageError naming the file and the format otherwise (see img2img.formats)."""
+    return formats.format_for_path(path)
 
 
-def read_image(source: str | os.PathLike[str] | bytes | BinaryIO, name: str | None = None) -> Image.Image:
+def read_image(
+    source: str | os.PathLike[str] | bytes | BinaryIO,
+    name: str | None = None,
+    *,
+    stream_limit: int | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> Image.Image:
     """Decode an image fully, upright (EXIF orientation applied), first frame only.
 
-    Raises ImageError naming ``name`` (default: the path) with Pillow's reason."""
+    ``source`` is a path, the file's bytes or a binary stream. A path that is a FIFO or a
+    character device (``<(cmd)``, ``/dev/stdin``) and a stream that cannot seek are read into
+    memory up to ``stream_limit`` bytes (default ``DEFAULT_STREAM_LIMIT``); sockets and block
+    devices are refused without being opened. A file of several frames (animated GIF, APNG,
+    multipage TIFF) gives its first, and says so once per ``name`` through ``on_note``
+    (default: a logging warning).
+
+    Raises ImageError naming ``name`` (default: the path) with the reason: Pillow's, "out of
+    memory" with the image's size, or the stream limit."""
     label = name if name is not None else str(source)
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
+    elif isinstance(source, (str, os.PathLike)):
+        source = _open_path(Path(source), label, stream_limit)
+    elif not _seekable(source):
+        source = io.BytesIO(read_stream(source, label, stream_limit))
+    size: tuple[int, int] | None = None
+    frames = 1
     try:
         with warnings.catch_warnings():
             # Large photos trip Pillow's decompression-bomb *warning* (twice the limit is still
             # an error below); a translation tool is fed big images on purpose.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(source) as opened:
+                size = opened.size
+                frames = _frame_count(opened)
                 opened.load()  # decode now, so truncated files fail here rather than later
                 image = ImageOps.exif_transpose(opened)  # a new image, so the file can be closed
+    except MemoryError:
+        raise ImageError(f"{label}: {_out_of_memory('decoding', size, _byte_count(source))}") from None
     except UnidentifiedImageError:
         raise ImageError(f"{label}: cannot identify image file") from None
     except FileNotFoundError:
@@ -99,42 +161,239 @@ def read_image(source: str | os.PathLike[str] | bytes | BinaryIO, name: str | No
         # Plugins fed corrupt data also raise IndexError, struct.error, TypeError...: still a
         # problem with this one file, not a reason to stop translating the others.
         raise ImageError(f"{label}: cannot decode ({type(exc).__name__}: {_reason(exc)})") from None
+    finally:
+        if isinstance(source, io.BufferedReader):
+            source.close()
+    note_frames(label, frames, on_note)
     return image
 
 
+def note_frames(label: str, frames: int, on_note: Callable[[str], None] | None = None) -> None:
+    """Say once per ``label`` (per process) that only the first of ``frames`` frames is used."""
+    if frames > 1 and label not in _noted_frames:
+        _noted_frames.add(label)
+        (on_note or _log.warning)(f"{label}: has {frames} frames; using the first")
+
+
+def read_stream(stream: BinaryIO, name: str, limit: int | None = None) -> bytes:
+    """Everything ``stream`` holds, read in chunks up to ``limit`` bytes (default
+    ``DEFAULT_STREAM_LIMIT``); past it an ImageError naming ``name`` and the limit."""
+    limit = DEFAULT_STREAM_LIMIT if limit is None else limit
+    data = bytearray()
+    while True:
+        chunk = stream.read(min(1 << 20, limit + 1 - len(data)))
+        if not chunk:
+            return bytes(data)
+        data += chunk
+        if len(data) > limit:
+            raise ImageError(
+                f"{name}: more than {format_bytes(limit)}, the limit for standard input and pipes "
+                f"(raise it with --stdin-limit or {STREAM_LIMIT_ENV})"
+            )
+
+
+def parse_byte_size(text: str) -> int:
+    """'1G', '512M', '64k', '1.5GiB', '1000' -> bytes (K, M, G, T are powers of 1024).
+    Raises UsageError for anything else."""
+    cleaned = text.strip().upper().removesuffix("IB").removesuffix("B")
+    factor = 1
+    if cleaned and cleaned[-1] in "KMGT":
+        factor = 1024 ** ("KMGT".index(cleaned[-1]) + 1)
+        cleaned = cleaned[:-1]
+    try:
+        value = float(cleaned)
+    except ValueError:
+        value = -1.0
+    if not value >= 1 or value * factor > 1 << 62:
+        raise UsageError(f"{text!r} is not a size in bytes (e.g. 1G, 512M, 1000000)")
+    return int(value * factor)
+
+
+def format_bytes(count: int) -> str:
+    """1536 -> '1.5 KiB', 1073741824 -> '1 GiB'."""
+    value = float(count)
+    unit = "bytes"
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            break
+        value /= 1024
+    return f"{count} bytes" if unit == "bytes" else f"{value:.3g} {unit}"
+
+
+def probe_image(path: str | os.PathLike[str]) -> tuple[tuple[int, int], str, int]:
+    """((width, height) as the image will be used (EXIF orientation applied), Pillow mode,
+    frame count), from the header only; never opens a socket or device, reads a FIFO with the
+    stream bound. Raises ImageError naming the path."""
+    label = str(path)
+    source = _open_path(Path(path), label, None)
+    try:
+        with Image.open(source) as image:
+            width, height = image.size
+            try:
+                orientation = image.getexif().get(_ORIENTATION_TAG, 1)
+            except Exception:  # noqa: BLE001  a broken EXIF block is not worth refusing the image for
+                orientation = 1
+            size = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+            return size, image.mode, _frame_count(image)
+    except UnidentifiedImageError:
+        raise ImageError(f"{label}: cannot identify image file") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{label}: {exc}") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(f"{label}: {getattr(exc, 'strerror', None) or _reason(exc)}") from None
+    except Exception as exc:  # noqa: BLE001
+        raise ImageError(f"{label}: cannot decode ({type(exc).__name__}: {_reason(exc)})") from None
+    finally:
+        if isinstance(source, io.BufferedReader):
+            source.close()
+
+
 def to_model_input(image: Image.Image, channels: int) -> ModelInput:
-    """Convert any Pillow mode to ``channels`` (1: grayscale, 3: RGB) float pixels in [0, 1],
-    keeping the alpha channel apart so that it can be put back on the output."""
-    if channels not in (1, 3):
-        raise ImageError(f"models with {channels} input channels are not supported (only 1 or 3)")
+    """Convert any Pillow mode to ``channels`` (1: grayscale, 3: RGB) float32 pixels in [0, 1]
+    (H x W x channels; scales: ``MODE_SCALES``), keeping the alpha channel apart so that it can
+    be put back on the output. Raises ImageError for a mode that cannot be converted, NaN
+    pixels, or pixels that do not fit in memory."""
+    _check_channels(channels)
     # A colour profile describes the input's colour space; it still fits the output only for RGB
     # in and RGB out (from_model_output drops it otherwise), not for CMYK, LAB or gray profiles.
     icc = image.info.get("icc_profile") if image.mode in ("RGB", "RGBA") else None
     try:
-        pixels, alpha = _to_pixels(image, channels)
+        image, alpha = _split_alpha(image)
+        if image.mode in _HIGH_BIT_SCALE:
+            gray = _high_bit_gray(image)[:, :, None]
+            pixels = gray if channels == 1 else np.repeat(gray, 3, axis=2)
+        else:
+            pixels = np.asarray(_convert_8bit(image, channels), dtype=np.float32) / 255.0
+            if pixels.ndim == 2:
+                pixels = pixels[:, :, None]
+        pixels = np.ascontiguousarray(pixels)
+    except MemoryError:
+        raise ImageError(_out_of_memory("converting", image.size, None)) from None
     except (ValueError, OSError) as exc:  # a mode Pillow cannot convert
-        raise ImageError(f"cannot convert a {image.mode} image to {'L' if channels == 1 else 'RGB'} ({_reason(exc)})") from None
-    return ModelInput(pixels=np.ascontiguousarray(pixels), alpha=alpha, icc_profile=icc)
+        raise ImageError(_cannot_convert(image.mode, channels, exc)) from None
+    return ModelInput(pixels=pixels, alpha=alpha, icc_profile=icc)
 
 
-def _to_pixels(image: Image.Image, channels: int) -> tuple[np.ndarray, Image.Image | None]:
-    image, alpha = _split_alpha(image)
-    if image.mode in _HIGH_BIT_SCALE:
-        # Pillow's own conversion to 8 bits clips 16-bit values instead of scaling them; keep
-        # the full precision instead and scale explicitly.
-        gray = np.asarray(image).astype(np.float32) / _HIGH_BIT_SCALE[image.mode]
-        gray = np.clip(gray, 0.0, 1.0)[:, :, None]
-        pixels = gray if channels == 1 else np.repeat(gray, 3, axis=2)
-    else:
-        if image.mode not in ("L", "RGB"):  # "1", P, CMYK, YCbCr, LAB, HSV, RGBX, ...
-            image = image.convert("RGB")
-        target = "L" if channels == 1 else "RGB"
-        if image.mode != target:
-            image = image.convert(target)  # ITU-R 601 luma, as torchvision's Grayscale
-        pixels = np.asarray(image, dtype=np.float32) / 255.0
-        if pixels.ndim == 2:
-            pixels = pixels[:, :, None]
-    return pixels, alpha
+def to_8bit(image: Image.Image, channels: int) -> Image.Image:
+    """Any Pillow mode -> an 8-bit L (``channels`` 1) or RGB (3) image, alpha dropped: the
+    pixels of :func:`to_model_input` rounded to 8 bits (exactly its values for 8-bit inputs), for
+    code that works on PIL images (training transforms, ``data combine``). Raises ImageError as
+    :func:`to_model_input` does."""
+    _check_channels(channels)
+    try:
+        image, _ = _split_alpha(image)
+        if image.mode not in _HIGH_BIT_SCALE:
+            return _convert_8bit(image, channels)
+        gray = Image.fromarray(np.round(_high_bit_gray(image) * 255.0).astype(np.uint8), "L")
+        return gray if channels == 1 else gray.convert("RGB")
+    except MemoryError:
+        raise ImageError(_out_of_memory("converting", image.size, None)) from None
+    except (ValueError, OSError) as exc:
+        raise ImageError(_cannot_convert(image.mode, channels, exc)) from None
+
+
+def load_image(
+    path: str | os.PathLike[str], channels: int, *, on_note: Callable[[str], None] | None = None
+) -> Image.Image:
+    """:func:`read_image` then :func:`to_8bit`: the file as an 8-bit L (``channels`` 1) or RGB
+    (3) image, upright, first frame. Raises ImageError naming ``path``."""
+    image = read_image(path, on_note=on_note)
+    try:
+        return to_8bit(image, channels)
+    except ImageError as exc:
+        raise ImageError(f"{path}: {exc}") from None
+
+
+def natural_channels(mode: str) -> int:
+    """1 for the grayscale family of modes (1, L, LA, La, I, I;16*, F), else 3."""
+    return 1 if mode in _GRAY_MODES else 3
+
+
+def _check_channels(channels: int) -> None:
+    if channels not in (1, 3):
+        raise ImageError(f"models with {channels} input channels are not supported (only 1 or 3)")
+
+
+def _cannot_convert(mode: str, channels: int, exc: BaseException) -> str:
+    return f"cannot convert a {mode} image to {'L' if channels == 1 else 'RGB'} ({_reason(exc)})"
+
+
+def _convert_8bit(image: Image.Image, channels: int) -> Image.Image:
+    """An 8-bit mode (alpha already split off) -> L or RGB by Pillow's conversions."""
+    if image.mode not in ("L", "RGB"):  # "1", P, CMYK, YCbCr, LAB, HSV, RGBX, ...
+        image = image.convert("RGB")
+    target = "L" if channels == 1 else "RGB"
+    if image.mode != target:
+        image = image.convert(target)  # ITU-R 601 luma, as torchvision's Grayscale
+    return image
+
+
+def _high_bit_gray(image: Image.Image) -> np.ndarray:
+    """A 16/32-bit integer or float image -> float32 H x W in [0, 1] (``_HIGH_BIT_SCALE``)."""
+    # Pillow's own conversion to 8 bits clips 16-bit values instead of scaling them; keep the
+    # full precision instead and scale explicitly.
+    gray = np.asarray(image).astype(np.float32) / _HIGH_BIT_SCALE[image.mode]
+    if image.mode == "F" and np.isnan(gray).any():
+        raise ValueError("NaN pixel values")
+    return np.clip(gray, 0.0, 1.0)
+
+
+def _open_path(path: Path, label: str, stream_limit: int | None) -> BinaryIO:
+    """An open file for ``path``; streams (FIFOs, character devices) are read with a bound
+    first, sockets and block devices refused without being opened."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ImageError(f"{label}: no such file") from None
+    except OSError as exc:
+        raise ImageError(f"{label}: {exc.strerror or _reason(exc)}") from None
+    if stat.S_ISDIR(mode):
+        raise ImageError(f"{label}: is a directory")
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
+        from img2img.walk import special_file_kind  # walk imports this module
+
+        raise ImageError(f"{label}: is {special_file_kind(mode) or 'not a regular file'}, not an image file")
+    try:
+        handle = open(path, "rb")  # noqa: SIM115  closed by the caller
+    except OSError as exc:
+        raise ImageError(f"{label}: {exc.strerror or _reason(exc)}") from None
+    if stat.S_ISREG(mode):
+        return handle
+    with handle:
+        return io.BytesIO(read_stream(handle, label, stream_limit))
+
+
+def _seekable(stream: BinaryIO) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _frame_count(image: Image.Image) -> int:
+    try:
+        return int(getattr(image, "n_frames", 1))
+    except Exception:  # noqa: BLE001  a broken later frame: the first may still be fine
+        return 1
+
+
+def _byte_count(source: object) -> int | None:
+    try:
+        if isinstance(source, io.BytesIO):
+            return len(source.getbuffer())
+        return os.fstat(source.fileno()).st_size  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _out_of_memory(doing: str, size: tuple[int, int] | None, file_bytes: int | None) -> str:
+    if size is None:
+        return f"out of memory {doing} this image"
+    width, height = size
+    details = f"{width * height / 1e6:.1f} megapixels"
+    if file_bytes is not None:
+        details += f", a {format_bytes(file_bytes)} file"
+    return f"out of memory {doing} a {width}x{height} image ({details})"
 
 
 def from_model_output(
@@ -158,7 +417,7 @@ def from_model_output(
 def encode_image(image: Image.Image, fmt: str = DEFAULT_FORMAT) -> bytes:
     """Encode in memory, so that a failure to encode never leaves a file behind. Formats that
     cannot hold the image's mode (alpha in JPEG, LA in BMP, ...) get it without alpha, then as RGB."""
-    options = dict(_SAVE_OPTIONS.get(fmt, {}))
+    options = dict(_SAVE_OPTIONS.get(fmt, {}), **formats.save_options(fmt, image.size))
     if image.info.get("icc_profile"):
         options["icc_profile"] = image.info["icc_profile"]
     last_error: Exception | None = None
@@ -173,13 +432,22 @@ def encode_image(image: Image.Image, fmt: str = DEFAULT_FORMAT) -> bytes:
     raise ImageError(f"cannot write a {image.mode} image as {fmt}: {_reason(last_error)}")
 
 
-def write_image(image: Image.Image, path: str | os.PathLike[str], fmt: str | None = None) -> None:
+def write_image(
+    image: Image.Image, path: str | os.PathLike[str], fmt: str | None = None, *, replace: bool = False
+) -> None:
     """Write ``image`` to ``path`` (format from its extension unless ``fmt``) through a temporary
-    file that is renamed into place, so no reader ever sees half an image."""
+    file that is moved into place, so no reader ever sees half an image. Unless ``replace``, a
+    file that exists at ``path`` when the move happens (another process may have just written
+    it) is left alone and OutputExistsError is raised; any other failure (a name the file system
+    refuses, no space) is an ImageError naming ``path``."""
     data = encode_image(image, fmt or format_for_path(path))
     try:
-        with atomic_path(path) as tmp:
+        with atomic_path(path, replace=replace) as tmp:
             tmp.write_bytes(data)
+    except FileExistsError:
+        raise OutputExistsError(
+            f"{path}: already exists (use --overwrite to replace it, or --skip-existing to keep it)"
+        ) from None
     except OSError as exc:
         raise ImageError(f"{path}: cannot write: {exc.strerror or _reason(exc)}") from None
 
@@ -214,14 +482,24 @@ def _reason(exc: BaseException | None) -> str:
 
 __all__ = [
     "DEFAULT_FORMAT",
+    "DEFAULT_STREAM_LIMIT",
+    "MODE_SCALES",
     "ModelInput",
     "READABLE_EXTENSIONS",
     "WRITABLE_EXTENSIONS",
     "encode_image",
     "format_for_path",
     "from_model_output",
+    "format_bytes",
     "is_image_path",
+    "load_image",
+    "natural_channels",
+    "note_frames",
+    "parse_byte_size",
+    "probe_image",
     "read_image",
+    "read_stream",
+    "to_8bit",
     "to_model_input",
     "write_image",
 ]

@@ -23,6 +23,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Hashable, Iterable, Iterator, Literal, TypeVar
 
 import numpy as np
@@ -31,7 +32,7 @@ from PIL import Image
 from torch import nn
 
 from img2img.config import GeneratorConfig
-from img2img.devices import resolve_device
+from img2img.devices import cpu_has_native_bf16, resolve_device
 from img2img.errors import ImageError, UsageError
 from img2img.imageio import ModelInput, from_model_output, to_model_input
 from img2img.networks import PerImageBatchNorm
@@ -49,11 +50,13 @@ K = TypeVar("K", bound=Hashable)
 # --- devices and precision --------------------------------------------------------------------
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when bfloat16 convolutions have hardware support (AVX512-BF16 or AMX); without it
-    oneDNN emulates them and bfloat16 is no faster than fp32."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+def default_channels_last(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether the network runs channels-last (NHWC) by default: on CUDA (cuDNN's tensor cores
+    take NHWC without layout conversions) and on the CPU in every precision (oneDNN's
+    convolutions are NHWC; measured not slower than NCHW in float32 on an AVX2-only CPU and
+    faster in bf16 on a native-bf16 one: ``benchmarks/bench_translate.py``, README "Speed").
+    MPS gains nothing from it."""
+    return device.type in ("cuda", "cpu")
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
@@ -153,13 +156,22 @@ def _use_group_norm(net: nn.Module) -> nn.Module:
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
-    # CUDA and MPS raise OutOfMemoryError; the CPU allocator raises a plain RuntimeError.
-    return isinstance(exc, torch.OutOfMemoryError) or (
-        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+    # CUDA and MPS raise OutOfMemoryError; torch's CPU allocator a plain RuntimeError
+    # ("DefaultCPUAllocator: can't allocate memory" on Linux, "not enough memory" on Windows);
+    # numpy and Python a MemoryError.
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or (
+        isinstance(exc, RuntimeError)
+        and any(text in str(exc) for text in ("can't allocate memory", "not enough memory", "DefaultCPUAllocator"))
     )
 
 
 # --- the translator --------------------------------------------------------------------------
+
+
+class NonFiniteOutputError(ImageError):
+    """The network's output for an input holds NaN or infinity (diverged weights, or an input
+    that overflows them): that input fails, nothing is written for it."""
+
 
 
 @dataclass
@@ -187,16 +199,27 @@ class Translator:
         device: str | torch.device = "auto",
         precision: Precision | str = "auto",
         direction: str | None = None,
+        channels_last: bool | None = None,
     ):
-        self.device = resolve_device(device)
-        self.dtype = resolve_precision(precision, self.device)
+        self.channels_last = channels_last
         self.precision_requested = precision
-        if isinstance(model, LoadedGenerator):
-            loaded = LoadedGenerator(copy.deepcopy(model.net).to(self.device), model.metadata, model.path)
-        else:
-            from img2img.registry import resolve_model
+        path = None if isinstance(model, LoadedGenerator) else _resolve(model)
+        if _is_onnx(path):
+            # An exported ONNX model runs in onnxruntime, in the graph's float32, behind the same
+            # call as the PyTorch network; tensors stay on the CPU (onnxruntime copies to a GPU).
+            from img2img.onnx_runtime import OnnxGenerator
 
-            loaded = load_generator(resolve_model(os.fspath(model)), self.device)
+            if precision not in ("auto", "fp32"):
+                raise UsageError(f"{path}: ONNX models run in float32, not {precision}", hint="use --precision auto or fp32")
+            loaded = OnnxGenerator(path, device=device).loaded()
+            self.device, self.dtype = torch.device("cpu"), torch.float32
+        else:
+            self.device = resolve_device(device)
+            self.dtype = resolve_precision(precision, self.device)
+            if isinstance(model, LoadedGenerator):
+                loaded = LoadedGenerator(copy.deepcopy(model.net).to(self.device), model.metadata, model.path)
+            else:
+                loaded = load_generator(path, self.device)
         self.metadata: WeightsMetadata = loaded.metadata
         self.path = loaded.path
         check_direction(self.metadata, direction, self.path)
@@ -233,10 +256,14 @@ class Translator:
     # -- preparation
 
     def _prepare(self, net: nn.Module) -> nn.Module:
+        if not isinstance(net, nn.Module):  # an ONNX session: its graph is already optimised
+            self._memory_format, self._cast_network = torch.contiguous_format, False
+            self.channels_last = False
+            return net
         net = _use_group_norm(net.eval())
-        # Channels-last feeds oneDNN and cuDNN (tensor cores) without layout conversions;
-        # MPS gains nothing from it.
-        self._memory_format = torch.channels_last if self.device.type != "mps" else torch.contiguous_format
+        if self.channels_last is None:
+            self.channels_last = default_channels_last(self.device, self.dtype)
+        self._memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         net = net.to(memory_format=self._memory_format)
         # On CPU the whole network runs in bf16: autocast would cast every weight again on every
         # call (54M parameters for unet_256) and round-trip the norms through fp32. bf16 has
@@ -258,7 +285,8 @@ class Translator:
 
     def translate_tensor(self, batch: torch.Tensor) -> torch.Tensor:
         """(N, input_nc, H, W) in [-1, 1], any H and W -> (N, output_nc, H, W) float32 in [-1, 1]
-        on this translator's device: padded to the network's size multiple and cropped back."""
+        on this translator's device: padded to the network's size multiple and cropped back.
+        Raises NonFiniteOutputError when the output holds NaN or infinity."""
         if batch.ndim != 4 or batch.shape[1] != self.config.input_nc:
             raise ValueError(
                 f"expected a (N, {self.config.input_nc}, H, W) tensor, got {tuple(batch.shape)}"
@@ -271,11 +299,17 @@ class Translator:
         x = x.contiguous(memory_format=self._memory_format)
         with torch.inference_mode(), self._autocast():
             y = self.net(x.to(self.dtype) if self._cast_network else x).float()
-        if self.dtype == torch.float16 and self.precision_requested == "auto" and not torch.isfinite(y).all():
-            # fp16 overflowed somewhere in this network: fp32 from now on, for this batch too.
-            log.warning("fp16 overflowed (inf/nan in the output); using fp32 from now on")
-            self.dtype = torch.float32
-            return self._forward(x)
+        if not bool(torch.isfinite(y).all()):
+            if self.dtype == torch.float16 and self.precision_requested == "auto":
+                # fp16 overflowed somewhere in this network: fp32 from now on, for this batch too.
+                log.warning("fp16 overflowed (inf/nan in the output); using fp32 from now on")
+                self.dtype = torch.float32
+                return self._forward(x)
+            # Never an image from it: NaN rounds to 0, a black image written with exit 0.
+            raise NonFiniteOutputError(
+                f"the model ({self.path.name}) produced NaN or infinite values for this input "
+                f"({self.precision}); nothing was written"
+            )
         return y
 
     # -- images
@@ -333,6 +367,17 @@ class Translator:
         start = time.perf_counter()
         try:
             outputs = self._translate_inputs([item for _, item in batch])
+        except NonFiniteOutputError as exc:
+            if len(batch) > 1:  # which of them? one at a time, as the output would be alone
+                for single in batch:
+                    yield from self._run_batch([single])
+                return
+            yield TranslateResult(batch[0][0], None, exc, 0.0)
+            return
+        except ImageError as exc:  # the network refuses these inputs (an ONNX model's static size)
+            for key, _ in batch:
+                yield TranslateResult(key, None, exc, 0.0)
+            return
         except Exception as exc:
             if not _is_out_of_memory(exc):
                 raise
@@ -375,6 +420,23 @@ class Translator:
         ]
 
 
+def load_model(model: str | os.PathLike[str], device: str | torch.device = "cpu") -> LoadedGenerator:
+    """The PyTorch generator ``model`` names (a weights file, a model name or ``hf:...``, resolved
+    by img2img.registry), loaded on ``device`` as translate loads it: eval mode, batch norm as the
+    weights' metadata says. Raises ModelNotFoundError, DownloadError or WeightsError."""
+    return load_generator(_resolve(model), device)
+
+
+def _resolve(model: str | os.PathLike[str]) -> Path:
+    from img2img.registry import resolve_model
+
+    return resolve_model(os.fspath(model))
+
+
+def _is_onnx(path: os.PathLike[str] | str | None) -> bool:
+    return path is not None and Path(path).suffix.lower() == ".onnx"
+
+
 def check_direction(metadata: WeightsMetadata, direction: str | None, path: os.PathLike[str] | str) -> None:
     """A UsageError when the user asks for a direction the weights do not map."""
     if direction is None or direction == metadata.direction:
@@ -387,12 +449,15 @@ def check_direction(metadata: WeightsMetadata, direction: str | None, path: os.P
 
 
 __all__ = [
+    "NonFiniteOutputError",
     "PRECISIONS",
     "Padding",
     "TranslateResult",
     "Translator",
     "check_direction",
+    "load_model",
     "cpu_has_native_bf16",
+    "default_channels_last",
     "minimum_size",
     "pad_to_multiple",
     "padded_size",

@@ -268,13 +268,12 @@ def write_outputs(batch: Mapping[str, Any], *, root: str, out_dir: str, overwrit
     for path, data, suffix, error in rows:
         target = output_path(str(path), root, out_dir, str(suffix))
         if not error:
-            if target.exists() and not overwrite:
+            try:  # without overwrite, refused at the moment of the move: no race with other writers
+                atomic_write_bytes(target, bytes(data), replace=overwrite)
+            except FileExistsError:
                 error = f"{target}: already exists (use --overwrite to replace it)"
-            else:
-                try:
-                    atomic_write_bytes(target, bytes(data))
-                except OSError as exc:
-                    error = f"{target}: cannot write: {exc.strerror or exc}"
+            except OSError as exc:
+                error = f"{target}: cannot write: {exc.strerror or exc}"
         paths.append(str(path))
         outputs.append(str(target))
         errors.append(str(error))

@@ -27,7 +27,7 @@ import json
 import os
 import re
 import sys
-import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from img2img import __version__
+from img2img.atomic import create_temporary, discard_temporary, remove_stale_temporaries
 from img2img.config import GeneratorConfig
 from img2img.errors import (
     DownloadError,
@@ -61,12 +62,21 @@ DIRECTIONS = ("AtoB", "BtoA")
 # The reference's training defaults; informational in the metadata (outputs keep the input size).
 REFERENCE_PREPROCESS = {"load_size": 286, "crop_size": 256}
 
-DOWNLOAD_TIMEOUT = 30.0  # seconds without progress before a download counts as failed
+# A download is abandoned when nothing arrives for DOWNLOAD_TIMEOUT seconds, or when it runs
+# slower than DOWNLOAD_MIN_RATE bytes/s over any DOWNLOAD_TIMEOUT-second window (a server that
+# trickles a byte every few seconds never trips a per-read timeout). Both can be set in the
+# environment.
+ENV_DOWNLOAD_TIMEOUT = "IMG2IMG_DOWNLOAD_TIMEOUT"
+ENV_DOWNLOAD_MIN_RATE = "IMG2IMG_DOWNLOAD_MIN_RATE"
+DOWNLOAD_TIMEOUT = 30.0
+DOWNLOAD_MIN_RATE = 10_000.0
+HF_CONNECT_TIMEOUT = 10.0  # seconds for the Hub to answer before "no connection"
 MAX_DOWNLOAD_BYTES = 2 << 30  # the reference generators are ~45-220 MB; stop a runaway server
 _CHUNK = 1 << 20
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_WEIGHTS_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
+_HF_REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
+_WEIGHTS_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin", ".onnx")
 
 
 # --- the registry ---------------------------------------------------------------------------
@@ -167,19 +177,48 @@ def read_registry_file(path: Path) -> dict[str, ModelEntry]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise Img2ImgError(f"{path}: cannot read the model registry ({exc.strerror or exc})") from None
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise Img2ImgError(f"{path}: the model registry is not valid JSON ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
         raise Img2ImgError(f'{path}: the model registry needs a "models" object')
-    if int(data.get("schema", 1)) > REGISTRY_SCHEMA:
+    schema = data.get("schema", 1)
+    if not isinstance(schema, int) or isinstance(schema, bool):
+        raise Img2ImgError(f"{path}: the model registry's schema must be an integer, got {schema!r}")
+    if schema > REGISTRY_SCHEMA:
         raise Img2ImgError(
             f"{path}: registry schema {data['schema']} is newer than this img2img understands",
             hint="upgrade img2img",
         )
-    base_url = os.environ.get(ENV_BASE_URL) or data.get("base_url") or ""
+    base_url, base_origin = os.environ.get(ENV_BASE_URL), f"${ENV_BASE_URL}"
+    if not base_url:
+        base_url, base_origin = data.get("base_url") or "", f"{path}: base_url"
+    if base_url:
+        problem = _url_problem(base_url) if isinstance(base_url, str) else "it is not a string"
+        if problem:
+            raise Img2ImgError(f"{base_origin} {base_url!r} is not a usable URL ({problem})")
     return {
         name: _entry_from_json(name, raw, base_url, path) for name, raw in data["models"].items()
     }
+
+
+_URL_SCHEMES = ("http", "https", "file")
+
+
+def _url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be downloaded from (None when it can): an absolute http(s) URL with a
+    host, or a file: URL; no spaces or control characters."""
+    if not url.strip() or any(ch.isspace() or ord(ch) < 32 for ch in url):
+        return "it is empty or has spaces or control characters"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError on a malformed port)
+    except ValueError as exc:
+        return str(exc)
+    if parts.scheme.lower() not in _URL_SCHEMES:
+        return f"scheme {parts.scheme + ':' if parts.scheme else 'missing'}; expected http:, https: or file:"
+    if parts.scheme.lower() != "file" and not parts.hostname:
+        return "no host name"
+    return None
 
 
 def _entry_from_json(name: str, raw: Any, base_url: str, origin: Path) -> ModelEntry:
@@ -199,21 +238,50 @@ def _entry_from_json(name: str, raw: Any, base_url: str, origin: Path) -> ModelE
     if raw.get("direction") not in DIRECTIONS:
         raise Img2ImgError(f"{where}: direction must be one of {', '.join(DIRECTIONS)}")
     sha256 = raw.get("sha256")
-    if sha256 is not None and not _SHA256.fullmatch(str(sha256).lower()):
+    if sha256 is not None and not (isinstance(sha256, str) and _SHA256.fullmatch(sha256.lower())):
         raise Img2ImgError(f"{where}: sha256 must be 64 hex digits")
     try:
         generator_options = dict(raw["generator"])
         net_g = generator_options.pop("netg")
+        if not isinstance(net_g, str):
+            raise TypeError(f"netg must be a string, got {net_g!r}")
         generator = GeneratorConfig.from_reference(net_g, **generator_options)
     except (KeyError, TypeError, ValueError, Img2ImgError) as exc:
         raise Img2ImgError(f"{where}: generator needs netg and GeneratorConfig fields ({exc})") from None
+    for key in ("dataset", "description"):
+        if not isinstance(raw.get(key, ""), str):
+            raise Img2ImgError(f"{where}: {key} must be a string")
+    if not isinstance(raw.get("eval_mode", True), bool):
+        raise Img2ImgError(f"{where}: eval_mode must be true or false, got {raw['eval_mode']!r}")
+    preprocess = raw.get("preprocess")
+    if preprocess is not None and not isinstance(preprocess, dict):
+        raise Img2ImgError(f"{where}: preprocess must be a JSON object")
     hf = raw.get("hf") or {}
-    if "hf" in sources and not (isinstance(hf, dict) and isinstance(hf.get("repo"), str)):
+    if "hf" in sources and not (
+        isinstance(hf, dict)
+        and isinstance(hf.get("repo"), str)
+        and _HF_REPO.fullmatch(hf["repo"])
+        and all(isinstance(hf.get(key, ""), (str, type(None))) for key in ("file", "revision"))
+    ):
         raise Img2ImgError(f'{where}: hf is {{"repo": "OWNER/NAME", "file": ..., "revision": ...}}')
+    shipped = raw.get("file")
+    if shipped is not None and not (isinstance(shipped, str) and _NAME.fullmatch(shipped)):
+        raise Img2ImgError(f"{where}: file is a file name in weights/ (no path separators), got {shipped!r}")
     url = raw.get("url")
-    if url and not urllib.parse.urlsplit(url).scheme:
-        # Relative URLs keep the reference server's layout, so one base URL can point at a mirror.
-        url = f"{base_url.rstrip('/')}/{url.lstrip('/')}"
+    if url is not None:
+        if not isinstance(url, str):
+            raise Img2ImgError(f"{where}: url must be a string, got {url!r}")
+        if not urllib.parse.urlsplit(url).scheme and not (":" in url.split("/")[0]):
+            # Relative URLs keep the reference server's layout, so one base URL can point at a mirror.
+            if not base_url:
+                raise Img2ImgError(
+                    f"{where}: url {url!r} is relative, and there is no base URL to resolve it "
+                    f"against (the registry's base_url, or ${ENV_BASE_URL})"
+                )
+            url = f"{base_url.rstrip('/')}/{url.lstrip('/')}"
+        problem = _url_problem(url)
+        if problem:
+            raise Img2ImgError(f"{where}: url {url!r} is malformed ({problem})")
     return ModelEntry(
         name=name,
         task=raw["task"],
@@ -221,8 +289,8 @@ def _entry_from_json(name: str, raw: Any, base_url: str, origin: Path) -> ModelE
         generator=generator,
         dataset=str(raw.get("dataset", "")),
         description=str(raw.get("description", "")),
-        eval_mode=bool(raw.get("eval_mode", True)),
-        preprocess=dict(raw.get("preprocess") or REFERENCE_PREPROCESS),
+        eval_mode=raw.get("eval_mode", True),
+        preprocess=dict(preprocess or REFERENCE_PREPROCESS),
         url=url,
         hf_repo=hf.get("repo"),
         hf_file=hf.get("file") or HF_DEFAULT_FILE,
@@ -339,7 +407,7 @@ def _resolve(spec: str, *, download: bool, force: bool, progress: bool | None) -
 
     path = Path(spec).expanduser()
     if path.is_file():
-        return path
+        return _weights_file(path)
     # A folder is never the model, and does not hide a name: a dataset folder called
     # horse2zebra next to `--model horse2zebra` is common.
     if not _is_name(spec):
@@ -358,6 +426,7 @@ def _resolve(spec: str, *, download: bool, force: bool, progress: bool | None) -
             raise WeightsError(f"{spec}: the shipped file {shipped} is missing", hint="reinstall img2img")
         return shipped
     cached = cached_model_path(spec)
+    remove_stale_temporaries(cached.parent)  # downloads of killed processes
     if cached.is_file() and not force:
         return cached
     if entry is None:
@@ -375,6 +444,51 @@ def _resolve(spec: str, *, download: bool, force: bool, progress: bool | None) -
 
 
 # --- reference checkpoints: download, check, convert, cache ---------------------------------
+
+_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
+
+
+def _weights_file(path: Path) -> Path:
+    """``path`` itself, or for a reference checkpoint (``.pth``; any PyTorch checkpoint not named
+    ``.safetensors``) its conversion, made once and kept in the cache under the file's sha256."""
+    from img2img import filetypes
+
+    try:
+        kind = filetypes.sniff(path)
+    except OSError:
+        return path  # the loader says what is wrong with it
+    if kind == filetypes.SAFETENSORS or path.suffix.lower() == ".safetensors":
+        return path
+    if kind in filetypes.PYTORCH_KINDS or path.suffix.lower() in _CHECKPOINT_SUFFIXES:
+        return convert_checkpoint_file(path)
+    return path
+
+
+def convert_checkpoint_file(path: Path) -> Path:
+    """The weights-format conversion of the reference checkpoint ``path`` (architecture read from
+    its tensors), from the cache (``converted/SHA256.DIRECTION.safetensors``) or made now.
+
+    The direction is BtoA for the reference's ``*_net_G_B.pth`` files, else AtoB. Raises
+    WeightsError naming ``path`` when it is not a usable generator checkpoint."""
+    from img2img.weights import convert_reference_checkpoint  # imports torch
+
+    digest = file_sha256(path)
+    direction = "BtoA" if re.search(r"(^|_)G_B$", path.stem) else "AtoB"
+    target = cache_dir() / "converted" / f"{digest}.{direction}.safetensors"
+    remove_stale_temporaries(target.parent)  # conversions of killed processes
+    if target.is_file():
+        return target
+    try:
+        convert_reference_checkpoint(
+            path, target, direction=direction,
+            source=f"converted from reference checkpoint {path.name} (sha256 {digest})",
+        )  # fmt: skip
+    except OSError as exc:
+        raise WeightsError(
+            f"{target.parent}: cannot write the conversion of {path} ({exc.strerror or exc})",
+            hint=f"set {ENV_CACHE} to a writable folder, or convert it with `img2img convert`",
+        ) from None
+    return target
 
 
 def _download_and_convert(entry: ModelEntry, *, force: bool, progress: bool | None) -> Path:
@@ -400,7 +514,10 @@ def _convert(entry: ModelEntry, checkpoint: Path, target: Path, *, origin: str) 
 
     try:
         # Writes through a temporary file and a rename, so the cache never holds half a model.
-        convert_reference_checkpoint(checkpoint, target, entry.weights_metadata(f"converted from {origin}"))
+        convert_reference_checkpoint(
+            checkpoint, target, entry.weights_metadata(f"converted from {origin}"),
+            declared_by="the registry entry says",
+        )  # fmt: skip
     except WeightsError as exc:
         reason = exc.message.removeprefix(f"{checkpoint}: ").removeprefix("refused: ")
         raise DownloadError(f"{entry.name}: refused the checkpoint from {origin}: {reason}") from None
@@ -408,33 +525,53 @@ def _convert(entry: ModelEntry, checkpoint: Path, target: Path, *, origin: str) 
 
 @contextlib.contextmanager
 def _temporary_file(folder: Path, name: str) -> Iterator[Path]:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".download", dir=folder)
-    os.close(fd)
+    # img2img.atomic's temporaries: removed whatever stops the process, and by the next run
+    # after a kill -9.
+    tmp = create_temporary(folder)
     try:
-        yield Path(tmp_name)
+        yield tmp
     finally:
-        Path(tmp_name).unlink(missing_ok=True)
+        discard_temporary(tmp)
+
+
+def download_limits() -> tuple[float, float]:
+    """(timeout seconds, minimum bytes/s) from the environment or the defaults."""
+    limits = []
+    for variable, default in ((ENV_DOWNLOAD_TIMEOUT, DOWNLOAD_TIMEOUT), (ENV_DOWNLOAD_MIN_RATE, DOWNLOAD_MIN_RATE)):
+        raw = os.environ.get(variable, "").strip()
+        try:
+            value = float(raw) if raw else default
+        except ValueError:
+            value = float("nan")
+        if not (value > 0 if variable == ENV_DOWNLOAD_TIMEOUT else value >= 0) or value == float("inf"):
+            raise UsageError(f"${variable} must be a positive number, got {raw!r}")
+        limits.append(value)
+    return limits[0], limits[1]
 
 
 def _download(url: str, dest: Path, *, label: str, sha256: str | None, progress: bool | None) -> None:
-    """Fetch ``url`` into ``dest``, refusing short reads, oversized bodies and checksum mismatches."""
+    """Fetch ``url`` into ``dest``, refusing short reads, oversized bodies, checksum mismatches,
+    and servers that stall or trickle (see ``download_limits``)."""
     if is_offline():
         raise _cannot_download(label, f"offline: {_offline_variable()} is set")
+    timeout, min_rate = download_limits()
     request = urllib.request.Request(url, headers={"User-Agent": f"img2img/{__version__}"})
     try:
-        response = urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT)
+        response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         raise DownloadError(f"{label}: download failed: HTTP {exc.code} {exc.reason} from {url}") from None
     except (urllib.error.URLError, OSError) as exc:  # refused, DNS, timeout, TLS
         raise _cannot_download(label, f"{_network_reason(exc)}: {url}") from None
     digest = hashlib.sha256()
     received = 0
+    read = getattr(response, "read1", response.read)  # read1: returns what has arrived
+    window_start, window_received = time.monotonic(), 0
     with response:
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
         try:
             with open(dest, "wb") as out, _progress_bar(label, total, progress) as advance:
-                while chunk := response.read(_CHUNK):
+                while chunk := read(_CHUNK):
                     received += len(chunk)
                     if received > MAX_DOWNLOAD_BYTES:
                         raise DownloadError(
@@ -444,6 +581,21 @@ def _download(url: str, dest: Path, *, label: str, sha256: str | None, progress:
                     out.write(chunk)
                     digest.update(chunk)
                     advance(len(chunk))
+                    elapsed = time.monotonic() - window_start
+                    if elapsed >= timeout:
+                        rate = (received - window_received) / elapsed
+                        if rate < min_rate:
+                            raise DownloadError(
+                                f"{label}: download of {url} abandoned: {_rate(rate)} over the last "
+                                f"{elapsed:.0f} s, below the minimum of {_rate(min_rate)} "
+                                f"(${ENV_DOWNLOAD_MIN_RATE}, ${ENV_DOWNLOAD_TIMEOUT})"
+                            )
+                        window_start, window_received = time.monotonic(), received
+        except TimeoutError:
+            raise DownloadError(
+                f"{label}: download of {url} abandoned: nothing received for {timeout:g} s "
+                f"(${ENV_DOWNLOAD_TIMEOUT})"
+            ) from None
         except (OSError, http.client.HTTPException) as exc:
             reason = _network_reason(exc)
             raise DownloadError(f"{label}: download of {url} was interrupted ({reason})") from None
@@ -454,6 +606,14 @@ def _download(url: str, dest: Path, *, label: str, sha256: str | None, progress:
             f"{label}: download refused: sha256 of {url} is {digest.hexdigest()}, the registry "
             f"expects {sha256}"
         )
+
+
+def _rate(bytes_per_second: float) -> str:
+    if bytes_per_second >= 1e6:
+        return f"{bytes_per_second / 1e6:.1f} MB/s"
+    if bytes_per_second >= 1e3:
+        return f"{bytes_per_second / 1e3:.1f} kB/s"
+    return f"{bytes_per_second:.1f} bytes/s"
 
 
 def _network_reason(exc: BaseException) -> str:
@@ -551,7 +711,9 @@ def _hf_file(
         raise DownloadError(f"{label}: cannot download again while offline ({_offline_variable()} is set)")
     where = f"{filename} from {repo}" + (f"@{revision}" if revision else "")
     try:
-        with _hf_progress(progress):
+        with _hf_progress(progress), _hf_quiet():
+            if download and not offline:
+                _check_hub_reachable(repo, filename, revision, force=force)
             path = hf_hub_download(
                 repo,
                 filename,
@@ -561,6 +723,13 @@ def _hf_file(
                 library_name="img2img",
                 library_version=__version__,
             )
+    except _NoConnection as exc:
+        raise DownloadError(
+            f"{label}: cannot reach the Hugging Face Hub ({exc}) and {where} is not in its cache "
+            f"({hf_constants.HF_HUB_CACHE}); on a connected machine run `img2img models pull "
+            f"{label}` and copy the Hugging Face cache (HF_HOME), or pass a weights file path to "
+            "--model"
+        ) from None
     except hf.LocalEntryNotFoundError:  # before EntryNotFoundError, its base class
         if not download:
             return None
@@ -592,6 +761,46 @@ def _hf_file(
     if sha256 and file_sha256(Path(path)) != sha256:
         raise DownloadError(f"{label}: refused {where}: its sha256 does not match the registry's")
     return Path(path)
+
+
+class _NoConnection(Exception):
+    """The Hub did not answer (refused, no DNS, timed out); the message says why."""
+
+
+def _check_hub_reachable(repo: str, filename: str, revision: str | None, *, force: bool) -> None:
+    """One request, without retries, for a file that is not in the HF cache yet: hf_hub_download
+    would retry a dead connection with backoff for half a minute (and log every attempt) before
+    saying it is offline. A cached file needs no check: the library falls back to the cache
+    without retrying. Raises _NoConnection; HTTP answers (no such repo...) raise the library's
+    own errors."""
+    from huggingface_hub import constants as hf_constants
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    from huggingface_hub import errors as hf
+
+    if not force and isinstance(try_to_load_from_cache(repo, filename, revision=revision), str):
+        return
+    url = hf_hub_url(repo, filename, revision=revision)
+    try:
+        get_hf_file_metadata(url, timeout=HF_CONNECT_TIMEOUT)
+    except (hf.HfHubHTTPError, hf.HFValidationError):
+        raise
+    except Exception as exc:  # the HTTP client's connection errors (its own exception types)
+        endpoint = urllib.parse.urlsplit(hf_constants.ENDPOINT).netloc or hf_constants.ENDPOINT
+        raise _NoConnection(f"{endpoint}: {_network_reason(exc)}") from None
+
+
+@contextlib.contextmanager
+def _hf_quiet() -> Iterator[None]:
+    """huggingface_hub logs a warning per retry; our one-line error says what happened."""
+    import logging
+
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -688,7 +897,7 @@ def _peek_metadata(path: Path) -> dict[str, Any]:
             header = json.loads(handle.read(size))
         metadata = json.loads(header["__metadata__"]["img2img"])
         generator = GeneratorConfig.from_dict(metadata["generator"])
-    except (OSError, ValueError, KeyError, TypeError, Img2ImgError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, Img2ImgError):
         return fields  # listed anyway; `models info` says what is wrong with it
     return {
         **fields,

@@ -22,15 +22,24 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from img2img import __version__
+from img2img import __version__, filetypes
 from img2img.atomic import atomic_path
 from img2img.config import GeneratorConfig
 from img2img.errors import Img2ImgError, WeightsError
 from img2img.networks import build_generator, count_parameters, use_per_image_batch_norm
+from img2img.reference import (
+    InferredGenerator,
+    check_declared,
+    infer_generator,
+    strip_prefixes,
+    what_object_is,
+    with_options,
+)
 
 SCHEMA_VERSION = 1
 METADATA_KEY = "img2img"
 DIRECTIONS = ("AtoB", "BtoA")
+TASKS = ("cyclegan", "pix2pix")
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,17 @@ class WeightsMetadata:
     source: str = "trained"
     img2img_version: str = __version__
     schema: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        # The same checks as reading a file, so that no file is written that would be refused.
+        data = {
+            "generator": {}, "task": self.task, "direction": self.direction,
+            "eval_mode": self.eval_mode, "source": self.source,
+            "img2img_version": self.img2img_version, "preprocess": dict(self.preprocess),
+        }  # fmt: skip
+        problem = _metadata_problem(data)
+        if problem or not isinstance(self.generator, GeneratorConfig):
+            raise WeightsError(f"invalid weights metadata: {problem or 'generator must be a GeneratorConfig'}")
 
     def to_json(self) -> str:
         return json.dumps(
@@ -62,31 +82,67 @@ class WeightsMetadata:
 
     @classmethod
     def from_json(cls, text: str, path: str | os.PathLike[str]) -> WeightsMetadata:
+        """Parse and validate the metadata JSON: strict types (no "9" for 9 nor "false" for
+        false), enums and ranges, all before any network is built. Raises WeightsError naming
+        ``path`` and the offending field."""
         try:
             data = json.loads(text)
-            schema = int(data.get("schema", 0))
-        except (ValueError, TypeError, AttributeError) as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested too deep
             raise WeightsError(f"{path}: the img2img metadata is not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise WeightsError(f"{path}: the img2img metadata is not a JSON object")
+        schema = data.get("schema", 0)
+        if not _is_int(schema):
+            raise WeightsError(f"{path}: the img2img metadata's schema must be an integer, got {schema!r}")
         if schema > SCHEMA_VERSION:
             raise WeightsError(
                 f"{path}: weights schema {schema} is newer than this img2img understands "
                 f"({SCHEMA_VERSION})",
                 hint="upgrade img2img",
             )
+        problem = _metadata_problem(data)
+        if problem:
+            raise WeightsError(f"{path}: invalid img2img metadata: {problem}")
         try:
             generator = GeneratorConfig.from_dict(data["generator"])
-            return cls(
-                generator=generator,
-                task=str(data.get("task", "cyclegan")),
-                direction=str(data.get("direction", "AtoB")),
-                preprocess=dict(data.get("preprocess") or {}),
-                eval_mode=bool(data.get("eval_mode", True)),
-                source=str(data.get("source", "unknown")),
-                img2img_version=str(data.get("img2img_version", "unknown")),
-                schema=schema,
-            )
-        except (KeyError, TypeError, Img2ImgError) as exc:
-            raise WeightsError(f"{path}: the img2img metadata does not describe a generator ({exc})") from None
+        except (TypeError, Img2ImgError) as exc:
+            raise WeightsError(f"{path}: invalid img2img metadata: generator: {exc}") from None
+        return cls(
+            generator=generator,
+            task=data.get("task", "cyclegan"),
+            direction=data.get("direction", "AtoB"),
+            preprocess=dict(data.get("preprocess") or {}),
+            eval_mode=data.get("eval_mode", True),
+            source=data.get("source", "unknown"),
+            img2img_version=data.get("img2img_version", "unknown"),
+            schema=schema,
+        )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _metadata_problem(data: Mapping[str, Any]) -> str | None:
+    """What is wrong with the metadata's fields (other than the generator's own), or None."""
+    if not isinstance(data.get("generator"), dict):
+        return "generator must be a JSON object of architecture options"
+    choices = {"task": TASKS, "direction": DIRECTIONS}
+    for name, valid in choices.items():
+        if name in data and data[name] not in valid:
+            return f"{name} must be one of {', '.join(valid)}, got {data[name]!r}"
+    if "eval_mode" in data and not isinstance(data["eval_mode"], bool):
+        return f"eval_mode must be true or false, got {data['eval_mode']!r}"
+    for name in ("source", "img2img_version"):
+        if name in data and not isinstance(data[name], str):
+            return f"{name} must be a string, got {data[name]!r}"
+    preprocess = data.get("preprocess", {})
+    if preprocess is not None and not (
+        isinstance(preprocess, dict)
+        and all(isinstance(v, (str, int, float, bool)) or v is None for v in preprocess.values())
+    ):
+        return "preprocess must be a JSON object of plain values"
+    return None
 
 
 @dataclass
@@ -97,26 +153,49 @@ class LoadedGenerator:
 
 
 def save_generator(
-    path: str | os.PathLike[str], state_dict: Mapping[str, torch.Tensor], metadata: WeightsMetadata
+    path: str | os.PathLike[str],
+    state_dict: Mapping[str, torch.Tensor],
+    metadata: WeightsMetadata,
+    *,
+    replace: bool = True,
 ) -> None:
-    """Write ``state_dict`` (reference key names) and ``metadata`` atomically to ``path``."""
+    """Write ``state_dict`` (reference key names) and ``metadata`` atomically to ``path``.
+``replace=False``: raise FileExistsError if ``path`` exists when the file is moved into place.
+
+    Raises WeightsError, writing nothing, when a tensor holds NaN or infinity (a diverged
+    network is never exported)."""
     tensors = {key: value.detach().to("cpu").contiguous() for key, value in state_dict.items()}
-    with atomic_path(path) as tmp:
+    check_finite(tensors, path, action="refusing to write")
+    with atomic_path(path, replace=replace) as tmp:
         save_file(tensors, tmp, metadata={"format": "pt", METADATA_KEY: metadata.to_json()})
 
 
 def read_metadata(path: str | os.PathLike[str]) -> WeightsMetadata:
+    """The validated img2img metadata of a weights file (no tensor is read)."""
     with _open_safetensors(path, "cpu") as handle:
         return _metadata_of(handle, path)
 
 
 def load_generator(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> LoadedGenerator:
     """Rebuild the generator that ``path`` describes, with its weights put straight on ``device``,
-    ready for inference (dropout off; batch norm as the metadata says)."""
+    ready for inference (dropout off; batch norm as the metadata says).
+
+    Before any tensor is read or any layer built, the metadata is validated and the architecture
+    it declares is compared with the tensors' names, shapes and dtypes in the file's header.
+    Raises WeightsError naming the file: not a safetensors file (and what it is instead),
+    invalid metadata, an architecture the tensors contradict, non-finite (NaN/inf) weights."""
     device = torch.device(device)
     with _open_safetensors(path, device) as handle:
         metadata = _metadata_of(handle, path)
+        check_header(handle, metadata.generator, path)
         state_dict = {key: handle.get_tensor(key) for key in handle.keys()}
+    check_finite(state_dict, path)
+    # Half-precision or float64 weights (a converted fp16 checkpoint) compute in float32 like
+    # the rest; the translator chooses its own precision.
+    state_dict = {
+        key: value.float() if value.is_floating_point() and value.dtype != torch.float32 else value
+        for key, value in state_dict.items()
+    }
     with torch.device("meta"):
         net = build_generator(metadata.generator)
     check_state_dict(state_dict, net, path)
@@ -127,17 +206,74 @@ def load_generator(path: str | os.PathLike[str], device: str | torch.device = "c
     return LoadedGenerator(net=net, metadata=metadata, path=Path(path))
 
 
-def check_state_dict(
-    state_dict: Mapping[str, torch.Tensor], net: nn.Module, path: str | os.PathLike[str]
+_FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
+
+
+def check_header(handle: Any, declared: GeneratorConfig, path: str | os.PathLike[str]) -> None:
+    """Compare the architecture ``declared`` with the tensor names, shapes and dtypes of an open
+    safetensors file (its header only: nothing is read or allocated). Raises WeightsError."""
+    shapes, dtypes = {}, {}
+    for key in handle.keys():
+        tensor_slice = handle.get_slice(key)
+        shapes[key], dtypes[key] = tuple(tensor_slice.get_shape()), tensor_slice.get_dtype()
+    try:
+        inferred = infer_generator(shapes, path)
+    except WeightsError:
+        # Not a generator layout: say how it differs from the declared one (the declared config
+        # passed the range checks, so building it on the meta device is cheap).
+        with torch.device("meta"):
+            check_state_dict(shapes, build_generator(declared), path)
+        raise
+    check_declared(declared, inferred, path)
+    for key, dtype in dtypes.items():
+        expected = ("I64",) if key.endswith("num_batches_tracked") else _FLOAT_DTYPES
+        if dtype not in expected:
+            raise WeightsError(f"{path}: tensor {key} has dtype {dtype}; expected {' or '.join(expected)}")
+
+
+def find_non_finite(tensors: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    """{name: number of NaN or infinite values} for the floating-point tensors that have any."""
+    found = {}
+    for key, value in tensors.items():
+        if value.is_floating_point():
+            bad = int(value.numel() - torch.isfinite(value).sum().item())
+            if bad:
+                found[key] = bad
+    return found
+
+
+def check_finite(
+    tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[str], *, action: str = "refused"
 ) -> None:
-    """Raise a WeightsError that says what differs when ``state_dict`` does not fit ``net``."""
+    """Raise WeightsError when a floating-point tensor holds NaN or infinity (a diverged
+    training run): ``{path}: {action}: ...`` naming the first such tensor and how many there are.
+    Training exports and conversions call this before writing, loading after reading."""
+    found = find_non_finite(tensors)
+    if found:
+        first = next(iter(found))
+        others = f" and {len(found) - 1} other tensors" if len(found) > 1 else ""
+        raise WeightsError(
+            f"{path}: {action}: tensor {first}{others} hold{'s' if not others else ''} NaN or "
+            f"infinite values ({found[first]} in {first}); the network diverged or the file is "
+            "corrupt"
+        )
+
+
+def check_state_dict(
+    state_dict: Mapping[str, torch.Tensor | tuple[int, ...]],
+    net: nn.Module,
+    path: str | os.PathLike[str],
+) -> None:
+    """Raise a WeightsError that says what differs when ``state_dict`` (tensors, or their
+    shapes) does not fit ``net``."""
     expected = net.state_dict()
-    missing = [key for key in expected if key not in state_dict]
-    unexpected = [key for key in state_dict if key not in expected]
+    shapes = {key: tuple(getattr(value, "shape", value)) for key, value in state_dict.items()}
+    missing = [key for key in expected if key not in shapes]
+    unexpected = [key for key in shapes if key not in expected]
     wrong_shape = [
-        f"{key} {tuple(state_dict[key].shape)} != {tuple(value.shape)}"
+        f"{key} {shapes[key]} != {tuple(value.shape)}"
         for key, value in expected.items()
-        if key in state_dict and tuple(state_dict[key].shape) != tuple(value.shape)
+        if key in shapes and shapes[key] != tuple(value.shape)
     ]
     problems = []
     if missing:
@@ -149,7 +285,7 @@ def check_state_dict(
     if problems:
         raise WeightsError(
             f"{path}: tensors do not fit the architecture: {'; '.join(problems)}",
-            hint="check the architecture options (--arch, --ngf, --norm, --input-nc, --output-nc)",
+            hint="the file's architecture and its tensors disagree: a corrupt or hand-edited file?",
         )
 
 
@@ -157,10 +293,26 @@ def check_state_dict(
 
 
 def load_reference_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Read a reference ``.pth`` state dict without running any code it may contain."""
+    """Read a generator state dict without running any code the file may contain.
+
+    Takes a reference ``.pth`` (``torch.save`` zip or legacy pickle, read by torch's
+    weights-only unpickler; a ``{"state_dict": ...}`` wrapper is opened) or a plain safetensors
+    state dict, whatever the file's name. Raises WeightsError naming the file and saying what it
+    is when it is neither (an HTML page, a Git LFS pointer, an archive...) or holds something
+    other than a state dict (an optimizer state, a training checkpoint, a pickle that imports
+    code)."""
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"{path}: no such file")
+        raise WeightsError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    try:
+        kind = filetypes.sniff(path)
+    except OSError as exc:
+        raise WeightsError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if kind == filetypes.SAFETENSORS:
+        return _safetensors_state_dict(path)
+    if kind not in filetypes.PYTORCH_KINDS:
+        what, hint = filetypes.describe_kind(kind)
+        raise WeightsError(f"{path}: looks like {what}, not a PyTorch checkpoint", hint=hint or None)
     try:
         with warnings.catch_warnings():
             # Old pickle protocols make torch warn; the weights-only unpickler still guards us.
@@ -182,13 +334,73 @@ def load_reference_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.T
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
-    if isinstance(loaded, Mapping) and "state_dict" in loaded and isinstance(loaded["state_dict"], Mapping):
-        loaded = loaded["state_dict"]
-    if not isinstance(loaded, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
+    if (
+        isinstance(loaded, Mapping)
+        and "state_dict" in loaded
+        and isinstance(loaded["state_dict"], Mapping)
+        and _is_tensor_dict(loaded["state_dict"])
     ):
-        raise WeightsError(f"{path}: not a state dict (expected a mapping of names to tensors)")
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, Mapping) or not _is_tensor_dict(loaded):
+        raise WeightsError(f"{path}: {what_object_is(loaded)}")
     return dict(loaded)
+
+
+def _is_tensor_dict(value: Mapping[Any, Any]) -> bool:
+    return all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
+
+
+def _safetensors_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    with _open_safetensors(path, "cpu") as handle:
+        metadata = handle.metadata() or {}
+        if METADATA_KEY in metadata:
+            raise WeightsError(
+                f"{path}: already an img2img weights file; use it as it is (translate --model {path})"
+            )
+        if "img2img_checkpoint" in metadata:
+            raise WeightsError(
+                f"{path}: an img2img training checkpoint (for --resume), not a generator; its "
+                "generators are exported to the run's weights/ folder"
+            )
+        return {key: handle.get_tensor(key) for key in handle.keys()}
+
+
+def read_reference_checkpoint(
+    path: str | os.PathLike[str], options: Mapping[str, Any] | None = None
+) -> tuple[dict[str, torch.Tensor], InferredGenerator]:
+    """A reference generator checkpoint's state dict (``module.`` prefixes removed) and the
+    architecture read from its keys and shapes (see img2img.reference).
+
+    ``options`` (GeneratorConfig field names, None = not given) may set what the tensors cannot
+    decide; one that contradicts the tensors raises a WeightsError naming what the checkpoint
+    holds."""
+    state_dict = strip_prefixes(load_reference_state_dict(path))
+    inferred = infer_generator({key: tuple(value.shape) for key, value in state_dict.items()}, path)
+    if options:
+        inferred = with_options(inferred, options, path)
+    return state_dict, inferred
+
+
+def metadata_for_reference(
+    inferred: InferredGenerator,
+    *,
+    direction: str = "AtoB",
+    eval_mode: bool | None = None,
+    task: str | None = None,
+    source: str = "converted from a reference checkpoint",
+) -> WeightsMetadata:
+    """Weights metadata for a converted reference generator. Defaults follow the reference:
+    a U-Net is a pix2pix generator, a ResNet a CycleGAN one; batch norm is used with each
+    image's own statistics (the reference's test.py runs pix2pix without --eval), other norms
+    have no statistics to choose."""
+    config = inferred.config
+    return WeightsMetadata(
+        generator=config,
+        task=task or ("pix2pix" if config.arch == "unet" else "cyclegan"),
+        direction=direction,
+        eval_mode=eval_mode if eval_mode is not None else config.norm != "batch",
+        source=source,
+    )
 
 
 def clean_reference_state_dict(
@@ -224,22 +436,42 @@ def clean_reference_state_dict(
 def convert_reference_checkpoint(
     checkpoint: str | os.PathLike[str],
     output: str | os.PathLike[str],
-    metadata: WeightsMetadata,
+    metadata: WeightsMetadata | None = None,
+    *,
+    options: Mapping[str, Any] | None = None,
+    replace: bool = True,
+    declared_by: str = "the architecture given is",
+    **metadata_options: Any,
 ) -> WeightsMetadata:
-    """Convert the reference's ``latest_net_G.pth`` into the weights format, checking every
-    tensor against the architecture in ``metadata``."""
-    state_dict = load_reference_state_dict(checkpoint)
-    net = build_generator(metadata.generator)
+    """Convert a reference generator checkpoint (``latest_net_G.pth``) into the weights format.
+
+    The architecture is read from the checkpoint's keys and shapes. ``metadata`` (e.g. from a
+    registry entry) must agree with it; without it, the metadata is made by
+    ``metadata_for_reference`` from what was read, ``options`` (checked against the tensors) and
+    ``metadata_options`` (direction, eval_mode, task, source). Every tensor is checked (shapes,
+    NaN/inf) before anything is written, atomically. ``replace=False``: raise FileExistsError
+    if ``output`` exists when it is written (see img2img.atomic). Raises WeightsError naming the
+    checkpoint."""
+    state_dict, inferred = read_reference_checkpoint(checkpoint, options)
+    if metadata is None:
+        metadata = metadata_for_reference(inferred, **metadata_options)
+    else:
+        check_declared(metadata.generator, inferred, checkpoint, declared_by=declared_by)
+    with torch.device("meta"):
+        net = build_generator(metadata.generator)
     state_dict = clean_reference_state_dict(state_dict, net)
     check_state_dict(state_dict, net, checkpoint)
-    save_generator(output, state_dict, metadata)
+    check_finite(state_dict, checkpoint)
+    save_generator(output, state_dict, metadata, replace=replace)
     return metadata
 
 
 def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """What ``models info`` shows about a weights file."""
-    metadata = read_metadata(path)
+    """What ``models info`` shows about a weights file (validated as ``load_generator`` does,
+    from the header alone)."""
     with _open_safetensors(path, "cpu") as handle:
+        metadata = _metadata_of(handle, path)
+        check_header(handle, metadata.generator, path)
         n_params = sum(
             _numel(handle.get_slice(key).get_shape())
             for key in handle.keys()
@@ -270,12 +502,26 @@ def _numel(shape: list[int]) -> int:
 def _open_safetensors(path: str | os.PathLike[str], device: str | torch.device):
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"{path}: no such file")
+        raise WeightsError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    try:
+        kind = filetypes.sniff(path)
+    except OSError as exc:
+        raise WeightsError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if kind in filetypes.PYTORCH_KINDS:
+        raise WeightsError(
+            f"{path}: is a PyTorch checkpoint (pickle), not a safetensors weights file",
+            hint="translate and convert read it as a reference checkpoint when it is named .pth: "
+            f"rename it, or run `img2img convert {path} -o OUT.safetensors`"
+            if path.suffix == ".safetensors"
+            else f"run `img2img convert {path} -o OUT.safetensors`",
+        )
+    if kind != filetypes.SAFETENSORS:
+        what, hint = filetypes.describe_kind(kind)
+        raise WeightsError(f"{path}: looks like {what}, not a safetensors weights file", hint=hint or None)
     try:
         return safe_open(str(path), framework="pt", device=str(device))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        hint = "a reference .pth checkpoint needs `img2img convert` first" if path.suffix in (".pth", ".pt") else None
-        raise WeightsError(f"{path}: not a readable safetensors file ({_first_line(exc)})", hint=hint) from None
+        raise WeightsError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
 
 
 def _metadata_of(handle: Any, path: str | os.PathLike[str]) -> WeightsMetadata:
@@ -283,7 +529,7 @@ def _metadata_of(handle: Any, path: str | os.PathLike[str]) -> WeightsMetadata:
     if raw is None:
         raise WeightsError(
             f"{path}: safetensors file has no img2img metadata, so its architecture is unknown",
-            hint="convert the original checkpoint with `img2img convert ... --arch ...`",
+            hint="convert the original checkpoint with `img2img convert CHECKPOINT.pth -o OUT.safetensors`",
         )
     return WeightsMetadata.from_json(raw, path)
 
@@ -297,13 +543,18 @@ __all__ = [
     "DIRECTIONS",
     "LoadedGenerator",
     "WeightsMetadata",
+    "check_finite",
+    "check_header",
     "check_state_dict",
     "clean_reference_state_dict",
     "convert_reference_checkpoint",
     "count_parameters",
     "describe",
     "load_generator",
+    "find_non_finite",
     "load_reference_state_dict",
+    "metadata_for_reference",
+    "read_reference_checkpoint",
     "read_metadata",
     "save_generator",
 ]

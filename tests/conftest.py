@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-REFERENCE_FIXTURES = Path(
-    os.environ.get("IMG2IMG_SHARED_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures")
-) / "reference"
+# Checkpoints written by the reference implementation (tests/fixtures/reference/README.md says how
+# and from which commit). Only the copy inside the repository is read: the suite must pass in a
+# clone with nothing beside it.
+REFERENCE_FIXTURES = REPO_ROOT / "tests" / "fixtures" / "reference"
 
 
 @pytest.fixture(scope="session")
 def reference_fixtures() -> Path:
     if not (REFERENCE_FIXTURES / "manifest.json").is_file():
-        pytest.fail(f"reference fixtures not found at {REFERENCE_FIXTURES}")
+        pytest.fail(f"reference fixtures missing from the repository: {REFERENCE_FIXTURES}")
     return REFERENCE_FIXTURES
 
 

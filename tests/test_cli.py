@@ -88,13 +88,13 @@ def test_convert_wrong_architecture_is_one_line_exit_1(tmp_path, reference_fixtu
     out = tmp_path / "out.safetensors"
     code, out_text, err = run_main(
         ["convert", str(reference_fixtures / "resnet_9blocks_ngf16/checkpoint.pth"), "-o", str(out),
-         "--arch", "resnet_9blocks"],
+         "--arch", "resnet_9blocks", "--ngf", "64"],
         capsys,
     )
     assert code == 1
     assert out_text == ""
     assert err.count("\n") == 1 and err.startswith("img2img: error: ")
-    assert "checkpoint.pth" in err and "wrong shape" in err
+    assert "checkpoint.pth" in err and "--ngf 64 given, the checkpoint has 16" in err
     assert not out.exists()
 
 

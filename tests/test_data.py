@@ -301,7 +301,7 @@ def test_combine_builds_the_aligned_layout(tmp_path):
     combine_folders(tmp_path / "A", tmp_path / "B", tmp_path / "AB", overwrite=True)
 
 
-def test_combine_checks_everything_before_writing(tmp_path, capsys):
+def test_combine_writes_the_pairs_it_can_and_pairs_names_first(tmp_path, capsys):
     (tmp_path / "A").mkdir()
     (tmp_path / "B").mkdir()
     solid((16, 16), RED).save(tmp_path / "A" / "1.png")
@@ -311,14 +311,15 @@ def test_combine_checks_everything_before_writing(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["data", "combine", str(tmp_path / "A"), str(tmp_path / "B"), str(tmp_path / "AB")])
     assert info.value.code == 1
-    assert "different sizes" in capsys.readouterr().err
-    assert not (tmp_path / "AB").exists()
+    err = capsys.readouterr().err
+    assert f"img2img: error: {tmp_path}/A/2.png: A and B of different sizes (16x16 and 20x16" in err
+    assert sorted(p.name for p in (tmp_path / "AB").iterdir()) == ["1.png"]  # the other pair is written
     (tmp_path / "B" / "2.png").unlink()
     with pytest.raises(SystemExit):
-        main(["data", "combine", str(tmp_path / "A"), str(tmp_path / "B"), str(tmp_path / "AB")])
+        main(["data", "combine", str(tmp_path / "A"), str(tmp_path / "B"), str(tmp_path / "AB2")])
     err = capsys.readouterr().err
     assert "without a partner" in err and "2.png" in err
-    assert not (tmp_path / "AB").exists()
+    assert not (tmp_path / "AB2").exists()  # pairing is checked before anything is written
 
 
 def test_combine_cli(tmp_path, capsys):

@@ -32,9 +32,13 @@ def test_plan_keeps_relative_names_and_reports_refusals(tmp_path):
     ]
     assert [e.message for e in errors] == [
         f"{tmp_path}/missing.png: no such file or directory",
-        f"{out}/b.png: same output as {photos}/b.gif",
-        f"{out}/sub/c.png: already exists (use --overwrite to replace it)",
+        # The message starts with the input that is skipped, and names the one that is kept.
+        f"{photos}/b.png: skipped: its output {out}/b.png is also the output of {photos}/b.gif",
+        f"{out}/sub/c.png: already exists (use --overwrite to replace it, or --skip-existing to keep it)",
     ]
+    assert [e.label for e in errors] == [str(tmp_path / "missing.png"), str(photos / "b.png"), str(photos / "sub/c.tif")]
+    jobs, errors = plan_jobs([str(photos)], output=None, out_dir=out, ext="PNG", skip_existing=True)
+    assert [(e.status, e.output) for e in errors] == [("error", out / "b.png"), ("skipped", out / "sub" / "c.png")]
     jobs, errors = plan_jobs([str(photos)], output=None, out_dir=photos, overwrite=True)
     assert jobs == [] and {e.message.split(": ")[1] for e in errors} == {"refusing to overwrite an input"}
     with pytest.raises(UsageError, match="-o FILE takes one input image"):
@@ -44,3 +48,15 @@ def test_plan_keeps_relative_names_and_reports_refusals(tmp_path):
 def test_importing_the_library_does_not_load_typer_or_torch():
     code = "import sys, img2img.jobs; assert not {'typer', 'click', 'torch'} & set(sys.modules), sys.modules.keys()"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_a_name_the_file_system_refuses_is_an_error_for_that_input_only(tmp_path):
+    photos = tmp_path / "photos"
+    long_name = "a" * 251 + ".png"  # 255 bytes: fits; as .jpeg it is 256 bytes, too long
+    for name in (long_name, "b.png"):
+        touch(photos / name)
+    (tmp_path / "out").mkdir()  # so that looking the name up reaches the long part
+    jobs, errors = plan_jobs([str(photos)], output=None, out_dir=tmp_path / "out", ext="jpeg")
+    assert [j.output.name for j in jobs] == ["b.jpeg"]
+    assert len(errors) == 1 and errors[0].label == str(photos / long_name)
+    assert errors[0].message.endswith("cannot write: File name too long")

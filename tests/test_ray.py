@@ -273,7 +273,7 @@ def test_example_writes_what_translate_writes_and_reports_the_corrupt_file(ray_c
     # A second run refuses to overwrite, as translate does, and touches nothing.
     code = _load_example().main([str(folder), str(out), "--model", str(model), "--quiet"])
     stdout, stderr = capsys.readouterr()
-    assert code == 1 and stderr.count("already exists (use --overwrite to replace it)") == 8
+    assert code == 1 and stderr.count("already exists (use --overwrite to replace it") == 8
     assert _files(out) == written
 
 

@@ -82,7 +82,8 @@ def test_two_inputs_with_one_output_fall_in_the_same_part(tmp_path):
     for k in range(5):
         _, errors = plan_jobs([str(tmp_path / "in")], output=None, out_dir=out, ext="png", shard=Shard(k, 5))
         reports += [e.message for e in errors]
-    assert reports == [f"{out}/a.png: same output as {tmp_path}/in/a.gif"]
+    assert len(reports) == 1  # one part saw both inputs and reported the clash
+    assert f"its output {out}/a.png is also the output of {tmp_path}/in/a.gif" in reports[0]
 
 
 @pytest.mark.parametrize("text", ["3/3", "-1/3", "1", "0/0", "a/b", "1/2/3", "", "1.5/3"])
@@ -128,3 +129,23 @@ def test_cli_empty_part_exits_0_and_bad_part_exits_2(tiny_generator, tmp_path, c
     assert code == 2 and "--shard '9/9': expected K/N" in stderr
     code, _, stderr = run([image, "-m", tiny_generator, "-o", tmp_path / "x.png", "--shard", "0/2"], capsys)
     assert code == 2 and "--shard needs --out-dir" in stderr
+
+
+def test_a_failed_part_is_rerun_with_skip_existing(tiny_generator, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    for i in range(6):
+        make_image(photos / f"p{i}.png", (10 + i, 12), seed=i)
+    out = tmp_path / "out"
+    args = [photos, "-m", tiny_generator, "--out-dir", out, "--shard", "1/2", "--json"]
+    assert run(args, capsys)[0] == 0
+    mine = sorted(p.name for p in out.iterdir())
+    assert mine and all(Shard(1, 2).holds(name) for name in mine)
+    (out / mine[0]).unlink()  # as if the part had died before writing it
+    code, stdout, stderr = run([*args, "--skip-existing"], capsys)
+    assert (code, stderr) == (0, "")
+    records = [json.loads(line) for line in stdout.splitlines()]
+    assert {r["shard"] for r in records} == {"1/2"}
+    assert sorted((Path(r["output"]).name, r["status"]) for r in records) == sorted(
+        (name, "ok" if name == mine[0] else "skipped") for name in mine
+    )
+    assert sorted(p.name for p in out.iterdir()) == mine

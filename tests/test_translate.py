@@ -144,7 +144,7 @@ def test_existing_output_needs_overwrite(tiny_generator, photos, tmp_path, capsy
     target.write_bytes(b"keep me")
     code, _, stderr = run([photos / "b.png", "-m", tiny_generator, "-o", target], capsys)
     assert code == 1
-    assert stderr == f"img2img: error: {target}: already exists (use --overwrite to replace it)\n"
+    assert stderr == f"img2img: error: {target}: already exists (use --overwrite to replace it, or --skip-existing to keep it)\n"
     assert target.read_bytes() == b"keep me"
     assert run([photos / "b.png", "-m", tiny_generator, "-o", target, "--overwrite"], capsys)[0] == 0
     assert Image.open(target).size == (16, 16)

@@ -47,9 +47,10 @@ def test_converted_reference_checkpoint_reproduces_reference_output(
     tmp_path, reference_fixtures, case, config
 ):
     out = tmp_path / "converted.safetensors"
-    convert_reference_checkpoint(
-        reference_fixtures / case / "checkpoint.pth", out, WeightsMetadata(generator=config)
-    )
+    # No architecture given: it is read from the checkpoint. eval_mode: the fixtures' outputs
+    # are the reference's model.eval() ones.
+    metadata = convert_reference_checkpoint(reference_fixtures / case / "checkpoint.pth", out, eval_mode=True)
+    assert metadata.generator == config
     loaded = load_generator(out)
     io = load_file(reference_fixtures / case / "io.safetensors")
     with torch.no_grad():
@@ -86,7 +87,7 @@ def test_convert_accepts_batch_norm_without_num_batches_tracked(tmp_path, refere
 def test_convert_reports_mismatched_architecture(tmp_path, reference_fixtures):
     wrong = GeneratorConfig.from_reference("resnet_6blocks", ngf=16)
     out = tmp_path / "out.safetensors"
-    with pytest.raises(WeightsError, match="do not fit the architecture: .* unexpected"):
+    with pytest.raises(WeightsError, match="given is resnet_6blocks .* tensors hold resnet_9blocks"):
         convert_reference_checkpoint(
             reference_fixtures / "resnet_9blocks_ngf16/checkpoint.pth", out, WeightsMetadata(generator=wrong)
         )
@@ -119,7 +120,7 @@ def test_crafted_pickle_is_refused_and_never_runs(tmp_path, writer):
 def test_garbage_and_non_state_dict_checkpoints(tmp_path):
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(WeightsError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(WeightsError, match="looks like a text file, not a PyTorch checkpoint"):
         load_reference_state_dict(garbage)
     a_list = tmp_path / "list.pth"
     torch.save([torch.zeros(1)], a_list)

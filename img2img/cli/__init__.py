@@ -11,13 +11,19 @@ import sys
 import typer
 
 from img2img import __version__
+from img2img.cli import _notes, _signals
 from img2img.cli._app import app
+from img2img.cli._signals import Interrupted
+from img2img.cli._text import one_line
+from img2img.atomic import written_files
 from img2img.errors import Img2ImgError
 
 # Importing the command modules registers their commands on the apps.
 from img2img.cli import convert as _convert  # noqa: E402,F401
 from img2img.cli import data as _data  # noqa: E402,F401
+from img2img.cli import export as _export  # noqa: E402,F401
 from img2img.cli import models as _models  # noqa: E402,F401
+from img2img.cli import report as _report  # noqa: E402,F401
 from img2img.cli import translate as _translate  # noqa: E402,F401
 from img2img.cli import train as _train  # noqa: E402,F401
 
@@ -47,7 +53,27 @@ def error(message: str) -> None:
     several = os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1")
     rank = os.environ.get("RANK", "0") if several else "0"
     where = f"[rank {rank}] " if rank != "0" else ""
-    print(f"img2img: error: {where}{message}", file=sys.stderr, flush=True)
+    # One line whatever the message holds (file names with newlines or bytes that are not UTF-8).
+    print(f"img2img: error: {where}{one_line(message)}", file=sys.stderr, flush=True)
+
+
+def _interrupted(exc: Interrupted, written_before: int) -> None:
+    """The one line for a stop signal: which signal and what had been written (by this command:
+    the files after the first ``written_before`` of this process)."""
+    from img2img.atomic import remove_registered_temporaries, written_files
+
+    remove_registered_temporaries()
+    if exc.summary is not None:
+        summary = exc.summary
+    else:
+        written = written_files()[written_before:]
+        summary = (
+            "nothing written"
+            if not written
+            else f"wrote {written[0]}" if len(written) == 1
+            else f"wrote {len(written)} files, the last {written[-1]}"
+        )
+    error(f"interrupted by {exc.signal_name}: {summary}; no partial files left")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,25 +81,34 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in args or os.environ.get("IMG2IMG_DEBUG", "") not in ("", "0")
     args = [arg for arg in args if arg != DEBUG_FLAG]
-    try:
-        app(args=args, prog_name="img2img")
-    except Img2ImgError as exc:
-        if debug:
-            raise
-        if not getattr(exc, "quiet", False):  # quiet: rank 0 reports it for every process
-            error(str(exc))
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        error("interrupted")
-        sys.exit(130)
-    except Exception as exc:  # anything unexpected is still one line unless --debug
-        if debug:
-            raise
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        error(f"{type(exc).__name__}: {detail} (run again with --debug for the traceback)")
-        sys.exit(1)
+    _notes.install()
+    # The stop signals unwind every command alike (img2img.cli._signals), for its length.
+    with _signals.installed():
+        written_before = len(written_files())
+        try:
+            app(args=args, prog_name="img2img")
+        except Interrupted as exc:
+            if debug:
+                raise
+            _interrupted(exc, written_before)
+            sys.exit(exc.exit_code)
+        except Img2ImgError as exc:
+            if debug:
+                raise
+            if not getattr(exc, "quiet", False):  # quiet: rank 0 reports it for every process
+                error(str(exc))
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            error("interrupted")
+            sys.exit(130)
+        except Exception as exc:  # anything unexpected is still one line unless --debug
+            if debug:
+                raise
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            error(f"{type(exc).__name__}: {detail} (run again with --debug for the traceback)")
+            sys.exit(1)
 
 
 __all__ = ["app", "main"]

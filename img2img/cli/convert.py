@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -11,59 +12,88 @@ from img2img.cli._app import app
 from img2img.cli._options import Direction, Norm
 
 
+class PaddingType(str, Enum):
+    reflect = "reflect"
+    replicate = "replicate"
+    zero = "zero"
+
+
 @app.command("convert")
 def convert(
-    checkpoint: Path = typer.Argument(..., help="The reference's latest_net_G.pth (a state dict)."),
+    checkpoint: Path = typer.Argument(
+        ..., help="The reference's latest_net_G.pth (a generator state dict; a safetensors state dict also works)."
+    ),
     output: Path = typer.Option(..., "-o", "--output", help="The .safetensors file to write."),
-    arch: str = typer.Option(
-        ..., "--arch", "--netg", help="resnet_9blocks, resnet_6blocks, unet_256, unet_128, unet_N."
+    arch: Optional[str] = typer.Option(
+        None,
+        "--arch",
+        "--netg",
+        help="resnet_9blocks, resnet_6blocks, unet_256, unet_128, unet_N [default: read from the "
+        "checkpoint]. Every architecture option is read from the checkpoint's tensors; one that "
+        "is given must agree with them.",
+        show_default=False,
     ),
-    norm: Optional[Norm] = typer.Option(
-        None, help="Normalisation layers [default: instance for resnet, batch for unet]."
-    ),
-    ngf: int = typer.Option(64, help="Filters in the generator's last conv layer."),
-    input_nc: int = typer.Option(3, "--input-nc", help="Input channels (1 grayscale, 3 RGB)."),
-    output_nc: int = typer.Option(3, "--output-nc", help="Output channels."),
+    norm: Optional[Norm] = typer.Option(None, help="batch, instance or none [default: read from the checkpoint]."),
+    ngf: Optional[int] = typer.Option(None, help="Filters in the generator's last conv layer [default: read]."),
+    input_nc: Optional[int] = typer.Option(None, "--input-nc", help="Input channels [default: read]."),
+    output_nc: Optional[int] = typer.Option(None, "--output-nc", help="Output channels [default: read]."),
     no_dropout: Optional[bool] = typer.Option(
         None,
         "--no-dropout/--dropout",
-        help="Whether the network was built without dropout [default: no dropout for resnet, "
-        "dropout for unet]. Dropout is never used at inference; it only changes the layer keys "
-        "of a resnet.",
+        help="Whether the network was built without dropout [default: read from a resnet's keys; "
+        "a unet's keys do not show it: dropout]. Dropout is never used at inference.",
+        show_default=False,
+    ),
+    padding_type: Optional[PaddingType] = typer.Option(
+        None,
+        "--padding-type",
+        help="A resnet's padding [default: zero or reflect, read from the keys; replicate cannot "
+        "be told from reflect].",
+        show_default=False,
     ),
     direction: Direction = typer.Option(Direction.AtoB, help="The direction this generator maps."),
     eval_mode: Optional[bool] = typer.Option(
         None,
         "--eval-mode/--per-image-norm",
         help="Batch norm with running statistics (--eval-mode) or each image's own statistics as "
-        "in training at batch size 1 [default: per-image for batch-norm pix2pix models].",
+        "in training at batch size 1 [default: per-image for batch-norm models].",
+        show_default=False,
     ),
     force: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
 ) -> None:
-    """Convert a pytorch-CycleGAN-and-pix2pix generator checkpoint to img2img's weights format."""
-    from img2img.config import GeneratorConfig, parse_generator_name
-    from img2img.errors import UsageError
-    from img2img.weights import WeightsMetadata, convert_reference_checkpoint
+    """Convert a pytorch-CycleGAN-and-pix2pix generator checkpoint to img2img's weights format.
+
+    The architecture (ResNet/U-Net, blocks or depth, ngf, norm, dropout, channels) is read from it.
+    """
+    from img2img.config import parse_generator_name
+    from img2img.errors import OutputExistsError, UsageError, WeightsError
 
     if output.exists() and not force:
         raise UsageError(f"{output}: already exists (use --overwrite to replace it)")
-    arch_options = parse_generator_name(arch)
-    is_unet = arch_options["arch"] == "unet"
-    norm_name = norm.value if norm else ("batch" if is_unet else "instance")
-    config = GeneratorConfig(
-        **arch_options,
+    options = dict(parse_generator_name(arch)) if arch else {}
+    options.update(
+        norm=norm.value if norm else None,
+        ngf=ngf,
         input_nc=input_nc,
         output_nc=output_nc,
-        ngf=ngf,
-        norm=norm_name,
-        use_dropout=(not no_dropout) if no_dropout is not None else is_unet,
+        use_dropout=None if no_dropout is None else not no_dropout,
+        padding_type=padding_type.value if padding_type else None,
     )
-    metadata = WeightsMetadata(
-        generator=config,
-        task="pix2pix" if is_unet else "cyclegan",
-        direction=direction.value,
-        eval_mode=eval_mode if eval_mode is not None else norm_name != "batch",
-        source=f"converted from reference checkpoint {checkpoint.name}",
-    )
-    convert_reference_checkpoint(checkpoint, output, metadata)
-    typer.echo(f"wrote {output} ({config.reference_name}, {norm_name} norm, {direction.value})", err=True)
+    from img2img.reference import describe_config
+    from img2img.weights import convert_reference_checkpoint
+
+    try:
+        metadata = convert_reference_checkpoint(
+            checkpoint,
+            output,
+            options=options,
+            replace=force,
+            direction=direction.value,
+            eval_mode=eval_mode,
+            source=f"converted from reference checkpoint {checkpoint.name}",
+        )
+    except FileExistsError:  # written by someone else since the check above
+        raise OutputExistsError(f"{output}: already exists (use --overwrite to replace it)") from None
+    except OSError as exc:  # a name or folder the file system refuses
+        raise WeightsError(f"{output}: cannot write: {exc.strerror or exc}") from None
+    typer.echo(f"wrote {output} ({describe_config(metadata.generator)}, {direction.value})", err=True)

@@ -18,9 +18,20 @@ def combine(
 ) -> None:
     """Put each A_DIR/x and B_DIR/x side by side in OUT_DIR/x, as the reference's combine_A_and_B.py.
 
-    Pairs are matched by file name (the extensions may differ); every pair is checked (readable,
-    same size) before anything is written."""
+    Pairs are matched by file name (the extensions may differ; a file without a partner stops
+    everything before anything is written). A pair that cannot be combined (unreadable, A and B
+    of different sizes, output exists) is one error line naming it; the other pairs are still
+    written, and the exit status is 1."""
+    from img2img.cli import error
     from img2img.data.combine import combine_folders
 
-    written = combine_folders(dir_a, dir_b, out_dir, overwrite=overwrite)
+    failures: list[str] = []
+
+    def report(message: str) -> None:
+        failures.append(message)
+        error(message)
+
+    written = combine_folders(dir_a, dir_b, out_dir, overwrite=overwrite, on_error=report)
     typer.echo(f"wrote {len(written)} A|B images to {out_dir}", err=True)
+    if failures:
+        raise typer.Exit(1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 from enum import Enum
@@ -21,6 +22,7 @@ import typer
 
 from img2img.cli._app import app
 from img2img.cli._options import Direction
+from img2img.cli._signals import Interrupted
 
 if TYPE_CHECKING:  # img2img.jobs loads Pillow and numpy: imported when the command runs
     from img2img.jobs import Job
@@ -38,20 +40,26 @@ _HELP = "\n\n".join(
         "Translate images with a trained generator. Outputs have the inputs' size.",
         "Name the output: -o FILE for one input, --out-dir DIR for any number. There is no default "
         "for files, so nothing is written where you did not ask. INPUT - reads one image from "
-        "stdin and writes PNG to stdout (or to -o FILE).",
-        "An existing output is an error unless --overwrite; an input is never overwritten. Each "
-        "output is written under a temporary name and renamed, so no file is ever half written.",
+        "stdin and writes PNG to stdout (or to -o FILE); -o - writes the image to stdout "
+        "(--ext sets its format).",
+        "An output that exists, even one another process wrote a moment ago, is an error for "
+        "that input unless --overwrite; --skip-existing keeps it and writes only the missing ones "
+        "(re-run an interrupted batch with it). An input is never overwritten. Each output is "
+        "written under a temporary name and moved into place, so no file is ever half written, "
+        "and Ctrl-C, SIGTERM or SIGHUP leave no temporary behind.",
         "Grayscale stays grayscale with a one-channel model; alpha is kept where the output format "
-        "can hold it. In folders, hidden files and files without an image extension are skipped.",
+        "can hold it. In folders, hidden files and files without an image extension are skipped; "
+        "symbolic links are followed; FIFOs, sockets and devices are skipped with a note.",
         'With --json, each input gives one line on stdout: {"input", "output", "width", "height", '
-        '"seconds", "status": "ok"} or {"input", "output", "status": "error", "error"}, in the '
-        "order they finish.",
+        '"seconds", "status": "ok"}, {"input", "output", "status": "skipped"} or {"input", '
+        '"output", "status": "error", "error"}, in the order they finish; names that are not '
+        'UTF-8 also come as base64 in "input_bytes"/"output_bytes".',
         "--shard K/N (K from 0 to N-1) translates only the K-th of N disjoint parts of the inputs, "
         "for job arrays: N processes given the same INPUTs and --out-dir cover every input exactly "
         "once, whatever the order of listing. A part is chosen by a hash of each output's name. "
-        "With --json each line also has \"shard\": \"K/N\".",
-        "Exit status: 0 all written; 1 some input failed (one line on stderr each, the others are "
-        "still written); 2 usage error.",
+        "With --json each line also has \"shard\": \"K/N\". Re-run a failed part with --skip-existing.",
+        "Exit status: 0 all written (or skipped); 1 some input failed (one line on stderr each, "
+        "the others are still written); 2 usage error; 130/143/129 stopped by SIGINT/SIGTERM/SIGHUP.",
     )
 )
 
@@ -67,7 +75,10 @@ def translate(
     ),
     model: str = typer.Option(..., "--model", "-m", help="A weights file or a model name."),
     output: Optional[Path] = typer.Option(
-        None, "-o", "--output", help="Output file for a single input; its extension sets the format."
+        None,
+        "-o",
+        "--output",
+        help="Output file for a single input; its extension sets the format. - writes to stdout.",
     ),
     out_dir: Optional[Path] = typer.Option(
         None,
@@ -78,8 +89,8 @@ def translate(
     ext: Optional[str] = typer.Option(
         None,
         "--ext",
-        help="With --out-dir: output format (png, jpg, ...). Default: the input's extension when "
-        "Pillow can write it, else png.",
+        help="With --out-dir or stdout: output format (png, jpg, ...), checked before any work. "
+        "Default: the input's extension when a translation can be written in it, else png.",
     ),
     direction: Optional[Direction] = typer.Option(
         None, help="Check that the weights map this direction (they map only one)."
@@ -92,10 +103,22 @@ def translate(
     ),
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images of equal (padded) size run together."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+    skip_existing: bool = typer.Option(
+        False,
+        "--skip-existing",
+        help="Keep outputs that exist and write only the missing ones (exit 0 when all are there).",
+    ),
     as_json: bool = typer.Option(
-        False, "--json", help="Print one JSON object per input on stdout (status ok or error)."
+        False, "--json", help="Print one JSON object per input on stdout (status ok, skipped or error)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (errors are still shown)."),
+    stdin_limit: str = typer.Option(
+        "1G",
+        "--stdin-limit",
+        envvar="IMG2IMG_STDIN_LIMIT",
+        metavar="SIZE",
+        help="Most bytes read from standard input or from a pipe named as INPUT (K, M, G suffixes).",
+    ),
     shard: Optional[str] = typer.Option(
         None,
         "--shard",
@@ -106,14 +129,24 @@ def translate(
 ) -> None:
     """Translate images with a trained generator; outputs have the inputs' size."""
     # Imported here rather than at the top so that `img2img --help` does not load torch.
+    from img2img.atomic import remove_stale_temporaries
+    from img2img.imageio import parse_byte_size
     from img2img.inference import Translator
     from img2img.jobs import parse_shard, plan_jobs
 
-    to_stdout = _check_options(inputs, output, out_dir, ext, as_json)
+    to_stdout = _check_options(inputs, output, out_dir, ext, as_json, overwrite, skip_existing)
     part = parse_shard(shard) if shard is not None else None
+    if to_stdout:
+        output = None
+    limit = parse_byte_size(stdin_limit)
+    notes: list[str] = []
     jobs, errors = plan_jobs(
-        inputs, output=output, out_dir=out_dir, ext=ext, overwrite=overwrite, to_stdout=to_stdout, shard=part
-    )
+        inputs, output=output, out_dir=out_dir, ext=ext, overwrite=overwrite,
+        skip_existing=skip_existing, to_stdout=to_stdout, on_note=notes.append, shard=part,
+    )  # fmt: skip
+    # Leftovers of killed runs go now, even if this run has nothing left to write there.
+    for folder in {path.parent for path in [*(j.output for j in jobs), *(e.output for e in errors)] if path}:
+        remove_stale_temporaries(folder, force=True)
     translator = Translator(
         model,
         device=device,
@@ -123,10 +156,18 @@ def translate(
     reporter = _Reporter(as_json=as_json, shard=part, show_progress=not quiet and len(jobs) + len(errors) > 1 and sys.stderr.isatty())
     try:
         with reporter.progress(total=len(jobs) + len(errors)):
+            for message in notes:
+                reporter.note(message)
             for error in errors:
-                reporter.failed(error.label, error.output, error.message)
+                if error.status == "skipped":
+                    reporter.skipped(error.label, error.output)
+                else:
+                    reporter.failed(error.label, error.output, error.message)
             if jobs:
-                _run(translator, jobs, batch_size, reporter)
+                _run(translator, jobs, batch_size, reporter, limit, replace=overwrite, skip_existing=skip_existing)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        raise Interrupted(signum, reporter.summary(len(jobs) + len(errors))) from None
     except BrokenPipeError:
         # Whoever read stdout has gone (`... --json | head -1`): stop quietly, like a tool that
         # SIGPIPE ends, and keep Python from failing again when it flushes stdout at exit.
@@ -141,24 +182,34 @@ def translate(
 
 
 def _check_options(
-    inputs: list[str], output: Path | None, out_dir: Path | None, ext: str | None, as_json: bool
+    inputs: list[str],
+    output: Path | None,
+    out_dir: Path | None,
+    ext: str | None,
+    as_json: bool,
+    overwrite: bool,
+    skip_existing: bool,
 ) -> bool:
-    """Usage errors that need no file system; returns whether the output goes to stdout."""
+    """Usage errors that need no file system, the output format included (before any work);
+    returns whether the output goes to stdout."""
     from img2img.errors import UsageError
-    from img2img.imageio import format_for_path
-    from img2img.jobs import STDIN, normalise_ext
+    from img2img.formats import format_for_path, output_format
+    from img2img.jobs import STDIN
 
     if output is not None and out_dir is not None:
         raise UsageError("give either -o FILE or --out-dir DIR, not both")
+    if overwrite and skip_existing:
+        raise UsageError("--overwrite and --skip-existing contradict each other; give one")
     if STDIN in inputs and len(inputs) > 1:
         raise UsageError("- (stdin) must be the only INPUT")
+    output_is_stdout = output is not None and str(output) == STDIN
+    to_stdout = output_is_stdout or (inputs == [STDIN] and output is None and out_dir is None)
     if ext is not None:
-        if out_dir is None:
-            raise UsageError("--ext goes with --out-dir (with -o the file's extension sets the format)")
-        format_for_path(f"out{normalise_ext(ext)}")
-    if output is not None:
+        if out_dir is None and not to_stdout:
+            raise UsageError("--ext goes with --out-dir or stdout (with -o the file's extension sets the format)")
+        output_format(ext, f"--ext {ext}")
+    if output is not None and not output_is_stdout:
         format_for_path(output)
-    to_stdout = inputs == [STDIN] and output is None and out_dir is None
     if inputs == [STDIN] and sys.stdin.isatty():
         raise UsageError("- reads an image from stdin, but stdin is a terminal; pipe an image in")
     if inputs == [STDIN] and out_dir is not None:
@@ -170,15 +221,20 @@ def _check_options(
             raise UsageError("--json and an image on stdout cannot share stdout; use -o FILE")
         if sys.stdout.isatty():
             raise UsageError("refusing to write image data to a terminal; redirect stdout or use -o FILE")
+        if skip_existing:
+            raise UsageError("--skip-existing needs output files; stdout always gets the image")
     return to_stdout
 
 
 # --- running ------------------------------------------------------------------------------------
 
 
-def _run(translator, jobs: list[Job], batch_size: int, reporter: _Reporter) -> None:
-    from img2img.errors import ImageError
-    from img2img.imageio import encode_image, read_image, write_image
+def _run(
+    translator, jobs: list[Job], batch_size: int, reporter: _Reporter, stdin_limit: int, *, replace: bool, skip_existing: bool
+) -> None:
+    from img2img.errors import ImageError, OutputExistsError
+    from img2img.formats import check_size
+    from img2img.imageio import encode_image, read_image, read_stream, write_image
 
     read_seconds: dict[int, float] = {}
 
@@ -186,10 +242,13 @@ def _run(translator, jobs: list[Job], batch_size: int, reporter: _Reporter) -> N
         for index, job in enumerate(jobs):
             start = time.perf_counter()
             try:
-                if job.source is None:
-                    image = read_image(typer.get_binary_stream("stdin").read(), name="stdin")
+                if job.source is None:  # read with the bound even when it is a regular file
+                    source, name = read_stream(typer.get_binary_stream("stdin"), "stdin", stdin_limit), "stdin"
                 else:
-                    image = read_image(job.source, name=job.label)
+                    source, name = job.source, job.label
+                image = read_image(source, name=name, stream_limit=stdin_limit, on_note=reporter.note)
+                # A size the output format cannot hold fails now, before the translation.
+                check_size(job.fmt, image.size, f"{job.label}: {job.output or 'stdout'}")
             except ImageError as exc:  # its message names the file
                 reporter.failed(job.label, job.output, str(exc))
                 continue
@@ -213,21 +272,28 @@ def _run(translator, jobs: list[Job], batch_size: int, reporter: _Reporter) -> N
                 stdout.write(encode_image(result.image, job.fmt))
                 stdout.flush()
             else:
-                write_image(result.image, job.output, job.fmt)
+                write_image(result.image, job.output, job.fmt, replace=replace)
+        except OutputExistsError as exc:  # written since the batch was planned (another process?)
+            if skip_existing:
+                reporter.skipped(job.label, job.output)
+            else:
+                reporter.failed(job.label, job.output, f"{job.label}: {exc}")
+            continue
         except ImageError as exc:
-            reporter.failed(job.label, job.output, str(exc))
+            reporter.failed(job.label, job.output, f"{job.label}: {exc}")
             continue
         seconds = read_seconds.pop(result.key) + result.seconds + time.perf_counter() - start
         reporter.done(job, result.image.size, seconds)
 
 
 class _Reporter:
-    """Where results go: error lines on stderr, JSON lines on stdout, a progress bar on stderr."""
+    """Where results go: error lines on stderr, JSON lines on stdout, a progress bar on stderr.
+    Names are written by the policy of img2img.cli._text (one line on stderr, exact in JSON)."""
 
     def __init__(self, *, as_json: bool, show_progress: bool, shard=None):
+        self.shard = {} if shard is None else {"shard": str(shard)}
         self.as_json, self.show_progress = as_json, show_progress
-        self.shard = None if shard is None else str(shard)
-        self.failures = 0
+        self.failures = self.written = self.skips = 0
         self._progress = None
         self._task = None
 
@@ -248,39 +314,55 @@ class _Reporter:
         self._task = self._progress.add_task("translate", total=total)
         return self._progress
 
-    def failed(self, label: str, output: Path | None, message: str) -> None:
-        self.failures += 1
-        line = f"img2img: error: {message}"
+    def note(self, message: str) -> None:
+        """Something skipped on purpose or worth knowing (not a failure): one line on stderr."""
+        line = f"img2img: note: {message}"
         if self._progress is not None:
             self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
         else:
             print(line, file=sys.stderr, flush=True)
-        self._json({"input": label, "output": _path_str(output), "status": "error", "error": message})
+
+    def failed(self, label: str, output: Path | None, message: str) -> None:
+        from img2img.cli._text import json_text, one_line
+
+        self.failures += 1
+        line = f"img2img: error: {one_line(message)}"
+        if self._progress is not None:
+            self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+        self._json(label, output, {"status": "error", "error": json_text(one_line(message))})
+        self._advance()
+
+    def skipped(self, label: str, output: Path | None) -> None:
+        self.skips += 1
+        self._json(label, output, {"status": "skipped"})
         self._advance()
 
     def done(self, job: Job, size: tuple[int, int], seconds: float) -> None:
+        self.written += 1
         self._json(
-            {
-                "input": job.label,
-                "output": _path_str(job.output),
-                "width": size[0],
-                "height": size[1],
-                "seconds": round(seconds, 4),
-                "status": "ok",
-            }
+            job.label,
+            job.output,
+            {"width": size[0], "height": size[1], "seconds": round(seconds, 4), "status": "ok"},
         )
         self._advance()
 
-    def _json(self, record: dict) -> None:
+    def summary(self, total: int) -> str:
+        """What was done, for the line an interrupted run ends with."""
+        parts = [f"wrote {self.written} of {total} outputs"]
+        if self.skips:
+            parts.append(f"{self.skips} skipped (already there)")
+        if self.failures:
+            parts.append(f"{self.failures} failed")
+        return ", ".join(parts)
+
+    def _json(self, label: str, output: Path | None, fields: dict) -> None:
         if self.as_json:
-            if self.shard is not None:
-                record["shard"] = self.shard
-            typer.echo(json.dumps(record))
+            from img2img.cli._text import json_name
+
+            typer.echo(json.dumps({**json_name("input", label), **json_name("output", output), **fields, **self.shard}))
 
     def _advance(self) -> None:
         if self._progress is not None:
             self._progress.advance(self._task)
-
-
-def _path_str(path: Path | None) -> str | None:
-    return None if path is None else str(path)

@@ -8,9 +8,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from PIL import Image
-
-from img2img.data.images import _first_line, list_images, read_header, read_size
+from img2img.data.images import list_images, read_header, read_size, unreadable_reason
 from img2img.data.layouts import (
     Pair,
     PairedData,
@@ -24,10 +22,8 @@ from img2img.data.layouts import (
     _validation_split,
 )
 from img2img.data.transforms import Preprocess
-from img2img.errors import DatasetError
-
-
-_GRAYSCALE_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+from img2img.errors import DatasetError, ImageError
+from img2img.imageio import natural_channels
 
 
 class _Problems:
@@ -135,8 +131,8 @@ def _check_pair(
     for path in paths:
         try:
             read.append(read_size(path))
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            problems.add("unreadable images", f"{problems.rel(path)} ({_first_line(exc)})")
+        except ImageError as exc:
+            problems.add("unreadable images", f"{problems.rel(path)} ({unreadable_reason(exc, path)})")
     if len(read) != len(paths):
         return
     if pair.b is None:
@@ -217,8 +213,8 @@ def check_unpaired_data(
     for path in train_a + train_b + val_a + val_b:
         try:
             headers[path] = read_header(path)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            problems.add("unreadable images", f"{problems.rel(path)} ({_first_line(exc)})")
+        except ImageError as exc:
+            problems.add("unreadable images", f"{problems.rel(path)} ({unreadable_reason(exc, path)})")
             continue
         _check_image_size(path, headers[path][0], pre, size_multiple, problems)
     problems.raise_if_any()
@@ -239,8 +235,8 @@ def _domain_differences(
     """Warnings for domains that differ a lot: mostly grayscale vs mostly colour, or typical
     sizes 2x or more apart."""
     warnings = []
-    gray_a = sum(mode in _GRAYSCALE_MODES for _, mode in headers_a) / len(headers_a)
-    gray_b = sum(mode in _GRAYSCALE_MODES for _, mode in headers_b) / len(headers_b)
+    gray_a = sum(natural_channels(mode) == 1 for _, mode in headers_a) / len(headers_a)
+    gray_b = sum(natural_channels(mode) == 1 for _, mode in headers_b) / len(headers_b)
     if (gray_a > 0.5) != (gray_b > 0.5):
         gray, colour = ("trainA", "trainB") if gray_a > 0.5 else ("trainB", "trainA")
         warnings.append(

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
-from PIL import Image, ImageOps
+from PIL import Image
 
-from img2img.data.checks import _Problems
-from img2img.data.images import _first_line, read_size
 from img2img.data.layouts import _pair_by_name
-from img2img.errors import DatasetError
+from img2img.errors import DatasetError, ImageError
+from img2img.imageio import natural_channels, read_image, to_8bit, write_image
 
 
 SPLITS = ("train", "val", "test")  # split subfolders mirrored by combine_folders
@@ -22,12 +22,19 @@ def combine_folders(
     out_dir: str | os.PathLike[str],
     *,
     overwrite: bool = False,
+    on_error: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Build the aligned layout: every A/x.* and B/x.* side by side in OUT/x.* (A's name and
-    format). Split subfolders (train/, val/, test/) present in A are mirrored. Everything is
-    checked before anything is written; returns the files written."""
-    from img2img.atomic import atomic_path
+    format; 8-bit L when both sides are grayscale, else RGB, decoded as every reader of images
+    does). Split subfolders (train/, val/, test/) present in A are mirrored.
 
+    The folders are paired first (files without a partner, mismatched split folders: a
+    DatasetError before anything is written). Then each pair is read and written on its own, as
+    ``translate`` does with its inputs: a pair that cannot be (an unreadable file, A and B of
+    different sizes, an output that exists without ``overwrite``) is one message naming the
+    file, passed to ``on_error``, and the other pairs are still written. Without ``on_error``
+    those messages are raised together as one DatasetError once the others are written.
+    Returns the files written."""
     dir_a, dir_b, out_dir = Path(dir_a), Path(dir_b), Path(out_dir)
     for folder in (dir_a, dir_b):
         if not folder.is_dir():
@@ -43,41 +50,43 @@ def combine_folders(
         jobs = [(dir_a / s, dir_b / s, out_dir / s) for s in splits_a]
     else:
         jobs = [(dir_a, dir_b, out_dir)]
+    plan = [
+        (pair.a, pair.b, folder_out / pair.a.name)
+        for folder_a, folder_b, folder_out in jobs
+        for pair in _pair_by_name(folder_a, folder_b)
+    ]
 
-    plan: list[tuple[Path, Path, Path]] = []
-    problems = _Problems(Path(os.path.commonpath([dir_a.resolve(), dir_b.resolve()])))
-    for folder_a, folder_b, folder_out in jobs:
-        for pair in _pair_by_name(folder_a, folder_b):
-            assert pair.b is not None
-            target = folder_out / pair.a.name
-            try:
-                size_a, size_b = read_size(pair.a), read_size(pair.b)
-            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-                problems.add("unreadable images", f"{pair.a.name} or {pair.b.name} ({_first_line(exc)})")
-                continue
-            if size_a != size_b:
-                problems.add(
-                    "A and B of different sizes",
-                    f"{problems.rel(pair.a.resolve())} {size_a[0]}x{size_a[1]} vs "
-                    f"{problems.rel(pair.b.resolve())} {size_b[0]}x{size_b[1]}",
-                )
-            if target.exists() and not overwrite:
-                problems.add("outputs that already exist (use --overwrite)", str(target))
-            plan.append((pair.a, pair.b, target))
-    problems.raise_if_any()
-
+    failures: list[str] = []
+    report = on_error or failures.append
     written = []
     for path_a, path_b, target in plan:
-        with Image.open(path_a) as raw_a, Image.open(path_b) as raw_b:
-            a, b = ImageOps.exif_transpose(raw_a), ImageOps.exif_transpose(raw_b)
-            mode = "L" if a.mode in ("L", "1") and b.mode in ("L", "1") else "RGB"
-            a, b = a.convert(mode), b.convert(mode)
-            both = Image.new(mode, (a.width * 2, a.height))
-            both.paste(a, (0, 0))
-            both.paste(b, (a.width, 0))
-        image_format = Image.registered_extensions().get(target.suffix.lower(), "PNG")
-        options = {"quality": 95} if image_format == "JPEG" else {}
-        with atomic_path(target) as tmp:
-            both.save(tmp, format=image_format, **options)
+        assert path_b is not None
+        if target.exists() and not overwrite:
+            report(f"{target}: already exists (use --overwrite to replace it)")
+            continue
+        try:
+            _combine_pair(path_a, path_b, target, replace=overwrite)
+        except ImageError as exc:  # its message names the file
+            report(str(exc))
+            continue
         written.append(target)
+    if failures:
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        raise DatasetError(f"{failures[0]}{more}; wrote the {len(written)} other pairs")
     return written
+
+
+def _combine_pair(path_a: Path, path_b: Path, target: Path, *, replace: bool) -> None:
+    a, b = read_image(path_a), read_image(path_b)
+    if a.size != b.size:
+        raise ImageError(
+            f"{path_a}: A and B of different sizes ({a.width}x{a.height} and {b.width}x{b.height} in {path_b})"
+        )
+    channels = 1 if natural_channels(a.mode) == natural_channels(b.mode) == 1 else 3
+    a, b = to_8bit(a, channels), to_8bit(b, channels)
+    both = Image.new(a.mode, (a.width * 2, a.height))
+    both.paste(a, (0, 0))
+    both.paste(b, (a.width, 0))
+    image_format = Image.registered_extensions().get(target.suffix.lower())
+    # No-replace unless --overwrite: a file another process wrote meanwhile is an error for this pair.
+    write_image(both, target, image_format if image_format in Image.SAVE else "PNG", replace=replace)

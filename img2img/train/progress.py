@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence, TextIO
 
+from img2img.atomic import atomic_write_bytes
 from img2img.errors import Img2ImgError
 
 METRICS_FILE = "metrics.csv"
@@ -159,9 +160,10 @@ class MetricsLog:
             writer = csv.DictWriter(buffer, self.columns, extrasaction="ignore", lineterminator="\n")
             writer.writeheader()
             writer.writerows(kept)
-            self.path.write_text(buffer.getvalue())
+            # Atomic: a run stopped while rewriting keeps its old metrics rather than half of them.
+            atomic_write_bytes(self.path, buffer.getvalue().encode())
             return
-        self.path.write_text(",".join(self.columns) + "\n")
+        atomic_write_bytes(self.path, (",".join(self.columns) + "\n").encode())
 
     def write(self, row: Mapping[str, Any]) -> None:
         values = {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}

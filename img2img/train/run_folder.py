@@ -29,7 +29,7 @@ def default_run_dir(config: TrainConfig) -> Path:
 class RunFolder:
     """runs/NAME: config.json, checkpoints/, weights/, samples/, metrics.csv, tensorboard/."""
 
-    OWNED = (CONFIG_FILE, "checkpoints", "weights", "samples", METRICS_FILE, "tensorboard")
+    OWNED = (CONFIG_FILE, "checkpoints", "weights", "samples", METRICS_FILE, "tensorboard", "report.html")
 
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from img2img.config import GeneratorConfig
+from img2img.devices import cpu_has_native_bf16
 from img2img.errors import DeviceError, UsageError
 from img2img.train import distributed
 
@@ -54,22 +55,20 @@ def default_num_workers(device: torch.device) -> int:
 def default_amp(device: torch.device, dtype_name: str) -> bool:
     """bf16 autocast measured 0.73x the time per iteration of float32 for the default pix2pix on
     a CPU with native bf16 (AVX512-BF16/AMX), with the same validation L1 (see the README).
-    Without native support bf16 is emulated and slower; on CUDA it is left to --amp."""
-    if device.type != "cpu" or dtype_name != "bf16":
-        return False
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    Without native support (AVX2, or AVX-512 without BF16) bf16 is emulated and many times
+    slower, so it is off there, whatever oneDNN would accept; on CUDA it is left to --amp."""
+    return device.type == "cpu" and dtype_name == "bf16" and cpu_has_native_bf16()
 
 
-def default_channels_last(device: torch.device, generator: GeneratorConfig | None = None) -> bool:
-    """On the CPU, channels-last with bf16 autocast measured 0.67-0.68x the float32 time per
-    iteration against 0.69-0.73x for bf16 alone (default pix2pix; alone, in float32, it was
-    within noise: 0.94-1.10x). See benchmarks/bench_train.py and the README. Not for the ResNet
-    generators (CycleGAN's default): there reflection padding and instance norm copy
-    channels-last tensors to the standard layout and back, a quarter of the step's time."""
-    return device.type == "cpu" and (generator is None or generator.arch != "resnet")
+def default_channels_last(device: torch.device, generator: GeneratorConfig | None = None, *, amp: bool = False) -> bool:
+    """On the CPU, channels-last only pays with bf16 autocast on a native-bf16 CPU: there it
+    measured 0.67-0.68x the float32 time per iteration against 0.69-0.73x for bf16 alone
+    (default pix2pix). In float32 it was within noise on that CPU (0.94-1.10x) and 18% slower
+    for the U-Net on an AVX2-only one (1.37 vs 1.16 s/iter), so it follows ``amp``. Never for
+    the ResNet generators (CycleGAN's default): reflection padding and instance norm copy
+    channels-last tensors to the standard layout and back, a quarter of the step's time.
+    See benchmarks/bench_train.py and the README."""
+    return device.type == "cpu" and amp and (generator is None or generator.arch != "resnet")
 
 
 class Amp:

@@ -103,6 +103,7 @@ class Trainer:
         self.elapsed = 0.0  # training seconds over all sessions of the run
         self.last_val: dict[str, float] = {}
         self._owns_group = False  # whether this trainer started the process group (torchrun)
+        self._report_disabled = False
         self._saved: tuple[int, int] | None = None  # (epoch, iteration) of the last checkpoint
         self._notes: list[str] = []  # said when training starts
 
@@ -141,7 +142,7 @@ class Trainer:
             amp = Amp(use_amp, cfg.amp_dtype, self.device)
             channels_last = cfg.channels_last
             if channels_last is None:
-                channels_last = default_channels_last(self.device, cfg.generator_config)
+                channels_last = default_channels_last(self.device, cfg.generator_config, amp=use_amp)
             sync_bn = self._sync_bn()
             self.runtime = Runtime(self.device, amp, channels_last, cfg.compile, self.dist, sync_bn)
             # The dataset is checked before anything is written.
@@ -452,12 +453,14 @@ class Trainer:
                     )
                     keep = self.epoch % cfg.save_epoch_freq == 0 or self.epoch == total
                     self.save_checkpoint(keep_epoch=keep)
+                    self._write_report("in progress")
                     if self._stop_requested(signals):
                         self._stop(signals)
         finally:
             self.progress.stop()
             if tensorboard:
                 tensorboard.close()
+            self._write_report("finished" if self.epoch >= total else "interrupted")
         weights = {
             direction: self.run.weights_file(self.model.task, direction)
             for direction in self.model.export_generators()
@@ -466,6 +469,22 @@ class Trainer:
         if self.dist.is_main:
             self._summary(result, finished=self.epoch >= total)
         return result
+
+    def _write_report(self, status: str) -> None:
+        """RUN/report.html (rank 0). A report that cannot be written is a note, never the end
+        of the run; without matplotlib the note comes once."""
+        if not self.dist.is_main or self._report_disabled or not self.run.config.exists():
+            return
+        from img2img.report import matplotlib_missing, write_report
+
+        try:
+            if (missing := matplotlib_missing()) is not None:
+                self._report_disabled = True
+                self.log(f"note: no report.html: {missing}")
+                return
+            write_report(self.run.root, status=status)
+        except Exception as exc:  # noqa: BLE001 - the report must never stop training
+            self.log(f"note: report.html not written: {type(exc).__name__}: {exc}")
 
     def _batches(self) -> Iterator[Mapping[str, Any]]:
         """The loader's batches; a worker's DatasetError comes out as the error it was."""

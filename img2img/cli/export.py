@@ -1,0 +1,65 @@
+"""`img2img export`: a generator as an ONNX model, checked against PyTorch before it is kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from img2img.cli._app import app
+
+_HELP = "\n\n".join(
+    (
+        "Export a generator (any model translate takes) to ONNX, with img2img's metadata inside.",
+        "Batch, height and width are dynamic (height and width multiples of the network's size "
+        "multiple: 4 for ResNet generators, 2^depth for U-Nets) unless --static HEIGHTxWIDTH fixes "
+        "them (batch 1). Input and output: NCHW float32 in [-1, 1], RGB (or grayscale).",
+        "The exported file is run with onnxruntime on two input sizes (one a batch of 2) and "
+        "compared with PyTorch; the maximum absolute difference is printed, and above --tolerance "
+        "the export fails (exit 1) and no file is written. --no-check skips this.",
+        'Needs the onnx extra: pip install "img2img\\[onnx]".',
+    )
+)
+
+
+@app.command("export", help=_HELP)
+def export(
+    model: str = typer.Argument(..., help="A weights file, a model name or hf:OWNER/REPO\\[/FILE]."),
+    output: Path = typer.Option(..., "-o", "--output", help="The .onnx file to write."),
+    opset: Optional[int] = typer.Option(
+        None, "--opset", min=7, help="ONNX opset (default: the exporter's; below 18 the TorchScript exporter writes it)."
+    ),
+    static: Optional[str] = typer.Option(
+        None, "--static", metavar="HEIGHTxWIDTH", help="Fixed input size (and batch 1) for runtimes that need it."
+    ),
+    check: bool = typer.Option(True, "--check/--no-check", help="Compare onnxruntime with PyTorch before keeping the file."),
+    tolerance: Optional[float] = typer.Option(
+        None, "--tolerance", min=0.0, help="Largest accepted max abs difference (outputs are in \\[-1, 1]; default 1e-3)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
+) -> None:
+    """Export a generator to ONNX, checked against PyTorch."""
+    from img2img.errors import UsageError
+    from img2img.onnx_export import DEFAULT_TOLERANCE, export_onnx, parse_static_size
+
+    if output.suffix.lower() != ".onnx":
+        raise UsageError(f"{output}: the output's extension must be .onnx")
+    if output.exists() and not overwrite:
+        raise UsageError(f"{output}: already exists (use --overwrite to replace it)")
+    size = parse_static_size(static) if static is not None else None
+    result = export_onnx(
+        model,
+        output,
+        opset=opset,
+        static=size,
+        check=check,
+        tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
+        report=lambda line: typer.echo(line, err=True),
+    )
+    shape = "x".join(str(dim) for dim in result.input_shape)
+    typer.echo(
+        f"wrote {output} (opset {result.opset}, {result.exporter} exporter, input {shape}, "
+        f"{result.size_bytes / 1e6:.1f} MB, {result.seconds:.1f} s)",
+        err=True,
+    )
