@@ -202,6 +202,12 @@ class TrainConfig:
     val_size: int = 50  # validation images used per epoch (at most)
     n_samples: int = 4  # rows of the per-epoch sample grid
     tensorboard: bool = False
+    # validation scores (img2img.eval): "fid,kid,..." every val_freq epochs; keep the best epoch
+    val_metrics: str = ""
+    val_freq: int = 1
+    keep_best: str | None = None
+    inception_weights: str | None = None
+    lpips_weights: str | None = None
     # speed
     device: str = "auto"
     num_workers: int | None = None  # None: sized to the machine
@@ -231,7 +237,7 @@ class TrainConfig:
             if getattr(self, name) not in (1, 3):
                 raise UsageError(f"--{_flag(name)} must be 1 or 3, got {getattr(self, name)}")
         positive = ("load_size", "crop_size", "ngf", "ndf", "n_layers_d", "batch_size",
-                    "print_freq", "save_epoch_freq", "save_latest_freq", "lr_decay_iters")
+                    "print_freq", "save_epoch_freq", "save_latest_freq", "lr_decay_iters", "val_freq")
         for name in positive:
             if getattr(self, name) < 1:
                 raise UsageError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
@@ -248,6 +254,10 @@ class TrainConfig:
             raise UsageError("--beta1 and --beta2 must be in [0, 1)")
         if not self.data:
             raise UsageError("no data folder given (--data DIR)")
+        if self.val_metrics or self.keep_best:
+            from img2img.eval.validation import check_keep_best, parse_metrics  # no extra needed to parse
+
+            check_keep_best(self.keep_best, parse_metrics(self.val_metrics, self.task_name()))
 
     @property
     def total_epochs(self) -> int:

@@ -16,6 +16,7 @@ import io
 import logging
 import os
 import stat
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from img2img import formats
 from img2img.atomic import atomic_path
-from img2img.errors import ImageError, OutputExistsError
+from img2img.errors import ImageError, OutputExistsError, UsageError
 
 Image.init()  # registers every plugin, so the extension tables below are complete
 
@@ -112,6 +113,7 @@ def read_image(
     *,
     stream_limit: int | None = None,
     on_note: Callable[[str], None] | None = None,
+    max_pixels: int | None = None,
 ) -> Image.Image:
     """Decode an image fully, upright (EXIF orientation applied), first frame only.
 
@@ -122,8 +124,12 @@ def read_image(
     multipage TIFF) gives its first, and says so once per ``name`` through ``on_note``
     (default: a logging warning).
 
+    ``max_pixels`` (default: $IMG2IMG_MAX_PIXELS, else twice Pillow's ``MAX_IMAGE_PIXELS``, where
+    Pillow itself refuses) is the largest width x height read; it guards against decompression
+    bombs.
+
     Raises ImageError naming ``name`` (default: the path) with the reason: Pillow's, "out of
-    memory" with the image's size, or the stream limit."""
+    memory" with the image's size, the pixel limit, or the stream limit."""
     label = name if name is not None else str(source)
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
@@ -138,11 +144,13 @@ def read_image(
             # Large photos trip Pillow's decompression-bomb *warning* (twice the limit is still
             # an error below); a translation tool is fed big images on purpose.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(source) as opened:
+            with _open_within(source, label, max_pixels) as opened:
                 size = opened.size
                 frames = _frame_count(opened)
                 opened.load()  # decode now, so truncated files fail here rather than later
                 image = ImageOps.exif_transpose(opened)  # a new image, so the file can be closed
+    except (ImageError, UsageError):
+        raise  # already says what is wrong with which file (the pixel limit)
     except MemoryError:
         raise ImageError(f"{label}: {_out_of_memory('decoding', size, _byte_count(source))}") from None
     except UnidentifiedImageError:
@@ -246,6 +254,40 @@ def probe_image(path: str | os.PathLike[str]) -> tuple[tuple[int, int], str, int
     finally:
         if isinstance(source, io.BufferedReader):
             source.close()
+
+# --- the pixel limit (--max-pixels) ---------------------------------------------------------
+
+MAX_PIXELS_ENV = "IMG2IMG_MAX_PIXELS"
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+def _open_within(source, label: str, max_pixels: int | None) -> Image.Image:
+    """Image.open with our own pixel limit instead of Pillow's global one (which is switched
+    off, under a lock, only while the header is read)."""
+    if max_pixels is None and os.environ.get(MAX_PIXELS_ENV):
+        try:
+            max_pixels = int(os.environ[MAX_PIXELS_ENV])
+        except ValueError:
+            raise UsageError(f"{MAX_PIXELS_ENV} must be a number of pixels, not {os.environ[MAX_PIXELS_ENV]!r}") from None
+    if max_pixels is None:
+        if Image.MAX_IMAGE_PIXELS is None:  # switched off by the embedding program
+            return Image.open(source)
+        max_pixels = 2 * Image.MAX_IMAGE_PIXELS
+    with _PILLOW_LIMIT_LOCK:
+        pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            opened = Image.open(source)
+        finally:
+            Image.MAX_IMAGE_PIXELS = pillow_limit
+    width, height = opened.size
+    if width * height > max_pixels:
+        opened.close()
+        raise ImageError(
+            f"{label}: {width}x{height} is {width * height} pixels, more than the limit of {max_pixels} "
+            "(a guard against decompression bombs)",
+            hint=f"if you trust this image, pass --max-pixels {width * height} or set {MAX_PIXELS_ENV}",
+        )
+    return opened
 
 
 def to_model_input(image: Image.Image, channels: int) -> ModelInput:

@@ -36,6 +36,7 @@ from img2img.devices import cpu_has_native_bf16, resolve_device
 from img2img.errors import ImageError, UsageError
 from img2img.imageio import ModelInput, from_model_output, to_model_input
 from img2img.networks import PerImageBatchNorm
+from img2img.tiling import TilePlan, TileSettings, translate_tiled
 from img2img.weights import LoadedGenerator, WeightsMetadata, load_generator
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,7 @@ class TranslateResult:
     image: Image.Image | None
     error: ImageError | None
     seconds: float  # this image's share of the compute time
+    tiling: TilePlan | None = None  # how the image was tiled; None: one pass
 
 
 class Translator:
@@ -190,6 +192,11 @@ class Translator:
     ``model`` is a weights file, a model name (resolved by img2img.registry) or a
     LoadedGenerator (copied, not changed). ``direction``, when given, must be the one the
     weights map; a CycleGAN run exports one file per direction.
+
+    Tiling (img2img.tiling): ``tile`` is "auto" (tile an image only when one pass would not fit
+    ``memory_budget`` bytes, default: measured free memory), "off", or a tile side in pixels;
+    ``tile_overlap`` in pixels (default: a quarter of the tile, at most 128); ``tile_stats``
+    "thumbnail", "exact" or "tile" (how tiles get their normalisation statistics).
     """
 
     def __init__(
@@ -200,6 +207,10 @@ class Translator:
         precision: Precision | str = "auto",
         direction: str | None = None,
         channels_last: bool | None = None,
+        tile: int | str = "auto",
+        tile_overlap: int | None = None,
+        tile_stats: str = "thumbnail",
+        memory_budget: int | None = None,
     ):
         self.channels_last = channels_last
         self.precision_requested = precision
@@ -233,6 +244,9 @@ class Translator:
             # new (padded) size pays for the search.
             torch.backends.cudnn.benchmark = True
         self.net = self._prepare(loaded.net)
+        self.tiling = TileSettings(tile, tile_overlap, tile_stats, memory_budget)
+        self.tiling.check(self.size_multiple)
+        self._bytes_per_pixel: float | None = None
 
     # -- properties
 
@@ -350,6 +364,10 @@ class Translator:
         for key, item in items:
             width, height = item.size
             shape = padded_size(height, width, self.size_multiple, self.minimum_size)
+            plan = self.tile_plan(height, width)
+            if plan is not None:  # too large for one pass: alone, in tiles
+                yield self._run_tiled(key, item, plan)
+                continue
             groups.setdefault(shape, []).append((key, item))
             pending += 1
             if len(groups[shape]) >= batch_size:
@@ -389,6 +407,10 @@ class Translator:
                 return
             key, item = batch[0]
             width, height = item.size
+            plan = self._plan_after_out_of_memory(height, width)
+            if plan is not None:  # the estimate was too optimistic: tiles a quarter the size
+                yield self._run_tiled(key, item, plan)
+                return
             hint = "try a smaller --batch-size" if self.device.type != "cpu" else "the image is too large for this machine's memory"
             yield TranslateResult(key, None, ImageError(f"out of memory translating a {width}x{height} image ({hint})"), 0.0)
             return
@@ -418,6 +440,57 @@ class Translator:
             np.ascontiguousarray(padding.crop(pixels[i]).permute(1, 2, 0).numpy())
             for i, padding in enumerate(paddings)
         ]
+
+    # -- tiling (img2img.tiling)
+
+    def tile_plan(self, height: int, width: int) -> TilePlan | None:
+        """How an image of this size is tiled under this translator's settings; None: one pass."""
+        padded = padded_size(height, width, self.size_multiple, self.minimum_size)
+        return self.tiling.plan(height, width, padded, self.size_multiple, self._forward_bytes_per_pixel, self.device)
+
+    def _plan_after_out_of_memory(self, height: int, width: int) -> TilePlan | None:
+        """With --tile auto, tiles of a quarter of the area that just did not fit."""
+        if self.tiling.tile != "auto":
+            return None
+        padded = padded_size(height, width, self.size_multiple, self.minimum_size)
+        try:
+            budget = int(self._forward_bytes_per_pixel() * padded[0] * padded[1] / 4)
+        except Exception as exc:
+            if _is_out_of_memory(exc):  # not even the small probe fits
+                return None
+            raise
+        return self.tiling.plan(height, width, padded, self.size_multiple, self._forward_bytes_per_pixel, self.device, budget)
+
+    def _forward_bytes_per_pixel(self) -> float:
+        """Peak memory of a forward pass per input pixel, estimated once on a small probe."""
+        if self._bytes_per_pixel is None:
+            from img2img.memory import estimate_forward_bytes
+
+            side = max(self.size_multiple, 64 // self.size_multiple * self.size_multiple, self.minimum_size)
+            probe = torch.zeros(1, self.config.input_nc, side, side, device=self.device)
+            self._bytes_per_pixel = estimate_forward_bytes(self.net, self._forward, probe)
+        return self._bytes_per_pixel
+
+    def _run_tiled(self, key: Any, item: ModelInput, plan: TilePlan) -> TranslateResult:
+        """One image in tiles; an image whose tiles still do not fit is reported as an error."""
+        start = time.perf_counter()
+
+        def pad(x: torch.Tensor):  # for the thumbnail
+            return pad_to_multiple(x, self.size_multiple, self.minimum_size)
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            return self._forward(x.to(self.device, non_blocking=True))
+
+        try:
+            pixels = translate_tiled(self.net, forward, pad, item.pixels, plan, self.config.output_nc)
+        except Exception as exc:
+            if not _is_out_of_memory(exc):
+                raise
+            width, height = item.size
+            message = f"out of memory translating a {width}x{height} image in {plan.tile_width}x{plan.tile_height} tiles"
+            return TranslateResult(key, None, ImageError(message, hint="try a smaller --tile"), 0.0, plan)
+        image = from_model_output(pixels, item.alpha, item.icc_profile)
+        return TranslateResult(key, image, None, time.perf_counter() - start, plan)
 
 
 def load_model(model: str | os.PathLike[str], device: str | torch.device = "cpu") -> LoadedGenerator:

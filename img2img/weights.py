@@ -54,6 +54,9 @@ class WeightsMetadata:
     source: str = "trained"
     img2img_version: str = __version__
     schema: int = SCHEMA_VERSION
+    # Validation scores of the epoch these weights come from (``--val-metrics``): epoch, and per
+    # direction the scores with their settings and sample counts, as ``img2img eval`` gives them.
+    validation: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         # The same checks as reading a file, so that no file is written that would be refused.
@@ -67,6 +70,7 @@ class WeightsMetadata:
             raise WeightsError(f"invalid weights metadata: {problem or 'generator must be a GeneratorConfig'}")
 
     def to_json(self) -> str:
+        extra = {"validation": self.validation} if self.validation else {}
         return json.dumps(
             {
                 "schema": self.schema,
@@ -77,6 +81,7 @@ class WeightsMetadata:
                 "eval_mode": self.eval_mode,
                 "source": self.source,
                 "img2img_version": self.img2img_version,
+                **extra,
             }
         )
 
@@ -116,6 +121,7 @@ class WeightsMetadata:
             source=data.get("source", "unknown"),
             img2img_version=data.get("img2img_version", "unknown"),
             schema=schema,
+            validation=data.get("validation"),
         )
 
 
@@ -142,6 +148,8 @@ def _metadata_problem(data: Mapping[str, Any]) -> str | None:
         and all(isinstance(v, (str, int, float, bool)) or v is None for v in preprocess.values())
     ):
         return "preprocess must be a JSON object of plain values"
+    if data.get("validation") is not None and not isinstance(data["validation"], dict):
+        return "validation must be a JSON object of scores"
     return None
 
 
@@ -489,7 +497,24 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
         "preprocess": dict(metadata.preprocess),
         "source": metadata.source,
         "img2img_version": metadata.img2img_version,
+        **({"validation": _validation_summary(metadata.validation)} if metadata.validation else {}),
     }
+
+
+def _validation_summary(validation: Mapping[str, Any]) -> dict[str, Any]:
+    """The validation record, flattened for ``models info``: epoch, then metric[_direction]
+    -> value (KID and IS as "mean ± std"); the full record stays in the file's metadata."""
+    out: dict[str, Any] = {"epoch": validation.get("epoch")}
+    directions = validation.get("directions") or {}
+    for direction, result in directions.items():
+        suffix = f"_{direction}" if len(directions) > 1 else ""
+        for metric, score in (result.get("scores") or {}).items():
+            value = score.get("value")
+            text = "-" if value is None else f"{value:.6g}"
+            if score.get("std") is not None and value is not None:
+                text += f" ± {score['std']:.2g}"
+            out[f"{metric}{suffix}"] = text
+    return out
 
 
 def _numel(shape: list[int]) -> int:

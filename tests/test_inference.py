@@ -260,6 +260,7 @@ def test_out_of_memory_retries_singly_then_reports(resnet, monkeypatch):
         return original(x)
 
     monkeypatch.setattr(resnet, "_forward", forward)
+    monkeypatch.setattr(resnet.tiling, "tile", "off")  # else "big" is retried in tiles (test_tiling)
     items = [("small", resnet.to_input(noise((8, 8)))), ("small2", resnet.to_input(noise((8, 8)))), ("big", resnet.to_input(noise((32, 8))))]
     results = {r.key: r for r in resnet.translate_stream(items, batch_size=2)}
     assert results["small"].image is not None and results["small2"].image is not None

@@ -445,24 +445,23 @@ def test_convert_does_not_replace_an_output_written_meanwhile(tmp_path, referenc
 
 def test_interrupted_commands_name_what_they_wrote(tmp_path, capsys, monkeypatch):
     """Commands without a summary of their own say which files they completed."""
-    from img2img import data
     from img2img.cli import main
     from img2img.cli._signals import Interrupted
+    from img2img.data import combine
 
     for side in ("A", "B"):
         for index in range(2):
             make_image(tmp_path / side / f"{index}.png", (8, 8), seed=index)
-    real_open = data.Image.open
+    real_read = combine.read_image
     opened = []
 
-    def open_then_signal(path, *args, **kwargs):
+    def read_then_signal(path, *args, **kwargs):
         opened.append(path)
         if len(opened) == 3:  # the first pair is written, the second is being read
             raise Interrupted(signal.SIGTERM)
-        return real_open(path, *args, **kwargs)
+        return real_read(path, *args, **kwargs)
 
-    monkeypatch.setattr(data.Image, "open", open_then_signal)
-    monkeypatch.setattr(data, "read_size", lambda path: (8, 8))
+    monkeypatch.setattr(combine, "read_image", read_then_signal)
     with pytest.raises(SystemExit) as info:
         main(["data", "combine", str(tmp_path / "A"), str(tmp_path / "B"), str(tmp_path / "AB")])
     assert info.value.code == 143

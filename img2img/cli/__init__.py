@@ -21,6 +21,7 @@ from img2img.errors import Img2ImgError
 # Importing the command modules registers their commands on the apps.
 from img2img.cli import convert as _convert  # noqa: E402,F401
 from img2img.cli import data as _data  # noqa: E402,F401
+from img2img.cli import eval as _eval  # noqa: E402,F401
 from img2img.cli import export as _export  # noqa: E402,F401
 from img2img.cli import models as _models  # noqa: E402,F401
 from img2img.cli import report as _report  # noqa: E402,F401

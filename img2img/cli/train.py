@@ -199,6 +199,11 @@ SaveLatestFreqOpt = Annotated[int, typer.Option("--save-latest-freq", help="Writ
 ValSizeOpt = Annotated[int, typer.Option("--val-size", help="Validation images scored per epoch (0: none).", rich_help_panel=RUN)]
 NSamplesOpt = Annotated[int, typer.Option("--n-samples", help="Validation images in each samples/epoch_NNN.png.", rich_help_panel=RUN)]
 TensorboardOpt = Annotated[bool, typer.Option("--tensorboard", help="Also write TensorBoard event files (needs the tensorboard package).", rich_help_panel=RUN)]
+ValMetricsOpt = Annotated[str, typer.Option("--val-metrics", help="Scores on the validation split every --val-freq epochs, e.g. fid,kid (pix2pix also psnr,ssim,lpips; needs img2img[eval]).", rich_help_panel=RUN)]
+ValFreqOpt = Annotated[int, typer.Option("--val-freq", help="Epochs between --val-metrics scores.", rich_help_panel=RUN)]
+KeepBestOpt = Annotated[Optional[str], typer.Option("--keep-best", metavar="METRIC", help="Keep the checkpoint and weights of the best epoch by this --val-metrics score (weights/best_*.safetensors).", rich_help_panel=RUN)]
+InceptionWeightsOpt = Annotated[Optional[Path], typer.Option("--inception-weights", help="The FID Inception weights file for --val-metrics (see img2img eval).", rich_help_panel=RUN)]
+LpipsWeightsOpt = Annotated[Optional[Path], typer.Option("--lpips-weights", help="The LPIPS AlexNet weights file for --val-metrics lpips.", rich_help_panel=RUN)]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.", rich_help_panel=SPEED)]
 NumWorkersOpt = Annotated[Optional[int], typer.Option("--num-workers", help="DataLoader workers (default: 0 on the CPU, cores-1 (max 8) with CUDA).", rich_help_panel=SPEED)]
 AmpOpt = Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision, see --amp-dtype (default: bf16 on a CPU with native bf16, else off).", show_default=False, rich_help_panel=SPEED)]
@@ -258,6 +263,11 @@ def pix2pix(
     val_size: ValSizeOpt = 50,
     n_samples: NSamplesOpt = 4,
     tensorboard: TensorboardOpt = False,
+    val_metrics: ValMetricsOpt = "",
+    val_freq: ValFreqOpt = 1,
+    keep_best: KeepBestOpt = None,
+    inception_weights: InceptionWeightsOpt = None,
+    lpips_weights: LpipsWeightsOpt = None,
     device: DeviceOpt = "auto",
     num_workers: NumWorkersOpt = None,
     amp: AmpOpt = None,
@@ -332,6 +342,11 @@ def cyclegan(
     val_size: ValSizeOpt = 50,
     n_samples: NSamplesOpt = 4,
     tensorboard: TensorboardOpt = False,
+    val_metrics: ValMetricsOpt = "",
+    val_freq: ValFreqOpt = 1,
+    keep_best: KeepBestOpt = None,
+    inception_weights: InceptionWeightsOpt = None,
+    lpips_weights: LpipsWeightsOpt = None,
     device: DeviceOpt = "auto",
     num_workers: NumWorkersOpt = None,
     amp: AmpOpt = None,

@@ -28,6 +28,12 @@ if TYPE_CHECKING:  # img2img.jobs loads Pillow and numpy: imported when the comm
     from img2img.jobs import Job
 
 
+class TileStatsChoice(str, Enum):
+    thumbnail = "thumbnail"
+    exact = "exact"
+    tile = "tile"
+
+
 class PrecisionChoice(str, Enum):
     auto = "auto"
     fp32 = "fp32"
@@ -51,13 +57,19 @@ _HELP = "\n\n".join(
         "can hold it. In folders, hidden files and files without an image extension are skipped; "
         "symbolic links are followed; FIFOs, sockets and devices are skipped with a note.",
         'With --json, each input gives one line on stdout: {"input", "output", "width", "height", '
-        '"seconds", "status": "ok"}, {"input", "output", "status": "skipped"} or {"input", '
+        '"seconds", "status": "ok", "tiling"}, {"input", "output", "status": "skipped"} or {"input", '
         '"output", "status": "error", "error"}, in the order they finish; names that are not '
         'UTF-8 also come as base64 in "input_bytes"/"output_bytes".',
         "--shard K/N (K from 0 to N-1) translates only the K-th of N disjoint parts of the inputs, "
         "for job arrays: N processes given the same INPUTs and --out-dir cover every input exactly "
         "once, whatever the order of listing. A part is chosen by a hash of each output's name. "
         "With --json each line also has \"shard\": \"K/N\". Re-run a failed part with --skip-existing.",
+        "Large images: with --tile auto (the default) an image that would not fit in memory in one "
+        "pass is translated in overlapping tiles, normalised with statistics of the whole image and "
+        "blended without seams; --tile SIZE always tiles, --tile off never does. Images above "
+        "Pillow's decompression-bomb limit (about 179 megapixels) are refused unless --max-pixels "
+        "(or IMG2IMG_MAX_PIXELS) allows them. With --json, ok lines also carry \"tiling\": null or "
+        '{"tile", "overlap", "tiles", "grid", "stats"}.',
         "Exit status: 0 all written (or skipped); 1 some input failed (one line on stderr each, "
         "the others are still written); 2 usage error; 130/143/129 stopped by SIGINT/SIGTERM/SIGHUP.",
     )
@@ -126,6 +138,33 @@ def translate(
         help="Translate only part K (0-based) of N disjoint parts of the inputs, e.g. "
         '--shard "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT" with --array=0-(N-1). Needs --out-dir.',
     ),
+    # -- tiling (img2img.tiling)
+    tile: str = typer.Option(
+        "auto",
+        "--tile",
+        metavar="SIZE|auto|off",
+        help="Translate in overlapping tiles of SIZE pixels (a multiple of the network's size "
+        "multiple); auto: only images that would not fit in memory in one pass; off: never.",
+    ),
+    tile_overlap: Optional[int] = typer.Option(
+        None, "--tile-overlap", metavar="PX", min=0, help="Overlap of neighbouring tiles [default: a quarter of the tile, at most 128]."
+    ),
+    tile_stats: TileStatsChoice = typer.Option(
+        TileStatsChoice.thumbnail,
+        "--tile-stats",
+        help="Normalisation statistics of tiles: thumbnail (from a copy of the whole image "
+        "downscaled to at most 1024² or a tile: one extra pass), exact (the full image's, accumulated layer by layer: about "
+        "half a tiled pass per norm layer), tile (each tile its own: visible seams).",
+    ),
+    max_pixels: Optional[int] = typer.Option(
+        None,
+        "--max-pixels",
+        metavar="N",
+        min=1,
+        envvar="IMG2IMG_MAX_PIXELS",
+        help="Read images of up to N pixels, lifting Pillow's decompression-bomb limit on purpose "
+        "[env: IMG2IMG_MAX_PIXELS].",
+    ),
 ) -> None:
     """Translate images with a trained generator; outputs have the inputs' size."""
     # Imported here rather than at the top so that `img2img --help` does not load torch.
@@ -152,6 +191,9 @@ def translate(
         device=device,
         precision=precision.value,
         direction=direction.value if direction else None,
+        tile=tile,
+        tile_overlap=tile_overlap,
+        tile_stats=tile_stats.value,
     )
     reporter = _Reporter(as_json=as_json, shard=part, show_progress=not quiet and len(jobs) + len(errors) > 1 and sys.stderr.isatty())
     try:
@@ -164,7 +206,7 @@ def translate(
                 else:
                     reporter.failed(error.label, error.output, error.message)
             if jobs:
-                _run(translator, jobs, batch_size, reporter, limit, replace=overwrite, skip_existing=skip_existing)
+                _run(translator, jobs, batch_size, reporter, limit, replace=overwrite, skip_existing=skip_existing, max_pixels=max_pixels)
     except (Interrupted, KeyboardInterrupt) as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         raise Interrupted(signum, reporter.summary(len(jobs) + len(errors))) from None
@@ -230,7 +272,15 @@ def _check_options(
 
 
 def _run(
-    translator, jobs: list[Job], batch_size: int, reporter: _Reporter, stdin_limit: int, *, replace: bool, skip_existing: bool
+    translator,
+    jobs: list[Job],
+    batch_size: int,
+    reporter: _Reporter,
+    stdin_limit: int,
+    *,
+    replace: bool,
+    skip_existing: bool,
+    max_pixels: int | None = None,
 ) -> None:
     from img2img.errors import ImageError, OutputExistsError
     from img2img.formats import check_size
@@ -246,7 +296,7 @@ def _run(
                     source, name = read_stream(typer.get_binary_stream("stdin"), "stdin", stdin_limit), "stdin"
                 else:
                     source, name = job.source, job.label
-                image = read_image(source, name=name, stream_limit=stdin_limit, on_note=reporter.note)
+                image = read_image(source, name=name, stream_limit=stdin_limit, on_note=reporter.note, max_pixels=max_pixels)
                 # A size the output format cannot hold fails now, before the translation.
                 check_size(job.fmt, image.size, f"{job.label}: {job.output or 'stdout'}")
             except ImageError as exc:  # its message names the file
@@ -283,7 +333,7 @@ def _run(
             reporter.failed(job.label, job.output, f"{job.label}: {exc}")
             continue
         seconds = read_seconds.pop(result.key) + result.seconds + time.perf_counter() - start
-        reporter.done(job, result.image.size, seconds)
+        reporter.done(job, result.image.size, seconds, tiling=result.tiling)
 
 
 class _Reporter:
@@ -339,12 +389,18 @@ class _Reporter:
         self._json(label, output, {"status": "skipped"})
         self._advance()
 
-    def done(self, job: Job, size: tuple[int, int], seconds: float) -> None:
+    def done(self, job: Job, size: tuple[int, int], seconds: float, tiling=None) -> None:
         self.written += 1
         self._json(
             job.label,
             job.output,
-            {"width": size[0], "height": size[1], "seconds": round(seconds, 4), "status": "ok"},
+            {
+                "width": size[0],
+                "height": size[1],
+                "seconds": round(seconds, 4),
+                "status": "ok",
+                "tiling": None if tiling is None else tiling.as_dict(),
+            },
         )
         self._advance()
 

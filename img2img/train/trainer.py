@@ -29,6 +29,7 @@ from img2img.config import TrainConfig
 from img2img.data.sampler import EpochSampler
 from img2img.devices import resolve_device
 from img2img.errors import Img2ImgError, TrainingInterrupted, UsageError
+from img2img.eval.validation import BestEpoch, ValidationScorer, scorer_for
 from img2img.train import distributed
 from img2img.train.checkpoint import (
     link_or_copy,
@@ -106,6 +107,9 @@ class Trainer:
         self._report_disabled = False
         self._saved: tuple[int, int] | None = None  # (epoch, iteration) of the last checkpoint
         self._notes: list[str] = []  # said when training starts
+        self.scorer: ValidationScorer | None = None  # --val-metrics (rank 0)
+        self.best = BestEpoch(config.keep_best)  # --keep-best
+        self._scored: dict[str, Any] | None = None  # the last scores, for the exported weights
 
     # -- output helpers
     def log(self, message: str) -> None:
@@ -148,6 +152,8 @@ class Trainer:
             # The dataset is checked before anything is written.
             self.data = self._data(cfg) if callable(self._data) else self._data
 
+            # --val-metrics: the extra and the weights files are found now, not at the first validation
+            self.scorer = scorer_for(cfg, self.device) if self.dist.is_main else None
             seed_everything(cfg.seed)
             self.model = self.model_factory(cfg)
         self.model.setup(self.runtime)  # DDP broadcasts rank 0's weights: every rank takes part
@@ -228,6 +234,7 @@ class Trainer:
             "elapsed": self.elapsed,
             "world_size": self.dist.world_size,
             "config": self.config.to_dict(),
+            "best": self.best.to_dict(),
         }
 
     def _rank_states(self) -> list[dict[str, Any]]:
@@ -274,6 +281,7 @@ class Trainer:
         set_rng_state(state["rng"])
         self.epoch, self.epoch_iter = int(info["epoch"]), int(info["epoch_iter"])
         self.iteration, self.elapsed = int(info["iteration"]), float(info.get("elapsed", 0.0))
+        self.best.load(info.get("best"))
         self._saved = (self.epoch, self.iteration)
         self._load_rank_state(state.get("rank_states") or [], info)
 
@@ -317,6 +325,7 @@ class Trainer:
                 preprocess=preprocess,
                 eval_mode=gen.eval_mode,
                 source=f"trained: {self.run.root.name}, epoch {self.epoch}, iteration {self.iteration}",
+                validation=self._scored if self._scored and self._scored["epoch"] == self.epoch else None,
             )
             save_generator(path, gen.state_dict, metadata)
             written[direction] = path
@@ -375,7 +384,8 @@ class Trainer:
             enabled=self.dist.is_main,
             live=self.live,
         )
-        metrics = MetricsLog(self.run.metrics, self.model.loss_names, self.model.val_names)
+        val_names = [*self.model.val_names, *(self.scorer.names() if self.scorer else [])]
+        metrics = MetricsLog(self.run.metrics, self.model.loss_names, val_names)
         tensorboard = None
         if self.dist.is_main:
             metrics.open(keep_until=self.iteration if self.resume else None)
@@ -434,7 +444,9 @@ class Trainer:
                     epoch_means = distributed.mean_over_ranks(epoch_means, self.device)
                     interval_sums, interval_count = {}, 0  # log intervals restart with each epoch
                     self.last_val = self._validate()
+                    self.last_val.update(self._score())
                     self.epoch += 1
+                    improved = self.best.update(self.last_val, self.epoch)
                     self.epoch_iter = 0
                     self.elapsed = elapsed_before + time.perf_counter() - session_start
                     if self.dist.is_main:
@@ -453,6 +465,9 @@ class Trainer:
                     )
                     keep = self.epoch % cfg.save_epoch_freq == 0 or self.epoch == total
                     self.save_checkpoint(keep_epoch=keep)
+                    if improved and self.dist.is_main:
+                        kept = BestEpoch.keep(self.run.latest, self.export_paths())
+                        self.log(f"  best {self.best.metric} so far ({self.best.value:.4g}): kept {', '.join(str(k) for k in kept)}")
                     self._write_report("in progress")
                     if self._stop_requested(signals):
                         self._stop(signals)
@@ -563,6 +578,19 @@ class Trainer:
             batch = self.val_loader.collate_fn([self.data.val[index]])
             samples.append(batch)
         return samples
+
+    def _score(self) -> dict[str, float]:
+        """--val-metrics every --val-freq epochs (rank 0): the generators as exported, on the
+        validation split, measured as `img2img eval` measures (img2img.eval.validation)."""
+        if self.scorer is None or self.val_loader is None or (self.epoch + 1) % self.config.val_freq:
+            return {}
+        with torch.random.fork_rng(devices=self._rng_devices()), torch.no_grad():
+            scores = self.scorer.score(self.val_loader, self.model.export_generators(), self.config.direction)
+        self._scored = {"epoch": self.epoch + 1, "directions": scores.record}
+        return scores.figures
+
+    def export_paths(self) -> list[Path]:
+        return [self.run.weights_file(self.model.task, d) for d in self.model.export_generators()]
 
     def _validate(self) -> dict[str, float]:
         if self.val_loader is None:
