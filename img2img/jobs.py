@@ -18,6 +18,7 @@ inside an input folder is not read as input.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import stat
@@ -44,6 +45,44 @@ class Job:
     fmt: str  # Pillow format to write
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Part ``index`` (0-based) of ``count`` disjoint parts of a batch, for job arrays.
+
+    An input belongs to the part that a hash of its output name (relative to the output folder)
+    picks, so the partition depends on nothing but that name: not on the order INPUTs are listed
+    or globs expanded, not on which other inputs exist, not on outputs already written by other
+    parts. Two inputs that would share an output fall into the same part, which still reports it.
+    """
+
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    def holds(self, name: str | os.PathLike[str]) -> bool:
+        """Whether the output name (relative, as posix or native path) falls in this part."""
+        key = os.fsencode(Path(name).as_posix())
+        digest = hashlib.sha256(key).digest()
+        return int.from_bytes(digest[:8], "big") % self.count == self.index
+
+
+def parse_shard(text: str) -> Shard:
+    """'K/N' (K from 0 to N-1) -> Shard; a UsageError for anything else."""
+    k, slash, n = text.strip().partition("/")
+    try:
+        index, count = int(k), int(n)
+    except ValueError:
+        index = count = -1
+    if not slash or count < 1 or not 0 <= index < count:
+        raise UsageError(
+            f"--shard {text!r}: expected K/N with 0 <= K < N, e.g. 0/4 for the first of four parts",
+            hint="K is 0-based, as $SLURM_ARRAY_TASK_ID with --array=0-(N-1) and $JOB_COMPLETION_INDEX",
+        )
+    return Shard(index, count)
+
+
 @dataclass
 class InputError:
     """An input that gives no job (a record, not an exception): its label and a one-line message
@@ -66,6 +105,7 @@ def plan_jobs(
     skip_existing: bool = False,
     to_stdout: bool = False,
     on_note: Callable[[str], None] | None = None,
+    shard: Shard | None = None,
 ) -> tuple[list[Job], list[InputError]]:
     """Expand INPUTs into jobs (input -> output), and errors for inputs that match nothing or
     outputs that must not be written.
@@ -78,7 +118,10 @@ def plan_jobs(
     system refuses is an error for that input. Raises UsageError when ``output`` is given and
     the inputs hold more than one image. Files skipped on purpose (FIFOs, sockets, devices,
     broken links, link loops in folders) are reported one line each to ``on_note`` (default: a
-    logging warning)."""
+    logging warning). With ``shard`` (needs ``out_dir``) only the inputs whose output names fall
+    in that part are planned; errors of INPUTs that match nothing are reported by every part."""
+    if shard is not None and out_dir is None:
+        raise UsageError("--shard needs --out-dir (parts are chosen by output name)")
     note = on_note or _log.warning
     errors: list[InputError] = []
     found: list[tuple[str, Path | None, Path]] = []  # label, source, name relative to its input
@@ -111,9 +154,9 @@ def plan_jobs(
             target = output
         else:
             assert out_dir is not None, "plan_jobs needs output, out_dir or to_stdout"
-            suffix = normalise_ext(ext) if ext else relative.suffix
-            if not can_write(suffix):
-                suffix = ".png"
+            suffix = output_suffix(relative, ext)
+            if shard is not None and not shard.holds(relative.with_suffix(suffix)):
+                continue  # another part's input: not even its output is looked at
             target = out_dir / relative.with_suffix(suffix)
         real_target = os.path.realpath(target)
         status = "error"
@@ -138,6 +181,13 @@ def plan_jobs(
         where = label if problem.startswith("skipped:") else str(target)
         errors.append(InputError(label, f"{where}: {problem}", target, status))
     return jobs, errors
+
+
+def output_suffix(name: str | os.PathLike[str], ext: str | None = None) -> str:
+    """The extension an output gets: ``ext`` when given, else the input's when a translation
+    can be written in it, else .png."""
+    suffix = normalise_ext(ext) if ext else Path(name).suffix
+    return suffix if can_write(suffix) else ".png"
 
 
 def normalise_ext(ext: str) -> str:
@@ -190,4 +240,4 @@ def _walk_folder(folder: Path, base: Path, skip_dir: Path | None):
         yield str(found.path), found.path, (Path(folder) / found.relative).relative_to(base)
 
 
-__all__ = ["STDIN", "InputError", "Job", "normalise_ext", "plan_jobs"]
+__all__ = ["STDIN", "InputError", "Job", "Shard", "normalise_ext", "output_suffix", "parse_shard", "plan_jobs"]

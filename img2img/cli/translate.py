@@ -60,6 +60,10 @@ _HELP = "\n\n".join(
         '"seconds", "status": "ok", "tiling"}, {"input", "output", "status": "skipped"} or {"input", '
         '"output", "status": "error", "error"}, in the order they finish; names that are not '
         'UTF-8 also come as base64 in "input_bytes"/"output_bytes".',
+        "--shard K/N (K from 0 to N-1) translates only the K-th of N disjoint parts of the inputs, "
+        "for job arrays: N processes given the same INPUTs and --out-dir cover every input exactly "
+        "once, whatever the order of listing. A part is chosen by a hash of each output's name. "
+        "With --json each line also has \"shard\": \"K/N\". Re-run a failed part with --skip-existing.",
         "Large images: with --tile auto (the default) an image that would not fit in memory in one "
         "pass is translated in overlapping tiles, normalised with statistics of the whole image and "
         "blended without seams; --tile SIZE always tiles, --tile off never does. Images above "
@@ -127,6 +131,13 @@ def translate(
         metavar="SIZE",
         help="Most bytes read from standard input or from a pipe named as INPUT (K, M, G suffixes).",
     ),
+    shard: Optional[str] = typer.Option(
+        None,
+        "--shard",
+        metavar="K/N",
+        help="Translate only part K (0-based) of N disjoint parts of the inputs, e.g. "
+        '--shard "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT" with --array=0-(N-1). Needs --out-dir.',
+    ),
     # -- tiling (img2img.tiling)
     tile: str = typer.Option(
         "auto",
@@ -160,16 +171,17 @@ def translate(
     from img2img.atomic import remove_stale_temporaries
     from img2img.imageio import parse_byte_size
     from img2img.inference import Translator
-    from img2img.jobs import plan_jobs
+    from img2img.jobs import parse_shard, plan_jobs
 
     to_stdout = _check_options(inputs, output, out_dir, ext, as_json, overwrite, skip_existing)
+    part = parse_shard(shard) if shard is not None else None
     if to_stdout:
         output = None
     limit = parse_byte_size(stdin_limit)
     notes: list[str] = []
     jobs, errors = plan_jobs(
         inputs, output=output, out_dir=out_dir, ext=ext, overwrite=overwrite,
-        skip_existing=skip_existing, to_stdout=to_stdout, on_note=notes.append,
+        skip_existing=skip_existing, to_stdout=to_stdout, on_note=notes.append, shard=part,
     )  # fmt: skip
     # Leftovers of killed runs go now, even if this run has nothing left to write there.
     for folder in {path.parent for path in [*(j.output for j in jobs), *(e.output for e in errors)] if path}:
@@ -183,7 +195,7 @@ def translate(
         tile_overlap=tile_overlap,
         tile_stats=tile_stats.value,
     )
-    reporter = _Reporter(as_json=as_json, show_progress=not quiet and len(jobs) + len(errors) > 1 and sys.stderr.isatty())
+    reporter = _Reporter(as_json=as_json, shard=part, show_progress=not quiet and len(jobs) + len(errors) > 1 and sys.stderr.isatty())
     try:
         with reporter.progress(total=len(jobs) + len(errors)):
             for message in notes:
@@ -328,7 +340,8 @@ class _Reporter:
     """Where results go: error lines on stderr, JSON lines on stdout, a progress bar on stderr.
     Names are written by the policy of img2img.cli._text (one line on stderr, exact in JSON)."""
 
-    def __init__(self, *, as_json: bool, show_progress: bool):
+    def __init__(self, *, as_json: bool, show_progress: bool, shard=None):
+        self.shard = {} if shard is None else {"shard": str(shard)}
         self.as_json, self.show_progress = as_json, show_progress
         self.failures = self.written = self.skips = 0
         self._progress = None
@@ -404,7 +417,7 @@ class _Reporter:
         if self.as_json:
             from img2img.cli._text import json_name
 
-            typer.echo(json.dumps({**json_name("input", label), **json_name("output", output), **fields}))
+            typer.echo(json.dumps({**json_name("input", label), **json_name("output", output), **fields, **self.shard}))
 
     def _advance(self) -> None:
         if self._progress is not None:
