@@ -100,7 +100,7 @@ def main() -> None:
             shutil.copy(path, small / path.name)
 
         start = time.perf_counter()
-        ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
         ray.data.DataContext.get_current().enable_progress_bars = False
         ray_start = time.perf_counter() - start
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import sys
 import time
 from pathlib import Path
@@ -63,7 +64,10 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if files:
         if not ray.is_initialized():
-            ray.init(address=args.address, include_dashboard=False)
+            local = {}
+            if args.address is None and not os.environ.get("RAY_ADDRESS"):
+                local["_node_ip_address"] = "127.0.0.1"  # a new one-machine Ray: loopback only
+            ray.init(address=args.address, include_dashboard=False, **local)
         if args.quiet:
             ray.data.DataContext.get_current().enable_progress_bars = False
         # Reading and writing files is I/O (decoding and encoding run in the actors): those

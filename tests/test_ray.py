@@ -233,7 +233,8 @@ def test_an_error_from_the_actors_is_found_in_rays_wrapping():
 @pytest.fixture(scope="module")
 def ray_cluster():
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # loopback only: the tests send no traffic to any other address
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False, _node_ip_address="127.0.0.1")
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray
     ray.shutdown()
