@@ -116,13 +116,18 @@ def read_run(root: str | os.PathLike[str], status: str | None = None) -> RunReco
     columns: list[str] = []
     metrics_path = root / "metrics.csv"
     if metrics_path.is_file():
-        with open(metrics_path, newline="") as handle:
-            reader = csv.DictReader(handle)
-            columns = list(reader.fieldnames or [])
-            for row in reader:
-                values = {key: _float(value) for key, value in row.items() if key and key != "scope"}
-                clean = {key: value for key, value in values.items() if value is not None}
-                (epoch_rows if row.get("scope") == "epoch" else iter_rows).append(clean)
+        try:
+            with open(metrics_path, newline="", encoding="utf-8") as handle:
+                reader = csv.DictReader(handle)
+                columns = list(reader.fieldnames or [])
+                for row in reader:
+                    values = {key: _float(value) for key, value in row.items() if key and key != "scope"}
+                    clean = {key: value for key, value in values.items() if value is not None}
+                    (epoch_rows if row.get("scope") == "epoch" else iter_rows).append(clean)
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            # The trainer writes plain UTF-8 CSV; anything else is damage (or not our file).
+            reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
+            raise ReportError(f"{metrics_path}: unreadable metrics ({reason})") from None
     metric_columns = [c for c in columns if c not in _META_COLUMNS]
     val_names = [c for c in metric_columns if c.startswith("val_")]
     loss_names = [c for c in metric_columns if c not in val_names]
@@ -246,7 +251,8 @@ def _panels(
         ax.set_xlabel(xlabel)
         from matplotlib.ticker import MaxNLocator
 
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs and iterations are whole
+        # Epochs and iterations are whole; min_n_ticks=1 keeps that with one epoch (one point).
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         if len(runs) > 1 and drawn:
             ax.legend(fontsize=8)
         figure.tight_layout()

@@ -19,7 +19,7 @@ def convert(
         ..., "--arch", "--netg", help="resnet_9blocks, resnet_6blocks, unet_256, unet_128, unet_N."
     ),
     norm: Optional[Norm] = typer.Option(
-        None, help="Normalisation layers [default: instance for resnet, batch for unet]."
+        None, help="Normalisation layers \\[default: instance for resnet, batch for unet]."
     ),
     ngf: int = typer.Option(64, help="Filters in the generator's last conv layer."),
     input_nc: int = typer.Option(3, "--input-nc", help="Input channels (1 grayscale, 3 RGB)."),
@@ -27,7 +27,7 @@ def convert(
     no_dropout: Optional[bool] = typer.Option(
         None,
         "--no-dropout/--dropout",
-        help="Whether the network was built without dropout [default: no dropout for resnet, "
+        help="Whether the network was built without dropout \\[default: no dropout for resnet, "
         "dropout for unet]. Dropout is never used at inference; it only changes the layer keys "
         "of a resnet.",
     ),
