@@ -20,6 +20,7 @@ trainer skips the report with one note and ``img2img report`` fails with the com
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import datetime as dt
 import html
@@ -150,7 +151,7 @@ def read_run(root: str | os.PathLike[str], status: str | None = None) -> RunReco
     done = int(max((row.get("epoch", 0) for row in epoch_rows), default=0))
     mtimes = [p.stat().st_mtime for p in (config_path, metrics_path) if p.exists()]
     mtimes += [p.stat().st_mtime for p, _ in files]
-    started = _started(config_path, epoch_rows + iter_rows)
+    started = _started(config_path, epoch_rows, samples)
     updated = dt.datetime.fromtimestamp(max(mtimes)) if mtimes else None
     if status is None:
         status = "finished" if total and done >= total else "interrupted or in progress"
@@ -173,12 +174,19 @@ def read_run(root: str | os.PathLike[str], status: str | None = None) -> RunReco
     )
 
 
-def _started(config_path: Path, rows: list[dict[str, float]]) -> dt.datetime | None:
-    # config.json is written when the run starts (and not rewritten on resume).
-    try:
-        return dt.datetime.fromtimestamp(config_path.stat().st_mtime)
-    except OSError:
-        return None
+def _started(config_path: Path, rows: list[dict[str, float]], samples: list[tuple[int, Path]]) -> dt.datetime | None:
+    # config.json is rewritten at every resume, so its time is the last session's start. The
+    # first epoch's sample grid is written at that epoch's end, elapsed_s training seconds
+    # after the start: that dates the first session (to within its set-up time).
+    times = []
+    with contextlib.suppress(OSError):
+        times.append(config_path.stat().st_mtime)
+    first = {epoch: path for epoch, path in samples}.get(1)
+    elapsed = next((row.get("elapsed_s") for row in rows if row.get("epoch") == 1), None)
+    if first is not None and elapsed is not None:
+        with contextlib.suppress(OSError):
+            times.append(first.stat().st_mtime - elapsed)
+    return dt.datetime.fromtimestamp(min(times)) if times else None
 
 
 # --- charts --------------------------------------------------------------------------------------

@@ -96,3 +96,20 @@ def test_one_epoch_charts_have_whole_epoch_ticks(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "_svg", record)
     report.epoch_charts([report.read_run(run)])
     assert ticks and all(t and all(float(x).is_integer() for x in t) for t in ticks), ticks
+
+
+def test_started_is_the_first_session_not_the_last_resume(tmp_path):
+    # config.json is rewritten at every --resume; the report's "started" must not move with it.
+    import os
+
+    from img2img import report
+
+    run = _fake_run(tmp_path / "run", (COLUMNS + "epoch,1,4,10.0,0.0002,,0.5\n").encode())
+    (run / "samples").mkdir()
+    grid = run / "samples" / "epoch_001.png"
+    grid.write_bytes(b"\x89PNG\r\n\x1a\n")
+    first_epoch_end = 1_700_000_000.0
+    os.utime(grid, (first_epoch_end, first_epoch_end))
+    os.utime(run / "config.json", (first_epoch_end + 3600, first_epoch_end + 3600))  # a resume an hour on
+    started = report.read_run(run).started
+    assert started is not None and abs(started.timestamp() - (first_epoch_end - 10.0)) < 1e-3
