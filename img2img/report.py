@@ -26,6 +26,7 @@ import datetime as dt
 import html
 import io
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -124,7 +125,13 @@ def read_run(root: str | os.PathLike[str], status: str | None = None) -> RunReco
                 for row in reader:
                     values = {key: _float(value) for key, value in row.items() if key and key != "scope"}
                     clean = {key: value for key, value in values.items() if value is not None}
-                    (epoch_rows if row.get("scope") == "epoch" else iter_rows).append(clean)
+                    # A row without a finite counter (damaged, cut short) cannot be placed: skip it.
+                    for key in ("epoch", "iteration", "elapsed_s"):
+                        if key in clean and not math.isfinite(clean[key]):
+                            del clean[key]
+                    counter = "epoch" if row.get("scope") == "epoch" else "iteration"
+                    if counter in clean:
+                        (epoch_rows if counter == "epoch" else iter_rows).append(clean)
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             # The trainer writes plain UTF-8 CSV; anything else is damage (or not our file).
             reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
@@ -147,7 +154,15 @@ def read_run(root: str | os.PathLike[str], status: str | None = None) -> RunReco
         if (root / folder).is_dir():
             files += [(p, p.stat().st_size) for p in sorted((root / folder).glob("*.safetensors")) if p.is_file()]
 
-    total = int(config.get("n_epochs", 0)) + int(config.get("n_epochs_decay", 0))
+    def count(key: str, default: int) -> int:
+        value = config.get(key, default)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ReportError(f"{config_path}: {key} is {json.dumps(value)}, not a whole number")
+        return value
+
+    total = count("n_epochs", 0) + count("n_epochs_decay", 0)
     done = int(max((row.get("epoch", 0) for row in epoch_rows), default=0))
     mtimes = [p.stat().st_mtime for p in (config_path, metrics_path) if p.exists()]
     mtimes += [p.stat().st_mtime for p, _ in files]
@@ -155,7 +170,7 @@ def read_run(root: str | os.PathLike[str], status: str | None = None) -> RunReco
     updated = dt.datetime.fromtimestamp(max(mtimes)) if mtimes else None
     if status is None:
         status = "finished" if total and done >= total else "interrupted or in progress"
-    world = int(config.get("world_size", 1) or 1)
+    world = count("world_size", 1) or 1
     return RunRecord(
         root=root,
         config=config,
@@ -170,7 +185,7 @@ def read_run(root: str | os.PathLike[str], status: str | None = None) -> RunReco
         status=status,
         epochs_done=done,
         total_epochs=total,
-        images_per_iteration=int(config.get("batch_size", 1) or 1) * world,
+        images_per_iteration=(count("batch_size", 1) or 1) * world,
     )
 
 

@@ -113,3 +113,25 @@ def test_started_is_the_first_session_not_the_last_resume(tmp_path):
     os.utime(run / "config.json", (first_epoch_end + 3600, first_epoch_end + 3600))  # a resume an hour on
     started = report.read_run(run).started
     assert started is not None and abs(started.timestamp() - (first_epoch_end - 10.0)) < 1e-3
+
+
+@pytest.mark.parametrize("config", [{"n_epochs": "abc"}, {"n_epochs": 1, "batch_size": "x"}, {"n_epochs": 1.5}])
+def test_report_with_a_damaged_config_names_it(tmp_path, config):
+    pytest.importorskip("matplotlib")
+    run = _fake_run(tmp_path / "run", (COLUMNS + "epoch,1,4,1.0,0.0002,,0.5\n").encode())
+    (run / "config.json").write_text(json.dumps(config))
+    result = _run("report", str(run), "-o", str(tmp_path / "page.html"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "config.json" in lines[0], result.stderr
+
+
+def test_report_with_non_finite_counters_in_metrics(tmp_path):
+    pytest.importorskip("matplotlib")
+    from img2img import report
+
+    run = _fake_run(tmp_path / "run", (COLUMNS + "epoch,nan,4,1.0,0.0002,,0.5\nepoch,1,inf,1.0,0.0002,,0.5\n").encode())
+    record = report.read_run(run)
+    assert record.epochs_done == 1
+    report.write_report(run, tmp_path / "page.html")
+    assert (tmp_path / "page.html").stat().st_size > 0
