@@ -135,3 +135,22 @@ def test_report_with_non_finite_counters_in_metrics(tmp_path):
     assert record.epochs_done == 1
     report.write_report(run, tmp_path / "page.html")
     assert (tmp_path / "page.html").stat().st_size > 0
+
+
+def test_the_training_summary_points_at_the_report(tmp_path):
+    # A new user learns of report.html from the summary, not only from the README.
+    pytest.importorskip("matplotlib")
+    import io
+
+    from img2img.config import Pix2PixConfig
+    from img2img.testing.synthetic import write_shapes_dataset
+    from img2img.train import train_pix2pix
+
+    data = write_shapes_dataset(tmp_path / "shapes", n_train=2, n_val=1, size=32)
+    log = io.StringIO()
+    config = Pix2PixConfig(
+        netg="unet_32", ngf=8, ndf=8, load_size=32, crop_size=32, n_epochs=1, n_epochs_decay=0,
+        seed=0, val_size=1, n_samples=1, data=str(data), out=str(tmp_path / "run"),
+    )
+    train_pix2pix(config, stream=log)
+    assert f"report:     {tmp_path / 'run' / 'report.html'}" in log.getvalue()
