@@ -142,6 +142,8 @@ def _process_alive(pid: int) -> bool:
         return True  # exists, owned by another user (or an impossible id: leave the file)
     return True
 
+from img2img.errors import Img2ImgError, OutputError  # noqa: E402
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, replace: bool = True) -> Iterator[Path]:
@@ -154,8 +156,14 @@ def atomic_path(path: str | os.PathLike[str], *, replace: bool = True) -> Iterat
     atomically (checkpoints, the model cache). Other ``OSError``s (a name the file system
     refuses, no space, no permission) propagate."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = create_temporary(target.parent)
+    if target.is_dir():
+        # Checked first: the temporary file would otherwise be made beside the folder.
+        raise _output_error(target, IsADirectoryError(errno.EISDIR, "is a folder, not a file"))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = create_temporary(target.parent)
+    except OSError as exc:
+        raise _output_error(target, exc) from None
     try:
         usual_mode = os.stat(tmp).st_mode & 0o777  # 0666 minus the umask, as created
         yield tmp
@@ -167,12 +175,24 @@ def atomic_path(path: str | os.PathLike[str], *, replace: bool = True) -> Iterat
             os.replace(tmp, target)
         else:
             rename_no_replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         discard_temporary(tmp)
+        # Name the file asked for, never our temporary; FileExistsError (no-replace) is the
+        # callers' to handle.
+        if isinstance(exc, OSError) and not isinstance(exc, (Img2ImgError, FileExistsError)):
+            raise _output_error(target, exc) from exc
         raise
     discard_temporary(tmp, unlink=False)
     _written.append(target)
     _fsync_dir(target.parent)
+
+
+def _output_error(target: Path, exc: OSError) -> OutputError:
+    """One line naming the file the user asked for (not our temporary name) and why."""
+    reason = exc.strerror or str(exc)
+    error = OutputError(f"{target}: cannot write ({reason})")
+    error.errno, error.strerror, error.filename = exc.errno, reason, str(target)
+    return error
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, replace: bool = True) -> None:

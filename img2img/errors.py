@@ -74,5 +74,10 @@ class MissingExtraError(Img2ImgError):
     """An optional extra (``pip install "img2img[...]"``) that a command needs is not installed."""
 
 
+class OutputError(Img2ImgError, OSError):
+    """An output file that cannot be written (its folder cannot be made, it is a folder, the
+    filesystem refuses it). Also an OSError, so callers that catch OSError still do."""
+
+
 class ExportError(Img2ImgError):
     """An export that failed or whose result does not compute what the source model computes."""

@@ -20,11 +20,13 @@ trainer skips the report with one note and ``img2img report`` fails with the com
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import datetime as dt
 import html
 import io
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -116,13 +118,24 @@ def read_run(root: str | os.PathLike[str], status: str | None = None) -> RunReco
     columns: list[str] = []
     metrics_path = root / "metrics.csv"
     if metrics_path.is_file():
-        with open(metrics_path, newline="") as handle:
-            reader = csv.DictReader(handle)
-            columns = list(reader.fieldnames or [])
-            for row in reader:
-                values = {key: _float(value) for key, value in row.items() if key and key != "scope"}
-                clean = {key: value for key, value in values.items() if value is not None}
-                (epoch_rows if row.get("scope") == "epoch" else iter_rows).append(clean)
+        try:
+            with open(metrics_path, newline="", encoding="utf-8") as handle:
+                reader = csv.DictReader(handle)
+                columns = list(reader.fieldnames or [])
+                for row in reader:
+                    values = {key: _float(value) for key, value in row.items() if key and key != "scope"}
+                    clean = {key: value for key, value in values.items() if value is not None}
+                    # A row without a finite counter (damaged, cut short) cannot be placed: skip it.
+                    for key in ("epoch", "iteration", "elapsed_s"):
+                        if key in clean and not math.isfinite(clean[key]):
+                            del clean[key]
+                    counter = "epoch" if row.get("scope") == "epoch" else "iteration"
+                    if counter in clean:
+                        (epoch_rows if counter == "epoch" else iter_rows).append(clean)
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            # The trainer writes plain UTF-8 CSV; anything else is damage (or not our file).
+            reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
+            raise ReportError(f"{metrics_path}: unreadable metrics ({reason})") from None
     metric_columns = [c for c in columns if c not in _META_COLUMNS]
     val_names = [c for c in metric_columns if c.startswith("val_")]
     loss_names = [c for c in metric_columns if c not in val_names]
@@ -141,15 +154,23 @@ def read_run(root: str | os.PathLike[str], status: str | None = None) -> RunReco
         if (root / folder).is_dir():
             files += [(p, p.stat().st_size) for p in sorted((root / folder).glob("*.safetensors")) if p.is_file()]
 
-    total = int(config.get("n_epochs", 0)) + int(config.get("n_epochs_decay", 0))
+    def count(key: str, default: int) -> int:
+        value = config.get(key, default)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ReportError(f"{config_path}: {key} is {json.dumps(value)}, not a whole number")
+        return value
+
+    total = count("n_epochs", 0) + count("n_epochs_decay", 0)
     done = int(max((row.get("epoch", 0) for row in epoch_rows), default=0))
     mtimes = [p.stat().st_mtime for p in (config_path, metrics_path) if p.exists()]
     mtimes += [p.stat().st_mtime for p, _ in files]
-    started = _started(config_path, epoch_rows + iter_rows)
+    started = _started(config_path, epoch_rows, samples)
     updated = dt.datetime.fromtimestamp(max(mtimes)) if mtimes else None
     if status is None:
         status = "finished" if total and done >= total else "interrupted or in progress"
-    world = int(config.get("world_size", 1) or 1)
+    world = count("world_size", 1) or 1
     return RunRecord(
         root=root,
         config=config,
@@ -164,16 +185,23 @@ def read_run(root: str | os.PathLike[str], status: str | None = None) -> RunReco
         status=status,
         epochs_done=done,
         total_epochs=total,
-        images_per_iteration=int(config.get("batch_size", 1) or 1) * world,
+        images_per_iteration=(count("batch_size", 1) or 1) * world,
     )
 
 
-def _started(config_path: Path, rows: list[dict[str, float]]) -> dt.datetime | None:
-    # config.json is written when the run starts (and not rewritten on resume).
-    try:
-        return dt.datetime.fromtimestamp(config_path.stat().st_mtime)
-    except OSError:
-        return None
+def _started(config_path: Path, rows: list[dict[str, float]], samples: list[tuple[int, Path]]) -> dt.datetime | None:
+    # config.json is rewritten at every resume, so its time is the last session's start. The
+    # first epoch's sample grid is written at that epoch's end, elapsed_s training seconds
+    # after the start: that dates the first session (to within its set-up time).
+    times = []
+    with contextlib.suppress(OSError):
+        times.append(config_path.stat().st_mtime)
+    first = {epoch: path for epoch, path in samples}.get(1)
+    elapsed = next((row.get("elapsed_s") for row in rows if row.get("epoch") == 1), None)
+    if first is not None and elapsed is not None:
+        with contextlib.suppress(OSError):
+            times.append(first.stat().st_mtime - elapsed)
+    return dt.datetime.fromtimestamp(min(times)) if times else None
 
 
 # --- charts --------------------------------------------------------------------------------------
@@ -246,7 +274,8 @@ def _panels(
         ax.set_xlabel(xlabel)
         from matplotlib.ticker import MaxNLocator
 
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs and iterations are whole
+        # Epochs and iterations are whole; min_n_ticks=1 keeps that with one epoch (one point).
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         if len(runs) > 1 and drawn:
             ax.legend(fontsize=8)
         figure.tight_layout()

@@ -28,26 +28,26 @@ def convert(
         None,
         "--arch",
         "--netg",
-        help="resnet_9blocks, resnet_6blocks, unet_256, unet_128, unet_N [default: read from the "
+        help="resnet_9blocks, resnet_6blocks, unet_256, unet_128, unet_N \\[default: read from the "
         "checkpoint]. Every architecture option is read from the checkpoint's tensors; one that "
         "is given must agree with them.",
         show_default=False,
     ),
-    norm: Optional[Norm] = typer.Option(None, help="batch, instance or none [default: read from the checkpoint]."),
-    ngf: Optional[int] = typer.Option(None, help="Filters in the generator's last conv layer [default: read]."),
-    input_nc: Optional[int] = typer.Option(None, "--input-nc", help="Input channels [default: read]."),
-    output_nc: Optional[int] = typer.Option(None, "--output-nc", help="Output channels [default: read]."),
+    norm: Optional[Norm] = typer.Option(None, help="batch, instance or none \\[default: read from the checkpoint]."),
+    ngf: Optional[int] = typer.Option(None, help="Filters in the generator's last conv layer \\[default: read]."),
+    input_nc: Optional[int] = typer.Option(None, "--input-nc", help="Input channels \\[default: read]."),
+    output_nc: Optional[int] = typer.Option(None, "--output-nc", help="Output channels \\[default: read]."),
     no_dropout: Optional[bool] = typer.Option(
         None,
         "--no-dropout/--dropout",
-        help="Whether the network was built without dropout [default: read from a resnet's keys; "
+        help="Whether the network was built without dropout \\[default: read from a resnet's keys; "
         "a unet's keys do not show it: dropout]. Dropout is never used at inference.",
         show_default=False,
     ),
     padding_type: Optional[PaddingType] = typer.Option(
         None,
         "--padding-type",
-        help="A resnet's padding [default: zero or reflect, read from the keys; replicate cannot "
+        help="A resnet's padding \\[default: zero or reflect, read from the keys; replicate cannot "
         "be told from reflect].",
         show_default=False,
     ),
@@ -56,7 +56,7 @@ def convert(
         None,
         "--eval-mode/--per-image-norm",
         help="Batch norm with running statistics (--eval-mode) or each image's own statistics as "
-        "in training at batch size 1 [default: per-image for batch-norm models].",
+        "in training at batch size 1 \\[default: per-image for batch-norm models].",
         show_default=False,
     ),
     force: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),

@@ -14,7 +14,7 @@ from img2img.cli._app import app
 def report(
     runs: List[Path] = typer.Argument(..., metavar="RUN...", help="Run folders (runs/NAME)."),
     output: Optional[Path] = typer.Option(
-        None, "-o", "--output", help="Where the page goes [default: RUN/report.html; required for several runs]."
+        None, "-o", "--output", help="Where the page goes \\[default: RUN/report.html; required for several runs]."
     ),
     link_images: bool = typer.Option(
         False, "--link-images", help="Link the sample grids by relative path instead of embedding them (large runs)."

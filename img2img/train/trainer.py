@@ -856,6 +856,9 @@ class Trainer:
         if last_sample.exists():
             lines.append(f"  samples:    {last_sample}")
         lines.append(f"  metrics:    {self.run.metrics}")
+        report_page = self.run.root / "report.html"  # written just before, unless matplotlib is missing
+        if report_page.is_file():
+            lines.append(f"  report:     {report_page}")
         if not finished:
             lines.append(f"  continue:   img2img train {self.model.task} --resume {self.run.root}")
         for path in result.weights.values():  # one per direction a run exports
