@@ -244,6 +244,16 @@ class Translator:
             # new (padded) size pays for the search.
             torch.backends.cudnn.benchmark = True
         self.net = self._prepare(loaded.net)
+        if not isinstance(self.net, nn.Module):  # an ONNX session
+            # Shared-statistics tiles work through the PyTorch norm layers; an ONNX graph runs
+            # each image in one pass (onnxruntime manages its own memory).
+            if str(tile) != "auto" and str(tile) != "off":
+                raise UsageError(
+                    f"{self.path}: --tile needs a PyTorch model (tiles share normalisation statistics "
+                    "through its norm layers)",
+                    hint="translate with the .safetensors or .pth the ONNX file was exported from",
+                )
+            tile = "off"
         self.tiling = TileSettings(tile, tile_overlap, tile_stats, memory_budget)
         self.tiling.check(self.size_multiple)
         self._bytes_per_pixel: float | None = None
