@@ -543,3 +543,21 @@ def test_looking_in_the_model_cache_removes_stale_downloads(tmp_path, monkeypatc
     stale.write_bytes(b"half a download")
     assert registry.resolve_model("tiny") == cached
     assert sorted(os.listdir(cached.parent)) == ["tiny.safetensors"]
+
+
+def test_a_signal_while_an_error_is_on_its_way_out_reports_the_error(capsys, monkeypatch):
+    """torchrun SIGTERMs the other processes when one fails: the error, not the signal, is news."""
+    from img2img.cli import _signals, main
+    from img2img.errors import Img2ImgError
+
+    def fail_then_signal(*args, **kwargs):
+        try:
+            raise Img2ImgError("stopped because another process of this run failed")
+        finally:
+            raise _signals.Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr("img2img.registry.list_models", fail_then_signal)
+    with pytest.raises(SystemExit) as info:
+        main(["models", "list"])
+    assert info.value.code == 1
+    assert capsys.readouterr().err == "img2img: error: stopped because another process of this run failed\n"

@@ -70,7 +70,7 @@ def test_report_to_a_folder_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "command, shown", [(("report",), "RUN/report.html; required for several runs"), (("convert",), "instance for resnet")]
+    "command, shown", [(("report",), "RUN/report.html; required for several runs"), (("convert",), "batch, instance or none [default: read from the checkpoint]")]
 )
 def test_help_shows_bracketed_defaults(command, shown):
     # Rich markup ate "[default: ...]" as an unknown tag.

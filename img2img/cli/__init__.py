@@ -91,6 +91,13 @@ def main(argv: list[str] | None = None) -> None:
         except Interrupted as exc:
             if debug:
                 raise
+            cause = exc.__context__
+            if isinstance(cause, Img2ImgError):
+                # The signal came while an error was on its way out (torchrun stops the other
+                # processes when one fails): the error is what happened.
+                if not getattr(cause, "quiet", False):
+                    error(str(cause))
+                sys.exit(cause.exit_code)
             _interrupted(exc, written_before)
             sys.exit(exc.exit_code)
         except Img2ImgError as exc:
