@@ -409,7 +409,7 @@ def test_a_16bit_png_gives_the_same_pixels_to_translate_training_and_combine(tmp
 def test_datasets_follow_symlinked_folders_and_skip_fifos_with_a_note(tmp_path, caplog):
     from img2img.data import Preprocess, check_paired_data, check_unpaired_data
 
-    shared = tmp_path / "shared"
+    shared = tmp_path / "linked_images"  # reached through a symbolic link
     for index in range(2):
         make_image(shared / f"s{index}.png", size=(16, 8), seed=index)
     train = tmp_path / "aligned" / "train"
