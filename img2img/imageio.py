@@ -12,6 +12,7 @@ images are read").
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -20,7 +21,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -140,35 +141,18 @@ def read_image(
     size: tuple[int, int] | None = None
     frames = 1
     try:
-        with warnings.catch_warnings():
+        with _decode_errors(label), warnings.catch_warnings():
             # Large photos trip Pillow's decompression-bomb *warning* (twice the limit is still
             # an error below); a translation tool is fed big images on purpose.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with _open_within(source, label, max_pixels) as opened:
-                size = opened.size
-                frames = _frame_count(opened)
-                opened.load()  # decode now, so truncated files fail here rather than later
-                image = ImageOps.exif_transpose(opened)  # a new image, so the file can be closed
-    except (ImageError, UsageError):
-        raise  # already says what is wrong with which file (the pixel limit)
-    except MemoryError:
-        raise ImageError(f"{label}: {_out_of_memory('decoding', size, _byte_count(source))}") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{label}: cannot identify image file") from None
-    except FileNotFoundError:
-        raise ImageError(f"{label}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{label}: is a directory") from None
-    except Image.DecompressionBombError as exc:
-        raise ImageError(f"{label}: {exc}") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        # System errors (permission denied) have a strerror; Pillow reports broken data as
-        # OSError ("image file is truncated"), ValueError or, in some plugins, SyntaxError.
-        raise ImageError(f"{label}: {getattr(exc, 'strerror', None) or _reason(exc)}") from None
-    except Exception as exc:  # noqa: BLE001
-        # Plugins fed corrupt data also raise IndexError, struct.error, TypeError...: still a
-        # problem with this one file, not a reason to stop translating the others.
-        raise ImageError(f"{label}: cannot decode ({type(exc).__name__}: {_reason(exc)})") from None
+            try:
+                with _open_within(source, label, max_pixels) as opened:
+                    size = opened.size
+                    frames = _frame_count(opened)
+                    opened.load()  # decode now, so truncated files fail here rather than later
+                    image = ImageOps.exif_transpose(opened)  # a new image, so the file can be closed
+            except MemoryError:
+                raise ImageError(f"{label}: {_out_of_memory('decoding', size, _byte_count(source))}") from None
     finally:
         if isinstance(source, io.BufferedReader):
             source.close()
@@ -235,7 +219,7 @@ def probe_image(path: str | os.PathLike[str]) -> tuple[tuple[int, int], str, int
     label = str(path)
     source = _open_path(Path(path), label, None)
     try:
-        with Image.open(source) as image:
+        with _decode_errors(label), Image.open(source) as image:
             width, height = image.size
             try:
                 orientation = image.getexif().get(_ORIENTATION_TAG, 1)
@@ -243,17 +227,37 @@ def probe_image(path: str | os.PathLike[str]) -> tuple[tuple[int, int], str, int
                 orientation = 1
             size = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
             return size, image.mode, _frame_count(image)
-    except UnidentifiedImageError:
-        raise ImageError(f"{label}: cannot identify image file") from None
-    except Image.DecompressionBombError as exc:
-        raise ImageError(f"{label}: {exc}") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageError(f"{label}: {getattr(exc, 'strerror', None) or _reason(exc)}") from None
-    except Exception as exc:  # noqa: BLE001
-        raise ImageError(f"{label}: cannot decode ({type(exc).__name__}: {_reason(exc)})") from None
     finally:
         if isinstance(source, io.BufferedReader):
             source.close()
+
+
+@contextlib.contextmanager
+def _decode_errors(label: str) -> Iterator[None]:
+    """Whatever opening or decoding one file raises becomes one ImageError naming ``label``
+    (errors that already name it pass through): the readers of pixels and of headers say the
+    same thing about the same file."""
+    try:
+        yield
+    except (ImageError, UsageError):
+        raise  # already says what is wrong with which file (the pixel limit, out of memory)
+    except UnidentifiedImageError:
+        raise ImageError(f"{label}: cannot identify image file") from None
+    except FileNotFoundError:
+        raise ImageError(f"{label}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{label}: is a directory") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{label}: {exc}") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        # System errors (permission denied) have a strerror; Pillow reports broken data as
+        # OSError ("image file is truncated"), ValueError or, in some plugins, SyntaxError.
+        raise ImageError(f"{label}: {getattr(exc, 'strerror', None) or _reason(exc)}") from None
+    except Exception as exc:  # noqa: BLE001
+        # Plugins fed corrupt data also raise IndexError, struct.error, TypeError...: still a
+        # problem with this one file, not a reason to stop translating the others.
+        raise ImageError(f"{label}: cannot decode ({type(exc).__name__}: {_reason(exc)})") from None
+
 
 # --- the pixel limit (--max-pixels) ---------------------------------------------------------
 
