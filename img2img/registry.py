@@ -14,30 +14,25 @@ tried, in this order, as:
    the entry's architecture), converted once and renamed into the cache, so a failure leaves
    nothing behind.
 
+The transfers themselves (limits, the Hub, offline messages) are ``img2img.downloads``'s.
 Nothing here imports torch or huggingface_hub at module level: ``models list`` stays fast.
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import hashlib
-import http.client
 import json
 import os
 import re
-import sys
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
-from img2img import __version__
-from img2img.atomic import create_temporary, discard_temporary, remove_stale_temporaries
+from img2img import downloads
+from img2img.atomic import remove_stale_temporaries
 from img2img.config import GeneratorConfig
+from img2img.downloads import ENV_OFFLINE, file_sha256, is_offline  # noqa: F401 (public here too)
 from img2img.errors import (
     DownloadError,
     Img2ImgError,
@@ -51,7 +46,6 @@ REGISTRY_FILE = WEIGHTS_DIR / "registry.json"
 REGISTRY_SCHEMA = 1
 
 ENV_CACHE = "IMG2IMG_CACHE"
-ENV_OFFLINE = "IMG2IMG_OFFLINE"
 ENV_BASE_URL = "IMG2IMG_REGISTRY_BASE_URL"  # a mirror of the reference's download server
 ENV_EXTRA_REGISTRY = "IMG2IMG_REGISTRY"  # a JSON file whose entries add to (or replace) ours
 
@@ -62,17 +56,6 @@ DIRECTIONS = ("AtoB", "BtoA")
 # The reference's training defaults; informational in the metadata (outputs keep the input size).
 REFERENCE_PREPROCESS = {"load_size": 286, "crop_size": 256}
 
-# A download is abandoned when nothing arrives for DOWNLOAD_TIMEOUT seconds, or when it runs
-# slower than DOWNLOAD_MIN_RATE bytes/s over any DOWNLOAD_TIMEOUT-second window (a server that
-# trickles a byte every few seconds never trips a per-read timeout). Both can be set in the
-# environment.
-ENV_DOWNLOAD_TIMEOUT = "IMG2IMG_DOWNLOAD_TIMEOUT"
-ENV_DOWNLOAD_MIN_RATE = "IMG2IMG_DOWNLOAD_MIN_RATE"
-DOWNLOAD_TIMEOUT = 30.0
-DOWNLOAD_MIN_RATE = 10_000.0
-HF_CONNECT_TIMEOUT = 10.0  # seconds for the Hub to answer before "no connection"
-MAX_DOWNLOAD_BYTES = 2 << 30  # the reference generators are ~45-220 MB; stop a runaway server
-_CHUNK = 1 << 20
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _HF_REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -336,15 +319,6 @@ def cached_model_path(name: str) -> Path:
     return cache_dir() / "models" / f"{name}.safetensors"
 
 
-def is_offline() -> bool:
-    """``IMG2IMG_OFFLINE`` or ``HF_HUB_OFFLINE`` set: use what is on disk, never the network."""
-    return any(_env_true(name) for name in (ENV_OFFLINE, "HF_HUB_OFFLINE"))
-
-
-def _env_true(name: str) -> bool:
-    # The same spelling huggingface_hub accepts for HF_HUB_OFFLINE.
-    return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
 
 def _local_names() -> list[str]:
     """Names of shipped and cached weights files, whether or not the registry has them."""
@@ -401,7 +375,7 @@ def _is_name(spec: str) -> bool:
 def _resolve(spec: str, *, download: bool, force: bool, progress: bool | None) -> Path | None:
     if spec.startswith(HF_PREFIX):
         repo, filename, revision = parse_hf_spec(spec)
-        return _hf_file(
+        return downloads.hf_file(
             repo, filename, revision, label=spec, download=download, force=force, progress=progress
         )
 
@@ -434,7 +408,7 @@ def _resolve(spec: str, *, download: bool, force: bool, progress: bool | None) -
             raise WeightsError(f"{spec}: is a folder, not a weights file")
         raise _unknown_name(spec, registry)
     if entry.source == "hf" and not entry.needs_conversion:
-        return _hf_file(
+        return downloads.hf_file(
             entry.hf_repo or "", entry.hf_file, entry.hf_revision,
             label=spec, download=download, force=force, progress=progress, sha256=entry.sha256,
         )  # fmt: skip
@@ -495,7 +469,7 @@ def _download_and_convert(entry: ModelEntry, *, force: bool, progress: bool | No
     target = cached_model_path(entry.name)
     target.parent.mkdir(parents=True, exist_ok=True)
     if entry.source == "hf":
-        checkpoint = _hf_file(
+        checkpoint = downloads.hf_file(
             entry.hf_repo or "", entry.hf_file, entry.hf_revision,
             label=entry.name, download=True, force=force, progress=progress, sha256=entry.sha256,
         )  # fmt: skip
@@ -503,8 +477,10 @@ def _download_and_convert(entry: ModelEntry, *, force: bool, progress: bool | No
         _convert(entry, checkpoint, target, origin=entry.location)
         return target
     url = str(entry.url)
-    with _temporary_file(target.parent, entry.name) as partial:
-        _download(url, partial, label=entry.name, sha256=entry.sha256, progress=progress)
+    with downloads.temporary_file(target.parent, entry.name) as partial:
+        downloads.download(
+            url, partial, label=entry.name, sha256=entry.sha256, progress=progress, cache_path=target
+        )
         _convert(entry, partial, target, origin=url)
     return target
 
@@ -523,159 +499,6 @@ def _convert(entry: ModelEntry, checkpoint: Path, target: Path, *, origin: str) 
         raise DownloadError(f"{entry.name}: refused the checkpoint from {origin}: {reason}") from None
 
 
-@contextlib.contextmanager
-def _temporary_file(folder: Path, name: str) -> Iterator[Path]:
-    # img2img.atomic's temporaries: removed whatever stops the process, and by the next run
-    # after a kill -9.
-    tmp = create_temporary(folder)
-    try:
-        yield tmp
-    finally:
-        discard_temporary(tmp)
-
-
-def download_limits() -> tuple[float, float]:
-    """(timeout seconds, minimum bytes/s) from the environment or the defaults."""
-    limits = []
-    for variable, default in ((ENV_DOWNLOAD_TIMEOUT, DOWNLOAD_TIMEOUT), (ENV_DOWNLOAD_MIN_RATE, DOWNLOAD_MIN_RATE)):
-        raw = os.environ.get(variable, "").strip()
-        try:
-            value = float(raw) if raw else default
-        except ValueError:
-            value = float("nan")
-        if not (value > 0 if variable == ENV_DOWNLOAD_TIMEOUT else value >= 0) or value == float("inf"):
-            raise UsageError(f"${variable} must be a positive number, got {raw!r}")
-        limits.append(value)
-    return limits[0], limits[1]
-
-
-def _download(url: str, dest: Path, *, label: str, sha256: str | None, progress: bool | None) -> None:
-    """Fetch ``url`` into ``dest``, refusing short reads, oversized bodies, checksum mismatches,
-    and servers that stall or trickle (see ``download_limits``)."""
-    if is_offline():
-        raise _cannot_download(label, f"offline: {_offline_variable()} is set")
-    timeout, min_rate = download_limits()
-    request = urllib.request.Request(url, headers={"User-Agent": f"img2img/{__version__}"})
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        raise DownloadError(f"{label}: download failed: HTTP {exc.code} {exc.reason} from {url}") from None
-    except (urllib.error.URLError, OSError) as exc:  # refused, DNS, timeout, TLS
-        raise _cannot_download(label, f"{_network_reason(exc)}: {url}") from None
-    digest = hashlib.sha256()
-    received = 0
-    read = getattr(response, "read1", response.read)  # read1: returns what has arrived
-    window_start, window_received = time.monotonic(), 0
-    with response:
-        length = response.headers.get("Content-Length")
-        total = int(length) if length and length.isdigit() else None
-        try:
-            with open(dest, "wb") as out, _progress_bar(label, total, progress) as advance:
-                while chunk := read(_CHUNK):
-                    received += len(chunk)
-                    if received > MAX_DOWNLOAD_BYTES:
-                        raise DownloadError(
-                            f"{label}: download refused: {url} sent more than "
-                            f"{MAX_DOWNLOAD_BYTES >> 20} MiB"
-                        )
-                    out.write(chunk)
-                    digest.update(chunk)
-                    advance(len(chunk))
-                    elapsed = time.monotonic() - window_start
-                    if elapsed >= timeout:
-                        rate = (received - window_received) / elapsed
-                        if rate < min_rate:
-                            raise DownloadError(
-                                f"{label}: download of {url} abandoned: {_rate(rate)} over the last "
-                                f"{elapsed:.0f} s, below the minimum of {_rate(min_rate)} "
-                                f"(${ENV_DOWNLOAD_MIN_RATE}, ${ENV_DOWNLOAD_TIMEOUT})"
-                            )
-                        window_start, window_received = time.monotonic(), received
-        except TimeoutError:
-            raise DownloadError(
-                f"{label}: download of {url} abandoned: nothing received for {timeout:g} s "
-                f"(${ENV_DOWNLOAD_TIMEOUT})"
-            ) from None
-        except (OSError, http.client.HTTPException) as exc:
-            reason = _network_reason(exc)
-            raise DownloadError(f"{label}: download of {url} was interrupted ({reason})") from None
-    if total is not None and received != total:
-        raise DownloadError(f"{label}: download of {url} was cut short ({received} of {total} bytes)")
-    if sha256 and digest.hexdigest() != sha256:
-        raise DownloadError(
-            f"{label}: download refused: sha256 of {url} is {digest.hexdigest()}, the registry "
-            f"expects {sha256}"
-        )
-
-
-def _rate(bytes_per_second: float) -> str:
-    if bytes_per_second >= 1e6:
-        return f"{bytes_per_second / 1e6:.1f} MB/s"
-    if bytes_per_second >= 1e3:
-        return f"{bytes_per_second / 1e3:.1f} kB/s"
-    return f"{bytes_per_second:.1f} bytes/s"
-
-
-def _network_reason(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None) or exc
-    if isinstance(reason, BaseException):
-        text = getattr(reason, "strerror", None) or str(reason) or type(reason).__name__
-    else:
-        text = str(reason)
-    if isinstance(exc, http.client.IncompleteRead):
-        text = f"connection closed after {len(exc.partial)} bytes"
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-
-
-def _offline_variable() -> str:
-    return ENV_OFFLINE if _env_true(ENV_OFFLINE) else "HF_HUB_OFFLINE"
-
-
-def _cannot_download(label: str, why: str) -> DownloadError:
-    return DownloadError(
-        f"{label}: not in the cache and cannot download ({why}); on a connected machine run "
-        f"`img2img models pull {label}` and copy the file it prints to {cached_model_path(label)}, "
-        "or pass a weights file path to --model"
-    )
-
-
-@contextlib.contextmanager
-def _progress_bar(label: str, total: int | None, enabled: bool | None) -> Iterator[Any]:
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        yield lambda n: None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(f"downloading {label}", total=total)
-        yield lambda n: bar.advance(task, n)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 # --- Hugging Face ---------------------------------------------------------------------------
 
 
@@ -687,154 +510,6 @@ def parse_hf_spec(spec: str) -> tuple[str, str, str | None]:
     name, _, revision = parts[1].partition("@")
     filename = "/".join(parts[2:]) or HF_DEFAULT_FILE
     return f"{parts[0]}/{name}", filename, revision or None
-
-
-def _hf_file(
-    repo: str,
-    filename: str,
-    revision: str | None,
-    *,
-    label: str,
-    download: bool,
-    force: bool,
-    progress: bool | None,
-    sha256: str | None = None,
-) -> Path | None:
-    """``filename`` from the HF repo, from the HF cache when there; None when it is not cached
-    and ``download`` is false."""
-    from huggingface_hub import constants as hf_constants
-    from huggingface_hub import errors as hf
-    from huggingface_hub import hf_hub_download
-
-    offline = is_offline() or bool(hf_constants.HF_HUB_OFFLINE)
-    if force and offline:
-        raise DownloadError(f"{label}: cannot download again while offline ({_offline_variable()} is set)")
-    where = f"{filename} from {repo}" + (f"@{revision}" if revision else "")
-    try:
-        with _hf_progress(progress), _hf_quiet():
-            if download and not offline:
-                _check_hub_reachable(repo, filename, revision, force=force)
-            path = hf_hub_download(
-                repo,
-                filename,
-                revision=revision,
-                local_files_only=offline or not download,
-                force_download=force,
-                library_name="img2img",
-                library_version=__version__,
-            )
-    except _NoConnection as exc:
-        raise DownloadError(
-            f"{label}: cannot reach the Hugging Face Hub ({exc}) and {where} is not in its cache "
-            f"({hf_constants.HF_HUB_CACHE}); on a connected machine run `img2img models pull "
-            f"{label}` and copy the Hugging Face cache (HF_HOME), or pass a weights file path to "
-            "--model"
-        ) from None
-    except hf.LocalEntryNotFoundError:  # before EntryNotFoundError, its base class
-        if not download:
-            return None
-        why = f"offline: {_offline_variable()} is set" if offline else "no connection to the Hub"
-        raise DownloadError(
-            f"{label}: {where} is not in the Hugging Face cache "
-            f"({hf_constants.HF_HUB_CACHE}) and cannot download ({why}); on a "
-            f"connected machine run `img2img models pull {label}` and copy the Hugging Face cache "
-            "(HF_HOME), or pass a weights file path to --model"
-        ) from None
-    except hf.GatedRepoError:  # before RepositoryNotFoundError, its base class
-        raise ModelNotFoundError(
-            f"{label}: {repo} is gated: accept its terms on huggingface.co, then `hf auth login`"
-        ) from None
-    except hf.RepositoryNotFoundError:
-        raise ModelNotFoundError(
-            f"{label}: no Hugging Face repo {repo} (or it is private: `hf auth login`)"
-        ) from None
-    except hf.RevisionNotFoundError:
-        raise ModelNotFoundError(f"{label}: {repo} has no revision {revision}") from None
-    except hf.EntryNotFoundError:
-        raise ModelNotFoundError(f"{label}: {repo} has no file {filename}") from None
-    except hf.HFValidationError as exc:
-        raise UsageError(f"{label}: not a valid Hugging Face repo ({_first_line(exc)})") from None
-    except hf.HfHubHTTPError as exc:
-        raise DownloadError(f"{label}: download of {where} failed ({_first_line(exc)})") from None
-    except (OSError, ValueError) as exc:
-        raise DownloadError(f"{label}: download of {where} failed ({_first_line(exc)})") from None
-    if sha256 and file_sha256(Path(path)) != sha256:
-        raise DownloadError(f"{label}: refused {where}: its sha256 does not match the registry's")
-    return Path(path)
-
-
-class _NoConnection(Exception):
-    """The Hub did not answer (refused, no DNS, timed out); the message says why."""
-
-
-def _check_hub_reachable(repo: str, filename: str, revision: str | None, *, force: bool) -> None:
-    """One request, without retries, for a file that is not in the HF cache yet: hf_hub_download
-    would retry a dead connection with backoff for half a minute (and log every attempt) before
-    saying it is offline. A cached file needs no check: the library falls back to the cache
-    without retrying. Raises _NoConnection; HTTP answers (no such repo...) raise the library's
-    own errors."""
-    from huggingface_hub import constants as hf_constants
-    from huggingface_hub import get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
-    from huggingface_hub import errors as hf
-
-    if not force and isinstance(try_to_load_from_cache(repo, filename, revision=revision), str):
-        return
-    url = hf_hub_url(repo, filename, revision=revision)
-    try:
-        get_hf_file_metadata(url, timeout=HF_CONNECT_TIMEOUT)
-    except (hf.HfHubHTTPError, hf.HFValidationError):
-        raise
-    except Exception as exc:  # the HTTP client's connection errors (its own exception types)
-        endpoint = urllib.parse.urlsplit(hf_constants.ENDPOINT).netloc or hf_constants.ENDPOINT
-        raise _NoConnection(f"{endpoint}: {_network_reason(exc)}") from None
-
-
-@contextlib.contextmanager
-def _hf_quiet() -> Iterator[None]:
-    """huggingface_hub logs a warning per retry; our one-line error says what happened."""
-    import logging
-
-    logger = logging.getLogger("huggingface_hub")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-@contextlib.contextmanager
-def _hf_progress(enabled: bool | None) -> Iterator[None]:
-    """huggingface_hub draws its own bars; keep them off when ours would be off."""
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if enabled:
-        yield
-        return
-    import warnings
-
-    from huggingface_hub.utils import (
-        are_progress_bars_disabled,
-        disable_progress_bars,
-        enable_progress_bars,
-    )
-
-    with warnings.catch_warnings():  # it warns when HF_HUB_DISABLE_PROGRESS_BARS overrides it
-        warnings.simplefilter("ignore")
-        was_disabled = are_progress_bars_disabled()
-        disable_progress_bars()
-    try:
-        yield
-    finally:
-        if not was_disabled:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                enable_progress_bars()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # --- listing --------------------------------------------------------------------------------

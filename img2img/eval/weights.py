@@ -100,7 +100,7 @@ def file_sha256(path: Path) -> str:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _DIGESTS:
-        from img2img.registry import file_sha256 as digest
+        from img2img.downloads import file_sha256 as digest
 
         _DIGESTS[key] = digest(path)
     return _DIGESTS[key]
@@ -147,17 +147,20 @@ def missing_weights_error(known: KnownWeights, why: str) -> DownloadError:
 
 
 def _download_known(known: KnownWeights, *, progress: bool | None) -> tuple[Path, str, str, bool]:
-    from img2img import registry
+    from img2img import downloads
 
     target = eval_cache_dir() / known.filenames[0]
-    if registry.is_offline():
-        raise missing_weights_error(known, f"offline: {registry._offline_variable()} is set")
+    if downloads.is_offline():
+        raise missing_weights_error(known, f"offline: {downloads.offline_variable()} is set")
     target.parent.mkdir(parents=True, exist_ok=True)
     last: DownloadError | None = None
     for url in known.urls:
-        with registry._temporary_file(target.parent, known.filenames[0]) as partial:
+        with downloads.temporary_file(target.parent, known.filenames[0]) as partial:
             try:
-                registry._download(url, partial, label=known.filenames[0], sha256=known.sha256, progress=progress)
+                downloads.download(
+                    url, partial, label=known.filenames[0], sha256=known.sha256, progress=progress,
+                    cache_path=target,
+                )  # fmt: skip
             except DownloadError as exc:
                 last = exc
                 continue
