@@ -25,17 +25,19 @@ from typing import Any, Iterator
 from img2img import __version__
 from img2img.atomic import create_temporary, discard_temporary
 from img2img.errors import DownloadError, ModelNotFoundError, UsageError
+from img2img.transfer import (  # noqa: F401 (the policy's names are public here too)
+    DOWNLOAD_MIN_RATE,
+    DOWNLOAD_TIMEOUT,
+    ENV_DOWNLOAD_MIN_RATE,
+    ENV_DOWNLOAD_TIMEOUT,
+    TransferTooSlow,
+    download_limits,
+    http_client,
+    use_for_hub,
+)
 
 ENV_OFFLINE = "IMG2IMG_OFFLINE"
 
-# A download is abandoned when nothing arrives for DOWNLOAD_TIMEOUT seconds, or when it runs
-# slower than DOWNLOAD_MIN_RATE bytes/s over any DOWNLOAD_TIMEOUT-second window (a server that
-# trickles a byte every few seconds never trips a per-read timeout). Both can be set in the
-# environment.
-ENV_DOWNLOAD_TIMEOUT = "IMG2IMG_DOWNLOAD_TIMEOUT"
-ENV_DOWNLOAD_MIN_RATE = "IMG2IMG_DOWNLOAD_MIN_RATE"
-DOWNLOAD_TIMEOUT = 30.0
-DOWNLOAD_MIN_RATE = 10_000.0
 HF_CONNECT_TIMEOUT = 10.0  # seconds for the Hub to answer before "no connection"
 MAX_DOWNLOAD_BYTES = 2 << 30  # the reference generators are ~45-220 MB; stop a runaway server
 _CHUNK = 1 << 20
@@ -62,21 +64,6 @@ def temporary_file(folder: Path, name: str) -> Iterator[Path]:
         discard_temporary(tmp)
 
 
-def download_limits() -> tuple[float, float]:
-    """(timeout seconds, minimum bytes/s) from the environment or the defaults."""
-    limits = []
-    for variable, default in ((ENV_DOWNLOAD_TIMEOUT, DOWNLOAD_TIMEOUT), (ENV_DOWNLOAD_MIN_RATE, DOWNLOAD_MIN_RATE)):
-        raw = os.environ.get(variable, "").strip()
-        try:
-            value = float(raw) if raw else default
-        except ValueError:
-            value = float("nan")
-        if not (value > 0 if variable == ENV_DOWNLOAD_TIMEOUT else value >= 0) or value == float("inf"):
-            raise UsageError(f"${variable} must be a positive number, got {raw!r}")
-        limits.append(value)
-    return limits[0], limits[1]
-
-
 def download(
     url: str, dest: Path, *, label: str, sha256: str | None, progress: bool | None, cache_path: Path
 ) -> None:
@@ -85,24 +72,14 @@ def download(
     belongs in the cache, named by the offline message. Raises DownloadError."""
     if is_offline():
         raise _cannot_download(label, f"offline: {offline_variable()} is set", cache_path)
-    timeout, min_rate = download_limits()
-    request = urllib.request.Request(url, headers={"User-Agent": f"img2img/{__version__}"})
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        raise DownloadError(f"{label}: download failed: HTTP {exc.code} {exc.reason} from {url}") from None
-    except (urllib.error.URLError, OSError) as exc:  # refused, DNS, timeout, TLS
-        raise _cannot_download(label, f"{_network_reason(exc)}: {url}", cache_path) from None
+    timeout, _ = download_limits()
     digest = hashlib.sha256()
     received = 0
-    read = getattr(response, "read1", response.read)  # read1: returns what has arrived
-    window_start, window_received = time.monotonic(), 0
-    with response:
-        length = response.headers.get("Content-Length")
-        total = int(length) if length and length.isdigit() else None
+    with contextlib.ExitStack() as stack:
+        chunks, total = _open(url, stack, timeout=timeout, label=label, cache_path=cache_path)
         try:
             with open(dest, "wb") as out, _progress_bar(label, total, progress) as advance:
-                while chunk := read(_CHUNK):
+                for chunk in chunks:
                     received += len(chunk)
                     if received > MAX_DOWNLOAD_BYTES:
                         raise DownloadError(
@@ -112,22 +89,9 @@ def download(
                     out.write(chunk)
                     digest.update(chunk)
                     advance(len(chunk))
-                    elapsed = time.monotonic() - window_start
-                    if elapsed >= timeout:
-                        rate = (received - window_received) / elapsed
-                        if rate < min_rate:
-                            raise DownloadError(
-                                f"{label}: download of {url} abandoned: {_rate(rate)} over the last "
-                                f"{elapsed:.0f} s, below the minimum of {_rate(min_rate)} "
-                                f"(${ENV_DOWNLOAD_MIN_RATE}, ${ENV_DOWNLOAD_TIMEOUT})"
-                            )
-                        window_start, window_received = time.monotonic(), received
-        except TimeoutError:
-            raise DownloadError(
-                f"{label}: download of {url} abandoned: nothing received for {timeout:g} s "
-                f"(${ENV_DOWNLOAD_TIMEOUT})"
-            ) from None
-        except (OSError, http.client.HTTPException) as exc:
+        except TransferTooSlow as exc:
+            raise _abandoned(label, url, exc) from None
+        except _transfer_errors() as exc:
             reason = _network_reason(exc)
             raise DownloadError(f"{label}: download of {url} was interrupted ({reason})") from None
     if total is not None and received != total:
@@ -139,12 +103,56 @@ def download(
         )
 
 
-def _rate(bytes_per_second: float) -> str:
-    if bytes_per_second >= 1e6:
-        return f"{bytes_per_second / 1e6:.1f} MB/s"
-    if bytes_per_second >= 1e3:
-        return f"{bytes_per_second / 1e3:.1f} kB/s"
-    return f"{bytes_per_second:.1f} bytes/s"
+def _open(
+    url: str, stack: contextlib.ExitStack, *, timeout: float, label: str, cache_path: Path
+) -> tuple[Iterator[bytes], int | None]:
+    """(the body's chunks, its declared length) of ``url``; the chunks raise TransferTooSlow or
+    one of _transfer_errors(). http(s) goes through ``transfer.http_client()`` (the policy),
+    file: URLs (a local mirror) through urllib."""
+    import httpx2
+
+    if urllib.parse.urlsplit(url).scheme.lower() == "file":
+        try:
+            response = stack.enter_context(urllib.request.urlopen(url, timeout=timeout))
+        except (urllib.error.URLError, OSError) as exc:
+            raise _cannot_download(label, f"{_network_reason(exc)}: {url}", cache_path) from None
+        length = response.headers.get("Content-Length")
+        return iter(lambda: response.read(_CHUNK), b""), int(length) if length and length.isdigit() else None
+    client = stack.enter_context(http_client(follow_redirects=True, timeout=timeout))
+    # identity: the declared length is then the file's, and the checksum is of the file.
+    headers = {"User-Agent": f"img2img/{__version__}", "Accept-Encoding": "identity"}
+    try:
+        response = stack.enter_context(client.stream("GET", url, headers=headers))
+    except TransferTooSlow as exc:
+        raise _abandoned(label, url, exc) from None
+    except (httpx2.HTTPError, OSError) as exc:  # refused, DNS, timeout, TLS
+        raise _cannot_download(label, f"{_network_reason(exc)}: {url}", cache_path) from None
+    if response.status_code >= 400:
+        raise DownloadError(
+            f"{label}: download failed: HTTP {response.status_code} {response.reason_phrase} from {url}"
+        )
+    length = response.headers.get("Content-Length")
+    return response.iter_raw(_CHUNK), int(length) if length and length.isdigit() else None
+
+
+def _http_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP clients' errors: the connection dropped, the server broke HTTP."""
+    import httpx2
+
+    return (http.client.HTTPException, httpx2.HTTPError)
+
+
+def _transfer_errors() -> tuple[type[BaseException], ...]:
+    """Errors of a transfer that had started."""
+    return (OSError, *_http_errors())
+
+
+def _abandoned(label: str, what: str, exc: TransferTooSlow, *, mirror: str | None = None) -> DownloadError:
+    mirror = f", use a mirror (${mirror})" if mirror else ""
+    return DownloadError(
+        f"{label}: download of {what} abandoned: {exc}",
+        hint=f"the server is too slow: try again later{mirror}, or change the limits",
+    )
 
 
 def _network_reason(exc: BaseException) -> str:
@@ -224,7 +232,7 @@ def hf_file(
     sha256: str | None = None,
 ) -> Path | None:
     """``filename`` from the HF repo, from the HF cache when there; None when it is not cached
-    and ``download`` is false."""
+    and ``download`` is false. Transfers obey the download policy (``img2img.transfer``)."""
     from huggingface_hub import constants as hf_constants
     from huggingface_hub import errors as hf
     from huggingface_hub import hf_hub_download
@@ -233,8 +241,9 @@ def hf_file(
     if force and offline:
         raise DownloadError(f"{label}: cannot download again while offline ({offline_variable()} is set)")
     where = f"{filename} from {repo}" + (f"@{revision}" if revision else "")
+    use_for_hub()
     try:
-        with _hf_progress(progress), _hf_quiet():
+        with _hf_progress(progress), _hf_quiet(), _hf_over_http():
             if download and not offline:
                 _check_hub_reachable(repo, filename, revision, force=force)
             path = hf_hub_download(
@@ -246,6 +255,8 @@ def hf_file(
                 library_name="img2img",
                 library_version=__version__,
             )
+    except TransferTooSlow as exc:
+        raise _abandoned(label, where, exc, mirror="HF_ENDPOINT") from None
     except _NoConnection as exc:
         raise DownloadError(
             f"{label}: cannot reach the Hugging Face Hub ({exc}) and {where} is not in its cache "
@@ -279,6 +290,8 @@ def hf_file(
         raise UsageError(f"{label}: not a valid Hugging Face repo ({_first_line(exc)})") from None
     except hf.HfHubHTTPError as exc:
         raise DownloadError(f"{label}: download of {where} failed ({_first_line(exc)})") from None
+    except _http_errors() as exc:
+        raise DownloadError(f"{label}: download of {where} was interrupted ({_network_reason(exc)})") from None
     except (OSError, ValueError) as exc:
         raise DownloadError(f"{label}: download of {where} failed ({_first_line(exc)})") from None
     if sha256 and file_sha256(Path(path)) != sha256:
@@ -305,11 +318,26 @@ def _check_hub_reachable(repo: str, filename: str, revision: str | None, *, forc
     url = hf_hub_url(repo, filename, revision=revision)
     try:
         get_hf_file_metadata(url, timeout=HF_CONNECT_TIMEOUT)
-    except (hf.HfHubHTTPError, hf.HFValidationError):
+    except (hf.HfHubHTTPError, hf.HFValidationError, TransferTooSlow):
         raise
     except Exception as exc:  # the HTTP client's connection errors (its own exception types)
         endpoint = urllib.parse.urlsplit(hf_constants.ENDPOINT).netloc or hf_constants.ENDPOINT
         raise _NoConnection(f"{endpoint}: {_network_reason(exc)}") from None
+
+
+@contextlib.contextmanager
+def _hf_over_http() -> Iterator[None]:
+    """Xet storage off: hf_xet (Rust) fetches a Xet-stored file with its own HTTP stack, which
+    the download policy cannot see; without it the Hub serves the same file over plain HTTP,
+    through our client."""
+    from huggingface_hub import constants as hf_constants
+
+    disabled = hf_constants.HF_HUB_DISABLE_XET
+    hf_constants.HF_HUB_DISABLE_XET = True
+    try:
+        yield
+    finally:
+        hf_constants.HF_HUB_DISABLE_XET = disabled
 
 
 @contextlib.contextmanager

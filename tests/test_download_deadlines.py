@@ -1,0 +1,184 @@
+"""One download policy for every transfer, reply headers included: a registry URL and an `hf:`
+model are both abandoned, with one line naming what and why, when the server trickles its
+headers (a status line, then a byte every so often) or its body. Nothing is left in either
+cache. (A registry URL that trickles its body: test_downloads.py.) The servers are on 127.0.0.1; IMG2IMG_DOWNLOAD_TIMEOUT is 1 s, and each server gives up
+trickling after a few seconds, so that code without the policy fails (with another message)
+instead of hanging."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from img2img import registry
+from img2img.errors import DownloadError
+from test_registry import closed_port_url, tiny_entry, write_registry
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+SIZE = 100_000
+TRICKLE_FOR = 4.0  # seconds a trickle lasts before the server hangs up
+INTERVAL = 0.1
+
+
+def hub_headers(size: int) -> bytes:
+    """What the Hub answers for a file: its size, ETag and the commit of the revision."""
+    return (
+        f"Content-Length: {size}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n"
+        f'ETag: "tricklingetag{size}"\r\nX-Repo-Commit: {COMMIT}\r\n\r\n'
+    ).encode()
+
+
+class TricklingServer:
+    """Serves registry files and a fake Hugging Face Hub. A path containing ``headers`` sends the
+    status line, then its headers one byte every INTERVAL seconds; one containing ``body`` sends
+    honest headers (the Hub's, on HEAD too), then one byte of the body every INTERVAL seconds.
+    A trickle stops after TRICKLE_FOR seconds (the server hangs up); a second GET of a trickled
+    body (a library retrying) gets HTTP 500. A path containing ``ok`` serves ``self.body`` at
+    once."""
+
+    def __init__(self) -> None:
+        server = self
+        self.closed = threading.Event()
+        self.gets: dict[str, int] = {}
+        self.body = b""
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_HEAD(self) -> None:  # noqa: N802 (http.server's spelling)
+                self.reply(body=False)
+
+            def do_GET(self) -> None:  # noqa: N802
+                server.gets[self.path] = server.gets.get(self.path, 0) + 1
+                if "body" in self.path and server.gets[self.path] > 1:
+                    self.send_error(500)
+                    return
+                self.reply(body=True)
+
+            def reply(self, body: bool) -> None:
+                self.close_connection = True
+                if "/ok/" in self.path:
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\n" + hub_headers(len(server.body)))
+                    self.wfile.write(server.body if body else b"")
+                    return
+                if "headers" not in self.path and "body" not in self.path:
+                    self.send_error(404)  # the library's other requests
+                    return
+                headers = hub_headers(SIZE)
+                try:
+                    if "headers" in self.path:
+                        self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                        self.trickle(headers)
+                        return
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\n" + headers)
+                    if body:
+                        self.trickle(b"x" * SIZE)
+                except OSError:
+                    pass  # the client gave up
+
+            def trickle(self, data: bytes) -> None:
+                self.wfile.flush()
+                end = time.monotonic() + TRICKLE_FOR
+                for byte in data:
+                    if server.closed.is_set() or time.monotonic() > end:
+                        return
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    server.closed.wait(INTERVAL)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.closed.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    served = TricklingServer()
+    yield served
+    served.close()
+
+
+@pytest.fixture
+def environment(tmp_path, monkeypatch, server) -> dict[str, str]:
+    """A private img2img cache and HF cache, registry entries and the Hub on ``server``, and a
+    1-second policy."""
+    models = {name: tiny_entry(f"{server.url}/{name}.pth") for name in ("headers", "body")}
+    write_registry(tmp_path / "registry.json", models)
+    env = {
+        "IMG2IMG_CACHE": str(tmp_path / "cache"),
+        "IMG2IMG_REGISTRY": str(tmp_path / "registry.json"),
+        "IMG2IMG_REGISTRY_BASE_URL": closed_port_url(),
+        "IMG2IMG_DOWNLOAD_TIMEOUT": "1",
+        "IMG2IMG_DOWNLOAD_MIN_RATE": "1000",
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_ENDPOINT": server.url,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for name in ("IMG2IMG_OFFLINE", "HF_HUB_OFFLINE", "HF_HUB_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    return env
+
+
+def files_under(folder: Path) -> list[str]:
+    """Every file under ``folder``, hidden ones included."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def pull(spec: str, environment: dict[str, str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, **environment, "PYTHONPATH": str(REPO_ROOT)}
+    args = [sys.executable, "-m", "img2img", "models", "pull", spec, "--quiet"]
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_a_registry_url_that_trickles_its_headers_is_abandoned(environment, tmp_path):
+    with pytest.raises(DownloadError) as excinfo:
+        registry.resolve_model("headers")
+    message = str(excinfo.value)
+    assert message.startswith("headers: download of ") and "/headers.pth abandoned: " in message
+    assert "reply headers did not arrive within 1 s" in message and "IMG2IMG_DOWNLOAD_TIMEOUT" in message
+    assert "\n" not in message
+    assert files_under(tmp_path / "cache") == []
+
+
+@pytest.mark.parametrize("repo, reason", [
+    ("owner/headers", "reply headers did not arrive within 1 s"),
+    ("owner/body", "below the minimum of 1.0 kB/s"),
+])  # fmt: skip
+def test_an_hf_model_that_trickles_is_abandoned(environment, tmp_path, server, repo, reason):
+    result = pull(f"hf:{repo}", environment)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"img2img: error: hf:{repo}: download of model.safetensors from {repo} ")
+    assert "abandoned: " in result.stderr and reason in result.stderr and "IMG2IMG_DOWNLOAD_TIMEOUT" in result.stderr
+    leftovers = files_under(tmp_path / "hf")
+    assert not [name for name in leftovers if name.endswith(".incomplete") or "/blobs/" in name], leftovers
+    assert files_under(tmp_path / "cache") == []
+    if "body" in repo:
+        assert server.gets[f"/{repo}/resolve/main/model.safetensors"] == 1  # no retry
+
+
+def test_an_hf_model_from_a_prompt_server_downloads(environment, tmp_path, server, tiny_generator):
+    # The policy's client is the one huggingface_hub downloads through: a normal transfer passes.
+    server.body = tiny_generator.read_bytes()
+    result = pull("hf:owner/ok", environment)
+    assert result.returncode == 0, result.stderr
+    path = Path(result.stdout.strip().splitlines()[0])
+    assert path.read_bytes() == server.body and path.is_relative_to(tmp_path / "hf")
