@@ -21,6 +21,7 @@ import contextlib
 import copy
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,7 +215,7 @@ class Translator:
     ):
         self.channels_last = channels_last
         self.precision_requested = precision
-        path = None if isinstance(model, LoadedGenerator) else _resolve(model)
+        path = None if isinstance(model, LoadedGenerator) else _resolve(model, direction)
         if _is_onnx(path):
             # An exported ONNX model runs in onnxruntime, in the graph's float32, behind the same
             # call as the PyTorch network; tensors stay on the CPU (onnxruntime copies to a GPU).
@@ -233,7 +234,7 @@ class Translator:
                 loaded = load_generator(path, self.device)
         self.metadata: WeightsMetadata = loaded.metadata
         self.path = loaded.path
-        check_direction(self.metadata, direction, self.path)
+        check_direction(self.metadata, direction, self.path, given=None if path is None else model)
         if self.config.input_nc not in (1, 3) or self.config.output_nc not in (1, 3):
             raise UsageError(
                 f"{self.path}: translate supports 1 or 3 channels, this model has "
@@ -510,21 +511,39 @@ def load_model(model: str | os.PathLike[str], device: str | torch.device = "cpu"
     return load_generator(_resolve(model), device)
 
 
-def _resolve(model: str | os.PathLike[str]) -> Path:
+def _resolve(model: str | os.PathLike[str], direction: str | None = None) -> Path:
     from img2img.registry import resolve_model
 
-    return resolve_model(os.fspath(model))
+    return resolve_model(os.fspath(model), direction=direction)
 
 
 def _is_onnx(path: os.PathLike[str] | str | None) -> bool:
     return path is not None and Path(path).suffix.lower() == ".onnx"
 
 
-def check_direction(metadata: WeightsMetadata, direction: str | None, path: os.PathLike[str] | str) -> None:
-    """A UsageError when the user asks for a direction the weights do not map."""
+def check_direction(
+    metadata: WeightsMetadata,
+    direction: str | None,
+    path: os.PathLike[str] | str,
+    *,
+    given: os.PathLike[str] | str | None = None,
+) -> None:
+    """A UsageError when the user asks for a direction the weights do not map. ``given``: the
+    file the user named, when ``path`` is its conversion (a reference checkpoint)."""
     if direction is None or direction == metadata.direction:
         return
-    if metadata.task == "pix2pix":  # no file for the other direction exists anywhere
+    from img2img.registry import reference_direction
+
+    named = Path(os.fspath(given)) if given is not None else None
+    if named is None or named.resolve() == Path(path).resolve() or not named.is_file():
+        named = None
+    if named is not None and reference_direction(named):
+        partner = re.sub(r"G_[AB]$", "G_A" if direction == "AtoB" else "G_B", named.stem) + named.suffix
+        hint = (
+            f"its name says it is the reference CycleGAN's {named.stem[-3:]} generator; "
+            f"{partner} maps {direction}, or leave out --direction"
+        )
+    elif metadata.task == "pix2pix":  # no file for the other direction exists anywhere
         hint = (
             f"a pix2pix run trains one direction only: {direction} needs a run of its own "
             f"(img2img train pix2pix --direction {direction}), or leave out --direction"
@@ -536,6 +555,7 @@ def check_direction(metadata: WeightsMetadata, direction: str | None, path: os.P
         )
     else:
         hint = f"these weights map {metadata.direction} only; leave out --direction"
+    path = named if named is not None else path
     raise UsageError(f"{path} maps {metadata.direction}, not {direction}", hint=hint)
 
 

@@ -332,11 +332,13 @@ def _local_names() -> list[str]:
 # --- resolving ------------------------------------------------------------------------------
 
 
-def resolve_model(spec: str, *, progress: bool | None = None) -> Path:
+def resolve_model(spec: str, *, progress: bool | None = None, direction: str | None = None) -> Path:
     """The weights file ``spec`` (a path, a model name or ``hf:OWNER/REPO[/FILE]``) stands for,
     downloading and converting it into the cache if need be. ``progress``: show a progress bar
-    on stderr (default: only when stderr is a terminal)."""
-    path = _resolve(spec, download=True, force=False, progress=progress)
+    on stderr (default: only when stderr is a terminal). ``direction`` (AtoB or BtoA): what a
+    reference checkpoint file maps, when its name does not say (see ``convert_checkpoint_file``);
+    weights files and named models record their own, and ignore it."""
+    path = _resolve(spec, download=True, force=False, progress=progress, direction=direction)
     assert path is not None
     return path
 
@@ -372,7 +374,9 @@ def _is_name(spec: str) -> bool:
     return bool(_NAME.fullmatch(spec)) and not spec.lower().endswith(_WEIGHTS_SUFFIXES)
 
 
-def _resolve(spec: str, *, download: bool, force: bool, progress: bool | None) -> Path | None:
+def _resolve(
+    spec: str, *, download: bool, force: bool, progress: bool | None, direction: str | None = None
+) -> Path | None:
     if spec.startswith(HF_PREFIX):
         repo, filename, revision = parse_hf_spec(spec)
         return downloads.hf_file(
@@ -381,7 +385,7 @@ def _resolve(spec: str, *, download: bool, force: bool, progress: bool | None) -
 
     path = Path(spec).expanduser()
     if path.is_file():
-        return _weights_file(path)
+        return _weights_file(path, direction)
     # A folder is never the model, and does not hide a name: a dataset folder called
     # horse2zebra next to `--model horse2zebra` is common.
     if not _is_name(spec):
@@ -422,7 +426,7 @@ def _resolve(spec: str, *, download: bool, force: bool, progress: bool | None) -
 _CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
 
 
-def _weights_file(path: Path) -> Path:
+def _weights_file(path: Path, direction: str | None) -> Path:
     """``path`` itself, or for a reference checkpoint (``.pth``; any PyTorch checkpoint not named
     ``.safetensors``) its conversion, made once and kept in the cache under the file's sha256."""
     from img2img import filetypes
@@ -434,20 +438,32 @@ def _weights_file(path: Path) -> Path:
     if kind == filetypes.SAFETENSORS or path.suffix.lower() == ".safetensors":
         return path
     if kind in filetypes.PYTORCH_KINDS or path.suffix.lower() in _CHECKPOINT_SUFFIXES:
-        return convert_checkpoint_file(path)
+        return convert_checkpoint_file(path, direction)
     return path
 
 
-def convert_checkpoint_file(path: Path) -> Path:
+def reference_direction(path: Path) -> str | None:
+    """The direction the name of a reference CycleGAN checkpoint says: BtoA for
+    ``*_net_G_B.pth`` (the reference's G_B maps B to A), AtoB for ``*_net_G_A.pth``; None for
+    other names (``latest_net_G.pth`` of pix2pix maps whichever way it was trained)."""
+    if re.search(r"(^|_)G_B$", path.stem):
+        return "BtoA"
+    return "AtoB" if re.search(r"(^|_)G_A$", path.stem) else None
+
+
+def convert_checkpoint_file(path: Path, direction: str | None = None) -> Path:
     """The weights-format conversion of the reference checkpoint ``path`` (architecture read from
     its tensors), from the cache (``converted/SHA256.DIRECTION.safetensors``) or made now.
 
-    The direction is BtoA for the reference's ``*_net_G_B.pth`` files, else AtoB. Raises
-    WeightsError naming ``path`` when it is not a usable generator checkpoint."""
+    The recorded direction is the one the file name says (``reference_direction``), else
+    ``direction``, else AtoB; each direction is converted once. Raises WeightsError naming
+    ``path`` when it is not a usable generator checkpoint."""
     from img2img.weights import convert_reference_checkpoint  # imports torch
 
+    if direction not in (None, *DIRECTIONS):
+        raise UsageError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
     digest = file_sha256(path)
-    direction = "BtoA" if re.search(r"(^|_)G_B$", path.stem) else "AtoB"
+    direction = reference_direction(path) or direction or "AtoB"
     target = cache_dir() / "converted" / f"{digest}.{direction}.safetensors"
     remove_stale_temporaries(target.parent)  # conversions of killed processes
     if target.is_file():
@@ -590,6 +606,7 @@ __all__ = [
     "PullResult",
     "cache_dir",
     "cached_model_path",
+    "convert_checkpoint_file",
     "find_local_model",
     "get_model_entry",
     "is_offline",
@@ -599,5 +616,6 @@ __all__ = [
     "parse_hf_spec",
     "pull_model",
     "read_registry_file",
+    "reference_direction",
     "resolve_model",
 ]
