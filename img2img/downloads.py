@@ -2,8 +2,10 @@
 
 ``download(url, dest, ...)`` fetches a registry URL into a temporary file of the cache;
 ``hf_file(repo, filename, ...)`` fetches one file through ``huggingface_hub`` into the HF cache.
-Both give one-line ``DownloadError`` messages that say what to do (offline, unreachable, too
-slow, cut short, wrong checksum), and neither leaves a partial file behind.
+Both transfers follow the download policy of ``img2img.transfer`` (deadline for the reply
+headers, stall timeout, minimum rate), both give one-line ``DownloadError`` messages that say
+what to do (offline, unreachable, too slow, cut short, wrong checksum), and neither leaves a
+partial file behind.
 
 Nothing here imports torch or huggingface_hub at module level: ``models list`` stays fast.
 """
@@ -15,7 +17,6 @@ import hashlib
 import http.client
 import os
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
