@@ -4,7 +4,7 @@
 given (1 by default), a shard of a job array with whatever its host has; issue #15 asks for the
 same bytes from all of them. Two kinds of layer in the generators give results that depend on the
 thread count on the CPU (measured with torch 2.14 / oneDNN 3.12 on AVX2; see README "Same
-output whatever the thread count"):
+bytes at any thread count"):
 
 - **per-image normalisation** (instance norm, and batch norm with each image's own statistics,
   as translate runs pix2pix): torch's channels-last group-norm kernel splits each channel's sum
@@ -14,10 +14,11 @@ output whatever the thread count"):
 - **transposed convolutions** (every up-sampling layer): oneDNN's ``brg_deconv`` kernel blocks its
   reduction according to the thread count (differences at 3, 4 and 8 threads measured).
   ``ConvTranspose2dInference`` runs torch's own transposed convolution
-  (``slow_conv_transpose2d``: one GEMM, then col2im), whose sums do not depend on it.
+  (``slow_conv_transpose2d``: one GEMM, then col2im), with MKL's GEMM in its strict CNR mode
+  (below), which Intel documents as bit-reproducible across thread counts.
 
 Convolutions, padding, activations and eval-mode batch norm (a per-channel affine map) gave
-bit-identical results at 1 to 16 threads in the same measurements, so they are left alone.
+bit-identical results at 1, 2, 3, 4 and 8 threads in the same measurements, so they are left alone.
 
 Nothing here changes what is computed, only the order of the floating-point sums: outputs stay
 within float32 rounding of the layers they replace (tested against the plain layers).
@@ -43,11 +44,13 @@ def instance_norm_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     """Per-image, per-channel mean and biased variance of ``x`` (N, C, H, W), any layout, as
     (N, C, 1, 1) float32 tensors; the same bits whatever the number of torch threads.
 
-    Two passes (the mean, then the mean of squared deviations: no cancellation), each a torch
-    reduction over H and W. torch's CPU reductions with more than one output split the work over
+    ``torch.var_mean`` (Welford's algorithm or two passes, never E[x²] - E[x]², so no
+    cancellation), a torch reduction over H and W. torch's CPU reductions with more than one output split the work over
     the outputs (N x C of them), never over the reduced dimensions, so each channel is summed by
-    one thread in an order fixed by the shape alone; ``torch.var_mean`` does exactly that."""
-    var, mean = torch.var_mean(x.float(), dim=(2, 3), correction=0, keepdim=True)
+    one thread in an order fixed by the shape alone; ``torch.var_mean`` does exactly that (also
+    measured for a single output, one image of one channel, at 1 to 4 threads)."""
+    x = x.float()
+    var, mean = torch.var_mean(x, dim=(2, 3), correction=0, keepdim=True)
     return mean, var
 
 
@@ -105,17 +108,30 @@ class ConvTranspose2dInference(nn.Module):
         )
 
 
-def make_thread_count_independent(net: nn.Module) -> nn.Module:
+class GroupNormInference(InstanceNormInference):
+    """The same normalisation through torch's group norm (one group per channel): faster on
+    large channels-last inputs (resnet_9blocks at 512²: the thread-count independent path took
+    1.08-1.16x its time, README), but its sums depend on the number of threads. Used only when
+    a Translator is asked for ``thread_count_independent=False``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.group_norm(x, self.channels, self.weight, self.bias, self.eps)
+
+
+def make_thread_count_independent(net: nn.Module, enabled: bool = True) -> nn.Module:
     """Swap (in place) every per-image norm -- ``nn.InstanceNorm2d`` without running statistics,
     ``PerImageBatchNorm`` -- for ``InstanceNormInference`` and every ``nn.ConvTranspose2d`` for
-    ``ConvTranspose2dInference``, sharing their parameters. For inference only (no backward)."""
+    ``ConvTranspose2dInference``, sharing their parameters. For inference only (no backward).
+    ``enabled=False``: the faster thread-count dependent forms instead (``GroupNormInference``,
+    oneDNN's transposed convolution left in place)."""
+    norm = InstanceNormInference if enabled else GroupNormInference
     for name, child in net.named_children():
         if isinstance(child, nn.InstanceNorm2d) and not child.track_running_stats:
-            setattr(net, name, InstanceNormInference(child.num_features, child.eps, child.weight, child.bias))
+            setattr(net, name, norm(child.num_features, child.eps, child.weight, child.bias))
         elif isinstance(child, PerImageBatchNorm):
-            setattr(net, name, InstanceNormInference(child.weight.shape[0], child.eps, child.weight, child.bias))
-        elif isinstance(child, nn.ConvTranspose2d):
+            setattr(net, name, norm(child.weight.shape[0], child.eps, child.weight, child.bias))
+        elif isinstance(child, nn.ConvTranspose2d) and enabled:
             setattr(net, name, ConvTranspose2dInference(child))
         else:
-            make_thread_count_independent(child)
+            make_thread_count_independent(child, enabled)
     return net

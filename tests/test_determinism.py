@@ -82,3 +82,30 @@ def test_instance_norm_matches_torchs_within_rounding(affine):
                                                bias=None if norm.bias is None else norm.bias.double(), eps=norm.eps)
     assert y.dtype == torch.float32 and y.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(y, expected.float(), rtol=1e-5, atol=1e-5)
+
+
+def test_statistics_of_a_single_channel_are_bit_identical_across_thread_counts(restore_threads):
+    """One image of one channel: a single output of the reduction (the case torch could split
+    over the threads); the statistics are the exact ones within float32 rounding."""
+    from img2img.determinism import instance_norm_statistics
+
+    x = torch.randn(1, 1, 300, 280, generator=torch.Generator().manual_seed(0)) * 2 + 3
+    outputs = _at_threads(lambda: instance_norm_statistics(x), counts=(1, 2, 3, 4))
+    for count, (mean, var) in outputs.items():
+        assert torch.equal(mean, outputs[1][0]) and torch.equal(var, outputs[1][1]), f"{count} threads"
+    torch.testing.assert_close(outputs[1][0].double().squeeze(), x.double().mean(), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(outputs[1][1].double().squeeze(), x.double().var(unbiased=False), rtol=1e-5, atol=1e-5)
+
+
+def test_the_faster_thread_count_dependent_path_gives_the_same_images(tmp_path):
+    """thread_count_independent=False (group norm, oneDNN's transposed convolution) computes the
+    same function: the two differ by float32 rounding only."""
+    from img2img.determinism import ConvTranspose2dInference, GroupNormInference
+
+    path = make_generator_file(tmp_path / "g.safetensors", norm="instance")
+    exact = Translator(path, device="cpu", precision="fp32", tile="off")
+    fast = Translator(path, device="cpu", precision="fp32", tile="off", thread_count_independent=False)
+    kinds = {type(m) for m in fast.net.modules()}
+    assert GroupNormInference in kinds and nn.ConvTranspose2d in kinds and ConvTranspose2dInference not in kinds
+    x = torch.rand(1, 3, 40, 36, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    torch.testing.assert_close(fast.translate_tensor(x), exact.translate_tensor(x), rtol=0, atol=1e-5)
