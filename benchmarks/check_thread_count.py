@@ -97,7 +97,7 @@ def main() -> None:
                 for channels_last in (True, False):
                     differing, outputs, n = check(path, size, channels_last, counts)
                     layout = "channels-last" if channels_last else "NCHW"
-                    print(f"{name} {size[1]}x{size[0]} {layout}: {len(differing)} of {n} layers differ; "
+                    print(f"{name} {size[0]}x{size[1]} (HxW) {layout}: {len(differing)} of {n} layers differ; "
                           f"output (float values, 8-bit values) differing at {outputs}", flush=True)
                     for layer, at in differing.items():
                         print(f"    {layer}: at {at} threads")
