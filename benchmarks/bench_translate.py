@@ -2,6 +2,7 @@
 
     python benchmarks/bench_translate.py            # CPU, and CUDA when present
     python benchmarks/bench_translate.py --rounds 9 --device cpu
+    python benchmarks/bench_translate.py --part determinism   # thread-count independent layers
 
 Reference: model.eval(), torch.no_grad(), fp32, contiguous -- what pytorch-CycleGAN-and-pix2pix's
 test.py does. translate: img2img.inference.Translator.translate_tensor with its defaults
@@ -130,6 +131,142 @@ def bench_case(name: str, size: int, cfg: GeneratorConfig, device: torch.device,
     return rows
 
 
+# --- --part determinism: what thread-count independence costs (img2img.determinism) ---------
+
+
+class _GroupNorm(torch.nn.Module):
+    """The layer translate used before: torch's group norm, one group per channel (its
+    channels-last kernel splits the sums over the threads)."""
+
+    def __init__(self, norm):
+        super().__init__()
+        self.weight, self.bias, self.eps = norm.weight, norm.bias, norm.eps
+
+    def forward(self, x):
+        return torch.nn.functional.group_norm(x, x.shape[1], self.weight, self.bias, self.eps)
+
+
+def _stats_two_pass(x):
+    mean = x.mean((2, 3), keepdim=True)
+    return mean, (x - mean).square_().mean((2, 3), keepdim=True)
+
+
+def _stats_sums(x):  # one pass each for sum and sum of squares, combined in float64
+    n = x.shape[2] * x.shape[3]
+    mean = x.sum((2, 3), keepdim=True).double() / n
+    square = torch.linalg.vector_norm(x, 2, (2, 3), keepdim=True).double().square() / n
+    return mean.float(), (square - mean * mean).clamp_(min=0).float()
+
+
+def _stats_float64(x):
+    var, mean = torch.var_mean(x.double(), (2, 3), correction=0, keepdim=True)
+    return mean.float(), var.float()
+
+
+class _StatsNorm(torch.nn.Module):
+    def __init__(self, norm, stats):
+        super().__init__()
+        self.norm, self.stats = norm, stats
+
+    def forward(self, x):
+        from img2img.determinism import normalise
+
+        mean, var = self.stats(x)
+        return normalise(x, mean, var, self.norm.eps, self.norm.weight, self.norm.bias)
+
+
+def _swap(net, norm=None, deconv=None):
+    """Replace translate's layers: ``norm(layer)`` for each InstanceNormInference, the plain
+    oneDNN nn.ConvTranspose2d for each ConvTranspose2dInference when ``deconv == "onednn"``."""
+    from img2img.determinism import ConvTranspose2dInference, InstanceNormInference
+
+    for name, child in net.named_children():
+        if isinstance(child, InstanceNormInference) and norm is not None:
+            setattr(net, name, norm(child))
+        elif isinstance(child, ConvTranspose2dInference) and deconv == "onednn":
+            w = child.weight
+            conv = torch.nn.ConvTranspose2d(w.shape[0], w.shape[1], child.kernel_size, child.stride, child.padding,
+                                            child.output_padding, bias=child.bias is not None, dilation=child.dilation)
+            conv.weight, conv.bias = child.weight, child.bias
+            setattr(net, name, conv.to(memory_format=torch.channels_last))
+        else:
+            _swap(child, norm, deconv)
+    return net
+
+
+DETERMINISM_VARIANTS = {
+    # name: (norm replacement or None for translate's own, deconv "onednn" or None for translate's own)
+    "before: group norm, oneDNN deconv": (_GroupNorm, "onednn"),
+    "var_mean stats, oneDNN deconv": (None, "onednn"),
+    "two-pass stats, oneDNN deconv": (lambda n: _StatsNorm(n, _stats_two_pass), "onednn"),
+    "sum + sum of squares, oneDNN deconv": (lambda n: _StatsNorm(n, _stats_sums), "onednn"),
+    "float64 var_mean, oneDNN deconv": (lambda n: _StatsNorm(n, _stats_float64), "onednn"),
+    "group norm, torch deconv": (_GroupNorm, None),
+    "translate now: var_mean stats, torch deconv": (None, None),
+}
+
+DETERMINISM_CASES = [
+    ("resnet_9blocks", 256, GeneratorConfig(arch="resnet", n_blocks=9, ngf=64, norm="instance"), True),
+    ("resnet_9blocks", 512, GeneratorConfig(arch="resnet", n_blocks=9, ngf=64, norm="instance"), True),
+    ("unet_256 per-image BN", 256, GeneratorConfig(arch="unet", num_downs=8, ngf=64, norm="batch"), False),
+    ("unet_256 per-image BN", 512, GeneratorConfig(arch="unet", num_downs=8, ngf=64, norm="batch"), False),
+]
+
+
+def bench_determinism(args, tmp: Path) -> None:
+    """Each variant of the norm statistics and the transposed convolution, timed in translate's
+    fp32 channels-last path, interleaved; ratios to the path before (group norm, oneDNN)."""
+    wanted = set(args.cases.split(",")) if args.cases else None
+    wanted_variants = args.variants.split(",") if args.variants else None
+    print(machine_summary())
+    print(f"threads {torch.get_num_threads()}; load average before: {LOAD_BEFORE}; median (best) of {args.rounds} "
+          f"interleaved rounds after {args.warmup} warm-up; ratios to the first row; 'same at 1-4 threads' "
+          f"compares the 8-bit outputs at {args.identity_threads or 'no'} thread counts")
+    print()
+    print("| model | size | variant | ms/img median (best) | ratio median (best) | same at 1-4 threads |")
+    print("|---|---|---|---:|---:|---|")
+    for name, size, cfg, eval_mode in DETERMINISM_CASES:
+        if wanted is not None and f"{name.split()[0]}@{size}" not in wanted:
+            continue
+        path = tmp / f"det_{name.split()[0]}_{size}.safetensors"
+        make_model(cfg, min(size, 256), path)
+        if not eval_mode:
+            from img2img.weights import load_generator
+            loaded = load_generator(path, "cpu")
+            save_generator(path, loaded.net.state_dict(), WeightsMetadata(generator=cfg, eval_mode=False))
+        variants = {}
+        for key, (norm, deconv) in DETERMINISM_VARIANTS.items():
+            if wanted_variants and not any(w in key for w in wanted_variants):
+                continue
+            translator = Translator(path, device="cpu", precision="fp32", channels_last=True, tile="off")
+            _swap(translator.net, norm, deconv)
+            variants[key] = translator
+        x = torch.rand(1, cfg.input_nc, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
+        same = {}
+        threads = torch.get_num_threads()
+        for key, translator in variants.items():
+            outputs = []
+            for t in args.identity_threads:
+                torch.set_num_threads(t)
+                outputs.append(to_uint8(translator.translate_tensor(x)))
+            same[key] = all(np.array_equal(outputs[0], o) for o in outputs[1:]) if outputs else None
+        torch.set_num_threads(threads)
+        for translator in variants.values():
+            for _ in range(args.warmup):
+                translator.translate_tensor(x)
+        times: dict[str, list[float]] = {key: [] for key in variants}
+        for _ in range(args.rounds):
+            for key, translator in variants.items():
+                times[key].append(timed(lambda: translator.translate_tensor(x), torch.device("cpu")))
+        first = next(iter(variants))
+        for key in variants:
+            median, best = statistics.median(times[key]), min(times[key])
+            ratio, best_ratio = median / statistics.median(times[first]), best / min(times[first])
+            print(f"| {name} ngf{cfg.ngf} | {size}² | {key} | {median * 1000:.0f} ({best * 1000:.0f}) | "
+                  f"{ratio:.3f} ({best_ratio:.3f}) | {'-' if same[key] is None else 'yes' if same[key] else 'no'} |", flush=True)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", action="append", help="cpu, cuda, ... (repeatable) [default: cpu, and cuda if present]")
@@ -137,9 +274,19 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, help="torch.set_num_threads [default: torch's choice]")
     parser.add_argument("--cases", help="comma-separated subset, e.g. resnet_9blocks@256,unet_256@256")
+    parser.add_argument("--part", choices=["speed", "determinism"], default="speed",
+                        help="speed: translate against the reference [default]; determinism: the cost of "
+                        "thread-count independent norms and transposed convolutions")
+    parser.add_argument("--variants", help="--part determinism: comma-separated substrings of the variants to run")
+    parser.add_argument("--identity-threads", default="1,2,3,4", type=lambda v: [int(t) for t in v.split(",") if t],
+                        help="--part determinism: thread counts whose outputs are compared ('' to skip) [default: 1,2,3,4]")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.part == "determinism":
+        with tempfile.TemporaryDirectory() as tmp:
+            bench_determinism(args, Path(tmp))
+        return
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     wanted = set(args.cases.split(",")) if args.cases else None
     rows = []

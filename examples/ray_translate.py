@@ -7,10 +7,9 @@
 INPUT is a folder or file, local or any URI Ray and pyarrow read (s3://, gs://, abfs://, where
 credentials are set up). Files are read with ``read_binary_files`` and decoded by img2img's own
 reader in the actors, so the outputs are byte-identical to ``img2img translate INPUT --out-dir
-OUTPUT_DIR`` run with as many threads as an actor has CPUs (``OMP_NUM_THREADS=1`` for the
-default ``--num-cpus 1``: CPU instance/group norm sums in a thread-count dependent order, which
-moves about one pixel in a few percent of images by one level) and an unreadable file is one
-error line, not a failed job. OUTPUT_DIR is a local
+OUTPUT_DIR`` with the same model, device and precision, whatever ``--num-cpus`` (the actors'
+torch threads) and translate's own thread count (README "Same bytes at any thread count"), and
+an unreadable file is one error line, not a failed job. OUTPUT_DIR is a local
 folder (on a cluster: a filesystem every node mounts). Connects to the cluster in RAY_ADDRESS
 or ``--address``, else starts Ray on this machine.
 

@@ -7,10 +7,10 @@
 ``translate_images`` and ``translate_stream`` batch PIL images of equal padded size.
 
 Speed (see benchmarks/bench_translate.py for the numbers behind these choices): the network is
-prepared once for inference -- instance norm (and per-image batch norm) run as the equivalent
-group norm, whose CPU kernel handles channels-last bfloat16 without the layout and dtype copies
-that instance_norm makes; activations are channels-last; the forward runs under
-``torch.inference_mode``. With ``precision="auto"`` a CPU with native bfloat16 (AVX512-BF16 or
+prepared once for inference -- instance norm (and per-image batch norm) and transposed
+convolutions run as the layers of img2img.determinism, whose results do not depend on the number
+of torch threads (so translate, its shards and Ray actors write the same bytes); activations are
+channels-last; the forward runs under ``torch.inference_mode``. With ``precision="auto"`` a CPU with native bfloat16 (AVX512-BF16 or
 AMX) runs the whole network in bfloat16, and CUDA runs fp16 autocast; the output stays within
 40 dB PSNR of fp32.
 """
@@ -33,10 +33,10 @@ from PIL import Image
 from torch import nn
 
 from img2img.config import GeneratorConfig
+from img2img.determinism import InstanceNormInference, make_thread_count_independent
 from img2img.devices import cpu_has_native_bf16, resolve_device
 from img2img.errors import ImageError, UsageError
 from img2img.imageio import ModelInput, from_model_output, to_model_input
-from img2img.networks import PerImageBatchNorm
 from img2img.tiling import TilePlan, TileSettings, translate_tiled
 from img2img.weights import LoadedGenerator, WeightsMetadata, load_generator
 
@@ -130,31 +130,8 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, minimum: int = 1) -> tuple[t
 # --- the network, prepared for inference ---------------------------------------------------
 
 
-class _GroupNormAsInstanceNorm(nn.Module):
-    """Instance norm computed as group norm with one group per channel (the same statistics).
-    torch's CPU group-norm kernel works on channels-last and bfloat16 input directly, where
-    instance_norm reshapes into a contiguous float copy at every layer."""
-
-    def __init__(self, channels: int, eps: float, weight: torch.Tensor | None, bias: torch.Tensor | None):
-        super().__init__()
-        self.channels, self.eps = channels, eps
-        self.weight = weight if weight is None else nn.Parameter(weight.detach(), requires_grad=False)
-        self.bias = bias if bias is None else nn.Parameter(bias.detach(), requires_grad=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.group_norm(x, self.channels, self.weight, self.bias, self.eps)
-
-
-def _use_group_norm(net: nn.Module) -> nn.Module:
-    for name, child in net.named_children():
-        if isinstance(child, nn.InstanceNorm2d) and not child.track_running_stats:
-            setattr(net, name, _GroupNormAsInstanceNorm(child.num_features, child.eps, child.weight, child.bias))
-        elif isinstance(child, PerImageBatchNorm):
-            channels = child.weight.shape[0]
-            setattr(net, name, _GroupNormAsInstanceNorm(channels, child.eps, child.weight, child.bias))
-        else:
-            _use_group_norm(child)
-    return net
+# The per-image norm layer of the prepared network (tiling.py recognises it by this name).
+_GroupNormAsInstanceNorm = InstanceNormInference
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -198,6 +175,12 @@ class Translator:
     ``memory_budget`` bytes, default: measured free memory), "off", or a tile side in pixels;
     ``tile_overlap`` in pixels (default: a quarter of the tile, at most 128); ``tile_stats``
     "thumbnail", "exact" or "tile" (how tiles get their normalisation statistics).
+
+    ``thread_count_independent`` (default True): on the CPU the output's bits do not depend on
+    the number of torch threads (img2img.determinism), so translate, its shards and Ray actors
+    agree byte for byte; False uses torch's group norm and oneDNN's transposed convolution,
+    faster on large images of ResNets (up to about 1.15x, README "Same bytes at any thread
+    count") but not reproducible across thread counts.
     """
 
     def __init__(
@@ -212,8 +195,10 @@ class Translator:
         tile_overlap: int | None = None,
         tile_stats: str = "thumbnail",
         memory_budget: int | None = None,
+        thread_count_independent: bool = True,
     ):
         self.channels_last = channels_last
+        self.thread_count_independent = thread_count_independent
         self.precision_requested = precision
         path = None if isinstance(model, LoadedGenerator) else _resolve(model, direction)
         if _is_onnx(path):
@@ -285,7 +270,7 @@ class Translator:
             self._memory_format, self._cast_network = torch.contiguous_format, False
             self.channels_last = False
             return net
-        net = _use_group_norm(net.eval())
+        net = make_thread_count_independent(net.eval(), self.thread_count_independent)
         if self.channels_last is None:
             self.channels_last = default_channels_last(self.device, self.dtype)
         self._memory_format = torch.channels_last if self.channels_last else torch.contiguous_format

@@ -25,10 +25,10 @@ the input's size; an empty 0 x 0 x 1 array for a failed row), or, with ``encode=
 different sizes in one batch are fine: Ray hands them over as a stacked array when they share a
 shape and as a list or object array when they do not; each is padded and translated on its own
 (several at once with ``batch_size`` when their padded sizes match), as the CLI does, so the
-outputs are byte-identical to ``img2img translate`` with the same model, device, precision and
-number of torch threads (Ray gives an actor as many threads as CPUs, 1 by default; the CPU
-group-norm kernel sums in an order that depends on the thread count, so one pixel in a few
-percent of images can differ by one level between thread counts, in translate as well).
+outputs are byte-identical to ``img2img translate`` with the same model, device and precision.
+That holds although Ray gives an actor as many torch threads as CPUs (1 by default) and
+translate one per core: on the CPU the translator's result does not depend on the thread count
+(img2img.determinism; README "Same bytes at any thread count").
 
 This module is named like the ``ray`` package; it imports Ray absolutely, and only inside the
 functions that need it, so ``Translate`` itself runs (and is tested) without Ray.

@@ -215,11 +215,12 @@ class SharedStatsNorm(nn.Module):
             self._pending = self.controller.region_statistics(x)
             raise _StopForward
         if self.mode in ("own", "record"):
+            from img2img.determinism import instance_norm_statistics, normalise  # thread-count independent
+
+            mean, var = instance_norm_statistics(x)
             if self.mode == "record":
-                xf = x.float()
-                self.mean = xf.mean((2, 3), keepdim=True).mean(0, keepdim=True)
-                self.var = xf.var((2, 3), unbiased=False, keepdim=True).mean(0, keepdim=True)
-            return nn.functional.group_norm(x, x.shape[1], self.weight, self.bias, self.eps)
+                self.mean, self.var = mean.mean(0, keepdim=True), var.mean(0, keepdim=True)
+            return normalise(x, mean, var, self.eps, self.weight, self.bias)
         scale = torch.rsqrt(self.var + self.eps)
         if self.weight is not None:
             scale = scale * self.weight.float().view(1, -1, 1, 1)

@@ -50,10 +50,11 @@ def make_folder(root: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Ray actors with num_cpus=1 run torch with one thread; the comparisons run translate the
-    same way, since the CPU group-norm kernel's sums depend on the number of threads."""
+@pytest.fixture
+def actor_threads():
+    """One torch thread, as Ray gives an actor with num_cpus=1, while translate (cli_outputs, a
+    module fixture, so set up before this one) ran with torch's default: one per core. The
+    outputs must not depend on it (img2img.determinism)."""
     import torch
 
     threads = torch.get_num_threads()
@@ -105,13 +106,13 @@ def _as_array(data: bytes) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def translate(model):
+def translate(model, cli_outputs):
     from img2img.ray import Translate
 
     return Translate(str(model), device="cpu")
 
 
-def test_binary_rows_match_the_cli_byte_for_byte_and_corrupt_is_a_row(model, folder, cli_outputs):
+def test_binary_rows_match_the_cli_byte_for_byte_and_corrupt_is_a_row(model, folder, cli_outputs, actor_threads):
     from img2img.ray import Translate
 
     names = make_folder_names()
@@ -129,7 +130,7 @@ def test_binary_rows_match_the_cli_byte_for_byte_and_corrupt_is_a_row(model, fol
             assert error == "" and data == expected[str(Path(name).with_suffix(suffix))], name
 
 
-def test_arrays_stacked_ragged_or_listed_keep_each_size_and_mode(translate, folder, cli_outputs):
+def test_arrays_stacked_ragged_or_listed_keep_each_size_and_mode(translate, folder, cli_outputs, actor_threads):
     """read_images hands over a stacked array when all images share a shape, an object array
     (or a list) when they do not; 2-D arrays are grayscale, 4 channels RGBA, uint16 16-bit."""
     expected = _files(cli_outputs)
