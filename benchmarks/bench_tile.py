@@ -5,10 +5,11 @@
     python benchmarks/bench_tile.py --part memory --memory-sizes 1000,2000,4000,8000
 
 Quality: photographs from examples/inputs, upscaled (bicubic) to SIZE x SIZE, translated in one
-pass and in tiles (512 px, default overlap) with each kind of normalisation statistics:
+pass and in tiles (--tile, default half the image's side; default overlap) with each kind of
+normalisation statistics:
 thumbnail (default), exact, and per-tile (the naive baseline). PSNR of the tiled output against
-the one-pass output over the whole image and over the border bands (the overlaps of
-neighbouring tiles, where seams would show). Models: the shipped weights/*.safetensors and, when
+the one-pass output over the whole image, over the border bands (the overlaps of
+neighbouring tiles, where seams would show) and over the rest. Models: the shipped weights/*.safetensors and, when
 --reference-dir holds them, reference checkpoints converted with `img2img convert`
 (pytorch-CycleGAN-and-pix2pix architectures, reference initialisation).
 
@@ -85,8 +86,8 @@ def photo(name: str, size: int):
 def quality(args, workdir: Path) -> None:
     from img2img.inference import Translator
 
-    print("| model | size | stats | PSNR whole | PSNR border bands | bands - whole | seconds |")
-    print("|---|---:|---|---:|---:|---:|---:|")
+    print("| model | size | stats | PSNR whole | PSNR border bands | bands - whole | PSNR elsewhere | seconds | × one pass |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for name, path in models(args.reference_dir, workdir).items():
         if args.models and not any(wanted in name for wanted in args.models):
             continue
@@ -95,17 +96,24 @@ def quality(args, workdir: Path) -> None:
                 image = photo(image_name, size)
                 start = time.perf_counter()
                 reference = Translator(path, device=args.device, tile="off").translate_image(image)
-                print(f"| {name} | {size}² | one pass | | | | {time.perf_counter() - start:.1f} |", flush=True)
+                one_pass = time.perf_counter() - start
+                print(f"| {name} | {size}² | one pass | | | | | {one_pass:.1f} | 1 |", flush=True)
                 for stats in args.stats:
-                    translator = Translator(path, device=args.device, tile=args.tile, tile_stats=stats)
+                    translator = Translator(
+                        path, device=args.device, tile=args.tile or size // 2, tile_overlap=args.overlap, tile_stats=stats
+                    )
                     plan = translator.tile_plan(size, size)
                     start = time.perf_counter()
                     out = translator.translate_image(image)
                     seconds = time.perf_counter() - start
-                    whole, bands = psnr(out, reference), psnr(out, reference, border_bands(plan))
+                    bands = border_bands(plan)
+                    whole, in_bands = psnr(out, reference), psnr(out, reference, bands)
+                    # The rest of the image: tile interiors and the corners no overlap reaches.
+                    elsewhere = psnr(out, reference, ~bands) if not bands.all() else float("nan")
                     print(
-                        f"| {name} | {size}² ({image_name}, {plan.tile_count} tiles) | {stats} | {whole:.2f} | "
-                        f"{bands:.2f} | {bands - whole:+.2f} | {seconds:.1f} |",
+                        f"| {name} | {size}² ({image_name}, {plan.tile_count} × {plan.tile_width}² tiles, overlap {plan.overlap}, "
+                        f"bands {bands.mean():.0%} of it) | {stats} | {whole:.2f} | {in_bands:.2f} | "
+                        f"{in_bands - whole:+.2f} | {elsewhere:.2f} | {seconds:.1f} | {seconds / one_pass:.1f} |",
                         flush=True,
                     )
 
@@ -179,7 +187,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")], default=[1024, 2048])
     parser.add_argument("--photos", type=int, default=1, help="how many of the example photos")
-    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--tile", type=int, default=None, help="tile side in pixels (default: half the image's)")
+    parser.add_argument("--overlap", type=int, default=None, help="tile overlap in pixels (default: the network's)")
     parser.add_argument("--models", type=lambda s: s.split(","), default=None, help="only models whose name contains one of these")
     parser.add_argument("--stats", type=lambda s: s.split(","), default=["thumbnail", "exact", "tile"])
     parser.add_argument(

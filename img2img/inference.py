@@ -173,7 +173,8 @@ class Translator:
 
     Tiling (img2img.tiling): ``tile`` is "auto" (tile an image only when one pass would not fit
     ``memory_budget`` bytes, default: measured free memory), "off", or a tile side in pixels;
-    ``tile_overlap`` in pixels (default: a quarter of the tile, at most 128); ``tile_stats``
+    ``tile_overlap`` in pixels (default: a quarter of the tile, at most 128, and for U-Nets at
+    least three size multiples: tiling.default_overlap); ``tile_stats``
     "thumbnail", "exact" or "tile" (how tiles get their normalisation statistics).
 
     ``thread_count_independent`` (default True): on the CPU the output's bits do not depend on

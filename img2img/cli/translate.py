@@ -147,7 +147,8 @@ def translate(
         "multiple); auto: only images that would not fit in memory in one pass; off: never.",
     ),
     tile_overlap: Optional[int] = typer.Option(
-        None, "--tile-overlap", metavar="PX", min=0, help="Overlap of neighbouring tiles [default: a quarter of the tile, at most 128]."
+        None, "--tile-overlap", metavar="PX", min=0, help="Overlap of neighbouring tiles in pixels (default: a "
+        "quarter of the tile, at most 128; for U-Nets three size multiples, 384 for unet_128)."
     ),
     tile_stats: TileStatsChoice = typer.Option(
         TileStatsChoice.thumbnail,
