@@ -25,8 +25,10 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 
 def estimate_forward_bytes(net: nn.Module, forward: Forward, probe: torch.Tensor) -> float:
     """Bytes per input pixel of a forward pass's peak, measured on ``probe`` ((1, C, h, w) at
-    a size the network takes): the largest input + output of a single layer, plus the inputs
-    that skip connections and residual blocks hold while their inner layers run."""
+    a size the network takes): the largest input + output of a single layer (with the column
+    buffer of a transposed convolution run by torch's CPU kernel), plus the inputs that skip
+    connections and residual blocks hold while their inner layers run."""
+    from img2img.determinism import ConvTranspose2dInference
     from img2img.networks import ResnetBlock, UnetSkipBlock
 
     largest = 0
@@ -36,6 +38,11 @@ def estimate_forward_bytes(net: nn.Module, forward: Forward, probe: torch.Tensor
     def on_leaf(module, inputs, output):
         nonlocal largest
         size = sum(t.numel() * t.element_size() for t in inputs if torch.is_tensor(t))
+        if isinstance(module, ConvTranspose2dInference) and output.device.type == "cpu":
+            # torch's kernel unfolds into a column buffer: C_out x kh x kw values per input pixel.
+            x = inputs[0]
+            kh, kw = module.kernel_size
+            size += output.shape[1] * kh * kw * x.shape[0] * x.shape[-2] * x.shape[-1] * output.element_size()
         largest = max(largest, size + output.numel() * output.element_size())
 
     def on_block(module, inputs, output):

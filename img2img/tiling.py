@@ -436,9 +436,14 @@ def _fitted_tile(length: int, largest: int, overlap: int, multiple: int) -> int:
     ``length`` with as few tiles as ``largest`` would, overlapping by ``overlap``."""
     if length <= largest:
         return length
-    count = math.ceil((length - overlap) / (largest - overlap))
-    needed = math.ceil((length + (count - 1) * overlap) / count)
-    return min(largest, math.ceil(needed / multiple) * multiple)
+    # Count with the starts' grid as _axis_starts lays them, not the continuous ideal: a tile
+    # fitted to the ideal can need one more start on the grid than the largest does.
+    count = len(_axis_starts(length, largest, overlap, multiple))
+    needed = math.ceil((length + (count - 1) * overlap) / count / multiple) * multiple
+    for tile in range(needed, largest, multiple):
+        if len(_axis_starts(length, tile, overlap, multiple)) <= count:
+            return tile
+    return largest
 
 
 def default_overlap(tile: int, multiple: int = 4) -> int:

@@ -173,7 +173,7 @@ def test_auto_tiles_only_when_the_budget_is_too_small(models):
     roomy = Translator(models["resnet"], device="cpu", memory_budget=1 << 40)
     assert roomy.tile_plan(HEIGHT, WIDTH) is None
     bytes_per_pixel = roomy._forward_bytes_per_pixel()
-    budget = int(bytes_per_pixel * 100 * 100)  # room for about 100x100 pixels
+    budget = math.ceil(bytes_per_pixel * 100 * 100)  # room for 100x100 pixels (not 99.99²)
     tight = Translator(models["resnet"], device="cpu", memory_budget=budget)
     plan = tight.tile_plan(HEIGHT, WIDTH)
     largest = int(math.sqrt(budget / bytes_per_pixel)) // 4 * 4
