@@ -3,6 +3,7 @@
     python benchmarks/bench_onnx.py                    # both parts
     python benchmarks/bench_onnx.py --part speed --rounds 9
     python benchmarks/bench_onnx.py --part export
+    python benchmarks/bench_onnx.py --part int8 --int8-models shipped   # int8 vs fp32: PSNR, speed
 
 Speed: the default generators (resnet_9blocks ngf 64 with instance norm -- CycleGAN's; unet_256
 ngf 64 with per-image batch norm -- pix2pix's, run as translate runs it) at 256² and 512², batch 1,
@@ -20,6 +21,11 @@ has no fp16 convolution kernels there, and int8 quantisation changes the outputs
 fastest. Both libraries use the same thread count (torch.get_num_threads()). The variants take
 turns within each round and the median of the rounds is reported, so a machine shared with other
 work skews all alike: read the ratios (to torch_fp32, translate's fp32 path).
+
+int8: each model exported in fp32, then quantised by onnxruntime.quantization (see
+INT8_VARIANTS: dynamic, and static QDQ/QOperator per tensor or per channel, calibrated on images
+other than the evaluation photos); PSNR of the int8 output against the fp32 one on
+examples/inputs/*, and speed against onnxruntime fp32 and translate fp32, in one shuffled run.
 
 Export: ``export_onnx`` of every ``weights/*.safetensors`` (dynamo exporter, default opset,
 parity check included), wall time (export and check) and file size.
