@@ -3,6 +3,7 @@
     python benchmarks/bench_onnx.py                    # both parts
     python benchmarks/bench_onnx.py --part speed --rounds 9
     python benchmarks/bench_onnx.py --part export
+    python benchmarks/bench_onnx.py --part int8 --int8-models shipped   # int8 vs fp32: PSNR, speed
 
 Speed: the default generators (resnet_9blocks ngf 64 with instance norm -- CycleGAN's; unet_256
 ngf 64 with per-image batch norm -- pix2pix's, run as translate runs it) at 256² and 512², batch 1,
@@ -20,6 +21,11 @@ has no fp16 convolution kernels there, and int8 quantisation changes the outputs
 fastest. Both libraries use the same thread count (torch.get_num_threads()). The variants take
 turns within each round and the median of the rounds is reported, so a machine shared with other
 work skews all alike: read the ratios (to torch_fp32, translate's fp32 path).
+
+int8: each model exported in fp32, then quantised by onnxruntime.quantization (see
+INT8_VARIANTS: dynamic, and static QDQ/QOperator per tensor or per channel, calibrated on images
+other than the evaluation photos); PSNR of the int8 output against the fp32 one on
+examples/inputs/*, and speed against onnxruntime fp32 and translate fp32, in one shuffled run.
 
 Export: ``export_onnx`` of every ``weights/*.safetensors`` (dynamo exporter, default opset,
 parity check included), wall time (export and check) and file size.
@@ -154,9 +160,195 @@ def exports(tmp: Path) -> None:
         )
 
 
+# --- int8 quantisation -------------------------------------------------------------------------
+# name -> (kind, options). "dynamic": quantize_dynamic (weights int8 offline, activations'
+# scales computed per call: ConvInteger). "static": quantize_static with scales from the
+# calibration images; QDQ (QuantizeLinear/DequantizeLinear pairs that onnxruntime fuses into
+# int8 kernels) or QOperator (QLinearConv ...), per tensor or per output channel. uint8
+# activations and int8 weights (onnxruntime's recommended x86 combination), MinMax calibration.
+INT8_VARIANTS = {
+    "dynamic_u8": ("dynamic", {"weight_type": "QUInt8", "per_channel": False}),
+    "static_qdq": ("static", {"quant_format": "QDQ", "per_channel": False}),
+    "static_qdq_pc": ("static", {"quant_format": "QDQ", "per_channel": True}),
+    "static_qop_pc": ("static", {"quant_format": "QOperator", "per_channel": True}),
+    "static_qdq_pc_rr": ("static", {"quant_format": "QDQ", "per_channel": True, "reduce_range": True}),
+}
+INT8_SIZE = 256  # every generator here takes 256x256 (unet_256's size multiple)
+
+
+def image_tensor(image, channels: str) -> "torch.Tensor":
+    """A PIL image -> 1xCxHxW float32 in [-1, 1] (translate's input mapping)."""
+    import numpy as np
+
+    array = np.asarray(image.convert(channels), dtype=np.float32)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(array).permute(2, 0, 1)[None] / 127.5 - 1
+
+
+def calibration_images(channels: str, count: int = 8) -> list["torch.Tensor"]:
+    """Calibration inputs, none of which is an evaluation image: procedural scenes (the tests'
+    palette scenes, with a smooth gradient and noise added so they are not flat) and random crops
+    of the example photos at another scale (resized to 384 on the short side, 256x256 crops,
+    flipped), as a user would calibrate on images of the kind the model is meant for."""
+    from PIL import Image, ImageFilter
+
+    from img2img.testing.synthetic import palette_scenes
+
+    rng = random.Random(0)
+    images = []
+    for index in range(count // 2):
+        scene = palette_scenes(rng, INT8_SIZE, max_shapes=5)["A" if index % 2 else "B"]
+        noise = Image.effect_noise((INT8_SIZE, INT8_SIZE), 40).convert("RGB").filter(ImageFilter.GaussianBlur(2))
+        gradient = Image.linear_gradient("L").resize((INT8_SIZE, INT8_SIZE)).rotate(rng.choice((0, 90, 180, 270))).convert("RGB")
+        images.append(Image.blend(Image.blend(scene, noise, 0.25), gradient, 0.2))
+    photos = sorted((REPO / "examples" / "inputs").glob("*.*"))
+    for index in range(count - len(images)):
+        photo = Image.open(photos[index % len(photos)]).convert("RGB")
+        scale = 384 / min(photo.size)
+        photo = photo.resize((round(photo.width * scale), round(photo.height * scale)), Image.BICUBIC)
+        x, y = rng.randint(0, photo.width - INT8_SIZE), rng.randint(0, photo.height - INT8_SIZE)
+        crop = photo.crop((x, y, x + INT8_SIZE, y + INT8_SIZE))
+        images.append(crop.transpose(Image.FLIP_LEFT_RIGHT) if index % 2 else crop)
+    return [image_tensor(image, channels) for image in images]
+
+
+def evaluation_images(channels: str) -> dict[str, "torch.Tensor"]:
+    """examples/inputs/*, each resized to 256x256 (whole image, aspect not kept)."""
+    from PIL import Image
+
+    return {
+        path.name: image_tensor(Image.open(path).convert("RGB").resize((INT8_SIZE, INT8_SIZE), Image.BICUBIC), channels)
+        for path in sorted((REPO / "examples" / "inputs").glob("*.*"))
+    }
+
+
+def to_pixels(output: "np.ndarray") -> "np.ndarray":
+    """Network output in [-1, 1] -> uint8-valued pixels, as translate writes them."""
+    import numpy as np
+
+    return np.clip(np.round((output + 1) * 127.5), 0, 255)
+
+
+def psnr(a: "np.ndarray", b: "np.ndarray") -> float:
+    """PSNR in dB of two pixel arrays (0-255); inf when equal."""
+    import numpy as np
+
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def quantize(fp32: Path, target: Path, kind: str, options: dict, calibration: list["torch.Tensor"]) -> None:
+    from onnxruntime import quantization as q
+
+    options = dict(options)
+    if kind == "dynamic":
+        options["weight_type"] = getattr(q.QuantType, options["weight_type"])
+        q.quantize_dynamic(fp32, target, **options)
+        return
+
+    class Reader(q.CalibrationDataReader):
+        def __init__(self):
+            self.items = iter(calibration)
+
+        def get_next(self):
+            item = next(self.items, None)
+            return None if item is None else {"input": item.numpy()}
+
+    options["quant_format"] = getattr(q.QuantFormat, options["quant_format"])
+    q.quantize_static(
+        fp32, target, Reader(), activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8, **options
+    )
+
+
+def int8(rounds: int, tmp: Path, shipped: bool, random_init: bool, variants: list[str]) -> None:
+    import numpy as np
+    import onnx
+    import onnxruntime
+    from onnxruntime import quantization as q
+
+    from img2img.devices import machine_summary
+
+    print(machine_summary())
+    print(f"onnxruntime {onnxruntime.__version__}, {torch.get_num_threads()} threads, CPU flags {cpu_flags()}; "
+          f"load average {' '.join(f'{x:.1f}' for x in __import__('os').getloadavg())}")
+    print(f"PSNR: int8 onnxruntime output vs fp32 onnxruntime output in pixels (0-255), on examples/inputs/* "
+          f"at {INT8_SIZE}x{INT8_SIZE} (min over the images); calibration on other images (calibration_images). "
+          f"Speed: one {INT8_SIZE}x{INT8_SIZE} image, median of {rounds} rounds in shuffled order.")
+    models: list[tuple[str, Path]] = []
+    if random_init:
+        for name in MODELS:
+            weights = tmp / f"{name}.safetensors"
+            make_model(name, weights)
+            models.append((f"{name} ngf 64 (random init)", weights))
+    if shipped:
+        models += [(f"{path.stem} (shipped)", path) for path in sorted((REPO / "weights").glob("*.safetensors"))]
+    print("| model | variant | PSNR min (dB) | PSNR mean (dB) | ms | / ort fp32 | / translate fp32 | file MB |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    for label, weights in models:
+        fp32_path = tmp / f"{weights.stem}.onnx"
+        export_onnx(weights, fp32_path)
+        model = onnx.load(fp32_path)
+        props = {prop.key: prop.value for prop in model.metadata_props}
+        channels = props.get("img2img.input_channels", "RGB")
+        prepared = tmp / f"{weights.stem}.pre.onnx"
+        q.quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        calibration = calibration_images(channels)
+        evaluation = evaluation_images(channels)
+        sessions = {"ort_fp32": onnxruntime.InferenceSession(fp32_path, options, providers=["CPUExecutionProvider"])}
+        sizes = {"ort_fp32": fp32_path.stat().st_size}
+        for variant in variants:
+            kind, quant_options = INT8_VARIANTS[variant]
+            target = tmp / f"{weights.stem}.{variant}.onnx"
+            try:
+                quantize(prepared, target, kind, quant_options, calibration)
+                sessions[variant] = onnxruntime.InferenceSession(target, options, providers=["CPUExecutionProvider"])
+                sizes[variant] = target.stat().st_size
+            except Exception as exc:  # a variant onnxruntime cannot build or run is a result too
+                print(f"| {label} | {variant} | failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} | | | | | |", flush=True)
+        translator = Translator(weights, device="cpu", precision="fp32")
+
+        def run(session):
+            return lambda x: session.run(None, {"input": x.numpy()})[0]
+
+        calls = {"translate_fp32": lambda x: translator.translate_tensor(x).numpy(), **{k: run(v) for k, v in sessions.items()}}
+        reference = {name: to_pixels(calls["ort_fp32"](x)) for name, x in evaluation.items()}
+        scores = {}
+        for key in sessions:
+            values = [psnr(to_pixels(calls[key](x)), reference[name]) for name, x in evaluation.items()]
+            scores[key] = (min(values), float(np.mean([min(v, 99.0) for v in values])))
+        x = next(iter(evaluation.values()))
+        for call in calls.values():
+            call(x)
+        times: dict[str, list[float]] = {key: [] for key in calls}
+        for _ in range(rounds):
+            order = list(calls)
+            random.shuffle(order)
+            for key in order:
+                start = time.perf_counter()
+                calls[key](x)
+                times[key].append(time.perf_counter() - start)
+        median = {key: statistics.median(values) * 1000 for key, values in times.items()}
+        print(f"| {label} | translate fp32 (torch) | - | - | {median['translate_fp32']:.0f} | "
+              f"{median['translate_fp32'] / median['ort_fp32']:.2f} | 1.00 | - |")
+        for key in sessions:
+            low, mean = scores[key]
+            print(
+                f"| {label} | {key} | {low:.1f} | {mean:.1f} | {median[key]:.0f} | "
+                f"{median[key] / median['ort_fp32']:.2f} | {median[key] / median['translate_fp32']:.2f} | "
+                f"{sizes[key] / 1e6:.1f} |",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["speed", "export", "all"], default="all")
+    parser.add_argument("--part", choices=["speed", "export", "int8", "all"], default="all",
+                        help="all: speed and export (int8 only when asked)")
+    parser.add_argument("--int8-models", choices=["random", "shipped", "both"], default="both")
+    parser.add_argument("--int8-variants", default=",".join(INT8_VARIANTS), help=f"from {', '.join(INT8_VARIANTS)}")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     # Emulated bf16 is ~7x slower than fp32 on CPUs without native bf16: one size shows it.
@@ -168,6 +360,11 @@ def main() -> None:
             exports(tmp)
         if args.part in ("speed", "all"):
             speed(args.rounds, args.sizes, args.bf16_sizes, tmp)
+        if args.part == "int8":
+            variants = [name.strip() for name in args.int8_variants.split(",") if name.strip()]
+            if unknown := [name for name in variants if name not in INT8_VARIANTS]:
+                parser.error(f"unknown int8 variants: {', '.join(unknown)}")
+            int8(args.rounds, tmp, args.int8_models != "random", args.int8_models != "shipped", variants)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,11 @@
     python benchmarks/bench_train.py --model cyclegan     # default CycleGAN: resnet_9blocks, 256x256, batch 1
     python benchmarks/bench_train.py --model cyclegan --rounds 3 --iters 2 --warmup 1 \
         --variants baseline,one_backward,channels_last,amp,channels_last+amp
+    # against the reference implementation's own training loop (a checkout of
+    # junyanz/pytorch-CycleGAN-and-pix2pix; its only extra dependency here is dominate)
+    pip install --target /tmp/refdeps dominate
+    python benchmarks/bench_train.py --variants baseline,default --rounds 5 --iters 3 --warmup 2 \
+        --reference-dir ~/src/pytorch-CycleGAN-and-pix2pix --reference-pythonpath /tmp/refdeps
 
 Each variant runs in its own process (so its peak memory is its own) on the real training path:
 a PairedDataset of synthetic 256x256 A|B images (decoding, resize 286, random crop 256, flip)
@@ -18,7 +23,16 @@ The processes take turns, a few iterations each, for several rounds: on a machin
 are shared, slow spells then hit every variant alike, and the ratios to the baseline stay
 meaningful even when the absolute times drift. Reported: the median and the best seconds per iteration over
 all rounds, the ratios to the baseline (lower is faster), and each process's peak RSS (and
-peak CUDA memory on a GPU).
+peak CUDA memory on a GPU). The variant "default" is what `img2img train` picks on this
+machine when no speed option is given (it prints what that resolved to).
+
+With --reference-dir, the reference's own train.py runs once per round, after the variants'
+turn, in a fresh process on the same synthetic data (its aligned train/ or trainA/trainB
+layout), architecture, sizes and batch size, for --warmup + --iters iterations, with
+--display_id -1 --no_html (nothing displayed, no HTML) and --print_freq 1: its loss log then
+times every iteration itself ("time", the step, plus "data", the wait for the batch). Those two
+are summed, the first --warmup iterations of each process dropped (as the variants' warm-up
+is), and its start-up is reported separately. Its peak RSS is that process's (wait4).
 """
 
 from __future__ import annotations
@@ -27,7 +41,9 @@ import argparse
 import multiprocessing as mp
 import os
 import resource
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +52,8 @@ from pathlib import Path
 # name -> options of the run (see make_runtime); "baseline" is everything off.
 VARIANTS = {
     "baseline": {},
+    # what `img2img train` picks on this machine when no speed option is given
+    "default": {"amp": None, "channels_last": None, "num_workers": None},
     "reference_loader": {"num_workers": 4},  # the reference's 4 DataLoader workers
     "workers_1": {"num_workers": 1},
     "channels_last": {"channels_last": True},
@@ -46,7 +64,8 @@ VARIANTS = {
     "one_backward": {"one_backward": True},  # CycleGAN only: the reference's G step
     "channels_last+amp+one_backward": {"channels_last": True, "amp": True, "one_backward": True},
 }
-DEFAULT_VARIANTS = "baseline,reference_loader,workers_1,channels_last,amp,channels_last+amp"
+REFERENCE = "reference train.py"
+DEFAULT_VARIANTS = "baseline,default,reference_loader,workers_1,channels_last,amp,channels_last+amp"
 
 
 def worker(conn, options: dict, args: argparse.Namespace, data_dir: str) -> None:
@@ -61,7 +80,7 @@ def worker(conn, options: dict, args: argparse.Namespace, data_dir: str) -> None
 
     from img2img.data import EpochSampler
     from img2img.devices import resolve_device
-    from img2img.train.runtime import Amp, Runtime
+    from img2img.train.runtime import Amp, Runtime, default_amp, default_channels_last, default_num_workers
 
     config_cls, model_cls, make_data = trainer_parts(args.model)
     config = config_cls(
@@ -77,13 +96,21 @@ def worker(conn, options: dict, args: argparse.Namespace, data_dir: str) -> None
         amp=options.get("amp", False),
         amp_dtype=args.amp_dtype,
         channels_last=options.get("channels_last", False),
+        num_workers=options.get("num_workers", 0),
         compile=options.get("compile", False),
     )
     torch.manual_seed(0)
     device = resolve_device(config.device)
-    runtime = Runtime(device, Amp(config.amp, config.amp_dtype, device), config.channels_last, config.compile)
+    # None: the trainer's default for this machine, resolved as img2img.train.trainer does
+    use_amp = config.amp if config.amp is not None else default_amp(device, config.amp_dtype)
+    channels_last = config.channels_last
+    if channels_last is None:
+        channels_last = default_channels_last(device, config.generator_config, amp=use_amp)
+    runtime = Runtime(device, Amp(use_amp, config.amp_dtype, device), channels_last, config.compile)
     data = make_data(config)
-    workers = options.get("num_workers", 0)
+    workers = config.num_workers if config.num_workers is not None else default_num_workers(device)
+    if "amp" in options and options["amp"] is None:
+        conn.send(("resolved", f"amp {use_amp}, channels-last {channels_last}, {workers} loader workers"))
     sampler = EpochSampler(len(data.train), seed=0)
     loader = DataLoader(
         data.train,
@@ -222,6 +249,59 @@ def loader_epoch_starts(data_dir: str, args: argparse.Namespace, epochs: int = 3
     return results
 
 
+REFERENCE_LOG_LINE = re.compile(r"\(epoch: \d+, iters: (\d+), time: ([0-9.]+), data: ([0-9.]+)\)")
+
+
+def reference_command(reference_dir: Path, args: argparse.Namespace, data_dir: str, checkpoints: str, iters: int) -> list[str]:
+    """The command line that runs the reference's train.py (junyanz/pytorch-CycleGAN-and-pix2pix)
+    for ``iters`` iterations of the same workload: one epoch over the first ``iters`` images
+    (--max_dataset_size), no learning-rate decay, nothing displayed or saved, and its loss log
+    written every iteration (--print_freq 1), which carries its own per-iteration timing."""
+    options = (reference_dir / "options" / "train_options.py").read_text(encoding="utf-8", errors="replace")
+    epochs = ("--n_epochs", "--n_epochs_decay") if "n_epochs_decay" in options else ("--niter", "--niter_decay")
+    model = "cycle_gan" if args.model == "cyclegan" else "pix2pix"
+    command = [
+        sys.executable, str(reference_dir / "train.py"), "--dataroot", data_dir, "--name", "bench",
+        "--checkpoints_dir", checkpoints, "--model", model, "--netG", args.netg, "--ngf", str(args.ngf),
+        "--ndf", str(args.ndf), "--load_size", str(args.load_size), "--crop_size", str(args.size),
+        "--batch_size", str(args.batch_size), "--gpu_ids", "-1" if args.device == "cpu" else "0",
+        "--display_id", "-1", "--no_html", "--print_freq", "1", epochs[0], "1", epochs[1], "0",
+        "--max_dataset_size", str(iters * args.batch_size), "--save_epoch_freq", "1000000",
+        "--save_latest_freq", "1000000000",
+    ]
+    if args.reference_workers is not None:
+        command += ["--num_threads", str(args.reference_workers)]
+    return command
+
+
+def run_reference(reference_dir: Path, args: argparse.Namespace, data_dir: str, iters: int) -> tuple[list[float], float, float]:
+    """Runs the reference's train.py once for ``args.warmup + iters`` iterations. Returns the
+    seconds of each iteration after the warm-up (its own log's compute time + data-wait time,
+    which together cover the loop body as our worker's timing does: fetching a batch, moving it
+    to the device, the step and reading a loss), the process's wall time, and its peak RSS in
+    MiB (from wait4, so it is this child's alone)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(reference_dir), args.reference_pythonpath]))
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    with tempfile.TemporaryDirectory() as checkpoints:
+        command = reference_command(reference_dir, args, data_dir, checkpoints, args.warmup + iters)
+        start = time.perf_counter()
+        proc = subprocess.Popen(command, cwd=checkpoints, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        output = proc.stdout.read().decode("utf-8", "replace")
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            sys.exit(f"the reference's train.py failed (exit code {proc.returncode}):\n{output[-3000:]}")
+        log = Path(checkpoints) / "bench" / "loss_log.txt"
+        rows = [REFERENCE_LOG_LINE.search(line) for line in log.read_text().splitlines()]
+    seconds = [float(row[2]) + float(row[3]) for row in rows if row]
+    if len(seconds) != args.warmup + iters:
+        sys.exit(f"expected {args.warmup + iters} timed iterations in the reference's loss log, found {len(seconds)}")
+    return seconds[args.warmup:], wall, usage.ru_maxrss / 1024
+
+
 def receive(conn, proc):
     """The worker's next message; exits if the worker died (its traceback is on stderr)."""
     while not conn.poll(1.0):
@@ -249,6 +329,20 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--amp-dtype", default="bf16")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per process (default: torch's)")
+    parser.add_argument(
+        "--reference-dir", type=Path, default=None,
+        help="a checkout of junyanz/pytorch-CycleGAN-and-pix2pix: its train.py runs on the same data, "
+        "architecture and iteration count, once per round (a fresh process each time: start-up and "
+        "--warmup iterations are excluded, see run_reference)",
+    )
+    parser.add_argument(
+        "--reference-pythonpath", default="",
+        help="extra PYTHONPATH for the reference's own dependencies (dominate), e.g. a pip --target folder",
+    )
+    parser.add_argument(
+        "--reference-workers", type=int, default=None,
+        help="the reference's --num_threads (DataLoader workers; default: its own, 4)",
+    )
     args = parser.parse_args()
     args.load_size = args.load_size or round(args.size * 286 / 256)
     args.netg = args.netg or ("resnet_9blocks" if args.model == "cyclegan" else "unet_256")
@@ -258,6 +352,8 @@ def main() -> None:
     unknown = [name for name in names if name not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants: {', '.join(unknown)}")
+    if args.reference_dir is not None and not (args.reference_dir / "train.py").is_file():
+        parser.error(f"--reference-dir {args.reference_dir}: no train.py there")
 
     import torch
 
@@ -286,15 +382,26 @@ def main() -> None:
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=worker, args=(child, VARIANTS[name], args, str(data_dir)))
             proc.start()
-            _, seconds = receive(parent, proc)  # warm-up runs one variant at a time
+            kind, seconds = receive(parent, proc)  # warm-up runs one variant at a time
+            if kind == "resolved":
+                print(f"  {name}: {seconds}", flush=True)
+                _, seconds = receive(parent, proc)
             print(f"  {name}: ready after {seconds:.1f} s warm-up", flush=True)
             procs[name] = (proc, parent)
         times: dict[str, list[float]] = {name: [] for name in names}
+        reference_rss, reference_walls = [], []
+        if args.reference_dir is not None:
+            times[REFERENCE] = []
         for round_index in range(args.rounds):
             for name in names:
                 _, conn = procs[name]
                 conn.send(("run", args.iters))
                 times[name] += receive(conn, procs[name][0])[1]
+            if args.reference_dir is not None:
+                seconds, wall, rss = run_reference(args.reference_dir.resolve(), args, str(data_dir), args.iters)
+                times[REFERENCE] += seconds
+                reference_rss.append(rss)
+                reference_walls.append(wall)
             print(f"  round {round_index + 1}/{args.rounds} done", flush=True)
         memory = {}
         for name, (proc, conn) in procs.items():
@@ -302,6 +409,9 @@ def main() -> None:
             memory[name] = receive(conn, proc)[1]
             proc.join()
         epoch_starts = loader_epoch_starts(str(data_dir), args)
+    if args.reference_dir is not None:
+        memory[REFERENCE] = (max(reference_rss), None)
+        names.append(REFERENCE)
 
     base = statistics.median(times[names[0]])
     base_min = min(times[names[0]])
@@ -319,6 +429,14 @@ def main() -> None:
             row += f" {cuda:.0f} |" if cuda is not None else " - |"
         print(row)
     print()
+    if args.reference_dir is not None:
+        iterations = args.warmup + args.iters
+        print(
+            f"{REFERENCE}: its loss log's time + data per iteration, iterations {args.warmup + 1}-{iterations} "
+            f"of a fresh process each round; whole process (start-up, {iterations} iterations) "
+            f"{statistics.median(reference_walls):.1f} s median"
+        )
+        print()
     print("| DataLoader | seconds to an epoch's first batch |")
     print("|---|---|")
     for name, seconds in epoch_starts.items():

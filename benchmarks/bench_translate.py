@@ -12,6 +12,16 @@ names the CPU, its features (AVX2 / AVX-512 / AVX512-BF16 / AMX) and the torch b
 statistics calibrated by a few train-mode passes), batch 1. Runs are interleaved and the median
 is reported, so a machine shared with other work skews both columns alike: read the ratios.
 PSNR is between the two paths' 8-bit outputs.
+
+    python benchmarks/bench_translate.py --part floor --cases resnet_9blocks@256
+
+Floor: this CPU's fp32 3x3-convolution throughput (a large convolution, 256 -> 256 channels at
+64x64, the size of a resnet_9blocks residual convolution at 256², batch 1; NCHW and
+channels-last, the faster counts), the model's FLOPs (torch.utils.flop_counter, 2 per
+multiply-add), hence the floor = FLOPs / peak, against translate's measured time, and where
+translate's time goes: torch.profiler's self CPU time by operator, grouped (convolution,
+transposed convolution, normalisation, padding, activations, layout copies, other), plus the
+image path around the network (decoding a PNG into the model input, encoding the output).
 """
 
 from __future__ import annotations
@@ -267,6 +277,161 @@ def bench_determinism(args, tmp: Path) -> None:
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
+# --- floor and profile -------------------------------------------------------------------------
+
+# torch.profiler operator name -> group; the first matching substring wins (checked in order).
+OP_GROUPS = [
+    ("convolution_backward", "other"),
+    # oneDNN runs transposed convolutions inside aten::_convolution / mkldnn_convolution too, so
+    # on the CPU they are counted with the convolutions unless a slow_conv_transpose kernel ran.
+    ("conv_transpose", "transposed convolution (own kernels)"),
+    ("slow_conv_transpose", "transposed convolution (own kernels)"),
+    ("conv", "convolution (oneDNN, transposed included)"),
+    ("instance_norm", "normalisation"),
+    ("group_norm", "normalisation"),
+    ("batch_norm", "normalisation"),
+    ("native_layer_norm", "normalisation"),
+    ("reflection_pad", "padding"),
+    ("pad", "padding"),
+    ("relu", "activations (ReLU, LeakyReLU, tanh)"),
+    ("clamp_min", "activations (ReLU, LeakyReLU, tanh)"),  # in-place ReLU runs as clamp_min_
+    ("tanh", "activations (ReLU, LeakyReLU, tanh)"),
+    ("leaky", "activations (ReLU, LeakyReLU, tanh)"),
+    ("copy_", "layout copies (copy_, contiguous, clone)"),
+    ("contiguous", "layout copies (copy_, contiguous, clone)"),
+    ("clone", "layout copies (copy_, contiguous, clone)"),
+    ("add", "residual adds and concatenation"),
+    ("cat", "residual adds and concatenation"),
+]
+
+
+def op_group(name: str) -> str:
+    lowered = name.lower()
+    for needle, group in OP_GROUPS:
+        if needle in lowered:
+            return group
+    return "other"
+
+
+def conv_peak(rounds: int) -> dict[str, float]:
+    """GFLOP/s of an fp32 3x3 convolution 256 -> 256 channels on 64x64 (batch 1, padding 1),
+    median of ``rounds`` calls after warm-up, NCHW and channels-last."""
+    conv = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False).eval()
+    flops = 2 * 256 * 256 * 9 * 64 * 64
+    results = {}
+    for layout, fmt in (("NCHW", torch.contiguous_format), ("channels-last", torch.channels_last)):
+        net = conv.to(memory_format=fmt)
+        x = torch.randn(1, 256, 64, 64).contiguous(memory_format=fmt)
+        with torch.inference_mode():
+            for _ in range(3):
+                net(x)
+            times = []
+            for _ in range(rounds):
+                start = time.perf_counter()
+                net(x)
+                times.append(time.perf_counter() - start)
+        results[layout] = flops / statistics.median(times) / 1e9
+        results[layout + " best"] = flops / min(times) / 1e9
+    return results
+
+
+def model_flops(net: torch.nn.Module, x: torch.Tensor) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        net(x)
+    return counter.get_total_flops()
+
+
+def image_path_ms(size: int, rounds: int, tmp: Path) -> tuple[float, float]:
+    """Median ms to decode a size x size PNG photo-like image into the model input
+    (read_image + to_model_input) and to encode a model output into a PNG (from_model_output +
+    encode_image): the image path around the network in `img2img translate`."""
+    from PIL import Image
+
+    from img2img import imageio
+
+    photo = sorted((Path(__file__).resolve().parent.parent / "examples" / "inputs").glob("*.png"))[0]
+    path = tmp / "input.png"
+    Image.open(photo).convert("RGB").resize((size, size), Image.BICUBIC).save(path)
+    output = torch.rand(1, 3, size, size) * 2 - 1
+    decode, encode = [], []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        item = imageio.to_model_input(imageio.read_image(path), 3)
+        torch.from_numpy(item.pixels).permute(2, 0, 1)[None] * 2 - 1
+        decode.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        pixels = to_uint8(output[0].permute(1, 2, 0))
+        imageio.encode_image(imageio.from_model_output(pixels, item.alpha, item.icc_profile), "PNG")
+        encode.append(time.perf_counter() - start)
+    return statistics.median(decode) * 1000, statistics.median(encode) * 1000
+
+
+def floor_case(name: str, size: int, cfg: GeneratorConfig, rounds: int, warmup: int, tmp: Path, peak: float) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    path = tmp / f"{name}_{size}.safetensors"
+    reference = make_model(cfg, size, path)
+    translator = Translator(path, device="cpu", precision="auto")
+    x = torch.rand(1, cfg.input_nc, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    flops = model_flops(reference, x)
+    for _ in range(warmup):
+        translator.translate_tensor(x)
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        translator.translate_tensor(x)
+        times.append(time.perf_counter() - start)
+    measured = statistics.median(times) * 1000
+    floor_ms = flops / peak / 1e6
+    print(f"\n{name} ngf {cfg.ngf} ({cfg.norm}), {size}², translate default "
+          f"({translator.precision}, {'channels-last' if translator.channels_last else 'NCHW'}):")
+    print(f"  {flops / 1e9:.1f} GFLOP per image; floor at {peak:.0f} GFLOP/s = {floor_ms:.0f} ms; "
+          f"translate {measured:.0f} ms median of {rounds} (best {min(times) * 1000:.0f}) = "
+          f"{floor_ms / measured:.0%} of the floor's speed; {flops / (measured / 1000) / 1e9:.0f} GFLOP/s achieved")
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(rounds):
+            translator.translate_tensor(x)
+    groups: dict[str, float] = {}
+    for event in prof.key_averages():
+        if event.key.startswith("aten::") or event.key.startswith("mkldnn"):
+            groups[op_group(event.key)] = groups.get(op_group(event.key), 0.0) + event.self_cpu_time_total
+    total = sum(groups.values())
+    decode_ms, encode_ms = image_path_ms(size, rounds, tmp)
+    network_ms = total / rounds / 1000
+    whole = network_ms + decode_ms + encode_ms
+    print()
+    print("| where the time goes | ms per image | share of network + image path |")
+    print("|---|---:|---:|")
+    for group, micros in sorted(groups.items(), key=lambda item: -item[1]):
+        ms = micros / rounds / 1000
+        print(f"| {group} | {ms:.0f} | {ms / whole:.0%} |")
+    print(f"| image path: decode PNG -> model input | {decode_ms:.1f} | {decode_ms / whole:.1%} |")
+    print(f"| image path: model output -> PNG bytes | {encode_ms:.1f} | {encode_ms / whole:.1%} |")
+    top = sorted(prof.key_averages(), key=lambda event: -event.self_cpu_time_total)[:12]
+    print("\ntop operators (self CPU time per image):", ", ".join(
+        f"{event.key} {event.self_cpu_time_total / rounds / 1000:.0f} ms" for event in top))
+
+
+def floor(args: argparse.Namespace) -> None:
+    print(machine_summary())
+    print(f"load average before: {LOAD_BEFORE} (the cores are shared when above 0)")
+    peaks = conv_peak(max(args.rounds, 5))
+    print(
+        "fp32 3x3 convolution 256->256 channels at 64x64 (4.8 GFLOP): "
+        + ", ".join(f"{layout} {value:.0f} GFLOP/s" for layout, value in peaks.items())
+    )
+    peak = max(value for key, value in peaks.items() if not key.endswith("best"))
+    wanted = set(args.cases.split(",")) if args.cases else {"resnet_9blocks@256"}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, size, cfg in CASES:
+            if f"{name}@{size}" in wanted:
+                floor_case(name, size, cfg, args.rounds, args.warmup, Path(tmp), peak)
+    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", action="append", help="cpu, cuda, ... (repeatable) [default: cpu, and cuda if present]")
@@ -274,15 +439,19 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, help="torch.set_num_threads [default: torch's choice]")
     parser.add_argument("--cases", help="comma-separated subset, e.g. resnet_9blocks@256,unet_256@256")
-    parser.add_argument("--part", choices=["speed", "determinism"], default="speed",
+    parser.add_argument("--part", choices=["speed", "determinism", "floor"], default="speed",
                         help="speed: translate against the reference [default]; determinism: the cost of "
-                        "thread-count independent norms and transposed convolutions")
+                        "thread-count independent norms and transposed convolutions; floor: peak conv "
+                        "throughput, FLOPs, profile")
     parser.add_argument("--variants", help="--part determinism: comma-separated substrings of the variants to run")
     parser.add_argument("--identity-threads", default="1,2,3,4", type=lambda v: [int(t) for t in v.split(",") if t],
                         help="--part determinism: thread counts whose outputs are compared ('' to skip) [default: 1,2,3,4]")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.part == "floor":
+        floor(args)
+        return
     if args.part == "determinism":
         with tempfile.TemporaryDirectory() as tmp:
             bench_determinism(args, Path(tmp))
