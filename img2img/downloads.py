@@ -34,6 +34,7 @@ from img2img.transfer import (  # noqa: F401 (the policy's names are public here
     TransferTooSlow,
     download_limits,
     http_client,
+    one_download,
     use_for_hub,
 )
 
@@ -244,7 +245,7 @@ def hf_file(
     where = f"{filename} from {repo}" + (f"@{revision}" if revision else "")
     use_for_hub()
     try:
-        with _hf_progress(progress), _hf_quiet(), _hf_over_http():
+        with _hf_progress(progress), _hf_quiet(), _hf_over_http(), one_download():
             if download and not offline:
                 _check_hub_reachable(repo, filename, revision, force=force)
             path = hf_hub_download(

@@ -26,6 +26,8 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 SIZE = 100_000
 TRICKLE_FOR = 4.0  # seconds a trickle lasts before the server hangs up
 INTERVAL = 0.1
+HOPS = 6  # redirects of the /hop/ chain
+HOP_SECONDS = 0.6  # each redirect's headers: within the 1-s policy, the chain's are not
 
 
 def hub_headers(size: int) -> bytes:
@@ -69,6 +71,10 @@ class TricklingServer:
                     self.wfile.write(b"HTTP/1.1 200 OK\r\n" + hub_headers(len(server.body)))
                     self.wfile.write(server.body if body else b"")
                     return
+                if "/hop/" in self.path:
+                    last = self.path.rsplit("/", 1)[1]
+                    self.hop(int(last) if last.isdigit() else 0)
+                    return
                 if "headers" not in self.path and "body" not in self.path:
                     self.send_error(404)  # the library's other requests
                     return
@@ -81,6 +87,24 @@ class TricklingServer:
                     self.wfile.write(b"HTTP/1.1 200 OK\r\n" + headers)
                     if body:
                         self.trickle(b"x" * SIZE)
+                except OSError:
+                    pass  # the client gave up
+
+            def hop(self, n: int) -> None:
+                """A redirect to the next hop whose headers take HOP_SECONDS, each in time on its
+                own; after HOPS of them, a 404."""
+                if n >= HOPS:
+                    self.send_error(404)
+                    return
+                reply = f"HTTP/1.1 302 Found\r\nLocation: /hop/{n + 1}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
+                pieces = 6
+                step = -(-len(reply) // pieces)
+                try:
+                    for start in range(0, len(reply), step):
+                        self.wfile.write(reply[start : start + step])
+                        self.wfile.flush()
+                        if server.closed.wait(HOP_SECONDS / pieces):
+                            return
                 except OSError:
                     pass  # the client gave up
 
@@ -120,6 +144,7 @@ def environment(tmp_path, monkeypatch, server) -> dict[str, str]:
     """A private img2img cache and HF cache, registry entries and the Hub on ``server``, and a
     1-second policy."""
     models = {name: tiny_entry(f"{server.url}/{name}.pth") for name in ("headers", "body")}
+    models["hops"] = tiny_entry(f"{server.url}/hop/0")
     write_registry(tmp_path / "registry.json", models)
     env = {
         "IMG2IMG_CACHE": str(tmp_path / "cache"),
@@ -158,9 +183,23 @@ def test_a_registry_url_that_trickles_its_headers_is_abandoned(environment, tmp_
     assert files_under(tmp_path / "cache") == []
 
 
+def test_redirects_do_not_restart_the_headers_clock(environment, tmp_path, server):
+    # Six redirects whose headers each take 0.6 s: every reply is in time on its own, but the
+    # download has waited 3.6 s for headers under a 1-s policy; a hostile server could hold a
+    # run for 20 redirects (the clients' limit) times the timeout.
+    started = time.monotonic()
+    with pytest.raises(DownloadError) as excinfo:
+        registry.resolve_model("hops")
+    message = str(excinfo.value)
+    assert "/hop/0 abandoned: " in message and "reply headers did not arrive within 1 s" in message, message
+    assert time.monotonic() - started < HOPS * HOP_SECONDS
+    assert files_under(tmp_path / "cache") == []
+
+
 @pytest.mark.parametrize("repo, reason", [
     ("owner/headers", "reply headers did not arrive within 1 s"),
     ("owner/body", "below the minimum of 1.0 kB/s"),
+    ("owner/hop", "reply headers did not arrive within 1 s"),  # the Hub's redirects, each in time
 ])  # fmt: skip
 def test_an_hf_model_that_trickles_is_abandoned(environment, tmp_path, server, repo, reason):
     result = pull(f"hf:{repo}", environment)
