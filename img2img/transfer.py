@@ -8,7 +8,7 @@ included: with ``T`` = ``$IMG2IMG_DOWNLOAD_TIMEOUT`` seconds and ``R`` =
   sent (a server that sends a header byte every few seconds never trips a per-read timeout);
   the requests of one download share these ``T`` seconds (``one_download()``: redirects, the
   library's metadata calls), so a chain of redirects each just in time does not restart it;
-- nothing arrives for ``T`` seconds;
+- nothing arrives for ``T`` seconds (connecting counts as waiting for the reply);
 - the body arrives at less than ``R`` bytes/s over any ``T``-second window.
 
 It is enforced where the bytes are read: ``http_client()`` is an ``httpx2.Client`` (the HTTP
@@ -191,8 +191,14 @@ def http_client(**options: Any):  # -> httpx2.Client
         def __init__(self, backend: Any) -> None:
             self._backend = backend
 
-        def connect_tcp(self, *args: Any, **kwargs: Any) -> WatchedStream:
-            return WatchedStream(self._backend.connect_tcp(*args, **kwargs))
+        def connect_tcp(self, host: str, port: int, timeout: float | None = None, **kwargs: Any) -> WatchedStream:
+            # Connecting is part of waiting for the reply: a host that drops packets (a CDN
+            # behind a firewall) must not take the caller's timeout per retry, or none at all.
+            watch = _CURRENT.get()
+            if watch is not None:
+                limit = watch.read_timeout()
+                timeout = limit if timeout is None else min(timeout, limit)
+            return WatchedStream(self._backend.connect_tcp(host, port, timeout, **kwargs))
 
         def connect_unix_socket(self, *args: Any, **kwargs: Any) -> WatchedStream:
             return WatchedStream(self._backend.connect_unix_socket(*args, **kwargs))

