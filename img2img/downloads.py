@@ -34,6 +34,7 @@ from img2img.transfer import (  # noqa: F401 (the policy's names are public here
     TransferTooSlow,
     download_limits,
     http_client,
+    one_download,
     use_for_hub,
 )
 
@@ -127,7 +128,7 @@ def _open(
     except TransferTooSlow as exc:
         raise _abandoned(label, url, exc) from None
     except (httpx2.HTTPError, OSError) as exc:  # refused, DNS, timeout, TLS
-        raise _cannot_download(label, f"{_network_reason(exc)}: {url}", cache_path) from None
+        raise _cannot_download(label, f"{_network_reason(exc)}: {url}{_through_proxy(url)}", cache_path) from None
     if response.status_code >= 400:
         raise DownloadError(
             f"{label}: download failed: HTTP {response.status_code} {response.reason_phrase} from {url}"
@@ -165,6 +166,18 @@ def _network_reason(exc: BaseException) -> str:
     if isinstance(exc, http.client.IncompleteRead):
         text = f"connection closed after {len(exc.partial)} bytes"
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def _through_proxy(url: str) -> str:
+    """`` through the proxy P (from the environment)`` when the HTTP client sends ``url`` through
+    a proxy named by $HTTP_PROXY/$HTTPS_PROXY/$ALL_PROXY (not bypassed by $NO_PROXY), else "":
+    a connection that the proxy refuses is not the server's doing."""
+    parts = urllib.parse.urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parts.scheme.lower()) or proxies.get("all")
+    if not proxy or (parts.hostname and urllib.request.proxy_bypass_environment(parts.hostname, proxies)):
+        return ""
+    return f" through the proxy {proxy} (from the environment)"
 
 
 def offline_variable() -> str:
@@ -244,7 +257,7 @@ def hf_file(
     where = f"{filename} from {repo}" + (f"@{revision}" if revision else "")
     use_for_hub()
     try:
-        with _hf_progress(progress), _hf_quiet(), _hf_over_http():
+        with _hf_progress(progress), _hf_quiet(), _hf_over_http(), one_download():
             if download and not offline:
                 _check_hub_reachable(repo, filename, revision, force=force)
             path = hf_hub_download(
@@ -323,7 +336,7 @@ def _check_hub_reachable(repo: str, filename: str, revision: str | None, *, forc
         raise
     except Exception as exc:  # the HTTP client's connection errors (its own exception types)
         endpoint = urllib.parse.urlsplit(hf_constants.ENDPOINT).netloc or hf_constants.ENDPOINT
-        raise _NoConnection(f"{endpoint}: {_network_reason(exc)}") from None
+        raise _NoConnection(f"{endpoint}{_through_proxy(url)}: {_network_reason(exc)}") from None
 
 
 @contextlib.contextmanager

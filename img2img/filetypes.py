@@ -23,6 +23,7 @@ PYTORCH_KINDS = (PYTORCH_ZIP, PYTORCH_LEGACY)
 
 _DESCRIPTIONS = {  # kind -> (what it is, a hint or "")
     SAFETENSORS: ("a safetensors file", ""),
+    "safetensors-truncated": ("a truncated safetensors file", "an interrupted download or copy?"),
     PYTORCH_ZIP: ("a PyTorch checkpoint (torch.save zip)", ""),
     PYTORCH_LEGACY: ("a PyTorch checkpoint or pickle (legacy format)", ""),
     "empty": ("an empty file", "an interrupted download or copy?"),
@@ -44,7 +45,8 @@ _DESCRIPTIONS = {  # kind -> (what it is, a hint or "")
 def sniff(path: str | os.PathLike[str]) -> str:
     """The kind of file at ``path``: one of the keys of ``describe_kind``'s table (``safetensors``,
     ``pytorch-zip``, ``pytorch-legacy``, ``html``, ``lfs``, ``json``, ``text``, ``zip``, ``gzip``,
-    ``tar``, ``hdf5``, ``numpy``, ``onnx``, ``gguf``, ``empty`` or ``unknown``).
+    ``tar``, ``hdf5``, ``numpy``, ``onnx``, ``gguf``, ``safetensors-truncated`` (its header is cut
+    off), ``empty`` or ``unknown``).
 
     Reads at most a few kilobytes (plus a zip's directory). Raises OSError if it cannot be read."""
     path = Path(path)
@@ -55,6 +57,8 @@ def sniff(path: str | os.PathLike[str]) -> str:
         return "empty"
     if _is_safetensors(head, size):
         return SAFETENSORS
+    if _is_cut_safetensors(head, size):
+        return "safetensors-truncated"
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         try:
             with zipfile.ZipFile(path) as archive:
@@ -111,6 +115,13 @@ def _is_safetensors(head: bytes, size: int) -> bool:
         except ValueError:
             return False
     return True
+
+
+def _is_cut_safetensors(head: bytes, size: int) -> bool:
+    # A safetensors header (its length, then a JSON object of tensor entries) that the file
+    # ends inside of. The library caps headers at 100 MB; a bigger "length" is something else.
+    length = int.from_bytes(head[:8], "little") if len(head) >= 10 else 0
+    return size - 8 < length <= 100_000_000 and head[8:10] == b'{"'
 
 
 def _is_text(head: bytes) -> bool:

@@ -116,7 +116,8 @@ def plan_jobs(
     is an error unless ``overwrite``, or skipped with ``skip_existing``; this is only the
     planning-time check, the writer refuses again at the moment it writes. A name the file
     system refuses is an error for that input. Raises UsageError when ``output`` is given and
-    the inputs hold more than one image. Files skipped on purpose (FIFOs, sockets, devices,
+    the inputs hold more than one image, and so does ``to_stdout`` (images written one after another
+    to stdout would read as the first). Files skipped on purpose (FIFOs, sockets, devices,
     broken links, link loops in folders) are reported one line each to ``on_note`` (default: a
     logging warning). With ``shard`` (needs ``out_dir``) only the inputs whose output names fall
     in that part are planned; errors of INPUTs that match nothing are reported by every part."""
@@ -138,9 +139,10 @@ def plan_jobs(
             errors.append(InputError(arg, message))
         found.extend(matches)
 
-    if output is not None and len(found) > 1:
+    if (output is not None or to_stdout) and len(found) > 1:
         raise UsageError(
-            f"-o FILE takes one input image, but INPUT gives {len(found)}; use --out-dir DIR"
+            f"-o {'FILE' if output is not None else '-'} takes one input image, but INPUT gives "
+            f"{len(found)}; use --out-dir DIR"
         )
 
     sources = {os.path.realpath(source) for _, source, _ in found if source is not None}

@@ -315,6 +315,13 @@ def cache_dir() -> Path:
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "img2img"
 
 
+def remove_stale_cache_temporaries() -> None:
+    """Remove the temporaries of killed processes anywhere in the cache: downloads (``models/``)
+    and conversions (``converted/``), whichever part a run looks in. Once per folder per process."""
+    for folder in ("models", "converted"):
+        remove_stale_temporaries(cache_dir() / folder)
+
+
 def cached_model_path(name: str) -> Path:
     return cache_dir() / "models" / f"{name}.safetensors"
 
@@ -404,7 +411,7 @@ def _resolve(
             raise WeightsError(f"{spec}: the shipped file {shipped} is missing", hint="reinstall img2img")
         return shipped
     cached = cached_model_path(spec)
-    remove_stale_temporaries(cached.parent)  # downloads of killed processes
+    remove_stale_cache_temporaries()
     if cached.is_file() and not force:
         return cached
     if entry is None:
@@ -465,7 +472,7 @@ def convert_checkpoint_file(path: Path, direction: str | None = None) -> Path:
     digest = file_sha256(path)
     direction = reference_direction(path) or direction or "AtoB"
     target = cache_dir() / "converted" / f"{digest}.{direction}.safetensors"
-    remove_stale_temporaries(target.parent)  # conversions of killed processes
+    remove_stale_cache_temporaries()
     if target.is_file():
         return target
     try:

@@ -6,7 +6,9 @@ included: with ``T`` = ``$IMG2IMG_DOWNLOAD_TIMEOUT`` seconds and ``R`` =
 
 - the status line and headers of a reply are not complete ``T`` seconds after the request was
   sent (a server that sends a header byte every few seconds never trips a per-read timeout);
-- nothing arrives for ``T`` seconds;
+  the requests of one download share these ``T`` seconds (``one_download()``: redirects, the
+  library's metadata calls), so a chain of redirects each just in time does not restart it;
+- nothing arrives for ``T`` seconds (connecting counts as waiting for the reply);
 - the body arrives at less than ``R`` bytes/s over any ``T``-second window.
 
 It is enforced where the bytes are read: ``http_client()`` is an ``httpx2.Client`` (the HTTP
@@ -20,6 +22,7 @@ downloading.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import os
 import time
@@ -58,9 +61,10 @@ class TransferWatch:
     """The policy for one HTTP request: fed the bytes read from its connection (headers and
     body), it raises TransferTooSlow when the transfer breaks the policy (module docstring)."""
 
-    def __init__(self, timeout: float, min_rate: float) -> None:
+    def __init__(self, timeout: float, min_rate: float, waited: float = 0.0) -> None:
+        # ``waited``: seconds earlier requests of the same download waited for their headers.
         self.timeout, self.min_rate = timeout, min_rate
-        self.started = time.monotonic()
+        self.started = time.monotonic() - waited
         self.headers_complete = False
         self.received = 0
         self._window_start, self._window_received = self.started, 0
@@ -119,6 +123,31 @@ def format_rate(bytes_per_second: float) -> str:
 _CURRENT: contextvars.ContextVar[TransferWatch | None] = contextvars.ContextVar("img2img_transfer", default=None)
 
 
+class _HeaderWait:
+    """Seconds the requests of one download have waited for their reply headers."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+
+_DOWNLOAD: contextvars.ContextVar[_HeaderWait | None] = contextvars.ContextVar("img2img_download", default=None)
+
+
+@contextlib.contextmanager
+def one_download() -> Iterator[None]:
+    """Every request sent inside shares one ``T``-second allowance for reply headers: a chain of
+    redirects (the client's own or huggingface_hub's), a metadata call and the download itself.
+    Nested uses join the outer download. Bodies are judged per request, by the rate rule."""
+    if _DOWNLOAD.get() is not None:
+        yield
+        return
+    token = _DOWNLOAD.set(_HeaderWait())
+    try:
+        yield
+    finally:
+        _DOWNLOAD.reset(token)
+
+
 def http_client(**options: Any):  # -> httpx2.Client
     """An ``httpx2.Client`` whose every transport (proxies from the environment included)
     enforces the download policy, read from the environment at each request. ``options`` go
@@ -162,8 +191,14 @@ def http_client(**options: Any):  # -> httpx2.Client
         def __init__(self, backend: Any) -> None:
             self._backend = backend
 
-        def connect_tcp(self, *args: Any, **kwargs: Any) -> WatchedStream:
-            return WatchedStream(self._backend.connect_tcp(*args, **kwargs))
+        def connect_tcp(self, host: str, port: int, timeout: float | None = None, **kwargs: Any) -> WatchedStream:
+            # Connecting is part of waiting for the reply: a host that drops packets (a CDN
+            # behind a firewall) must not take the caller's timeout per retry, or none at all.
+            watch = _CURRENT.get()
+            if watch is not None:
+                limit = watch.read_timeout()
+                timeout = limit if timeout is None else min(timeout, limit)
+            return WatchedStream(self._backend.connect_tcp(host, port, timeout, **kwargs))
 
         def connect_unix_socket(self, *args: Any, **kwargs: Any) -> WatchedStream:
             return WatchedStream(self._backend.connect_unix_socket(*args, **kwargs))
@@ -200,17 +235,26 @@ def http_client(**options: Any):  # -> httpx2.Client
             self._pool._network_backend = WatchedBackend(self._pool._network_backend)
 
         def handle_request(self, request: Any) -> Any:
-            watch = TransferWatch(*download_limits())
+            wait = _DOWNLOAD.get()
+            watch = TransferWatch(*download_limits(), waited=wait.seconds if wait else 0.0)
+            started = time.monotonic()
             token = _CURRENT.set(watch)
             try:
                 response = super().handle_request(request)
             finally:
                 _CURRENT.reset(token)
+                if wait is not None:
+                    wait.seconds += time.monotonic() - started
             watch.headers_received()
             response.stream = WatchedBody(response.stream, watch)
             return response
 
     class WatchedClient(httpx2.Client):
+        def send(self, request: Any, **kwargs: Any) -> Any:
+            # The redirects httpx follows for this request are part of one download.
+            with one_download():
+                return super().send(request, **kwargs)
+
         # httpx builds the direct transport and one per proxy through these two methods.
         def _init_transport(self, transport: Any = None, **kwargs: Any) -> Any:
             return transport if transport is not None else WatchedTransport(**kwargs)
@@ -253,5 +297,6 @@ __all__ = [
     "download_limits",
     "format_rate",
     "http_client",
+    "one_download",
     "use_for_hub",
 ]

@@ -8,6 +8,7 @@ instead of hanging."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +27,8 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 SIZE = 100_000
 TRICKLE_FOR = 4.0  # seconds a trickle lasts before the server hangs up
 INTERVAL = 0.1
+HOPS = 6  # redirects of the /hop/ chain
+HOP_SECONDS = 0.6  # each redirect's headers: within the 1-s policy, the chain's are not
 
 
 def hub_headers(size: int) -> bytes:
@@ -69,6 +72,19 @@ class TricklingServer:
                     self.wfile.write(b"HTTP/1.1 200 OK\r\n" + hub_headers(len(server.body)))
                     self.wfile.write(server.body if body else b"")
                     return
+                if "/cdn/" in self.path:  # the Hub sends the file's bytes to a CDN that never answers
+                    self.send_response(302)
+                    self.send_header("Location", f"http://127.0.0.1:{server.blackhole_port}/file")
+                    self.send_header("X-Repo-Commit", COMMIT)
+                    self.send_header("X-Linked-Etag", '"cdnetag"')
+                    self.send_header("X-Linked-Size", str(SIZE))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if "/hop/" in self.path:
+                    last = self.path.rsplit("/", 1)[1]
+                    self.hop(int(last) if last.isdigit() else 0)
+                    return
                 if "headers" not in self.path and "body" not in self.path:
                     self.send_error(404)  # the library's other requests
                     return
@@ -81,6 +97,24 @@ class TricklingServer:
                     self.wfile.write(b"HTTP/1.1 200 OK\r\n" + headers)
                     if body:
                         self.trickle(b"x" * SIZE)
+                except OSError:
+                    pass  # the client gave up
+
+            def hop(self, n: int) -> None:
+                """A redirect to the next hop whose headers take HOP_SECONDS, each in time on its
+                own; after HOPS of them, a 404."""
+                if n >= HOPS:
+                    self.send_error(404)
+                    return
+                reply = f"HTTP/1.1 302 Found\r\nLocation: /hop/{n + 1}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
+                pieces = 6
+                step = -(-len(reply) // pieces)
+                try:
+                    for start in range(0, len(reply), step):
+                        self.wfile.write(reply[start : start + step])
+                        self.wfile.flush()
+                        if server.closed.wait(HOP_SECONDS / pieces):
+                            return
                 except OSError:
                     pass  # the client gave up
 
@@ -97,6 +131,13 @@ class TricklingServer:
             def log_message(self, *args) -> None:
                 pass
 
+        # A port whose connections never complete (a firewall that drops packets): its accept
+        # queue is full and never drained.
+        self.blackhole = socket.socket()
+        self.blackhole.bind(("127.0.0.1", 0))
+        self.blackhole.listen(0)
+        self.blackhole_port = self.blackhole.getsockname()[1]
+        self.filler = socket.create_connection(("127.0.0.1", self.blackhole_port))
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -106,6 +147,8 @@ class TricklingServer:
         self.closed.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+        self.filler.close()
+        self.blackhole.close()
 
 
 @pytest.fixture
@@ -120,6 +163,7 @@ def environment(tmp_path, monkeypatch, server) -> dict[str, str]:
     """A private img2img cache and HF cache, registry entries and the Hub on ``server``, and a
     1-second policy."""
     models = {name: tiny_entry(f"{server.url}/{name}.pth") for name in ("headers", "body")}
+    models["hops"] = tiny_entry(f"{server.url}/hop/0")
     write_registry(tmp_path / "registry.json", models)
     env = {
         "IMG2IMG_CACHE": str(tmp_path / "cache"),
@@ -158,9 +202,22 @@ def test_a_registry_url_that_trickles_its_headers_is_abandoned(environment, tmp_
     assert files_under(tmp_path / "cache") == []
 
 
+def test_redirects_do_not_restart_the_headers_clock(environment, tmp_path, server):
+    # Six redirects whose headers each take 0.6 s: every reply is in time on its own, but the
+    # download has waited 3.6 s for headers under a 1-s policy; a hostile server could hold a
+    # run for 20 redirects (the clients' limit) times the timeout.
+    with pytest.raises(DownloadError) as excinfo:
+        registry.resolve_model("hops")
+    message = str(excinfo.value)
+    assert "/hop/0 abandoned: " in message and "reply headers did not arrive within 1 s" in message, message
+    assert files_under(tmp_path / "cache") == []
+
+
 @pytest.mark.parametrize("repo, reason", [
     ("owner/headers", "reply headers did not arrive within 1 s"),
     ("owner/body", "below the minimum of 1.0 kB/s"),
+    ("owner/hop", "reply headers did not arrive within 1 s"),  # the Hub's redirects, each in time
+    ("owner/cdn", "reply headers did not arrive within 1 s"),  # connecting counts, retries too
 ])  # fmt: skip
 def test_an_hf_model_that_trickles_is_abandoned(environment, tmp_path, server, repo, reason):
     result = pull(f"hf:{repo}", environment)

@@ -227,6 +227,19 @@ def test_a_registry_download_without_network_is_one_line(environment, tmp_path):
     assert cache_files(tmp_path) == []
 
 
+@pytest.mark.parametrize("spec", ["horse2zebra", "hf:owner/repo"])
+def test_a_proxy_that_refuses_is_named(environment, tmp_path, spec):
+    # Connection refused by the proxy from the environment, not by the server: the message says
+    # which, or the user goes looking for a network problem that is not there.
+    proxy = closed_port_url()
+    env = {**environment, "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, "NO_PROXY": "",
+           "IMG2IMG_REGISTRY_BASE_URL": "http://models.example.invalid", "HF_ENDPOINT": "http://hub.example.invalid"}  # fmt: skip
+    result, _ = run_cli(["models", "pull", spec], env)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert f"through the proxy {proxy} (from the environment)" in result.stderr, result.stderr
+
+
 # --- registry URLs ----------------------------------------------------------------------------------
 
 

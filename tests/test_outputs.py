@@ -561,3 +561,25 @@ def test_a_signal_while_an_error_is_on_its_way_out_reports_the_error(capsys, mon
         main(["models", "list"])
     assert info.value.code == 1
     assert capsys.readouterr().err == "img2img: error: stopped because another process of this run failed\n"
+
+
+@pytest.mark.parametrize("use", ["named model", "reference checkpoint"])
+def test_looking_in_the_model_cache_cleans_all_of_it(tmp_path, monkeypatch, tiny_generator, reference_fixtures, use):
+    # Downloads (models/) and conversions (converted/) of killed processes are both removed,
+    # whichever part of the cache the run looks in.
+    from img2img import registry
+
+    monkeypatch.setenv("IMG2IMG_CACHE", str(tmp_path / "cache"))
+    cached = registry.cached_model_path("tiny")
+    host = atomic.temporary_name().split(".")[2]
+    stale = [tmp_path / "cache" / folder / f".img2img-tmp.{host}.{dead_pid()}.0000000{i}"
+             for i, folder in enumerate(("models", "converted"))]  # fmt: skip
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half a file")
+    if use == "named model":
+        cached.write_bytes(tiny_generator.read_bytes())
+        registry.resolve_model("tiny")
+    else:
+        registry.resolve_model(str(reference_fixtures / "resnet_9blocks_ngf16" / "checkpoint.pth"))
+    assert [path for path in stale if path.exists()] == []

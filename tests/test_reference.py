@@ -190,6 +190,8 @@ FOREIGN_FILES = {
     "error.pth": (b"404: Not Found", "a text file"),
     "json.pth": (b'{"error": "not found"}', "a JSON text file"),
     "archive.pth": (gzip.compress(b"x" * 100), "a gzip-compressed file"),
+    # A safetensors download cut short inside its header (8-byte length, then JSON).
+    "cut.pth": ((300).to_bytes(8, "little") + b'{"__metadata__": {"format": "pt"}, "model.0.weight": {"dt', "a truncated safetensors file"),
 }
 
 

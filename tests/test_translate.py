@@ -185,6 +185,8 @@ def test_interrupted_write_leaves_no_partial_file(tiny_generator, photos, tmp_pa
     [
         (["{photo}"], "say where to write"),
         (["{photo}", "{photo}", "-o", "x.png"], "-o FILE takes one input image"),
+        # Images written one after another to stdout are one stream: a reader sees the first.
+        (["{photo}", "{photo}", "-o", "-"], "-o - takes one input image"),
         (["{photo}", "-o", "x.png", "--out-dir", "d"], "not both"),
         (["{photo}", "-o", "x.unknown"], "is not an image format"),
         (["{photo}", "--out-dir", "d", "--ext", "nope"], "is not an image format"),
