@@ -1,12 +1,17 @@
-"""What a run tells its user: the opening lines (:func:`announce`), RUN/report.html at each
-epoch's end and when the run ends (:func:`write_report`), and the closing summary
-(:func:`summary`). Rank 0 only: the other processes of a torchrun run stay silent.
+"""What a run tells its user: the opening lines (:func:`announce`), RUN/status.json at the
+start, at each checkpoint and at the end (:func:`record_start`, :func:`record_checkpoint`,
+:func:`record_end`; see :mod:`img2img.run_status`), RUN/report.html at each epoch's end and
+when the run ends (:func:`write_report`), and the closing summary (:func:`summary`). Rank 0
+only: the other processes of a torchrun run stay silent.
 """
 
 from __future__ import annotations
 
+import signal
 from typing import TYPE_CHECKING
 
+from img2img.errors import Img2ImgError, TrainingDiverged, TrainingInterrupted
+from img2img.run_status import STATUS_FILE, StatusWriter, describe
 from img2img.train.progress import format_duration
 
 if TYPE_CHECKING:
@@ -47,9 +52,66 @@ def announce(trainer: Trainer) -> None:
         trainer.log(f"  note: {note}")
 
 
-def write_report(trainer: Trainer, status: str) -> None:
-    """RUN/report.html (rank 0). A report that cannot be written is a note, never the end
-    of the run; without matplotlib the note comes once."""
+def record_start(trainer: Trainer) -> None:
+    """status.json says "running" with this process's id and host (rank 0, once the run folder
+    and config.json are written; a resumed run: from its checkpoint)."""
+    if not trainer.dist.is_main:
+        return
+    status = StatusWriter(trainer.run.root, total_epochs=trainer.config.total_epochs)
+    where = None
+    if trainer._saved is not None:  # resumed
+        where = {"epoch": trainer.epoch, "epoch_iter": trainer.epoch_iter, "iteration": trainer.iteration}
+    with trainer._writing(status.path):
+        status.start(epoch=trainer.epoch, iteration=trainer.iteration, checkpoint=where)
+    trainer.status = status
+
+
+def record_checkpoint(trainer: Trainer) -> None:
+    """status.json: a checkpoint was written where the trainer stands (rank 0)."""
+    if trainer.status is None:
+        return
+    with trainer._writing(trainer.status.path):
+        trainer.status.checkpoint(epoch=trainer.epoch, epoch_iter=trainer.epoch_iter, iteration=trainer.iteration)
+
+
+def _ending(trainer: Trainer, exc: BaseException | None) -> tuple[str, dict[str, str]]:
+    """The status.json end state for a session that returned (``exc`` None) or raised ``exc``."""
+    if exc is None:
+        return ("finished" if trainer.epoch >= trainer.config.total_epochs else "stopped"), {}
+    if isinstance(exc, TrainingInterrupted):  # exit code 128 + the signal's number
+        try:
+            return "interrupted", {"signal": signal.Signals(exc.exit_code - 128).name}
+        except ValueError:
+            return "interrupted", {}
+    if isinstance(exc, KeyboardInterrupt):  # a second Ctrl-C
+        return "interrupted", {"signal": "SIGINT"}
+    if hasattr(exc, "signal_name"):  # the CLI's signal handler (img2img.cli._signals.Interrupted)
+        return "interrupted", {"signal": str(exc.signal_name)}
+    if isinstance(exc, TrainingDiverged):
+        return "diverged", {}
+    text = exc.message if isinstance(exc, Img2ImgError) else str(exc)
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    return "failed", {"reason": first}
+
+
+def record_end(trainer: Trainer, exc: BaseException | None) -> None:
+    """How the session ended, in status.json, then report.html to match (rank 0). Never raises:
+    the error that ended the run (if any) is the one to report; a status that cannot be written
+    is a note."""
+    status = trainer.status
+    if status is None or not trainer.run.config.is_file():
+        return  # the session never started, or its new run folder was removed
+    state, details = _ending(trainer, exc)
+    try:
+        status.end(state, epoch=trainer.epoch, iteration=trainer.iteration, **details)
+    except Exception as error:  # noqa: BLE001 - never hide the error that ended the run
+        trainer.log(f"note: {STATUS_FILE} not written: {error}")
+    write_report(trainer)
+
+
+def write_report(trainer: Trainer) -> None:
+    """RUN/report.html (rank 0), with the status status.json holds. A report that cannot be
+    written is a note, never the end of the run; without matplotlib the note comes once."""
     if not trainer.dist.is_main or trainer._report_disabled or not trainer.run.latest.exists():
         return  # no checkpoint yet: nothing to report (a run that failed before one is removed)
     from img2img.report import matplotlib_missing, write_report as write_page
@@ -59,6 +121,7 @@ def write_report(trainer: Trainer, status: str) -> None:
             trainer._report_disabled = True
             trainer.log(f"note: no report.html: {missing}")
             return
+        status = describe(trainer.status.record) if trainer.status is not None else None
         write_page(trainer.run.root, status=status)
     except Exception as exc:  # noqa: BLE001 - the report must never stop training
         trainer.log(f"note: report.html not written: {type(exc).__name__}: {exc}")

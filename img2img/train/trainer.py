@@ -36,6 +36,7 @@ from img2img.data.sampler import EpochSampler
 from img2img.devices import resolve_device
 from img2img.errors import DatasetError, Img2ImgError, TrainingInterrupted, UsageError
 from img2img.eval.validation import BestEpoch, ValidationScorer, scorer_for
+from img2img.run_status import StatusWriter
 from img2img.train import distributed, evaluation, failures, reporting, resume
 from img2img.train.checkpoint import link_or_copy, rng_state, save_checkpoint, seed_everything
 from img2img.train.divergence import NonFinite, check_iteration, check_state
@@ -105,6 +106,7 @@ class Trainer:
         self.last_val: dict[str, float] = {}
         self._owns_group = False  # whether this trainer started the process group (torchrun)
         self._report_disabled = False
+        self.status: StatusWriter | None = None  # RUN/status.json (rank 0, once the run folder is ready)
         self._saved: tuple[int, int] | None = None  # (epoch, iteration) of the last checkpoint
         self._created = False  # whether this run created its run folder (a new run)
         self._loaded_from: Path | None = None  # the checkpoint a resumed run started from
@@ -215,6 +217,7 @@ class Trainer:
                     self._created = True
             with self._writing(self.run.config):
                 self.run.write_config(cfg)
+            reporting.record_start(self)
 
     def _sync_bn(self) -> bool:
         """Whether SyncBatchNorm replaces batch norm (--sync-bn with several CUDA processes)."""
@@ -300,6 +303,7 @@ class Trainer:
             with self._writing(self.run.epoch_checkpoint(self.epoch)):
                 link_or_copy(self.run.latest, self.run.epoch_checkpoint(self.epoch))
         self.export()
+        reporting.record_checkpoint(self)
 
     @contextlib.contextmanager
     def _writing(self, path: Path) -> Iterator[None]:
@@ -332,7 +336,19 @@ class Trainer:
     # -- the loop
     def fit(self, *, stop_after_epochs: int | None = None) -> TrainResult:
         """Train to the end (or ``stop_after_epochs`` more epochs); returns where things are.
-        Under torchrun every process calls this; it joins and leaves the process group."""
+        Under torchrun every process calls this; it joins and leaves the process group. However
+        it ends, RUN/status.json and report.html say how (rank 0)."""
+        try:
+            result = self._run(stop_after_epochs)
+        except BaseException as exc:
+            reporting.record_end(self, exc)
+            raise
+        reporting.record_end(self, None)
+        return result
+
+    def _run(self, stop_after_epochs: int | None) -> TrainResult:
+        """:meth:`_fit`, with what goes wrong turned into one-line errors and the run's
+        processes and workers ended."""
         try:
             return self._fit(stop_after_epochs=stop_after_epochs)
         except (TrainingInterrupted, distributed.RankFailed):
@@ -451,7 +467,6 @@ class Trainer:
             self.progress.stop()
             if tensorboard:
                 tensorboard.close()
-            reporting.write_report(self, "finished" if self.epoch >= total else "interrupted")
         weights = {
             direction: self.run.weights_file(self.model.task, direction)
             for direction in self.model.export_generators()
@@ -493,7 +508,7 @@ class Trainer:
         if improved and self.dist.is_main:
             kept = BestEpoch.keep(self.run.latest, self.export_paths())
             self.log(f"  best {self.best.metric} so far ({self.best.value:.4g}): kept {', '.join(str(k) for k in kept)}")
-        reporting.write_report(self, "in progress")
+        reporting.write_report(self)
 
     def _keeps_epoch(self, epoch: int, total: int | None = None) -> bool:
         """Whether the checkpoint at the end of ``epoch`` is kept as epoch_NNN."""
