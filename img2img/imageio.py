@@ -212,21 +212,25 @@ def format_bytes(count: int) -> str:
     return f"{count} bytes" if unit == "bytes" else f"{value:.3g} {unit}"
 
 
-def probe_image(path: str | os.PathLike[str]) -> tuple[tuple[int, int], str, int]:
+def probe_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> tuple[tuple[int, int], str, int]:
     """((width, height) as the image will be used (EXIF orientation applied), Pillow mode,
     frame count), from the header only; never opens a socket or device, reads a FIFO with the
-    stream bound. Raises ImageError naming the path."""
+    stream bound. ``max_pixels`` is :func:`read_image`'s limit (default: $IMG2IMG_MAX_PIXELS,
+    else twice Pillow's ``MAX_IMAGE_PIXELS``), so a header check passes exactly the images the
+    decoder will read. Raises ImageError naming the path (the pixel limit with its hint)."""
     label = str(path)
     source = _open_path(Path(path), label, None)
     try:
-        with _decode_errors(label), Image.open(source) as image:
-            width, height = image.size
-            try:
-                orientation = image.getexif().get(_ORIENTATION_TAG, 1)
-            except Exception:  # noqa: BLE001  a broken EXIF block is not worth refusing the image for
-                orientation = 1
-            size = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
-            return size, image.mode, _frame_count(image)
+        with _decode_errors(label), warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # as read_image
+            with _open_within(source, label, max_pixels) as image:
+                width, height = image.size
+                try:
+                    orientation = image.getexif().get(_ORIENTATION_TAG, 1)
+                except Exception:  # noqa: BLE001  a broken EXIF block is not worth refusing the image for
+                    orientation = 1
+                size = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+                return size, image.mode, _frame_count(image)
     finally:
         if isinstance(source, io.BufferedReader):
             source.close()
@@ -263,6 +267,16 @@ def _decode_errors(label: str) -> Iterator[None]:
 
 MAX_PIXELS_ENV = "IMG2IMG_MAX_PIXELS"
 _PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+def use_max_pixels(max_pixels: int) -> None:
+    """Make ``max_pixels`` the default pixel limit of every reader (:func:`read_image`,
+    :func:`probe_image`) in this process and the processes it starts (DataLoader workers,
+    torchrun ranks): it becomes $IMG2IMG_MAX_PIXELS, which they read. For commands whose
+    readers are deep inside (`train`, `data check`); `translate` passes its limit directly."""
+    if max_pixels < 1:
+        raise UsageError(f"--max-pixels must be at least 1, not {max_pixels}")
+    os.environ[MAX_PIXELS_ENV] = str(int(max_pixels))
 
 
 def _open_within(source, label: str, max_pixels: int | None) -> Image.Image:
@@ -544,6 +558,7 @@ __all__ = [
     "parse_byte_size",
     "probe_image",
     "read_image",
+    "use_max_pixels",
     "read_stream",
     "to_8bit",
     "to_model_input",

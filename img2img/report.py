@@ -11,7 +11,9 @@ Self-contained means no request leaves the file: charts are inline SVG drawn by 
 (text as paths, metadata and XML namespaces stripped), images are ``data:`` URIs (or, with
 ``link_images``, paths relative to the page), the CSS is inline, and there is no script. It
 reads only what the trainer already writes (``config.json``, ``metrics.csv``, ``samples/``,
-``weights/``, ``checkpoints/``), so it can be built for finished, interrupted and running runs.
+``weights/``, ``checkpoints/``, ``status.json``), so it can be built for finished, interrupted
+and running runs; ``status.json`` (:mod:`img2img.run_status`) tells a run in progress from one
+whose process is gone.
 
 matplotlib is an optional dependency (``pip install "img2img[report]"``); without it the
 trainer skips the report with one note and ``img2img report`` fails with the command to run.
@@ -35,9 +37,9 @@ from typing import Iterable, Sequence
 
 from img2img.atomic import atomic_write_bytes
 from img2img.errors import Img2ImgError, UsageError
+from img2img.run_status import describe, read_status
 
 REPORT_FILE = "report.html"
-STATUSES = ("finished", "interrupted", "in progress")
 EMBED_BUDGET_BYTES = 20 * 2**20  # of base64 text; past it the older sample grids are linked, not embedded
 MAX_POINTS = 1500  # per curve; longer series are thinned evenly (smoothing uses every point)
 _META_COLUMNS = ("scope", "epoch", "iteration", "elapsed_s", "lr")
@@ -98,8 +100,10 @@ def _float(value: str | None) -> float | None:
 
 
 def read_run(root: str | os.PathLike[str], status: str | None = None) -> RunRecord:
-    """Read ``root`` (a run folder). ``status`` is what the trainer knows (one of STATUSES);
-    without it, a run whose epochs are all done is finished, and any other is reported as
+    """Read ``root`` (a run folder). ``status`` is what the trainer knows (one line); without
+    it, the run's ``status.json`` says (in progress, how it stopped, finished, or ended
+    unexpectedly: :func:`img2img.run_status.describe`), and for a folder without one (an older
+    version's run), a run whose epochs are all done is finished and any other is reported as
     interrupted or in progress, with the time of its last update. ReportError when ``root`` is
     not a run folder."""
     root = Path(root)
@@ -168,6 +172,8 @@ def read_run(root: str | os.PathLike[str], status: str | None = None) -> RunReco
     mtimes += [p.stat().st_mtime for p, _ in files]
     started = _started(config_path, epoch_rows, samples)
     updated = dt.datetime.fromtimestamp(max(mtimes)) if mtimes else None
+    if status is None and (recorded := read_status(root)) is not None:
+        status = describe(recorded)
     if status is None:
         status = "finished" if total and done >= total else "interrupted or in progress"
     world = count("world_size", 1) or 1
@@ -384,7 +390,11 @@ def _fmt_seconds(seconds: float) -> str:
 
 
 def _status_class(status: str) -> str:
-    return {"finished": "finished", "interrupted": "interrupted"}.get(status, "progress")
+    if status == "finished":
+        return "finished"
+    if status.startswith(("interrupted", "stopped", "ended", "unknown")):
+        return "interrupted"
+    return "progress"
 
 
 def _image_src(path: Path, page: Path, embed: bool) -> str:

@@ -219,7 +219,7 @@ def test_run_folder_contents_and_export(shapes, tmp_path):
 
     report = ["report.html"] if importlib.util.find_spec("matplotlib") else []  # the report needs matplotlib
     assert sorted(p.name for p in run.iterdir()) == sorted(
-        ["checkpoints", "config.json", "metrics.csv", "samples", "weights", *report]
+        ["checkpoints", "config.json", "metrics.csv", "samples", "status.json", "weights", *report]
     )
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
         "epoch_001.safetensors", "epoch_002.safetensors", "latest.safetensors"
@@ -371,7 +371,7 @@ def test_cli_defaults_match_the_config():
     config = Pix2PixConfig(data="x")
     renamed = {"no_flip": ("flip", lambda v: not v), "no_dropout": ("dropout", lambda v: not v)}
     for param in command.params:
-        if param.name in ("data", "out", "resume", "config_file", "overwrite", "nproc", "help"):
+        if param.name in ("data", "out", "resume", "config_file", "overwrite", "nproc", "max_pixels", "help"):
             continue
         field, convert = renamed.get(param.name, (param.name, lambda v: v))
         default = param.default.value if hasattr(param.default, "value") else param.default

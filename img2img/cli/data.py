@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from img2img.cli._app import data_app
+from img2img.cli._options import MaxPixelsOpt
 
 
 @data_app.command("combine")
@@ -42,12 +43,17 @@ def combine(
 def check(
     data_dir: Path = typer.Argument(..., metavar="DIR", help="A dataset: DIR/train (paired) or DIR/trainA + DIR/trainB (unpaired)."),
     header_only: bool = typer.Option(False, "--header-only", help="Read only each image's header (fast; misses truncated files)."),
+    max_pixels: MaxPixelsOpt = None,
 ) -> None:
     """Check a training dataset: its layout, and every image decoded (finds truncated or corrupt
     files before a long run; `train ... --check-data full` does the same when training starts).
     Exits 1 with one line naming the files when something is wrong."""
     from img2img.data.checks import check_dataset
 
+    if max_pixels is not None:
+        from img2img.imageio import use_max_pixels
+
+        use_max_pixels(max_pixels)
     found = check_dataset(data_dir, full=not header_only)
     typer.echo(f"ok: {found.describe()}", err=True)
     for warning in found.warnings:

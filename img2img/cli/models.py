@@ -54,7 +54,12 @@ def info(
             details.update(name=model, status="downloadable", location=model)
         details["pull"] = f"img2img models pull {model}"
     else:
-        from img2img.weights import describe
+        from img2img.onnx_runtime import is_onnx_file
+
+        if is_onnx_file(path):
+            from img2img.onnx_info import describe_onnx as describe
+        else:
+            from img2img.weights import describe
 
         details.update(describe(path))
         if entry is not None:

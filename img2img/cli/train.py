@@ -17,7 +17,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from img2img.cli._app import train_app
-from img2img.cli._options import Direction, Norm
+from img2img.cli._options import Direction, MaxPixelsOpt, Norm
 
 
 class PreprocessChoice(str, Enum):
@@ -72,7 +72,7 @@ SPEED = "Speed"
 
 # CLI parameter name -> (config field, value conversion)
 _RENAMED = {"no_flip": ("flip", lambda v: not v)}
-_NOT_CONFIG = {"ctx", "resume", "config_file", "overwrite", "nproc"}
+_NOT_CONFIG = {"ctx", "resume", "config_file", "overwrite", "nproc", "max_pixels"}
 
 
 def given_options(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
@@ -220,6 +220,14 @@ SyncBnOpt = Annotated[bool, typer.Option("--sync-bn", help="With several process
 NprocOpt = Annotated[Optional[int], typer.Option("--nproc", min=1, metavar="N", help="Train in N processes on this machine, one per GPU (hands over to torchrun; --batch-size is per process). Several machines: torchrun, see the README.", show_default=False, rich_help_panel=SPEED)]
 
 
+def use_max_pixels(max_pixels: Optional[int]) -> None:
+    """--max-pixels: the limit of every image reader of the run, loader workers and ranks included."""
+    if max_pixels is not None:
+        from img2img.imageio import use_max_pixels as use
+
+        use(max_pixels)
+
+
 # --- the commands: each lists the shared options with its config's defaults, then its own ----------
 
 
@@ -283,12 +291,14 @@ def pix2pix(
     compile: CompileOpt = False,
     sync_bn: SyncBnOpt = False,
     nproc: NprocOpt = None,
+    max_pixels: MaxPixelsOpt = None,
 ) -> None:
     """Train pix2pix on paired images (the reference's options and defaults)."""
     from img2img.config import Pix2PixConfig
     from img2img.train.pix2pix import train_pix2pix
 
     given = given_options(ctx, dict(locals()))
+    use_max_pixels(max_pixels)
     config = build_config(Pix2PixConfig, given, resume=resume, config_file=config_file, world_size=nproc)
     if nproc is not None:
         hand_over(ctx, nproc, config)
@@ -363,6 +373,7 @@ def cyclegan(
     compile: CompileOpt = False,
     sync_bn: SyncBnOpt = False,
     nproc: NprocOpt = None,
+    max_pixels: MaxPixelsOpt = None,
 ) -> None:
     """Train CycleGAN on two folders of unpaired images (the reference's options and defaults);
     exports a weights file for each direction."""
@@ -370,6 +381,7 @@ def cyclegan(
     from img2img.train.cyclegan import train_cyclegan
 
     given = given_options(ctx, dict(locals()))
+    use_max_pixels(max_pixels)
     config = build_config(CycleGANConfig, given, resume=resume, config_file=config_file, world_size=nproc)
     if nproc is not None:
         hand_over(ctx, nproc, config)

@@ -68,8 +68,9 @@ def load_image(path: Path, channels: int) -> Image.Image:
 
 def unreadable_reason(exc: BaseException, path: Path) -> str:
     """The reason in an ImageError about ``path``, without the path it starts with."""
-    text = str(exc)
-    return text.removeprefix(f"{path}: ") or type(exc).__name__
+    text = str(exc).removeprefix(f"{path}: ") or type(exc).__name__
+    hint = getattr(exc, "hint", None)  # e.g. how to lift the pixel limit
+    return f"{text}; {hint}" if hint else text
 
 
 def _first_line(exc: BaseException) -> str:

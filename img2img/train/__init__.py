@@ -1,6 +1,10 @@
 """Training: the shared infrastructure and the trainers.
 
-- :mod:`~img2img.train.trainer`: the :class:`Trainer` (epoch loop, checkpoints, resume, export);
+- :mod:`~img2img.train.trainer`: the :class:`Trainer` (epoch loop, checkpoints, export), and
+  beside it :mod:`~img2img.train.resume` (``--resume``), :mod:`~img2img.train.evaluation`
+  (validation, scores and sample grids at an epoch's end), :mod:`~img2img.train.reporting`
+  (opening lines, status.json, report.html, summary) and :mod:`~img2img.train.failures` (the
+  errors that end a run that goes wrong);
 - :mod:`~img2img.train.model`: what a trainer provides (:class:`TrainableModel`, :class:`TrainData`);
 - :mod:`~img2img.train.runtime`: devices, precision (AMP), channels-last, loader-worker defaults;
 - :mod:`~img2img.train.run_folder`: the run folder and its config.json, ``--resume`` config;

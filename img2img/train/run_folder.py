@@ -13,6 +13,7 @@ from typing import Any, Mapping
 from img2img.atomic import atomic_write_bytes
 from img2img.config import TrainConfig
 from img2img.errors import Img2ImgError, RunFolderError, UsageError
+from img2img.run_status import STATUS_FILE
 from img2img.train import distributed
 from img2img.train.checkpoint import read_checkpoint_info
 from img2img.train.progress import METRICS_FILE
@@ -30,7 +31,7 @@ def default_run_dir(config: TrainConfig) -> Path:
 class RunFolder:
     """runs/NAME: config.json, checkpoints/, weights/, samples/, metrics.csv, tensorboard/."""
 
-    OWNED = (CONFIG_FILE, "checkpoints", "weights", "samples", METRICS_FILE, "tensorboard", "report.html")
+    OWNED = (CONFIG_FILE, "checkpoints", "weights", "samples", METRICS_FILE, "tensorboard", "report.html", STATUS_FILE)
 
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)

@@ -1,11 +1,17 @@
 """The :class:`Trainer` every trainer (pix2pix, CycleGAN) shares.
 
 A trainer supplies three things (see :mod:`img2img.train.model`): its data (a
-:class:`TrainData`), its networks and its step (a :class:`TrainableModel`). :class:`Trainer` does the rest: run folder and config.json,
-devices, AMP, channels-last, torch.compile, the DataLoader, the epoch loop, learning-rate
-schedules, checkpoints and resume (bit-identical on the CPU), SIGINT/SIGTERM (:mod:`~img2img.train.signals`), progress,
-metrics.csv, TensorBoard, sample grids, weights export and the closing summary. It is
+:class:`TrainData`), its networks and its step (a :class:`TrainableModel`). :class:`Trainer`
+does the rest: run folder and config.json, devices, AMP, channels-last, torch.compile, the
+DataLoader, the epoch loop, learning-rate schedules, checkpoints, SIGINT/SIGTERM
+(:mod:`~img2img.train.signals`), progress, metrics.csv, TensorBoard and weights export. It is
 rank-aware: under torchrun every rank trains, only rank 0 writes or prints.
+
+What happens around the loop lives beside it: resuming (:mod:`~img2img.train.resume`,
+bit-identical on the CPU), validation, scores and sample grids at an epoch's end
+(:mod:`~img2img.train.evaluation`), the opening lines, report.html and the closing summary
+(:mod:`~img2img.train.reporting`), and the errors that end a run that goes wrong
+(:mod:`~img2img.train.failures`).
 """
 
 
@@ -15,13 +21,12 @@ import contextlib
 import dataclasses
 import math
 import secrets
-import signal
 import sys
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence, TextIO
+from typing import Any, Callable, Iterator, Mapping, TextIO
 
 import torch
 from torch.utils.data import DataLoader
@@ -29,26 +34,11 @@ from torch.utils.data import DataLoader
 from img2img.config import TrainConfig
 from img2img.data.sampler import EpochSampler
 from img2img.devices import resolve_device
-from img2img.errors import (
-    DatasetError,
-    Img2ImgError,
-    RunFolderError,
-    TrainingDiverged,
-    TrainingInterrupted,
-    UsageError,
-    WeightsError,
-)
+from img2img.errors import DatasetError, Img2ImgError, TrainingInterrupted, UsageError
 from img2img.eval.validation import BestEpoch, ValidationScorer, scorer_for
-from img2img.train import distributed
-from img2img.train.checkpoint import (
-    Checkpoint,
-    link_or_copy,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    seed_everything,
-    set_rng_state,
-)
+from img2img.run_status import StatusWriter
+from img2img.train import distributed, evaluation, failures, reporting, resume
+from img2img.train.checkpoint import link_or_copy, rng_state, save_checkpoint, seed_everything
 from img2img.train.divergence import NonFinite, check_iteration, check_state
 from img2img.train.model import TrainData, TrainableModel
 from img2img.train.progress import MetricsLog, Progress, TensorBoard, format_duration
@@ -61,8 +51,7 @@ from img2img.train.runtime import (
     default_channels_last,
     default_num_workers,
 )
-from img2img.train.samples import image_grid, save_png
-from img2img.train.schedules import build_scheduler, refresh_learning_rate
+from img2img.train.schedules import build_scheduler
 from img2img.train.signals import StopSignals, ignore_stop_signals, stop_loader_workers
 from img2img.train.size_check import check_network_sizes
 from img2img.weights import WeightsMetadata, save_generator
@@ -117,6 +106,7 @@ class Trainer:
         self.last_val: dict[str, float] = {}
         self._owns_group = False  # whether this trainer started the process group (torchrun)
         self._report_disabled = False
+        self.status: StatusWriter | None = None  # RUN/status.json (rank 0, once the run folder is ready)
         self._saved: tuple[int, int] | None = None  # (epoch, iteration) of the last checkpoint
         self._created = False  # whether this run created its run folder (a new run)
         self._loaded_from: Path | None = None  # the checkpoint a resumed run started from
@@ -189,7 +179,7 @@ class Trainer:
 
         with distributed.agreement(self.dist.rank):
             if self.resume:
-                self._load(self._resume_checkpoint())
+                resume.load(self, resume.resume_checkpoint(self))
                 if self.epoch >= cfg.total_epochs:
                     raise UsageError(
                         f"--resume {self.run.root}: the run already finished its {cfg.total_epochs} "
@@ -221,12 +211,13 @@ class Trainer:
             with self._writing(self.run.root):
                 if self.resume:
                     self.run.remove_stale_temporaries()
-                    self._restore_kept_checkpoint()
+                    resume.restore_kept_checkpoint(self)
                 else:
                     self.run.create(self.overwrite)
                     self._created = True
             with self._writing(self.run.config):
                 self.run.write_config(cfg)
+            reporting.record_start(self)
 
     def _sync_bn(self) -> bool:
         """Whether SyncBatchNorm replaces batch norm (--sync-bn with several CUDA processes)."""
@@ -301,7 +292,7 @@ class Trainer:
         try:  # a non-finite state is never saved over the last good one, nor exported
             check_state(self.model.networks)
         except NonFinite as exc:
-            raise self._diverged(exc.what, iteration=self.iteration) from None
+            raise failures.diverged(self, exc.what, iteration=self.iteration) from None
         state = self._state()
         if rank_states:
             state["rank_states"] = rank_states
@@ -312,136 +303,7 @@ class Trainer:
             with self._writing(self.run.epoch_checkpoint(self.epoch)):
                 link_or_copy(self.run.latest, self.run.epoch_checkpoint(self.epoch))
         self.export()
-
-    def _resume_checkpoint(self) -> tuple[Path, Checkpoint]:
-        """The checkpoint to resume from: ``latest``, or, when it is missing or unreadable, the
-        newest readable kept epoch checkpoint (with a note saying so)."""
-        problems = []
-        for path in [self.run.latest, *self.run.kept_checkpoints()]:
-            if not path.exists():
-                problems.append(f"{path.name} is missing")
-                continue
-            try:
-                checkpoint = load_checkpoint(path)
-                self._check_info(path, checkpoint.info)
-            except (WeightsError, RunFolderError) as exc:
-                problems.append(f"{path.name} is unreadable ({exc.message.removeprefix(f'{path}: ')})")
-                continue
-            if problems:
-                self._notes.append(
-                    f"{'; '.join(problems)}: resuming from {path}, the newest readable checkpoint"
-                )
-            return path, checkpoint
-        raise RunFolderError(
-            f"--resume {self.run.root}: no readable checkpoint in {self.run.checkpoints} ("
-            + "; ".join(problems) + ")"
-        )
-
-    def _check_info(self, path: Path, info: Mapping[str, Any]) -> None:
-        """Refuse a checkpoint whose facts are missing, of the wrong type or out of range."""
-        def number(key: str, kind: type, low: float = 0) -> Any:
-            value = info.get(key)
-            if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
-                raise RunFolderError(f"{path}: damaged checkpoint ({key} is {value!r}, not a number)")
-            if value < low:
-                raise RunFolderError(f"{path}: damaged checkpoint ({key} {value} is below {low})")
-            return value
-
-        if info.get("task") != self.model.task:
-            raise UsageError(f"{path}: a {info.get('task')} checkpoint, not a {self.model.task} one")
-        epoch, epoch_iter, iteration = number("epoch", int), number("epoch_iter", int), number("iteration", int)
-        if "elapsed" in info:
-            number("elapsed", float)
-        iters = info.get("iters_per_epoch")
-        if iters is not None and number("iters_per_epoch", int, 1) and epoch_iter > iters:
-            raise RunFolderError(
-                f"{path}: damaged checkpoint (iteration {epoch_iter} of an epoch of {iters} iterations)"
-            )
-        if iteration < epoch_iter or iteration < epoch:  # each epoch has at least one iteration
-            raise RunFolderError(
-                f"{path}: damaged checkpoint (iteration {iteration} is before epoch {epoch + 1}, "
-                f"iteration {epoch_iter} of it)"
-            )
-        if not isinstance(info.get("config", {}), dict):
-            raise RunFolderError(f"{path}: damaged checkpoint (its config is not a JSON object)")
-
-    def _load(self, found: tuple[Path, Checkpoint]) -> None:
-        path, checkpoint = found
-        self._loaded_from = path
-        try:
-            self._load_state(path, checkpoint)
-        except Img2ImgError:
-            raise
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-            raise RunFolderError(f"{path}: damaged checkpoint (missing or wrong entry: {exc!r})") from None
-        except RuntimeError as exc:  # load_state_dict: missing keys, shape mismatches
-            text = str(exc).strip().splitlines()
-            detail = next((line.strip() for line in text[1:] if line.strip()), text[0] if text else "")
-            raise RunFolderError(
-                f"{path}: does not fit the run's config ({self.run.config}: was it edited?): {detail}"
-            ) from None
-
-    def _load_state(self, path: Path, checkpoint: Checkpoint) -> None:
-        info, state = checkpoint.info, checkpoint.state
-        self._loaded_info = info
-        for name, net in self.model.networks.items():
-            net.load_state_dict(state["networks"][name])
-        for name, opt in self.model.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
-        for name, scheduler in self.schedulers.items():
-            scheduler.load_state_dict(state["schedulers"][name])
-        old_config = info.get("config") or {}
-        if any(old_config.get(k) != getattr(self.config, k) for k in ("n_epochs", "n_epochs_decay")):
-            for scheduler in self.schedulers.values():
-                refresh_learning_rate(scheduler)  # the schedule was lengthened: rates from the new one
-        self.runtime.amp.load_state_dict(state.get("amp") or {})
-        self.model.load_extra_state(state.get("extra") or {})
-        self._load_epoch_losses(state.get("epoch_losses"))
-        set_rng_state(state["rng"])
-        self.epoch, self.epoch_iter = int(info["epoch"]), int(info["epoch_iter"])
-        self.iteration, self.elapsed = int(info["iteration"]), float(info.get("elapsed", 0.0))
-        self.best.load(info.get("best"))
-        self._saved = (self.epoch, self.iteration)
-        self._load_rank_state(state.get("rank_states") or [], info)
-
-    def _load_rank_state(self, rank_states: Sequence[Mapping[str, Any]], info: Mapping[str, Any]) -> None:
-        """Each rank continues its own random streams (and image pools) when the checkpoint has
-        them; a rank the saved run did not have gets fresh streams of its own. With another
-        global batch (another number of processes), the position in the epoch is converted:
-        the images seen so far are not shown again, bar at most one batch."""
-        rank = self.dist.rank
-        if rank > 0:
-            own = rank_states[rank - 1] if rank - 1 < len(rank_states) else None
-            if own is not None:
-                set_rng_state(own["rng"])
-                if own.get("extra"):
-                    self.model.load_extra_state(own["extra"])
-                self._load_epoch_losses(own.get("epoch_losses"))
-            else:
-                seed_everything(distributed.rank_seed(self.config.seed or 0, rank, self.iteration))
-        old_world = int(info.get("world_size", 1))
-        old_batch = int((info.get("config") or {}).get("batch_size", self.config.batch_size))
-        old_global, new_global = old_batch * old_world, self.config.batch_size * self.dist.world_size
-        if old_world != self.dist.world_size:
-            self._notes.append(
-                f"the run had {old_world} process{'es' if old_world != 1 else ''}, it resumes with "
-                f"{self.dist.world_size}: global batch {new_global}"
-                + (f" (was {old_global}; --batch-size {old_global // self.dist.world_size} keeps it)"
-                   if old_global != new_global and old_global % self.dist.world_size == 0 else
-                   f" (was {old_global})" if old_global != new_global else " as before")
-            )
-        if old_global != new_global and self.epoch_iter:
-            self.epoch_iter = self.epoch_iter * old_global // new_global
-
-    # -- how a run ends when something goes wrong
-    def _checkpoint_status(self) -> str:
-        if self._saved is None:
-            return "no checkpoint had been written yet"
-        epoch, iteration = self._saved
-        return f"the last checkpoint, {self.run.latest} (iteration {iteration}), is intact"
-
-    def _resume_hint(self) -> str:
-        return f"img2img train {self.model.task} --resume {self.run.root}"
+        reporting.record_checkpoint(self)
 
     @contextlib.contextmanager
     def _writing(self, path: Path) -> Iterator[None]:
@@ -450,23 +312,7 @@ class Trainer:
         try:
             yield
         except OSError as exc:
-            raise self._write_failure(path, exc) from None
-
-    def _write_failure(self, path: Path, exc: OSError) -> RunFolderError:
-        reason = exc.strerror or str(exc).strip() or type(exc).__name__
-        status = self._checkpoint_status()
-        then = f"; make room or make the folder writable, then resume with: {self._resume_hint()}" if self._saved else ""
-        return RunFolderError(f"{path}: cannot write ({reason}); {status}{then}")
-
-    def _diverged(self, what: str, *, iteration: int | None = None) -> TrainingDiverged:
-        """The error that ends a diverging run: where, what, and what to try."""
-        iteration = self.iteration + 1 if iteration is None else iteration
-        amp = ", without mixed precision (--no-amp)" if self.runtime.amp.enabled else ""
-        return TrainingDiverged(
-            f"training diverged at epoch {self.epoch + 1}, iteration {iteration}: {what}; nothing was "
-            f"saved or exported after that ({self._checkpoint_status()}); start again with a lower "
-            f"--lr{amp} or another --gan-mode"
-        )
+            raise failures.write_failure(self, path, exc) from None
 
     def export(self) -> dict[str, Path]:
         written = {}
@@ -490,7 +336,19 @@ class Trainer:
     # -- the loop
     def fit(self, *, stop_after_epochs: int | None = None) -> TrainResult:
         """Train to the end (or ``stop_after_epochs`` more epochs); returns where things are.
-        Under torchrun every process calls this; it joins and leaves the process group."""
+        Under torchrun every process calls this; it joins and leaves the process group. However
+        it ends, RUN/status.json and report.html say how (rank 0)."""
+        try:
+            result = self._run(stop_after_epochs)
+        except BaseException as exc:
+            reporting.record_end(self, exc)
+            raise
+        reporting.record_end(self, None)
+        return result
+
+    def _run(self, stop_after_epochs: int | None) -> TrainResult:
+        """:meth:`_fit`, with what goes wrong turned into one-line errors and the run's
+        processes and workers ended."""
         try:
             return self._fit(stop_after_epochs=stop_after_epochs)
         except (TrainingInterrupted, distributed.RankFailed):
@@ -498,17 +356,17 @@ class Trainer:
             raise
         except OSError as exc:  # a file of the run that could not be written (metrics, samples...)
             self._remove_unstarted_run()
-            target = _written_file(exc, self.run.root)
+            target = failures.written_file(exc, self.run.root)
             if target is None:
                 distributed.record_failure(exc)
                 raise
-            raise self._write_failure(target, exc) from None
+            raise failures.write_failure(self, target, exc) from None
         except BaseException as exc:
             self._remove_unstarted_run()
             if not isinstance(exc, Exception):
                 raise
             if not isinstance(exc, Img2ImgError) and distributed.is_peer_failure(exc):
-                raise self._peer_failure() from exc
+                raise failures.peer_failure(self) from exc
             distributed.record_failure(exc)
             raise
         finally:
@@ -522,33 +380,6 @@ class Trainer:
         command can be given again once the problem is fixed)."""
         if self._created and self._saved is None and self.dist.is_main:
             self.run.remove_new_run()
-
-    def _restore_kept_checkpoint(self) -> None:
-        """A run killed between writing ``latest`` at an epoch's end and its kept copy
-        (epoch_NNN) gets the copy now."""
-        if self.epoch_iter or not self.epoch or self._loaded_from != self.run.latest:
-            return
-        total = (self._loaded_info.get("config") or {}).get("n_epochs", 0) + (
-            self._loaded_info.get("config") or {}
-        ).get("n_epochs_decay", 0)
-        kept = self.run.epoch_checkpoint(self.epoch)
-        if self._keeps_epoch(self.epoch, total or None) and not kept.exists():
-            with self._writing(kept):
-                link_or_copy(self.run.latest, kept)
-
-    def _peer_failure(self) -> Img2ImgError:
-        """Another process of the run failed (it says why): rank 0 says where things stand."""
-        if self._saved is not None:
-            where = (
-                f"the last checkpoint, {self.run.latest} (iteration {self._saved[1]}), is intact: "
-                f"resume with: img2img train {self.config.task} --resume {self.run.root}"
-            )
-        else:
-            where = "no checkpoint had been written yet"
-        return distributed.RankFailed(
-            f"stopped because another process of this run failed (see its message); {where}",
-            quiet=not self.dist.is_main,
-        )
 
     def _stop_requested(self, signals: StopSignals) -> bool:
         """A stop was asked for (SIGINT/SIGTERM) in any process: they all stop after the same
@@ -579,8 +410,8 @@ class Trainer:
             metrics.open(keep_until=self.iteration if self.resume else None)
             if cfg.tensorboard:
                 tensorboard = TensorBoard(self.run.tensorboard, purge_step=self.iteration if self.resume else None)
-        self._announce()
-        fixed_samples = self._fixed_samples()
+        reporting.announce(self)
+        fixed_samples = evaluation.fixed_samples(self)
 
         stop_at = total if stop_after_epochs is None else min(total, self.epoch + stop_after_epochs)
         self._session = (self.elapsed, time.perf_counter())
@@ -597,7 +428,7 @@ class Trainer:
                             losses = self.model.train_step(self.runtime.to_device(batch))
                             check_iteration(losses, self.model.networks)
                         except NonFinite as exc:
-                            raise self._diverged(exc.what) from None
+                            raise failures.diverged(self, exc.what) from None
                         self.runtime.amp.end_iteration()
                         self.iteration += 1
                         self.epoch_iter += 1
@@ -636,31 +467,14 @@ class Trainer:
             self.progress.stop()
             if tensorboard:
                 tensorboard.close()
-            self._write_report("finished" if self.epoch >= total else "interrupted")
         weights = {
             direction: self.run.weights_file(self.model.task, direction)
             for direction in self.model.export_generators()
         }
         result = TrainResult(self.run.root, weights, self.epoch, self.iteration, self.last_val, self.elapsed)
         if self.dist.is_main:
-            self._summary(result, finished=self.epoch >= total)
+            reporting.summary(self, result, finished=self.epoch >= total)
         return result
-
-    def _write_report(self, status: str) -> None:
-        """RUN/report.html (rank 0). A report that cannot be written is a note, never the end
-        of the run; without matplotlib the note comes once."""
-        if not self.dist.is_main or self._report_disabled or not self.run.latest.exists():
-            return  # no checkpoint yet: nothing to report (a run that failed before one is removed)
-        from img2img.report import matplotlib_missing, write_report
-
-        try:
-            if (missing := matplotlib_missing()) is not None:
-                self._report_disabled = True
-                self.log(f"note: no report.html: {missing}")
-                return
-            write_report(self.run.root, status=status)
-        except Exception as exc:  # noqa: BLE001 - the report must never stop training
-            self.log(f"note: report.html not written: {type(exc).__name__}: {exc}")
 
     def _end_epoch(self, metrics: MetricsLog, tensorboard: TensorBoard | None, fixed_samples: list) -> None:
         """The end of an epoch, in order: the epoch's mean losses, validation, the epoch count,
@@ -670,8 +484,8 @@ class Trainer:
         epoch_means = {k: float(v) / max(1, self._epoch_count) for k, v in self._epoch_sums.items()}
         epoch_means = distributed.mean_over_ranks(epoch_means, self.device)
         self._epoch_sums, self._epoch_count = {}, 0
-        self.last_val = self._validate()
-        self.last_val.update(self._score())  # --val-metrics
+        self.last_val = evaluation.validate(self)
+        self.last_val.update(evaluation.score(self))  # --val-metrics
         self.epoch += 1
         improved = self.best.update(self.last_val, self.epoch)  # --keep-best
         self.epoch_iter = 0
@@ -680,7 +494,7 @@ class Trainer:
             metrics.write(self._row("epoch", {**epoch_means, **self.last_val}))
             if tensorboard and self.last_val:
                 tensorboard.scalars(self.last_val, self.iteration, "val")
-            self._write_samples(fixed_samples, tensorboard)
+            evaluation.write_samples(self, fixed_samples, tensorboard)
         for scheduler in self.schedulers.values():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
@@ -694,7 +508,7 @@ class Trainer:
         if improved and self.dist.is_main:
             kept = BestEpoch.keep(self.run.latest, self.export_paths())
             self.log(f"  best {self.best.metric} so far ({self.best.value:.4g}): kept {', '.join(str(k) for k in kept)}")
-        self._write_report("in progress")
+        reporting.write_report(self)
 
     def _keeps_epoch(self, epoch: int, total: int | None = None) -> bool:
         """Whether the checkpoint at the end of ``epoch`` is kept as epoch_NNN."""
@@ -735,23 +549,11 @@ class Trainer:
         if not distributed.active():
             self._tick()
             self.save_checkpoint()
-        if self._saved is None:
-            return DatasetError(f"{exc.message}; fix or remove the file and start again")
-        return DatasetError(
-            f"{exc.message}; training stopped at epoch {self.epoch + 1}, iteration {self.iteration} "
-            f"({self._checkpoint_status()}); fix or remove the file, then resume with: {self._resume_hint()}"
-        )
+        return failures.data_failure(self, exc)
 
     def _stop(self, signals: StopSignals) -> None:
         self.progress.stop()
-        interrupted = TrainingInterrupted(
-            f"interrupted ({signal.Signals(signals.signum or signal.SIGINT).name}) at epoch "
-            f"{self.epoch + 1}, iteration {self.iteration}; checkpoint written to {self.run.latest}; "
-            f"resume with: img2img train {self.model.task} --resume {self.run.root}",
-            exit_code=signals.exit_code,
-        )
-        interrupted.quiet = not self.dist.is_main  # rank 0 says it for all
-        raise interrupted
+        raise failures.interrupted(self, signals.signum, signals.exit_code)
 
     def _row(self, scope: str, values: Mapping[str, float]) -> dict[str, Any]:
         first = next(iter(self.model.optimizers.values()))
@@ -764,120 +566,5 @@ class Trainer:
             **values,
         }
 
-    def _announce(self) -> None:
-        cfg = self.config
-        verb = "resuming" if self.resume else "training"
-        where = f" from epoch {self.epoch + 1}, iteration {self.iteration}" if self.resume else ""
-        self.log(f"{verb} {self.model.task} in {self.run.root}{where}")
-        self.log(f"  data: {self.data.description}")
-        for warning in self.data.warnings:
-            self.log(f"  warning: {warning}")
-        speed = [str(self.device)]
-        if self.runtime.amp.enabled:
-            speed.append(f"{cfg.amp_dtype} autocast")
-        if self.runtime.channels_last:
-            speed.append("channels-last")
-        if self.runtime.compile:
-            speed.append("compiled")
-        workers = self.loader.num_workers
-        speed.append(f"{workers} loader worker{'s' if workers != 1 else ''}")
-        batch = f"batch {cfg.batch_size}"
-        if self.dist.world_size > 1:
-            processes = self.dist.world_size
-            batch += f" per process x {processes} processes = {cfg.batch_size * processes}"
-            speed.insert(0, "DDP " + ("NCCL" if self.device.type == "cuda" else "gloo"))
-            if self.runtime.sync_bn:
-                speed.append("SyncBatchNorm")
-        self.log(
-            f"  {cfg.total_epochs} epoch{'s' if cfg.total_epochs != 1 else ''} x {self.iters_per_epoch} iterations ({batch}), "
-            f"seed {cfg.seed}, {', '.join(speed)}"
-        )
-        for note in self._notes:
-            self.log(f"  note: {note}")
-
-    def _fixed_samples(self) -> list[Mapping[str, Any]]:
-        if self.val_loader is None or not self.config.n_samples:
-            return []
-        samples = []
-        for index in range(min(self.config.n_samples, len(self.data.val))):
-            batch = self.val_loader.collate_fn([self.data.val[index]])
-            samples.append(batch)
-        return samples
-
-    def _score(self) -> dict[str, float]:
-        """--val-metrics every --val-freq epochs (rank 0): the generators as exported, on the
-        validation split, measured as `img2img eval` measures (img2img.eval.validation)."""
-        if self.scorer is None or self.val_loader is None or (self.epoch + 1) % self.config.val_freq:
-            return {}
-        with torch.random.fork_rng(devices=self._rng_devices()), torch.no_grad():
-            scores = self.scorer.score(self.val_loader, self.model.export_generators(), self.config.direction)
-        self._scored = {"epoch": self.epoch + 1, "directions": scores.record}
-        return scores.figures
-
     def export_paths(self) -> list[Path]:
         return [self.run.weights_file(self.model.task, d) for d in self.model.export_generators()]
-
-    def _validate(self) -> dict[str, float]:
-        if self.val_loader is None:
-            return {}
-        with torch.random.fork_rng(devices=self._rng_devices()), torch.no_grad():
-            return self.model.validate(self.runtime.to_device(batch) for batch in self.val_loader)
-
-    def _rng_devices(self) -> list[int]:
-        return [self.device.index or 0] if self.device.type == "cuda" else []
-
-    def _write_samples(self, samples: list[Mapping[str, Any]], tensorboard: TensorBoard | None) -> None:
-        if not samples:
-            return
-        with torch.random.fork_rng(devices=self._rng_devices()), torch.no_grad():
-            rows = []
-            for batch in samples:
-                rows += self.model.sample_rows(self.runtime.to_device(batch))
-        grid = image_grid(rows)
-        path = self.run.sample_file(self.epoch)
-        save_png(grid, path)
-        if tensorboard:
-            tensorboard.image("samples", grid, self.iteration)
-
-    def _summary(self, result: TrainResult, *, finished: bool) -> None:
-        lines = [
-            "",
-            f"{'finished' if finished else 'stopped'}: {self.model.task}, {result.epochs} epoch"
-            f"{'s' if result.epochs != 1 else ''}, "
-            f"{result.iterations} iterations, {format_duration(result.seconds)}",
-        ]
-        for direction, path in result.weights.items():
-            lines.append(f"  weights ({direction}): {path}")
-        if result.val_metrics:
-            source = {"held-out": " (held-out training images)", "train": " (training images)"}
-            figures = ", ".join(f"{k} {v:.4g}" for k, v in result.val_metrics.items())
-            lines.append(f"  validation: {figures}{source.get(self.data.val_source, '')}")
-        last_sample = self.run.sample_file(self.epoch)
-        if last_sample.exists():
-            lines.append(f"  samples:    {last_sample}")
-        lines.append(f"  metrics:    {self.run.metrics}")
-        report_page = self.run.root / "report.html"  # written just before, unless matplotlib is missing
-        if report_page.is_file():
-            lines.append(f"  report:     {report_page}")
-        if not finished:
-            lines.append(f"  continue:   img2img train {self.model.task} --resume {self.run.root}")
-        for path in result.weights.values():  # one per direction a run exports
-            lines.append(f"  translate:  img2img translate INPUT... --model {path} --out-dir OUT")
-        self.log("\n".join(lines))
-
-
-def _written_file(exc: OSError, root: Path) -> Path | None:
-    """The run-folder file an OSError was writing (a temporary ``.NAME.XXXX.tmp`` of an atomic
-    write stands for NAME), or None for an error about something else."""
-    if not exc.filename:
-        return None
-    path = Path(exc.filename)
-    try:
-        path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return None
-    if path.name.startswith(".") and path.name.endswith(".tmp"):
-        name = path.name[1:-4].rsplit(".", 1)[0]
-        path = path.with_name(name)
-    return path
-
