@@ -80,3 +80,12 @@ def test_calibration_needs_images_and_quantize(tiny_resnet, tmp_path, capsys):
     code, _, err = run_cli(["export", tiny_resnet, "-o", tmp_path / "a.onnx", "--quantize", "int4"], capsys)
     assert code == 2 and "--quantize takes int8" in err
     assert list(tmp_path.glob("*.onnx")) == []
+
+
+def test_int8_without_onnxruntime_is_the_extras_one_line(tiny_resnet, tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    code, _, err = run_cli(["export", tiny_resnet, "-o", tmp_path / "a.onnx", "--quantize", "int8"], capsys)
+    assert code == 1 and err.count("\n") == 1 and 'pip install "img2img[onnx]"' in err
+    assert list(tmp_path.glob("*.onnx")) == []
