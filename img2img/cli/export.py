@@ -20,8 +20,8 @@ _HELP = "\n\n".join(
         "the export fails (exit 1) and no file is written. --no-check skips this.",
         "--quantize int8 then quantises the checked model with onnxruntime (static, QOperator, "
         "per-channel int8 weights), calibrated on --calibration DIR's images (every other one held "
-        "out) or on procedural scenes; it is kept only if its 8-bit output is within 35 dB PSNR of "
-        "the fp32 model's on the held-out images, else the export fails (exit 1), no file written.",
+        "out) or on procedural scenes; it is kept only if its 8-bit output reaches 35 dB PSNR "
+        "against the fp32 model's on the held-out images, else the export fails (exit 1), no file written.",
         'Needs the onnx extra: pip install "img2img\\[onnx]".',
     )
 )
