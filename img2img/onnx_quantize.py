@@ -139,7 +139,7 @@ def quantize_static_int8(fp32_path: str | os.PathLike[str], target: str | os.Pat
     """Quantise the fp32 ONNX model at ``fp32_path`` into ``target``: ``quant_pre_process``, then
     ``quantize_static`` (QOperator, per-channel int8 weights, uint8 activations, MinMax
     calibration over ``calibration``, arrays of the model's input shape in [-1, 1])."""
-    (ort,) = import_extra("onnxruntime")
+    import_extra("onnxruntime")
     from onnxruntime import quantization as q
 
     class Reader(q.CalibrationDataReader):
