@@ -187,30 +187,27 @@ def image_tensor(image, channels: str) -> "torch.Tensor":
 
 
 def calibration_images(channels: str, count: int = 8) -> list["torch.Tensor"]:
-    """Calibration inputs, none of which is an evaluation image: procedural scenes (the tests'
-    palette scenes, with a smooth gradient and noise added so they are not flat) and random crops
-    of the example photos at another scale (resized to 384 on the short side, 256x256 crops,
-    flipped), as a user would calibrate on images of the kind the model is meant for."""
-    from PIL import Image, ImageFilter
+    """Calibration inputs, none of which is an evaluation image: procedural scenes (the library's
+    default calibration set, img2img.onnx_quantize.procedural_scenes: palette scenes with noise
+    and a gradient) and random crops of the example photos at another scale (resized to 384 on
+    the short side, 256x256 crops, flipped), as a user would calibrate on images of the kind the
+    model is meant for."""
+    from PIL import Image
 
-    from img2img.testing.synthetic import palette_scenes
+    from img2img.onnx_quantize import CALIBRATION_SEED, procedural_scenes
 
     rng = random.Random(0)
+    scenes = procedural_scenes(count // 2, (INT8_SIZE, INT8_SIZE), 1 if channels == "L" else 3, CALIBRATION_SEED)
     images = []
-    for index in range(count // 2):
-        scene = palette_scenes(rng, INT8_SIZE, max_shapes=5)["A" if index % 2 else "B"]
-        noise = Image.effect_noise((INT8_SIZE, INT8_SIZE), 40).convert("RGB").filter(ImageFilter.GaussianBlur(2))
-        gradient = Image.linear_gradient("L").resize((INT8_SIZE, INT8_SIZE)).rotate(rng.choice((0, 90, 180, 270))).convert("RGB")
-        images.append(Image.blend(Image.blend(scene, noise, 0.25), gradient, 0.2))
     photos = sorted((REPO / "examples" / "inputs").glob("*.*"))
-    for index in range(count - len(images)):
+    for index in range(count - len(scenes)):
         photo = Image.open(photos[index % len(photos)]).convert("RGB")
         scale = 384 / min(photo.size)
         photo = photo.resize((round(photo.width * scale), round(photo.height * scale)), Image.BICUBIC)
         x, y = rng.randint(0, photo.width - INT8_SIZE), rng.randint(0, photo.height - INT8_SIZE)
         crop = photo.crop((x, y, x + INT8_SIZE, y + INT8_SIZE))
         images.append(crop.transpose(Image.FLIP_LEFT_RIGHT) if index % 2 else crop)
-    return [image_tensor(image, channels) for image in images]
+    return [torch.from_numpy(scene) for scene in scenes] + [image_tensor(image, channels) for image in images]
 
 
 def evaluation_images(channels: str) -> dict[str, "torch.Tensor"]:
@@ -221,21 +218,6 @@ def evaluation_images(channels: str) -> dict[str, "torch.Tensor"]:
         path.name: image_tensor(Image.open(path).convert("RGB").resize((INT8_SIZE, INT8_SIZE), Image.BICUBIC), channels)
         for path in sorted((REPO / "examples" / "inputs").glob("*.*"))
     }
-
-
-def to_pixels(output: "np.ndarray") -> "np.ndarray":
-    """Network output in [-1, 1] -> uint8-valued pixels, as translate writes them."""
-    import numpy as np
-
-    return np.clip(np.round((output + 1) * 127.5), 0, 255)
-
-
-def psnr(a: "np.ndarray", b: "np.ndarray") -> float:
-    """PSNR in dB of two pixel arrays (0-255); inf when equal."""
-    import numpy as np
-
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def quantize(fp32: Path, target: Path, kind: str, options: dict, calibration: list["torch.Tensor"]) -> None:
@@ -268,6 +250,7 @@ def int8(rounds: int, tmp: Path, shipped: bool, random_init: bool, variants: lis
     from onnxruntime import quantization as q
 
     from img2img.devices import machine_summary
+    from img2img.onnx_quantize import psnr, to_pixels
 
     print(machine_summary())
     print(f"onnxruntime {onnxruntime.__version__}, {torch.get_num_threads()} threads, CPU flags {cpu_flags()}; "

@@ -31,6 +31,7 @@ import contextlib
 import logging
 import math
 import os
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -43,6 +44,13 @@ from img2img.atomic import atomic_path
 from img2img.config import GeneratorConfig
 from img2img.errors import ExportError, UsageError
 from img2img.inference import load_model, minimum_size
+from img2img.onnx_quantize import (
+    DEFAULT_CALIBRATION_COUNT,
+    INT8_STATIC,
+    QUANTIZE_CHOICES,
+    quantization_images,
+    quantize_checked,
+)
 from img2img.onnx_runtime import (
     INPUT_CHANNELS_KEY,
     INPUT_RANGE_KEY,
@@ -91,6 +99,8 @@ class ExportResult:
     parity: list[ParityCheck] = field(default_factory=list)
     seconds: float = 0.0
     size_bytes: int = 0
+    quantization: str | None = None
+    psnr_db: float | None = None
 
 
 def parse_static_size(text: str) -> tuple[int, int]:
@@ -140,6 +150,9 @@ def export_onnx(
     check: bool = True,
     tolerance: float = DEFAULT_TOLERANCE,
     report: Callable[[str], None] | None = None,
+    quantize: str | None = None,
+    calibration: str | os.PathLike[str] | None = None,
+    calibration_count: int | None = None,
 ) -> ExportResult:
     """Export the generator ``model`` names (a weights file, a model name, ``hf:...``: whatever
     ``translate --model`` takes) to ONNX at ``output``.
@@ -150,8 +163,18 @@ def export_onnx(
     in the module docstring; ``report`` receives one line per check. Raises UsageError (bad
     static size, an ONNX model as input), ExportError (the exporter failed, the opset could not
     be written, parity over ``tolerance``), WeightsError/ModelNotFoundError (the model),
-    MissingExtraError (no onnx extra); on any error no file is left at ``output``."""
+    MissingExtraError (no onnx extra); on any error no file is left at ``output``.
+
+    ``quantize="int8"`` quantises the checked fp32 model (img2img.onnx_quantize: static,
+    QOperator, per-channel) with ``calibration_count`` images of the ``calibration`` folder (every
+    other one held out), or procedural scenes without a folder, and keeps it only if its PSNR
+    against fp32 on the held-out images reaches 35 dB (ExportError otherwise); ``tolerance``
+    applies to the fp32 model, PSNR to the int8 one."""
     import_extra("onnx", "onnxscript", "onnxruntime")
+    if quantize is not None and quantize not in QUANTIZE_CHOICES:
+        raise UsageError(f"--quantize takes {', '.join(QUANTIZE_CHOICES)}, not {quantize!r}")
+    if quantize is None and (calibration is not None or calibration_count is not None):
+        raise UsageError("--calibration and --calibration-count need --quantize int8")
     report = report or (lambda line: None)
     loaded = load_model(model, "cpu")
     if is_onnx_file(loaded.path):
@@ -163,23 +186,27 @@ def export_onnx(
     for parameter in net.parameters():
         parameter.requires_grad_(False)
     props = onnx_metadata(loaded.metadata.to_json(), cfg, static)
+    if quantize is not None:  # read (and refuse) the images before the slow export
+        images = quantization_images(calibration, cfg, static, calibration_count or DEFAULT_CALIBRATION_COUNT)
 
-    with atomic_path(output) as tmp:
+    with atomic_path(output) as tmp, tempfile.TemporaryDirectory() as scratch:
+        # A quantised export keeps its fp32 model apart: that one is parity-checked and quantised.
+        fp32 = tmp if quantize is None else Path(scratch) / "fp32.onnx"
         start = time.perf_counter()
         exporter = "dynamo" if opset is None or opset >= DYNAMO_MIN_OPSET else "torchscript"
         example = _example_input(cfg, static)
         try:
             if exporter == "dynamo":
-                _export_dynamo(net, example, tmp, cfg, opset, static)
+                _export_dynamo(net, example, fp32, cfg, opset, static)
             else:
-                _export_torchscript(net, example, tmp, opset, static)
+                _export_torchscript(net, example, fp32, opset, static)
         except (RuntimeError, ValueError, TypeError, torch.onnx.errors.OnnxExporterError) as exc:
             raise ExportError(f"{loaded.path}: the ONNX export failed ({_first_line(exc)})") from None
-        written_opset, input_shape = _finish(tmp, props, opset)
+        written_opset, input_shape = _finish(fp32, props, opset)
         seconds = time.perf_counter() - start
         result = ExportResult(Path(output), written_opset, exporter, input_shape, seconds=seconds)
         if check:
-            result.parity = check_parity(net, tmp, cfg, static)
+            result.parity = check_parity(net, fp32, cfg, static)
             for item in result.parity:
                 n, _, h, w = item.shape
                 report(f"parity: batch {n}, {h}x{w}: max abs diff {item.max_abs_diff:.2e} (tolerance {tolerance:g})")
@@ -191,6 +218,9 @@ def export_onnx(
                     f"{worst.shape[2]}x{worst.shape[3]}); no file written",
                     hint="--no-check writes it anyway",
                 )
+        if quantize is not None:
+            result.psnr_db = quantize_checked(fp32, tmp, props, *images, output, report)
+            result.quantization = INT8_STATIC
         result.size_bytes = tmp.stat().st_size
     return result
 

@@ -18,6 +18,10 @@ _HELP = "\n\n".join(
         "The exported file is run with onnxruntime on two input sizes (one a batch of 2) and "
         "compared with PyTorch; the maximum absolute difference is printed, and above --tolerance "
         "the export fails (exit 1) and no file is written. --no-check skips this.",
+        "--quantize int8 then quantises the checked model with onnxruntime (static, QOperator, "
+        "per-channel int8 weights), calibrated on --calibration DIR's images (every other one held "
+        "out) or on procedural scenes; it is kept only if its 8-bit output reaches 35 dB PSNR "
+        "against the fp32 model's on the held-out images, else the export fails (exit 1), no file written.",
         'Needs the onnx extra: pip install "img2img\\[onnx]".',
     )
 )
@@ -38,6 +42,15 @@ def export(
         None, "--tolerance", min=0.0, help="Largest accepted max abs difference (outputs are in \\[-1, 1]; default 1e-3)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
+    quantize: Optional[str] = typer.Option(
+        None, "--quantize", metavar="int8", help="Quantise (int8: static, checked by PSNR against fp32, >= 35 dB)."
+    ),
+    calibration: Optional[Path] = typer.Option(
+        None, "--calibration", metavar="DIR", help="Images to calibrate int8 on, like the ones you will translate."
+    ),
+    calibration_count: Optional[int] = typer.Option(
+        None, "--calibration-count", min=1, help="At most this many calibration images (default 8; as many held out)."
+    ),
 ) -> None:
     """Export a generator to ONNX, checked against PyTorch."""
     from img2img.errors import UsageError
@@ -56,10 +69,15 @@ def export(
         check=check,
         tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
         report=lambda line: typer.echo(line, err=True),
+        quantize=quantize,
+        calibration=calibration,
+        calibration_count=calibration_count,
     )
     shape = "x".join(str(dim) for dim in result.input_shape)
     typer.echo(
         f"wrote {output} (opset {result.opset}, {result.exporter} exporter, input {shape}, "
-        f"{result.size_bytes / 1e6:.1f} MB, {result.seconds:.1f} s)",
+        f"{result.size_bytes / 1e6:.1f} MB, {result.seconds:.1f} s"
+        + (f", {result.quantization}, {result.psnr_db:.1f} dB PSNR against fp32" if result.quantization else "")
+        + ")",
         err=True,
     )
