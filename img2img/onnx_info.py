@@ -22,6 +22,8 @@ from img2img.onnx_runtime import (
     MINIMUM_SIZE_KEY,
     OUTPUT_CHANNELS_KEY,
     OUTPUT_RANGE_KEY,
+    QUANTIZATION_KEY,
+    QUANTIZATION_PSNR_KEY,
     SIZE_MULTIPLE_KEY,
     STATIC_SIZE_KEY,
     import_extra,
@@ -38,6 +40,8 @@ _SHOWN = {
     SIZE_MULTIPLE_KEY: "size_multiple",
     MINIMUM_SIZE_KEY: "minimum_size",
     STATIC_SIZE_KEY: "static_size",
+    QUANTIZATION_KEY: "quantization",
+    QUANTIZATION_PSNR_KEY: "quantization_psnr",
 }
 
 

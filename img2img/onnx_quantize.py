@@ -34,10 +34,8 @@ import torch
 from img2img.config import GeneratorConfig
 from img2img.errors import ExportError, UsageError
 from img2img.inference import minimum_size
-from img2img.onnx_runtime import import_extra
+from img2img.onnx_runtime import QUANTIZATION_KEY, QUANTIZATION_PSNR_KEY, import_extra
 
-QUANTIZATION_KEY = "img2img.quantization"
-QUANTIZATION_PSNR_KEY = "img2img.quantization_psnr"
 INT8_STATIC = "int8-static-qoperator-per-channel"
 QUANTIZE_CHOICES = ("int8",)
 # Issue #17: int8 is offered at >= 35 dB PSNR against fp32 (and would be a default at >= 40 dB).

@@ -38,6 +38,8 @@ SIZE_MULTIPLE_KEY = "img2img.size_multiple"
 MINIMUM_SIZE_KEY = "img2img.minimum_size"
 STATIC_SIZE_KEY = "img2img.static_size"
 PIXELS_KEY = "img2img.pixels"
+QUANTIZATION_KEY = "img2img.quantization"  # set by export --quantize (img2img.onnx_quantize)
+QUANTIZATION_PSNR_KEY = "img2img.quantization_psnr"
 
 
 def import_extra(*modules: str) -> list[Any]:

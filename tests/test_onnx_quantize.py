@@ -3,6 +3,8 @@ which translate runs; refused (exit 1, no file) when its PSNR against fp32 is un
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +40,11 @@ def test_int8_export_writes_a_quantised_model_translate_runs(tiny_resnet, tmp_pa
     assert "img2img" in props and props["img2img.input_channels"] == "L"
     ops = {node.op_type for node in model.graph.node}
     assert "QLinearConv" in ops and "Conv" not in ops
+    code, out, err = run_cli(["models", "info", target, "--json"], capsys)
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["quantization"] == "int8-static-qoperator-per-channel"
+    assert info["quantization_psnr"] == props["img2img.quantization_psnr"]
 
     source = tmp_path / "in.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 45), dtype=np.uint8), "L").save(source)
