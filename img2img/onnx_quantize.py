@@ -236,13 +236,15 @@ def _to_array(pixels: np.ndarray) -> np.ndarray:
 
 
 def _cover_crop(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    from torchvision.transforms.v2.functional import center_crop
+
     height, width = size
     x = torch.from_numpy(pixels).permute(2, 0, 1)[None]
     scale = max(height / x.shape[2], width / x.shape[3])
     resized = (max(height, round(x.shape[2] * scale)), max(width, round(x.shape[3] * scale)))
     x = torch.nn.functional.interpolate(x, size=resized, mode="bilinear", antialias=True, align_corners=False)
-    top, left = (resized[0] - height) // 2, (resized[1] - width) // 2
-    return x[0, :, top : top + height, left : left + width].permute(1, 2, 0).clamp(0, 1).numpy()
+    x = center_crop(x, [height, width])
+    return x[0].permute(1, 2, 0).clamp(0, 1).numpy()
 
 
 @contextlib.contextmanager
