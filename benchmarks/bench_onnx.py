@@ -97,7 +97,7 @@ def speed(rounds: int, sizes: list[int], bf16_sizes: list[int], tmp: Path) -> No
         onnx_path = tmp / f"{name}.onnx"
         export_onnx(weights, onnx_path)
         variants = {
-            "torch_fp32": Translator(weights, device="cpu", precision="fp32"),
+            "torch_fp32": Translator(weights, device="cpu", precision="fp32", engine="torch"),
             "torch_bf16": Translator(weights, device="cpu", precision="bf16"),
             "ort_fp32": Translator(onnx_path, device="cpu"),
         }
@@ -291,7 +291,7 @@ def int8(rounds: int, tmp: Path, shipped: bool, random_init: bool, variants: lis
                 sizes[variant] = target.stat().st_size
             except Exception as exc:  # a variant onnxruntime cannot build or run is a result too
                 print(f"| {label} | {variant} | failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} | | | | | |", flush=True)
-        translator = Translator(weights, device="cpu", precision="fp32")
+        translator = Translator(weights, device="cpu", precision="fp32", engine="torch")
 
         def run(session):
             return lambda x: session.run(None, {"input": x.numpy()})[0]

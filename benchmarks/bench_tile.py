@@ -95,12 +95,12 @@ def quality(args, workdir: Path) -> None:
             for image_name in PHOTOS[: args.photos]:
                 image = photo(image_name, size)
                 start = time.perf_counter()
-                reference = Translator(path, device=args.device, tile="off").translate_image(image)
+                reference = Translator(path, device=args.device, tile="off", engine="torch").translate_image(image)
                 one_pass = time.perf_counter() - start
                 print(f"| {name} | {size}² | one pass | | | | | {one_pass:.1f} | 1 |", flush=True)
                 for stats in args.stats:
                     translator = Translator(
-                        path, device=args.device, tile=args.tile or size // 2, tile_overlap=args.overlap, tile_stats=stats
+                        path, device=args.device, tile=args.tile or size // 2, tile_overlap=args.overlap, tile_stats=stats, engine="torch"
                     )
                     plan = translator.tile_plan(size, size)
                     start = time.perf_counter()
@@ -131,7 +131,7 @@ def _child(model: str, size: int, mode: str, limit_gb: float, device: str, budge
     from img2img.inference import Translator
 
     budget = int(budget_gb * (1 << 30))
-    translator = Translator(model, device=device, tile="off" if mode == "one pass" else "auto", memory_budget=budget)
+    translator = Translator(model, device=device, tile="off" if mode == "one pass" else "auto", memory_budget=budget, engine="torch")
     small = photo(PHOTOS[0], 500)
     image = small.resize((size, size), Image.BICUBIC)  # a photograph-like SIZE x SIZE image
     del small

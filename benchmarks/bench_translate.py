@@ -84,14 +84,19 @@ def timed(fn, device: torch.device) -> float:
 
 
 def variants(path: Path, device: torch.device) -> dict[str, Translator]:
-    """The translate paths to compare: the default (--precision auto, layout by CPU class) and
-    each speed option forced on and off in float32; bf16 only where the CPU has it natively
-    (emulated bf16 takes minutes per image)."""
+    """The translate paths to compare: the default (--precision auto, --engine auto: layout,
+    precision and engine by CPU class) and each speed option forced on and off in float32 in
+    PyTorch, plus onnxruntime's fp32 when the onnx extra is installed and the CPU is fp32; bf16
+    only where the CPU has it natively (emulated bf16 takes minutes per image)."""
+    from img2img.engines import has_onnx_extra
+
     paths = {
-        "translate (default)": Translator(path, device=device, precision="auto"),
-        "fp32 NCHW": Translator(path, device=device, precision="fp32", channels_last=False),
-        "fp32 channels-last": Translator(path, device=device, precision="fp32", channels_last=True),
+        "translate (default)": Translator(path, device=device, precision="auto", engine="auto"),
+        "fp32 NCHW (torch)": Translator(path, device=device, precision="fp32", channels_last=False, engine="torch"),
+        "fp32 channels-last (torch)": Translator(path, device=device, precision="fp32", channels_last=True, engine="torch"),
     }
+    if device.type == "cpu" and has_onnx_extra():
+        paths["fp32 onnxruntime"] = Translator(path, device=device, precision="fp32", engine="onnxruntime")
     if device.type == "cuda" or cpu_has_native_bf16():
         low = "fp16" if device.type == "cuda" else "bf16"
         paths[f"{low} NCHW"] = Translator(path, device=device, precision=low, channels_last=False)
@@ -126,7 +131,8 @@ def bench_case(name: str, size: int, cfg: GeneratorConfig, device: torch.device,
     for key in paths:
         detail = ""
         if key == "translate (default)":
-            detail = f" ({default.precision}, {'channels-last' if default.channels_last else 'NCHW'})"
+            layout = "channels-last" if default.channels_last else "NCHW"
+            detail = f" ({default.precision}, {default.engine.name}{'' if default.engine.name != 'torch' else ', ' + layout})"
         rows.append({
             "model": f"{name} ngf{cfg.ngf} ({cfg.norm})",
             "size": f"{size}²",
@@ -248,7 +254,7 @@ def bench_determinism(args, tmp: Path) -> None:
         for key, (norm, deconv) in DETERMINISM_VARIANTS.items():
             if wanted_variants and not any(w in key for w in wanted_variants):
                 continue
-            translator = Translator(path, device="cpu", precision="fp32", channels_last=True, tile="off")
+            translator = Translator(path, device="cpu", precision="fp32", channels_last=True, tile="off", engine="torch")
             _swap(translator.net, norm, deconv)
             variants[key] = translator
         x = torch.rand(1, cfg.input_nc, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
@@ -291,6 +297,9 @@ OP_GROUPS = [
     ("group_norm", "normalisation"),
     ("batch_norm", "normalisation"),
     ("native_layer_norm", "normalisation"),
+    # the thread-count independent norms (img2img.determinism): statistics, then one multiply-add
+    ("var_mean", "normalisation"),
+    ("addcmul", "normalisation"),
     ("reflection_pad", "padding"),
     ("pad", "padding"),
     ("relu", "activations (ReLU, LeakyReLU, tanh)"),
@@ -374,23 +383,36 @@ def floor_case(name: str, size: int, cfg: GeneratorConfig, rounds: int, warmup: 
 
     path = tmp / f"{name}_{size}.safetensors"
     reference = make_model(cfg, size, path)
-    translator = Translator(path, device="cpu", precision="auto")
+    # PyTorch's path is profiled (its operators are what the table groups); onnxruntime's fp32,
+    # the default on CPUs without native bf16 when the onnx extra is installed, is timed beside it.
+    translators = {"PyTorch": Translator(path, device="cpu", precision="auto", engine="torch")}
+    from img2img.engines import has_onnx_extra
+
+    if has_onnx_extra() and not cpu_has_native_bf16():
+        translators["onnxruntime"] = Translator(path, device="cpu", precision="fp32", engine="onnxruntime")
+    translator = translators["PyTorch"]
+    default = Translator(path, device="cpu").engine.name
     x = torch.rand(1, cfg.input_nc, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
     flops = model_flops(reference, x)
-    for _ in range(warmup):
-        translator.translate_tensor(x)
-    times = []
+    for each in translators.values():
+        for _ in range(warmup):
+            each.translate_tensor(x)
+    times: dict[str, list[float]] = {key: [] for key in translators}
     for _ in range(rounds):
-        start = time.perf_counter()
-        translator.translate_tensor(x)
-        times.append(time.perf_counter() - start)
-    measured = statistics.median(times) * 1000
+        for key, each in translators.items():  # interleaved
+            start = time.perf_counter()
+            each.translate_tensor(x)
+            times[key].append(time.perf_counter() - start)
     floor_ms = flops / peak / 1e6
-    print(f"\n{name} ngf {cfg.ngf} ({cfg.norm}), {size}², translate default "
-          f"({translator.precision}, {'channels-last' if translator.channels_last else 'NCHW'}):")
-    print(f"  {flops / 1e9:.1f} GFLOP per image; floor at {peak:.0f} GFLOP/s = {floor_ms:.0f} ms; "
-          f"translate {measured:.0f} ms median of {rounds} (best {min(times) * 1000:.0f}) = "
-          f"{floor_ms / measured:.0%} of the floor's speed; {flops / (measured / 1000) / 1e9:.0f} GFLOP/s achieved")
+    print(f"\n{name} ngf {cfg.ngf} ({cfg.norm}), {size}², {flops / 1e9:.1f} GFLOP per image; floor at "
+          f"{peak:.0f} GFLOP/s = {floor_ms:.0f} ms; translate's default engine here: {default}")
+    for key, values in times.items():
+        measured = statistics.median(values) * 1000
+        layout = f", {'channels-last' if translator.channels_last else 'NCHW'}" if key == "PyTorch" else ""
+        print(f"  {key} ({translators[key].precision}{layout}): {measured:.0f} ms median of {rounds} "
+              f"(best {min(values) * 1000:.0f}) = {floor_ms / measured:.0%} of the floor's speed; "
+              f"{flops / (measured / 1000) / 1e9:.0f} GFLOP/s achieved")
+    print("  profile below: PyTorch's path")
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(rounds):
             translator.translate_tensor(x)
@@ -433,6 +455,9 @@ def floor(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    # onnxruntime's exports of the benchmark's random weights go to a cache of this run only
+    cache = tempfile.TemporaryDirectory()
+    os.environ.setdefault("IMG2IMG_CACHE", cache.name)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", action="append", help="cpu, cuda, ... (repeatable) [default: cpu, and cuda if present]")
     parser.add_argument("--rounds", type=int, default=7)

@@ -11,11 +11,18 @@ count, every layer is re-run on its recorded input and compared bit for bit with
 output (so each layer is judged on its own, not on what earlier layers changed), and the whole
 output too: float values and 8-bit pixels that differ. More threads than cores is fine: the
 question is how the work is split, not how fast it runs. README "Same bytes at any thread count".
+
+    python benchmarks/check_thread_count.py --engine onnxruntime
+
+The onnxruntime engine (translate's --engine; its session takes torch's thread count when it is
+made): a Translator per thread count, whole outputs compared with the 1-thread one (onnxruntime
+exposes no layers to hook). Needs the onnx extra; its exports go to a temporary cache.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 
@@ -54,7 +61,7 @@ def leaves(net: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
 
 def check(path: Path, size: tuple[int, int], channels_last: bool, counts: list[int]) -> tuple[dict, dict, int]:
     torch.set_num_threads(1)
-    translator = Translator(path, device="cpu", precision="fp32", channels_last=channels_last, tile="off")
+    translator = Translator(path, device="cpu", precision="fp32", channels_last=channels_last, tile="off", engine="torch")
     recorded: dict[str, list[torch.Tensor]] = {}
     hooks = []
     for name, module in leaves(translator.net):
@@ -79,14 +86,36 @@ def check(path: Path, size: tuple[int, int], channels_last: bool, counts: list[i
     return differing, outputs, len(recorded)
 
 
+def check_onnxruntime(path: Path, size: tuple[int, int], counts: list[int]) -> dict[int, tuple[int, int]]:
+    """Whole outputs of the onnxruntime engine at each thread count against 1 thread:
+    {threads: (float values differing, 8-bit values differing)}."""
+    to_uint8 = lambda y: ((y + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)  # noqa: E731
+    x = None
+    outputs: dict[int, tuple[int, int]] = {}
+    first = None
+    for count in [1, *counts]:
+        torch.set_num_threads(count)
+        translator = Translator(path, device="cpu", precision="fp32", tile="off", engine="onnxruntime")
+        if x is None:
+            x = torch.rand(1, translator.config.input_nc, *size, generator=torch.Generator().manual_seed(1)) * 2 - 1
+        y = translator.translate_tensor(x)
+        if first is None:
+            first = y
+        else:
+            outputs[count] = (int((y != first).sum()), int((to_uint8(y) != to_uint8(first)).sum()))
+    return outputs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engine", choices=["torch", "onnxruntime"], default="torch")
     parser.add_argument("--cases", help="comma-separated substrings of the case names [default: all]")
     parser.add_argument("--threads", default="2,3,4,8", help="thread counts compared with 1 [default: 2,3,4,8]")
     args = parser.parse_args()
     counts = [int(t) for t in args.threads.split(",")]
     print(machine_summary())
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["IMG2IMG_CACHE"] = tmp  # the onnxruntime engine's exports
         cases = {name: WEIGHTS / f"{name}.safetensors" for name in ("photo2sketch", "photo2night", "night2photo")}
         cases.update({name: (cfg, eval_mode) for name, (cfg, eval_mode) in RANDOM.items()})
         for name, source in cases.items():
@@ -94,6 +123,10 @@ def main() -> None:
                 continue
             path = source if isinstance(source, Path) else random_model(*source, Path(tmp) / f"{name}.safetensors")
             for size in [(256, 256), (301, 237)]:
+                if args.engine == "onnxruntime":
+                    print(f"{name} {size[0]}x{size[1]} (HxW) onnxruntime: output (float values, 8-bit values) "
+                          f"differing at {check_onnxruntime(path, size, counts)}", flush=True)
+                    continue
                 for channels_last in (True, False):
                     differing, outputs, n = check(path, size, channels_last, counts)
                     layout = "channels-last" if channels_last else "NCHW"

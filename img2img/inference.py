@@ -35,6 +35,7 @@ from torch import nn
 from img2img.config import GeneratorConfig
 from img2img.determinism import InstanceNormInference, make_thread_count_independent
 from img2img.devices import cpu_has_native_bf16, resolve_device
+from img2img.engines import Engine, engine_from_environment, open_onnx_engine, resolve_engine
 from img2img.errors import ImageError, UsageError
 from img2img.imageio import ModelInput, from_model_output, to_model_input
 from img2img.tiling import TilePlan, TileSettings, translate_tiled
@@ -141,6 +142,9 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or (
         isinstance(exc, RuntimeError)
         and any(text in str(exc) for text in ("can't allocate memory", "not enough memory", "DefaultCPUAllocator"))
+    ) or (
+        # onnxruntime's allocator (its exceptions are RuntimeError subclasses of its own)
+        "onnxruntime" in type(exc).__module__ and "Failed to allocate memory" in str(exc)
     )
 
 
@@ -182,6 +186,15 @@ class Translator:
     agree byte for byte; False uses torch's group norm and oneDNN's transposed convolution,
     faster on large images of ResNets (up to about 1.15x, README "Same bytes at any thread
     count") but not reproducible across thread counts.
+
+    ``engine``: "auto", "torch" or "onnxruntime" (img2img.engines; default ``$IMG2IMG_ENGINE``,
+    else "auto"): which library runs whole images. "auto" is onnxruntime for a ResNet
+    generator's float32 forward on a CPU without native bf16 when the onnx extra is installed
+    and ``expected_images`` (the run's image count; None: unknown) is None or at least
+    img2img.engines.EXPORT_MIN_IMAGES (the weights are exported once and cached); PyTorch
+    otherwise. Tiles always run in PyTorch. ``self.engine`` says what was chosen and why.
+    Raises UsageError/MissingExtraError for an explicit "onnxruntime"
+    that cannot apply.
     """
 
     def __init__(
@@ -197,6 +210,8 @@ class Translator:
         tile_stats: str = "thumbnail",
         memory_budget: int | None = None,
         thread_count_independent: bool = True,
+        engine: str | None = None,
+        expected_images: int | None = None,
     ):
         self.channels_last = channels_last
         self.thread_count_independent = thread_count_independent
@@ -209,15 +224,23 @@ class Translator:
 
             if precision not in ("auto", "fp32"):
                 raise UsageError(f"{path}: ONNX models run in float32, not {precision}", hint="use --precision auto or fp32")
+            if engine is not None and engine.strip().lower() == "torch":  # $IMG2IMG_ENGINE is only a default
+                raise UsageError(f"{path}: an ONNX model runs in onnxruntime, not torch", hint="leave out --engine")
             loaded = OnnxGenerator(path, device=device).loaded()
             self.device, self.dtype = torch.device("cpu"), torch.float32
+            self.engine, requested = Engine("onnxruntime", "an ONNX model"), "onnxruntime"
         else:
             self.device = resolve_device(device)
             self.dtype = resolve_precision(precision, self.device)
+            requested = engine_from_environment() if engine is None else engine
             if isinstance(model, LoadedGenerator):
                 loaded = LoadedGenerator(copy.deepcopy(model.net).to(self.device), model.metadata, model.path)
             else:
                 loaded = load_generator(path, self.device)
+            self.engine = resolve_engine(
+                requested, self.device, self.dtype, weights=path, expected_images=expected_images,
+                arch=loaded.metadata.generator.arch,
+            )  # fmt: skip
         self.metadata: WeightsMetadata = loaded.metadata
         self.path = loaded.path
         check_direction(self.metadata, direction, self.path, given=None if path is None else model)
@@ -231,6 +254,14 @@ class Translator:
             # new (padded) size pays for the search.
             torch.backends.cudnn.benchmark = True
         self.net = self._prepare(loaded.net)
+        engine_required = path is not None and not _is_onnx(path) and requested.strip().lower() == "onnxruntime"
+        # onnxruntime runs whole images when it is the engine for a weights file; PyTorch keeps
+        # the tiles (they share normalisation statistics through its norm layers).
+        self._onnx = None
+        if self.engine.name == "onnxruntime" and isinstance(self.net, nn.Module):
+            self._onnx = open_onnx_engine(self.path, required=engine_required)
+            if self._onnx is None:
+                self.engine = Engine("torch", "onnxruntime failed")
         if not isinstance(self.net, nn.Module):  # an ONNX session
             # Shared-statistics tiles work through the PyTorch norm layers; an ONNX graph runs
             # each image in one pass (onnxruntime manages its own memory).
@@ -304,7 +335,28 @@ class Translator:
             )
         x = batch.to(self.device, non_blocking=True)
         x, padding = pad_to_multiple(x.float(), self.size_multiple, self.minimum_size)
-        return padding.crop(self._forward(x))
+        return padding.crop(self._forward_whole(x))
+
+    def _forward_whole(self, x: torch.Tensor) -> torch.Tensor:
+        """Whole padded images in one pass, by the engine (img2img.engines); tiles and memory
+        probes call ``_forward``, PyTorch's."""
+        if self._onnx is None:
+            return self._forward(x)
+        try:
+            y = self._onnx(x)
+        except Exception as exc:
+            if _is_out_of_memory(exc):
+                raise
+            # Never a failed image for the engine's sake: PyTorch runs the same network.
+            log.warning("onnxruntime failed (%s); PyTorch runs the model from now on", str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            self._onnx, self.engine = None, Engine("torch", "onnxruntime failed")
+            return self._forward(x)
+        if not bool(torch.isfinite(y).all()):
+            raise NonFiniteOutputError(
+                f"the model ({self.path.name}) produced NaN or infinite values for this input "
+                "(fp32, onnxruntime); nothing was written"
+            )
+        return y
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=self._memory_format)
@@ -430,7 +482,7 @@ class Translator:
         batch = torch.cat(padded)
         if self.device.type == "cuda":
             batch = batch.pin_memory()  # so that the copy to the GPU runs asynchronously
-        y = self._forward(batch.to(self.device, non_blocking=True))
+        y = self._forward_whole(batch.to(self.device, non_blocking=True))
         # [-1, 1] -> [0, 255], rounded rather than truncated as the reference's tensor2im does.
         pixels = ((y + 1) * 127.5).round_().clamp_(0, 255).to(torch.uint8).cpu()
         return [

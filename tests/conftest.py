@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+
+# translate's forward pass runs in PyTorch throughout the suite, also on CPUs where --engine
+# auto would pick onnxruntime (and export every tiny model it meets): the onnxruntime engine has
+# its own tests (test_engines.py), which unset this. Set IMG2IMG_ENGINE to run the suite otherwise.
+os.environ.setdefault("IMG2IMG_ENGINE", "torch")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Checkpoints written by the reference implementation (tests/fixtures/reference/README.md says how

@@ -41,6 +41,12 @@ class PrecisionChoice(str, Enum):
     fp16 = "fp16"
 
 
+class EngineChoice(str, Enum):
+    auto = "auto"
+    torch = "torch"
+    onnxruntime = "onnxruntime"
+
+
 _HELP = "\n\n".join(
     (
         "Translate images with a trained generator. Outputs have the inputs' size.",
@@ -113,6 +119,16 @@ def translate(
         help="auto: bf16 on CPUs with native bf16, fp16 on CUDA, else fp32 (output within "
         "40 dB PSNR of fp32); fp32 forces full precision.",
     ),
+    engine: Optional[EngineChoice] = typer.Option(
+        None,
+        "--engine",
+        help="Which library runs the network. auto: onnxruntime for ResNet generators in fp32 on "
+        "CPUs without native bf16 when the onnx extra is installed (measured faster there) and "
+        "INPUT holds 32 images or more, all parts of a --shard job counted (the weights are "
+        "exported to ONNX once, in seconds, and cached), else PyTorch; torch; onnxruntime. Tiles "
+        "always run in PyTorch. [default: $IMG2IMG_ENGINE, else auto]",
+        show_default=False,
+    ),
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images of equal (padded) size run together."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
     skip_existing: bool = typer.Option(
@@ -180,9 +196,11 @@ def translate(
         output = None
     limit = parse_byte_size(stdin_limit)
     notes: list[str] = []
+    found: list[int] = []  # images in INPUT, before --shard and --skip-existing (the engine's choice)
     jobs, errors = plan_jobs(
         inputs, output=output, out_dir=out_dir, ext=ext, overwrite=overwrite,
         skip_existing=skip_existing, to_stdout=to_stdout, on_note=notes.append, shard=part,
+        on_found=found.append,
     )  # fmt: skip
     # Leftovers of killed runs go now, even if this run has nothing left to write there.
     for folder in {path.parent for path in [*(j.output for j in jobs), *(e.output for e in errors)] if path}:
@@ -191,6 +209,8 @@ def translate(
         model,
         device=device,
         precision=precision.value,
+        engine=engine.value if engine else None,
+        expected_images=found[0],
         direction=direction.value if direction else None,
         tile=tile,
         tile_overlap=tile_overlap,

@@ -1,0 +1,231 @@
+"""Which library runs a generator's forward pass in translate: PyTorch or onnxruntime.
+
+    engine = resolve_engine("auto", device, dtype, has_file=True)   # -> Engine("onnxruntime", why)
+    onnx_path = cached_export(weights_path)                          # exported once, then reused
+
+``--engine auto`` (the default) is chosen by measurement, per CPU class and architecture (README
+"Speed", ``benchmarks/bench_engine.py``): on CPUs without native bfloat16 (AVX2, and AVX-512
+without BF16, whose defaults follow AVX2's) the network computes in float32, and onnxruntime's
+CPU kernels ran whole `translate` runs of ResNet generators (CycleGAN's) 0.80-0.88x PyTorch's time
+per image; for U-Net generators (pix2pix's) the gain was 2-8 %, within the noise, against an
+export of about 10 s and a slower start (the larger session), so they stay in PyTorch. A ResNet
+generator's float32 forward on such a CPU therefore goes to onnxruntime when the
+``img2img[onnx]`` extra is installed and the export pays for itself: when the run has at least
+``EXPORT_MIN_IMAGES`` images (or an unknown number, as a Ray actor or a Python caller has; the
+export, about 2.5 s for resnet_9blocks, paid for itself from 13-22 images in one run).
+The choice depends on the run's inputs (all of them, before ``--shard`` or ``--skip-existing``
+leave some out), never on what the cache holds, so every part of a job and every resumed run
+use the same engine and write the same bytes. Everywhere else -- CUDA, MPS, CPUs with native
+bf16 (where PyTorch's bf16 path is the fastest measured), lower precisions asked for
+explicitly, U-Nets, an in-memory network without a weights file -- PyTorch runs it.
+
+The ONNX model is the one ``img2img export --opset 17`` writes (same parity check against
+PyTorch: max |difference| <= 1e-3 in [-1, 1], an eighth of a grey level), made on first use and
+kept in the cache, ``$IMG2IMG_CACHE/onnx/`` (default ``~/.cache/img2img/onnx``), under a name
+holding the SHA-256 of the weights file: changed weights never reuse a stale export, and the
+export is paid once per weights file (seconds; README "ONNX speed and export cost"). With
+``auto``, an export or a cached file that fails is a note on stderr and PyTorch runs instead;
+with ``--engine onnxruntime`` it is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from img2img.devices import cpu_class
+from img2img.errors import ExportError, Img2ImgError, MissingExtraError, UsageError
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("auto", "torch", "onnxruntime")
+ENV_ENGINE = "IMG2IMG_ENGINE"
+# The CPU classes (img2img.devices.cpu_class) where onnxruntime's fp32 beat PyTorch's fp32 when
+# measured (AVX2); AVX-512 without BF16 follows AVX2 as the other speed defaults do.
+ONNXRUNTIME_CPU_CLASSES = ("avx2", "avx512")
+# The generator architectures (GeneratorConfig.arch) onnxruntime ran measurably faster in whole
+# runs on those CPUs (benchmarks/bench_engine.py).
+ONNXRUNTIME_ARCHS = ("resnet",)
+# Runs of fewer images than this stay in PyTorch: on an AVX2 CPU a resnet_9blocks export (with
+# its parity check) paid for itself from 13-22 images of 256² in one run; 32 leaves a margin for
+# smaller generators and images, whose saving per image is smaller.
+EXPORT_MIN_IMAGES = 32
+# Bumped when the way translate's ONNX copies are made changes, so older copies are not reused.
+CACHE_FORMAT = 1
+# The copies are made by torch's TorchScript exporter (opset 17), which `img2img export` uses for
+# opsets below 18: measured 5-8x faster to export than the dynamo exporter (resnet_9blocks 1.2 s
+# against 9.3 s, unet_256 5.3 s against 14.7 s, AVX2 CPU, idle), and onnxruntime ran both graphs
+# at the same speed with identical outputs (max difference 0.0). The dynamo exporter is the
+# fallback where the TorchScript one fails.
+CACHE_OPSET = 17
+EXTRA_MODULES = ("onnx", "onnxscript", "onnxruntime")
+EXTRA_HINT = 'pip install "img2img[onnx]"'
+
+
+@dataclass(frozen=True)
+class Engine:
+    """The engine chosen ("torch" or "onnxruntime") and why, in a few words for --json/--debug."""
+
+    name: str
+    reason: str
+
+
+def has_onnx_extra() -> bool:
+    """Whether the img2img[onnx] extra is installed (found, not imported: importing onnxruntime
+    and onnxscript costs about a second, which a PyTorch run should not pay)."""
+    return all(importlib.util.find_spec(name) is not None for name in EXTRA_MODULES)
+
+
+def resolve_engine(
+    engine: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    *,
+    weights: str | os.PathLike[str] | None,
+    expected_images: int | None = None,
+    arch: str,
+) -> Engine:
+    """The engine for ``--engine`` on ``device`` computing in ``dtype``. ``weights``: the model's
+    weights file (None for an in-memory network, which cannot be exported and cached);
+    ``expected_images``: how many images the run has (None: unknown), which decides whether an
+    export would pay for itself under 'auto'; ``arch``: the generator's architecture
+    ("resnet" or "unet").
+
+    Raises UsageError for an unknown name or an explicit 'onnxruntime' that cannot apply (a
+    device other than the CPU, a precision other than fp32, no weights file) and
+    MissingExtraError when 'onnxruntime' is asked for without the onnx extra."""
+    engine = (engine or "auto").strip().lower()
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine {engine!r}; valid: {', '.join(ENGINES)}")
+    if engine == "torch":
+        return Engine("torch", "asked for")
+    if engine == "onnxruntime":
+        if device.type != "cpu":
+            raise UsageError(
+                f"--engine onnxruntime runs on the CPU only, not {device}",
+                hint="use --device cpu, or translate an exported .onnx model (img2img export)",
+            )
+        if dtype != torch.float32:
+            raise UsageError("--engine onnxruntime runs in float32", hint="use --precision fp32 or auto")
+        if weights is None:
+            raise UsageError("--engine onnxruntime needs a weights file (an in-memory network is not exported)")
+        if not has_onnx_extra():
+            raise MissingExtraError("--engine onnxruntime needs the onnx extra", hint=EXTRA_HINT)
+        return Engine("onnxruntime", "asked for")
+    # auto
+    if device.type != "cpu":
+        return Engine("torch", f"device {device.type}")
+    if dtype != torch.float32:
+        return Engine("torch", f"precision {str(dtype).removeprefix('torch.')}")
+    if cpu_class() not in ONNXRUNTIME_CPU_CLASSES:
+        return Engine("torch", f"CPU class {cpu_class()}")
+    if arch not in ONNXRUNTIME_ARCHS:
+        return Engine("torch", f"{arch} generator (onnxruntime measured no faster)")
+    if weights is None:
+        return Engine("torch", "no weights file")
+    if not has_onnx_extra():
+        return Engine("torch", "onnx extra not installed")
+    if expected_images is not None and expected_images < EXPORT_MIN_IMAGES:
+        return Engine("torch", f"{expected_images} image(s): fewer than {EXPORT_MIN_IMAGES}, the export would not pay")
+    return Engine("onnxruntime", f"fp32 on a {cpu_class()} CPU")
+
+
+def engine_from_environment(default: str = "auto") -> str:
+    """``$IMG2IMG_ENGINE`` when set (a pipeline can pin one engine for every process), else
+    ``default``."""
+    return os.environ.get(ENV_ENGINE, "").strip() or default
+
+
+def onnx_cache_dir() -> Path:
+    """Where translate keeps the ONNX copies of weights files: ``<img2img cache>/onnx``."""
+    from img2img.registry import cache_dir
+
+    return cache_dir() / "onnx"
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file's bytes, as 64 hex digits."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cached_export_path(weights: str | os.PathLike[str]) -> Path:
+    """The cache file for the ONNX copy of ``weights`` (named by its contents' SHA-256)."""
+    return onnx_cache_dir() / f"{file_sha256(weights)[:32]}-v{CACHE_FORMAT}.onnx"
+
+
+def cached_export(weights: str | os.PathLike[str], *, refresh: bool = False) -> Path:
+    """The ONNX copy of the weights file ``weights``, exported and parity-checked by
+    img2img.onnx_export on first use (or when ``refresh``), else read from the cache. The file
+    appears atomically, so processes exporting the same weights at once (shards, Ray actors)
+    each find a whole file. Raises ExportError/MissingExtraError/OSError when it cannot be made."""
+    target = cached_export_path(weights)
+    if target.is_file() and not refresh:
+        return target
+    from img2img.onnx_export import export_onnx
+
+    log.warning(
+        "exporting %s to ONNX for onnxruntime (the faster engine on this CPU), once per weights "
+        "file; kept in %s (--engine torch skips this)",
+        Path(weights).name,
+        target.parent,
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        export_onnx(weights, target, opset=CACHE_OPSET)
+    except ExportError as exc:  # e.g. a torch without the TorchScript exporter
+        log.debug("opset %s export failed (%s); trying torch's default exporter", CACHE_OPSET, exc)
+        export_onnx(weights, target)
+    return target
+
+
+def open_onnx_engine(weights: str | os.PathLike[str], *, required: bool):
+    """An OnnxGenerator (img2img.onnx_runtime) running the cached ONNX copy of ``weights`` on the
+    CPU. A cached file onnxruntime cannot load (truncated, from another version) is exported
+    again once. When ``required`` is False, any failure is a note and None (PyTorch runs the
+    model); when True it is raised."""
+    from img2img.onnx_runtime import OnnxGenerator
+
+    try:
+        path = cached_export(weights)
+        try:
+            return OnnxGenerator(path, device="cpu")
+        except Img2ImgError:
+            return OnnxGenerator(cached_export(weights, refresh=True), device="cpu")
+    except (Img2ImgError, OSError) as exc:
+        if required:
+            raise
+        log.warning("onnxruntime cannot run %s (%s); PyTorch runs it", Path(weights).name, _one_line(exc))
+        return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+__all__ = [
+    "CACHE_FORMAT",
+    "ENGINES",
+    "ENV_ENGINE",
+    "EXPORT_MIN_IMAGES",
+    "ONNXRUNTIME_ARCHS",
+    "Engine",
+    "cached_export",
+    "cached_export_path",
+    "engine_from_environment",
+    "file_sha256",
+    "has_onnx_extra",
+    "onnx_cache_dir",
+    "open_onnx_engine",
+    "resolve_engine",
+]
