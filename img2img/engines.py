@@ -34,6 +34,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,11 +182,28 @@ def cached_export(weights: str | os.PathLike[str], *, refresh: bool = False) -> 
     )
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        export_onnx(weights, target, opset=CACHE_OPSET)
-    except ExportError as exc:  # e.g. a torch without the TorchScript exporter
-        log.debug("opset %s export failed (%s); trying torch's default exporter", CACHE_OPSET, exc)
-        export_onnx(weights, target)
+        try:
+            export_onnx(weights, target, opset=CACHE_OPSET)
+        except Exception as exc:  # e.g. a torch without the TorchScript exporter
+            _stop_if_signalled()
+            if not isinstance(exc, ExportError):
+                raise
+            log.debug("opset %s export failed (%s); trying torch's default exporter", CACHE_OPSET, exc)
+            export_onnx(weights, target)
+    except Exception:
+        _stop_if_signalled()
+        raise
+    _stop_if_signalled()
     return target
+
+
+def _stop_if_signalled() -> None:
+    # torch's exporters trace the network in C++, which turns the Interrupted a stop signal
+    # raises (img2img.cli._signals) into another error or loses it: Ctrl-C during an export
+    # would be a fallback to PyTorch, or nothing at all. The CLI's record of the signal decides.
+    signals = sys.modules.get("img2img.cli._signals")
+    if signals is not None:
+        signals.raise_if_received()
 
 
 def open_onnx_engine(weights: str | os.PathLike[str], *, required: bool):

@@ -366,3 +366,18 @@ def test_every_part_of_a_job_and_every_resumed_run_counts_all_its_inputs(tmp_pat
     assert code == 0, err
     assert seen == [5, 5, 5]
     assert len(list(out.glob("*.png"))) == 5
+
+
+def test_a_stop_signal_the_exporter_swallows_still_stops_the_run(tmp_path, avx2, monkeypatch):
+    """torch's exporter turns the Interrupted a SIGINT/SIGTERM raises inside its tracer into
+    another error (a RecursionError was seen): that must stop the run, not fall back to PyTorch."""
+    import img2img.onnx_export
+    from img2img.cli import _signals
+
+    def traced_into_a_signal(*args, **kwargs):
+        monkeypatch.setattr(_signals, "_received", 15)  # the handler ran during the export
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(img2img.onnx_export, "export_onnx", traced_into_a_signal)
+    with pytest.raises(_signals.Interrupted):
+        Translator(model(tmp_path), device="cpu")

@@ -74,6 +74,13 @@ def installed() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+def raise_if_received() -> None:
+    """Raise Interrupted when a stop signal arrived while code that swallows exceptions ran
+    (torch's ONNX exporter turns the Interrupted its tracer meets into other errors)."""
+    if _received is not None:
+        raise Interrupted(_received)
+
+
 def _handle(signum: int, frame: FrameType | None) -> None:
     global _received
     if _received is None:
@@ -87,4 +94,4 @@ def _handle(signum: int, frame: FrameType | None) -> None:
     os.kill(os.getpid(), signum)
 
 
-__all__ = ["Interrupted", "STOP_SIGNALS", "install", "installed"]
+__all__ = ["Interrupted", "STOP_SIGNALS", "install", "installed", "raise_if_received"]
