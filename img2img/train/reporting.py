@@ -1,8 +1,9 @@
 """What a run tells its user: the opening lines (:func:`announce`), RUN/status.json at the
 start, at each checkpoint and at the end (:func:`record_start`, :func:`record_checkpoint`,
 :func:`record_end`; see :mod:`img2img.run_status`), RUN/report.html at an epoch's end (at
-most every :data:`REPORT_INTERVAL` seconds) and when the run ends (:func:`write_report`), and the closing summary (:func:`summary`). Rank 0
-only: the other processes of a torchrun run stay silent.
+most every :data:`REPORT_INTERVAL` seconds) and when the run ends (:func:`write_report`), and
+the closing summary (:func:`summary`). Rank 0 only: the other processes of a torchrun run stay
+silent.
 """
 
 from __future__ import annotations
