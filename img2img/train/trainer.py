@@ -106,6 +106,7 @@ class Trainer:
         self.last_val: dict[str, float] = {}
         self._owns_group = False  # whether this trainer started the process group (torchrun)
         self._report_disabled = False
+        self._report_time = time.monotonic()  # of the session's start, then of its last report.html
         self.status: StatusWriter | None = None  # RUN/status.json (rank 0, once the run folder is ready)
         self._saved: tuple[int, int] | None = None  # (epoch, iteration) of the last checkpoint
         self._created = False  # whether this run created its run folder (a new run)
@@ -508,7 +509,7 @@ class Trainer:
         if improved and self.dist.is_main:
             kept = BestEpoch.keep(self.run.latest, self.export_paths())
             self.log(f"  best {self.best.metric} so far ({self.best.value:.4g}): kept {', '.join(str(k) for k in kept)}")
-        reporting.write_report(self)
+        reporting.write_report(self, epoch_end=True)
 
     def _keeps_epoch(self, epoch: int, total: int | None = None) -> bool:
         """Whether the checkpoint at the end of ``epoch`` is kept as epoch_NNN."""
