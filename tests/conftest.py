@@ -13,6 +13,26 @@ import pytest
 # its own tests (test_engines.py), which unset this. Set IMG2IMG_ENGINE to run the suite otherwise.
 os.environ.setdefault("IMG2IMG_ENGINE", "torch")
 
+# Under pytest-xdist (pyproject's addopts run a worker per core) each worker and the processes
+# its tests start get an equal share of the cores: more threads than cores makes OpenMP's
+# waiting threads spin against each other, which costs more than the parallel workers gain.
+# Read before any test module imports torch, so torch's thread pool takes it.
+MAX_WORKERS = 8
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cores() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto`: a worker per core this process may use, at most MAX_WORKERS."""
+    return min(MAX_WORKERS, _cores())
+
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Checkpoints written by the reference implementation (tests/fixtures/reference/README.md says how
 # and from which commit). Only the copy inside the repository is read: the suite must pass in a
