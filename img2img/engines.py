@@ -139,8 +139,12 @@ def resolve_engine(
 
 def engine_from_environment(default: str = "auto") -> str:
     """``$IMG2IMG_ENGINE`` when set (a pipeline can pin one engine for every process), else
-    ``default``."""
-    return os.environ.get(ENV_ENGINE, "").strip() or default
+    ``default``. UsageError naming the variable when it holds no engine's name, whatever the
+    model (an ONNX model ignores the value, but a typo must not pass unseen)."""
+    value = os.environ.get(ENV_ENGINE, "").strip()
+    if value and value.lower() not in ENGINES:
+        raise UsageError(f"{ENV_ENGINE}={value!r} is no engine; valid: {', '.join(ENGINES)}")
+    return value or default
 
 
 def onnx_cache_dir() -> Path:

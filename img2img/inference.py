@@ -224,7 +224,9 @@ class Translator:
 
             if precision not in ("auto", "fp32"):
                 raise UsageError(f"{path}: ONNX models run in float32, not {precision}", hint="use --precision auto or fp32")
-            if engine is not None and engine.strip().lower() == "torch":  # $IMG2IMG_ENGINE is only a default
+            if engine is None:
+                engine_from_environment()  # only a default here, but a typo in it is still one
+            elif engine.strip().lower() == "torch":  # $IMG2IMG_ENGINE is only a default
                 raise UsageError(f"{path}: an ONNX model runs in onnxruntime, not torch", hint="leave out --engine")
             loaded = OnnxGenerator(path, device=device).loaded()
             self.device, self.dtype = torch.device("cpu"), torch.float32
