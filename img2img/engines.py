@@ -33,15 +33,17 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import math
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from img2img.devices import cpu_class
-from img2img.errors import ExportError, Img2ImgError, MissingExtraError, UsageError
+from img2img.errors import ExportError, Img2ImgError, MissingExtraError, OutputError, UsageError, WeightsError
 
 log = logging.getLogger(__name__)
 
@@ -172,19 +174,25 @@ def cached_export(weights: str | os.PathLike[str], *, refresh: bool = False) -> 
     """The ONNX copy of the weights file ``weights``, exported and parity-checked by
     img2img.onnx_export on first use (or when ``refresh``), else read from the cache. The file
     appears atomically, so processes exporting the same weights at once (shards, Ray actors)
-    each find a whole file. Raises ExportError/MissingExtraError/OSError when it cannot be made."""
+    each find a whole file. Raises ExportError/MissingExtraError, or OutputError (the cache
+    folder cannot be made or written: read-only, full, a file in the way), when it cannot be made."""
+    from img2img.registry import remove_stale_cache_temporaries
+
     target = cached_export_path(weights)
+    # Exports killed by SIGKILL leave their temporaries (up to the model's size) behind; the
+    # next export into the folder would remove them, but a cache that holds the file never has one.
+    remove_stale_cache_temporaries()
     if target.is_file() and not refresh:
         return target
     from img2img.onnx_export import export_onnx
 
+    _make_cache_folder(target.parent)
     log.warning(
-        "exporting %s to ONNX for onnxruntime (the faster engine on this CPU), once per weights "
-        "file; kept in %s (--engine torch skips this)",
+        "exporting %s to ONNX for onnxruntime, once per weights file; kept in %s "
+        "(--engine torch skips this)",
         Path(weights).name,
         target.parent,
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
         try:
             export_onnx(weights, target, opset=CACHE_OPSET)
@@ -201,6 +209,19 @@ def cached_export(weights: str | os.PathLike[str], *, refresh: bool = False) -> 
     return target
 
 
+def _make_cache_folder(folder: Path) -> None:
+    # Without this, a read-only or full cache, or a file where the folder should be, was an
+    # unexpected error ("OSError: [Errno 30] ...", a hint to run with --debug).
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = "a file is in the way" if isinstance(exc, (FileExistsError, NotADirectoryError)) else exc.strerror or str(exc)
+        raise OutputError(
+            f"{folder}: cannot make the ONNX cache folder ({reason})",
+            hint="set IMG2IMG_CACHE to a writable folder, or use --engine torch",
+        ) from None
+
+
 def _stop_if_signalled() -> None:
     # torch's exporters trace the network in C++, which turns the Interrupted a stop signal
     # raises (img2img.cli._signals) into another error or loses it: Ctrl-C during an export
@@ -210,24 +231,54 @@ def _stop_if_signalled() -> None:
         signals.raise_if_received()
 
 
-def open_onnx_engine(weights: str | os.PathLike[str], *, required: bool):
+def open_onnx_engine(
+    weights: str | os.PathLike[str],
+    *,
+    required: bool,
+    reference: Callable[[torch.Tensor], torch.Tensor] | None = None,
+):
     """An OnnxGenerator (img2img.onnx_runtime) running the cached ONNX copy of ``weights`` on the
-    CPU. A cached file onnxruntime cannot load (truncated, from another version) is exported
-    again once. When ``required`` is False, any failure is a note and None (PyTorch runs the
-    model); when True it is raised."""
+    CPU. ``reference``: the PyTorch network of ``weights`` ((N, C, H, W) float32 in [-1, 1] ->
+    the same), which the cached copy must match on one small random image (max |difference|
+    <= img2img.onnx_export.DEFAULT_TOLERANCE) before it is used. A cached file onnxruntime
+    cannot load (truncated, from another version) or that computes something else (damaged
+    bytes inside its weights load without complaint) is exported again once. When
+    ``required`` is False, any failure is a note and None (PyTorch runs the model); when True
+    it is raised."""
     from img2img.onnx_runtime import OnnxGenerator
 
     try:
         path = cached_export(weights)
         try:
-            return OnnxGenerator(path, device="cpu")
-        except Img2ImgError:
+            generator = OnnxGenerator(path, device="cpu")
+            if reference is not None:
+                _check_against(generator, reference, weights)
+            return generator
+        except WeightsError as exc:  # the file; a missing extra or a signal is no reason to export
+            log.warning("the cached ONNX copy of %s is unusable (%s)", Path(weights).name, _one_line(exc))
             return OnnxGenerator(cached_export(weights, refresh=True), device="cpu")
     except (Img2ImgError, OSError) as exc:
         if required:
             raise
         log.warning("onnxruntime cannot run %s (%s); PyTorch runs it", Path(weights).name, _one_line(exc))
         return None
+
+
+def _check_against(generator, reference: Callable[[torch.Tensor], torch.Tensor], weights) -> None:
+    """WeightsError unless ``generator`` computes what ``reference`` does on one random image of
+    the smallest size the export's own parity check uses (a few milliseconds for a ResNet)."""
+    from img2img.onnx_export import DEFAULT_TOLERANCE, _unit
+
+    cfg = generator.metadata.generator
+    unit = _unit(cfg)
+    x = torch.rand((1, cfg.input_nc, unit, unit), generator=torch.Generator().manual_seed(0)) * 2 - 1
+    got, expected = generator(x), reference(x)
+    difference = float((got - expected).abs().max()) if got.shape == expected.shape else math.inf
+    if not difference <= DEFAULT_TOLERANCE:  # `not <=` so that NaN fails too
+        raise WeightsError(
+            f"{generator.path}: computes something else than {Path(weights).name} "
+            f"(max difference {difference:.3g} > {DEFAULT_TOLERANCE:g}); damaged or not its export"
+        )
 
 
 def _one_line(exc: BaseException) -> str:

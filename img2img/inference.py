@@ -261,7 +261,7 @@ class Translator:
         # the tiles (they share normalisation statistics through its norm layers).
         self._onnx = None
         if self.engine.name == "onnxruntime" and isinstance(self.net, nn.Module):
-            self._onnx = open_onnx_engine(self.path, required=engine_required)
+            self._onnx = open_onnx_engine(self.path, required=engine_required, reference=self._forward)
             if self._onnx is None:
                 self.engine = Engine("torch", "onnxruntime failed")
         if not isinstance(self.net, nn.Module):  # an ONNX session

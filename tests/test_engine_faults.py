@@ -49,3 +49,81 @@ def test_a_typo_in_the_engine_variable_is_one_line_naming_it_for_every_model(tmp
     assert code == 2, err
     assert engines.ENV_ENGINE in err and "'onnx'" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "b.png").exists()
+
+
+@needs_onnx
+def test_a_cache_folder_that_cannot_be_made_is_one_line_or_a_note(tmp_path, avx2, capsys):
+    """Read-only, full or blocked caches: a file where the folder should be stands for them."""
+    weights = model(tmp_path)
+    avx2.parent.mkdir(parents=True)
+    avx2.write_bytes(b"")  # a file named onnx where the folder should be
+    image().save(tmp_path / "a.png")
+    code, _, err = run(["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "b.png", "--engine", "onnxruntime"], capsys)
+    assert code == 1 and not (tmp_path / "b.png").exists()
+    last = err.strip().splitlines()[-1]
+    assert str(avx2) in last and "cache" in last and "IMG2IMG_CACHE" in last and "--debug" not in last
+    translator = Translator(weights, device="cpu")  # auto: a note, and PyTorch
+    assert translator.engine.name == "torch"
+
+
+def _perturb_one_weight(path) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path))
+    largest = max(graph.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    values = numpy_helper.to_array(largest).copy()
+    values.flat[: values.size // 4] = 0  # bytes gone to zero: the file still loads
+    largest.CopyFrom(numpy_helper.from_array(values, largest.name))
+    onnx.save(graph, str(path))
+
+
+@needs_onnx
+def test_a_cached_export_that_loads_but_computes_something_else_is_made_again(tmp_path, avx2):
+    weights = model(tmp_path)
+    expected = pixels(Translator(weights, device="cpu", engine="torch").translate_image(image()))
+    cached = engines.cached_export(weights)
+    _perturb_one_weight(cached)
+    damaged = cached.read_bytes()
+    translator = Translator(weights, device="cpu", engine="onnxruntime")
+    assert translator.engine.name == "onnxruntime"
+    assert np.abs(pixels(translator.translate_image(image())) - expected).max() <= 1
+    assert cached.read_bytes() != damaged  # exported again
+
+
+@needs_onnx
+def test_leftovers_of_killed_exports_go_even_when_the_cache_holds_the_file(tmp_path, avx2):
+    import subprocess
+    import sys
+
+    from img2img.atomic import TEMP_PREFIX, _HOST
+
+    weights = model(tmp_path)
+    engines.cached_export(weights)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    leftover = avx2 / f"{TEMP_PREFIX}{_HOST}.{dead.pid}.0123abcd"
+    leftover.write_bytes(b"half an export")
+    import img2img.atomic
+
+    img2img.atomic._cleaned_folders.clear()  # a new process
+    assert Translator(weights, device="cpu").engine.name == "onnxruntime"
+    assert not leftover.exists()
+
+
+@needs_onnx
+def test_an_onnxruntime_that_cannot_be_imported_is_no_reason_to_export_again(tmp_path, avx2, monkeypatch):
+    """A broken install (found, but its import fails) must not re-export a good cached file."""
+    import img2img.onnx_export
+    import img2img.onnx_runtime
+    from img2img.errors import MissingExtraError
+
+    weights = model(tmp_path)
+    engines.cached_export(weights)
+
+    def broken(*modules):
+        raise MissingExtraError("ONNX support needs the onnx extra (onnxruntime: initialization failed)")
+
+    monkeypatch.setattr(img2img.onnx_runtime, "import_extra", broken)
+    monkeypatch.setattr(img2img.onnx_export, "export_onnx", lambda *a, **k: pytest.fail("exported again"))
+    assert Translator(weights, device="cpu").engine.name == "torch"
