@@ -127,3 +127,30 @@ def test_an_onnxruntime_that_cannot_be_imported_is_no_reason_to_export_again(tmp
     monkeypatch.setattr(img2img.onnx_runtime, "import_extra", broken)
     monkeypatch.setattr(img2img.onnx_export, "export_onnx", lambda *a, **k: pytest.fail("exported again"))
     assert Translator(weights, device="cpu").engine.name == "torch"
+
+
+@needs_onnx
+@pytest.mark.parametrize("command", ["translate-auto", "translate-onnxruntime", "export"])
+def test_a_stop_signal_an_import_turns_into_another_error_still_ends_as_the_signal(tmp_path, avx2, monkeypatch, capsys, command):
+    """SIGTERM while onnxruntime is imported made its import fail ("initialization failed"):
+    the run said "needs the onnx extra" and exited 1, instead of 143."""
+    import img2img.onnx_export
+    from img2img.cli import _signals
+    from img2img.errors import MissingExtraError
+
+    def imported_into_a_signal(*args, **kwargs):
+        monkeypatch.setattr(_signals, "_received", signal.SIGTERM)  # the handler ran in the import
+        raise MissingExtraError("ONNX support needs the onnx extra (onnxruntime is not installed: initialization failed)")
+
+    monkeypatch.setattr(img2img.onnx_export, "export_onnx", imported_into_a_signal)
+    monkeypatch.setattr(engines, "EXPORT_MIN_IMAGES", 1)  # auto exports for this one image
+    weights = model(tmp_path)
+    image().save(tmp_path / "a.png")
+    if command == "export":
+        args = ["export", weights, "-o", tmp_path / "g.onnx"]
+    else:
+        args = ["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "b.png", "--engine", command.split("-")[1]]
+    code, _, err = run(args, capsys)
+    assert code == 128 + signal.SIGTERM, err
+    assert "interrupted by SIGTERM" in err and "onnx extra" not in err
+    assert not (tmp_path / "b.png").exists() and not (tmp_path / "g.onnx").exists()
