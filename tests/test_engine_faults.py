@@ -154,3 +154,20 @@ def test_a_stop_signal_an_import_turns_into_another_error_still_ends_as_the_sign
     assert code == 128 + signal.SIGTERM, err
     assert "interrupted by SIGTERM" in err and "onnx extra" not in err
     assert not (tmp_path / "b.png").exists() and not (tmp_path / "g.onnx").exists()
+
+
+@needs_onnx
+def test_a_run_with_nothing_left_to_write_exports_nothing(tmp_path, avx2, monkeypatch, capsys):
+    """A rerun with --skip-existing whose outputs are all there paid a whole export (seconds,
+    the model's size on disk) under auto, to write nothing."""
+    monkeypatch.setattr(engines, "EXPORT_MIN_IMAGES", 2)
+    weights = model(tmp_path)
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    out.mkdir()
+    for i in range(2):
+        image(seed=i).save(inputs / f"{i}.png")
+        image(seed=i).save(out / f"{i}.png")  # already translated
+    code, _, err = run(["translate", inputs, "-m", weights, "--out-dir", out, "--skip-existing"], capsys)
+    assert code == 0, err
+    assert not avx2.exists() and "exporting" not in err
