@@ -232,9 +232,14 @@ class Translator:
             self.device, self.dtype = torch.device("cpu"), torch.float32
             self.engine, requested = Engine("onnxruntime", "an ONNX model"), "onnxruntime"
         else:
+            requested = engine_from_environment() if engine is None else engine
+            if requested.strip().lower() == "onnxruntime":
+                # The engine asked for runs float32 on the CPU: 'auto' follows it there, rather
+                # than picking bf16 (native-bf16 CPUs) or CUDA and refusing the engine.
+                device = "cpu" if str(device).strip().lower() == "auto" else device
+                precision = "fp32" if precision == "auto" else precision
             self.device = resolve_device(device)
             self.dtype = resolve_precision(precision, self.device)
-            requested = engine_from_environment() if engine is None else engine
             if isinstance(model, LoadedGenerator):
                 loaded = LoadedGenerator(copy.deepcopy(model.net).to(self.device), model.metadata, model.path)
             else:

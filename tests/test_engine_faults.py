@@ -171,3 +171,20 @@ def test_a_run_with_nothing_left_to_write_exports_nothing(tmp_path, avx2, monkey
     code, _, err = run(["translate", inputs, "-m", weights, "--out-dir", out, "--skip-existing"], capsys)
     assert code == 0, err
     assert not avx2.exists() and "exporting" not in err
+
+
+@needs_onnx
+def test_onnxruntime_asked_for_takes_the_cpu_and_float32_that_auto_would_not(tmp_path, avx2, monkeypatch):
+    """On a native-bf16 CPU `--engine onnxruntime` alone was refused ("runs in float32, use
+    --precision fp32 or auto": auto was what it had); on a CUDA machine --device auto took the GPU."""
+    import img2img.inference
+
+    monkeypatch.setattr(img2img.inference, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(engines, "cpu_class", lambda: "native-bf16")
+    weights = model(tmp_path)
+    translator = Translator(weights, engine="onnxruntime")  # precision and device: auto
+    assert (translator.engine.name, translator.dtype, translator.device.type) == ("onnxruntime", torch.float32, "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    translator = Translator(weights, engine="onnxruntime")
+    assert (translator.engine.name, translator.device.type) == ("onnxruntime", "cpu")
+    assert Translator(weights, engine="torch", device="cpu").dtype == torch.bfloat16  # auto as before otherwise
