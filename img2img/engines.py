@@ -93,12 +93,14 @@ def resolve_engine(
     weights: str | os.PathLike[str] | None,
     expected_images: int | None = None,
     arch: str,
+    asked_as: str = "--engine onnxruntime",
 ) -> Engine:
     """The engine for ``--engine`` on ``device`` computing in ``dtype``. ``weights``: the model's
     weights file (None for an in-memory network, which cannot be exported and cached);
     ``expected_images``: how many images the run has (None: unknown), which decides whether an
     export would pay for itself under 'auto'; ``arch``: the generator's architecture
-    ("resnet" or "unet").
+    ("resnet" or "unet"); ``asked_as``: how the user asked for onnxruntime, for the errors
+    (the option, or ``IMG2IMG_ENGINE=onnxruntime`` when the environment set it).
 
     Raises UsageError for an unknown name or an explicit 'onnxruntime' that cannot apply (a
     device other than the CPU, a precision other than fp32, no weights file) and
@@ -111,15 +113,15 @@ def resolve_engine(
     if engine == "onnxruntime":
         if device.type != "cpu":
             raise UsageError(
-                f"--engine onnxruntime runs on the CPU only, not {device}",
+                f"{asked_as} runs on the CPU only, not {device}",
                 hint="use --device cpu, or translate an exported .onnx model (img2img export)",
             )
         if dtype != torch.float32:
-            raise UsageError("--engine onnxruntime runs in float32", hint="use --precision fp32 or auto")
+            raise UsageError(f"{asked_as} runs in float32", hint="use --precision fp32 or auto")
         if weights is None:
-            raise UsageError("--engine onnxruntime needs a weights file (an in-memory network is not exported)")
+            raise UsageError(f"{asked_as} needs a weights file (an in-memory network is not exported)")
         if not has_onnx_extra():
-            raise MissingExtraError("--engine onnxruntime needs the onnx extra", hint=EXTRA_HINT)
+            raise MissingExtraError(f"{asked_as} needs the onnx extra", hint=EXTRA_HINT)
         return Engine("onnxruntime", "asked for")
     # auto
     if device.type != "cpu":
@@ -215,7 +217,8 @@ def _make_cache_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        reason = "a file is in the way" if isinstance(exc, (FileExistsError, NotADirectoryError)) else exc.strerror or str(exc)
+        blocked = isinstance(exc, (FileExistsError, NotADirectoryError))
+        reason = "a file is in the way" if blocked else exc.strerror or str(exc)
         raise OutputError(
             f"{folder}: cannot make the ONNX cache folder ({reason})",
             hint="set IMG2IMG_CACHE to a writable folder, or use --engine torch",

@@ -35,7 +35,7 @@ from torch import nn
 from img2img.config import GeneratorConfig
 from img2img.determinism import InstanceNormInference, make_thread_count_independent
 from img2img.devices import cpu_has_native_bf16, resolve_device
-from img2img.engines import Engine, engine_from_environment, open_onnx_engine, resolve_engine
+from img2img.engines import ENV_ENGINE, Engine, engine_from_environment, open_onnx_engine, resolve_engine
 from img2img.errors import ImageError, UsageError
 from img2img.imageio import ModelInput, from_model_output, to_model_input
 from img2img.tiling import TilePlan, TileSettings, translate_tiled
@@ -247,6 +247,7 @@ class Translator:
             self.engine = resolve_engine(
                 requested, self.device, self.dtype, weights=path, expected_images=expected_images,
                 arch=loaded.metadata.generator.arch,
+                asked_as="--engine onnxruntime" if engine is not None else f"{ENV_ENGINE}={requested.strip()}",
             )  # fmt: skip
         self.metadata: WeightsMetadata = loaded.metadata
         self.path = loaded.path

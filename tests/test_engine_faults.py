@@ -188,3 +188,15 @@ def test_onnxruntime_asked_for_takes_the_cpu_and_float32_that_auto_would_not(tmp
     translator = Translator(weights, engine="onnxruntime")
     assert (translator.engine.name, translator.device.type) == ("onnxruntime", "cpu")
     assert Translator(weights, engine="torch", device="cpu").dtype == torch.bfloat16  # auto as before otherwise
+
+
+def test_errors_of_an_engine_pinned_by_the_environment_name_the_variable(tmp_path, monkeypatch, capsys):
+    """`--engine onnxruntime needs the onnx extra` confused a user who never gave --engine."""
+    monkeypatch.setenv(engines.ENV_ENGINE, "onnxruntime")
+    monkeypatch.setattr(engines, "has_onnx_extra", lambda: False)
+    weights = model(tmp_path)
+    image().save(tmp_path / "a.png")
+    code, _, err = run(["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "b.png", "--device", "cpu"], capsys)
+    assert code == 1 and "IMG2IMG_ENGINE=onnxruntime needs the onnx extra" in err and "--engine" not in err
+    code, _, err = run(["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "b.png", "--engine", "onnxruntime"], capsys)
+    assert code == 1 and "--engine onnxruntime needs the onnx extra" in err
