@@ -33,15 +33,17 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import math
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from img2img.devices import cpu_class
-from img2img.errors import ExportError, Img2ImgError, MissingExtraError, UsageError
+from img2img.errors import ExportError, Img2ImgError, MissingExtraError, OutputError, UsageError, WeightsError
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +93,14 @@ def resolve_engine(
     weights: str | os.PathLike[str] | None,
     expected_images: int | None = None,
     arch: str,
+    asked_as: str = "--engine onnxruntime",
 ) -> Engine:
     """The engine for ``--engine`` on ``device`` computing in ``dtype``. ``weights``: the model's
     weights file (None for an in-memory network, which cannot be exported and cached);
     ``expected_images``: how many images the run has (None: unknown), which decides whether an
     export would pay for itself under 'auto'; ``arch``: the generator's architecture
-    ("resnet" or "unet").
+    ("resnet" or "unet"); ``asked_as``: how the user asked for onnxruntime, for the errors
+    (the option, or ``IMG2IMG_ENGINE=onnxruntime`` when the environment set it).
 
     Raises UsageError for an unknown name or an explicit 'onnxruntime' that cannot apply (a
     device other than the CPU, a precision other than fp32, no weights file) and
@@ -109,15 +113,15 @@ def resolve_engine(
     if engine == "onnxruntime":
         if device.type != "cpu":
             raise UsageError(
-                f"--engine onnxruntime runs on the CPU only, not {device}",
+                f"{asked_as} runs on the CPU only, not {device}",
                 hint="use --device cpu, or translate an exported .onnx model (img2img export)",
             )
         if dtype != torch.float32:
-            raise UsageError("--engine onnxruntime runs in float32", hint="use --precision fp32 or auto")
+            raise UsageError(f"{asked_as} runs in float32", hint="use --precision fp32 or auto")
         if weights is None:
-            raise UsageError("--engine onnxruntime needs a weights file (an in-memory network is not exported)")
+            raise UsageError(f"{asked_as} needs a weights file (an in-memory network is not exported)")
         if not has_onnx_extra():
-            raise MissingExtraError("--engine onnxruntime needs the onnx extra", hint=EXTRA_HINT)
+            raise MissingExtraError(f"{asked_as} needs the onnx extra", hint=EXTRA_HINT)
         return Engine("onnxruntime", "asked for")
     # auto
     if device.type != "cpu":
@@ -139,8 +143,12 @@ def resolve_engine(
 
 def engine_from_environment(default: str = "auto") -> str:
     """``$IMG2IMG_ENGINE`` when set (a pipeline can pin one engine for every process), else
-    ``default``."""
-    return os.environ.get(ENV_ENGINE, "").strip() or default
+    ``default``. UsageError naming the variable when it holds no engine's name, whatever the
+    model (an ONNX model ignores the value, but a typo must not pass unseen)."""
+    value = os.environ.get(ENV_ENGINE, "").strip()
+    if value and value.lower() not in ENGINES:
+        raise UsageError(f"{ENV_ENGINE}={value!r} is no engine; valid: {', '.join(ENGINES)}")
+    return value or default
 
 
 def onnx_cache_dir() -> Path:
@@ -168,19 +176,25 @@ def cached_export(weights: str | os.PathLike[str], *, refresh: bool = False) -> 
     """The ONNX copy of the weights file ``weights``, exported and parity-checked by
     img2img.onnx_export on first use (or when ``refresh``), else read from the cache. The file
     appears atomically, so processes exporting the same weights at once (shards, Ray actors)
-    each find a whole file. Raises ExportError/MissingExtraError/OSError when it cannot be made."""
+    each find a whole file. Raises ExportError/MissingExtraError, or OutputError (the cache
+    folder cannot be made or written: read-only, full, a file in the way), when it cannot be made."""
+    from img2img.registry import remove_stale_cache_temporaries
+
     target = cached_export_path(weights)
+    # Exports killed by SIGKILL leave their temporaries (up to the model's size) behind; the
+    # next export into the folder would remove them, but a cache that holds the file never has one.
+    remove_stale_cache_temporaries()
     if target.is_file() and not refresh:
         return target
     from img2img.onnx_export import export_onnx
 
+    _make_cache_folder(target.parent)
     log.warning(
-        "exporting %s to ONNX for onnxruntime (the faster engine on this CPU), once per weights "
-        "file; kept in %s (--engine torch skips this)",
+        "exporting %s to ONNX for onnxruntime, once per weights file; kept in %s "
+        "(--engine torch skips this)",
         Path(weights).name,
         target.parent,
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
         try:
             export_onnx(weights, target, opset=CACHE_OPSET)
@@ -197,6 +211,20 @@ def cached_export(weights: str | os.PathLike[str], *, refresh: bool = False) -> 
     return target
 
 
+def _make_cache_folder(folder: Path) -> None:
+    # Without this, a read-only or full cache, or a file where the folder should be, was an
+    # unexpected error ("OSError: [Errno 30] ...", a hint to run with --debug).
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocked = isinstance(exc, (FileExistsError, NotADirectoryError))
+        reason = "a file is in the way" if blocked else exc.strerror or str(exc)
+        raise OutputError(
+            f"{folder}: cannot make the ONNX cache folder ({reason})",
+            hint="set IMG2IMG_CACHE to a writable folder, or use --engine torch",
+        ) from None
+
+
 def _stop_if_signalled() -> None:
     # torch's exporters trace the network in C++, which turns the Interrupted a stop signal
     # raises (img2img.cli._signals) into another error or loses it: Ctrl-C during an export
@@ -206,24 +234,54 @@ def _stop_if_signalled() -> None:
         signals.raise_if_received()
 
 
-def open_onnx_engine(weights: str | os.PathLike[str], *, required: bool):
+def open_onnx_engine(
+    weights: str | os.PathLike[str],
+    *,
+    required: bool,
+    reference: Callable[[torch.Tensor], torch.Tensor] | None = None,
+):
     """An OnnxGenerator (img2img.onnx_runtime) running the cached ONNX copy of ``weights`` on the
-    CPU. A cached file onnxruntime cannot load (truncated, from another version) is exported
-    again once. When ``required`` is False, any failure is a note and None (PyTorch runs the
-    model); when True it is raised."""
+    CPU. ``reference``: the PyTorch network of ``weights`` ((N, C, H, W) float32 in [-1, 1] ->
+    the same), which the cached copy must match on one small random image (max |difference|
+    <= img2img.onnx_export.DEFAULT_TOLERANCE) before it is used. A cached file onnxruntime
+    cannot load (truncated, from another version) or that computes something else (damaged
+    bytes inside its weights load without complaint) is exported again once. When
+    ``required`` is False, any failure is a note and None (PyTorch runs the model); when True
+    it is raised."""
     from img2img.onnx_runtime import OnnxGenerator
 
     try:
         path = cached_export(weights)
         try:
-            return OnnxGenerator(path, device="cpu")
-        except Img2ImgError:
+            generator = OnnxGenerator(path, device="cpu")
+            if reference is not None:
+                _check_against(generator, reference, weights)
+            return generator
+        except WeightsError as exc:  # the file; a missing extra or a signal is no reason to export
+            log.warning("the cached ONNX copy of %s is unusable (%s)", Path(weights).name, _one_line(exc))
             return OnnxGenerator(cached_export(weights, refresh=True), device="cpu")
     except (Img2ImgError, OSError) as exc:
         if required:
             raise
         log.warning("onnxruntime cannot run %s (%s); PyTorch runs it", Path(weights).name, _one_line(exc))
         return None
+
+
+def _check_against(generator, reference: Callable[[torch.Tensor], torch.Tensor], weights) -> None:
+    """WeightsError unless ``generator`` computes what ``reference`` does on one random image of
+    the smallest size the export's own parity check uses (a few milliseconds for a ResNet)."""
+    from img2img.onnx_export import DEFAULT_TOLERANCE, _unit
+
+    cfg = generator.metadata.generator
+    unit = _unit(cfg)
+    x = torch.rand((1, cfg.input_nc, unit, unit), generator=torch.Generator().manual_seed(0)) * 2 - 1
+    got, expected = generator(x), reference(x)
+    difference = float((got - expected).abs().max()) if got.shape == expected.shape else math.inf
+    if not difference <= DEFAULT_TOLERANCE:  # `not <=` so that NaN fails too
+        raise WeightsError(
+            f"{generator.path}: computes something else than {Path(weights).name} "
+            f"(max difference {difference:.3g} > {DEFAULT_TOLERANCE:g}); damaged or not its export"
+        )
 
 
 def _one_line(exc: BaseException) -> str:

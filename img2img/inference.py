@@ -35,7 +35,7 @@ from torch import nn
 from img2img.config import GeneratorConfig
 from img2img.determinism import InstanceNormInference, make_thread_count_independent
 from img2img.devices import cpu_has_native_bf16, resolve_device
-from img2img.engines import Engine, engine_from_environment, open_onnx_engine, resolve_engine
+from img2img.engines import ENV_ENGINE, Engine, engine_from_environment, open_onnx_engine, resolve_engine
 from img2img.errors import ImageError, UsageError
 from img2img.imageio import ModelInput, from_model_output, to_model_input
 from img2img.tiling import TilePlan, TileSettings, translate_tiled
@@ -224,15 +224,22 @@ class Translator:
 
             if precision not in ("auto", "fp32"):
                 raise UsageError(f"{path}: ONNX models run in float32, not {precision}", hint="use --precision auto or fp32")
-            if engine is not None and engine.strip().lower() == "torch":  # $IMG2IMG_ENGINE is only a default
+            if engine is None:
+                engine_from_environment()  # only a default here, but a typo in it is still one
+            elif engine.strip().lower() == "torch":  # $IMG2IMG_ENGINE is only a default
                 raise UsageError(f"{path}: an ONNX model runs in onnxruntime, not torch", hint="leave out --engine")
             loaded = OnnxGenerator(path, device=device).loaded()
             self.device, self.dtype = torch.device("cpu"), torch.float32
             self.engine, requested = Engine("onnxruntime", "an ONNX model"), "onnxruntime"
         else:
+            requested = engine_from_environment() if engine is None else engine
+            if requested.strip().lower() == "onnxruntime":
+                # The engine asked for runs float32 on the CPU: 'auto' follows it there, rather
+                # than picking bf16 (native-bf16 CPUs) or CUDA and refusing the engine.
+                device = "cpu" if str(device).strip().lower() == "auto" else device
+                precision = "fp32" if precision == "auto" else precision
             self.device = resolve_device(device)
             self.dtype = resolve_precision(precision, self.device)
-            requested = engine_from_environment() if engine is None else engine
             if isinstance(model, LoadedGenerator):
                 loaded = LoadedGenerator(copy.deepcopy(model.net).to(self.device), model.metadata, model.path)
             else:
@@ -240,6 +247,7 @@ class Translator:
             self.engine = resolve_engine(
                 requested, self.device, self.dtype, weights=path, expected_images=expected_images,
                 arch=loaded.metadata.generator.arch,
+                asked_as="--engine onnxruntime" if engine is not None else f"{ENV_ENGINE}={requested.strip()}",
             )  # fmt: skip
         self.metadata: WeightsMetadata = loaded.metadata
         self.path = loaded.path
@@ -259,7 +267,7 @@ class Translator:
         # the tiles (they share normalisation statistics through its norm layers).
         self._onnx = None
         if self.engine.name == "onnxruntime" and isinstance(self.net, nn.Module):
-            self._onnx = open_onnx_engine(self.path, required=engine_required)
+            self._onnx = open_onnx_engine(self.path, required=engine_required, reference=self._forward)
             if self._onnx is None:
                 self.engine = Engine("torch", "onnxruntime failed")
         if not isinstance(self.net, nn.Module):  # an ONNX session

@@ -316,9 +316,10 @@ def cache_dir() -> Path:
 
 
 def remove_stale_cache_temporaries() -> None:
-    """Remove the temporaries of killed processes anywhere in the cache: downloads (``models/``)
-    and conversions (``converted/``), whichever part a run looks in. Once per folder per process."""
-    for folder in ("models", "converted"):
+    """Remove the temporaries of killed processes anywhere in the cache: downloads (``models/``),
+    conversions (``converted/``) and translate's ONNX copies (``onnx/``, img2img.engines),
+    whichever part a run looks in. Once per folder per process."""
+    for folder in ("models", "converted", "onnx"):
         remove_stale_temporaries(cache_dir() / folder)
 
 

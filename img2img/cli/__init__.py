@@ -77,6 +77,16 @@ def _interrupted(exc: Interrupted, written_before: int) -> None:
     error(f"interrupted by {exc.signal_name}: {summary}; no partial files left")
 
 
+def _signalled_into(exc: BaseException, written_before: int) -> None:
+    """A stop signal that code outside ours turned into another error (an import of onnxruntime
+    that fails with "initialization failed", torch's tracer) ends as the signal: the message
+    and exit code of an interruption, not a false error with exit 1."""
+    signum = _signals.received()
+    if signum is not None:
+        _interrupted(Interrupted(signum), written_before)
+        sys.exit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs the app and turns our typed errors into exit codes."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -92,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
             if debug:
                 raise
             cause = exc.__context__
-            if isinstance(cause, Img2ImgError):
+            if isinstance(cause, Img2ImgError) and not exc.__suppress_context__:
                 # The signal came while an error was on its way out (torchrun stops the other
                 # processes when one fails): the error is what happened.
                 if not getattr(cause, "quiet", False):
@@ -103,6 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         except Img2ImgError as exc:
             if debug:
                 raise
+            _signalled_into(exc, written_before)
             if not getattr(exc, "quiet", False):  # quiet: rank 0 reports it for every process
                 error(str(exc))
             sys.exit(exc.exit_code)
@@ -114,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         except Exception as exc:  # anything unexpected is still one line unless --debug
             if debug:
                 raise
+            _signalled_into(exc, written_before)
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             error(f"{type(exc).__name__}: {detail} (run again with --debug for the traceback)")
             sys.exit(1)

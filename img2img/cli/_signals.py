@@ -74,11 +74,18 @@ def installed() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+def received() -> int | None:
+    """The stop signal that arrived during this command, or None."""
+    return _received
+
+
 def raise_if_received() -> None:
     """Raise Interrupted when a stop signal arrived while code that swallows exceptions ran
-    (torch's ONNX exporter turns the Interrupted its tracer meets into other errors)."""
+    (torch's ONNX exporter turns the Interrupted its tracer meets into other errors). The error
+    being handled, if any, is the signal's doing: the Interrupted does not carry it as its
+    context (``from None``), so the CLI reports the signal, not that error."""
     if _received is not None:
-        raise Interrupted(_received)
+        raise Interrupted(_received) from None
 
 
 def _handle(signum: int, frame: FrameType | None) -> None:
@@ -94,4 +101,4 @@ def _handle(signum: int, frame: FrameType | None) -> None:
     os.kill(os.getpid(), signum)
 
 
-__all__ = ["Interrupted", "STOP_SIGNALS", "install", "installed", "raise_if_received"]
+__all__ = ["Interrupted", "STOP_SIGNALS", "install", "installed", "raise_if_received", "received"]

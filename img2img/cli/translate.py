@@ -210,7 +210,8 @@ def translate(
         device=device,
         precision=precision.value,
         engine=engine.value if engine else None,
-        expected_images=found[0],
+        # Nothing left to write (--skip-existing, an empty --shard part): no export to pay for.
+        expected_images=found[0] if jobs else 0,
         direction=direction.value if direction else None,
         tile=tile,
         tile_overlap=tile_overlap,
