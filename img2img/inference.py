@@ -166,6 +166,7 @@ class TranslateResult:
     error: ImageError | None
     seconds: float  # this image's share of the compute time
     tiling: TilePlan | None = None  # how the image was tiled; None: one pass
+    engine: str | None = None  # what ran the network for it: "torch" or "onnxruntime" (None: failed)
 
 
 class Translator:
@@ -473,7 +474,8 @@ class Translator:
             return
         seconds = (time.perf_counter() - start) / len(batch)
         for (key, item), pixels in zip(batch, outputs):
-            yield TranslateResult(key, from_model_output(pixels, item.alpha, item.icc_profile), None, seconds)
+            # self.engine is read after the batch ran: an onnxruntime failure in it switched to torch.
+            yield TranslateResult(key, from_model_output(pixels, item.alpha, item.icc_profile), None, seconds, engine=self.engine.name)
 
     def _translate_inputs(self, inputs: list[ModelInput]) -> list[np.ndarray]:
         """ModelInputs of one padded size -> uint8 H x W x C arrays, each at its own size."""
@@ -547,7 +549,7 @@ class Translator:
             message = f"out of memory translating a {width}x{height} image in {plan.tile_width}x{plan.tile_height} tiles"
             return TranslateResult(key, None, ImageError(message, hint="try a smaller --tile"), 0.0, plan)
         image = from_model_output(pixels, item.alpha, item.icc_profile)
-        return TranslateResult(key, image, None, time.perf_counter() - start, plan)
+        return TranslateResult(key, image, None, time.perf_counter() - start, plan, engine="torch")  # tiles: PyTorch
 
 
 def load_model(model: str | os.PathLike[str], device: str | torch.device = "cpu") -> LoadedGenerator:

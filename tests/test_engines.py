@@ -6,6 +6,7 @@ The rest of the suite pins IMG2IMG_ENGINE=torch (conftest), so these tests unset
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -208,9 +209,10 @@ def test_an_onnxruntime_failure_mid_run_hands_over_to_pytorch(tmp_path, avx2, ca
 
     translator._onnx = failing
     with caplog.at_level(logging.WARNING, logger="img2img"):
-        got = pixels(translator.translate_image(image()))
-    assert np.array_equal(got, expected)
+        [result] = translator.translate_stream([("a", translator.to_input(image()))])
+    assert np.array_equal(pixels(result.image), expected)
     assert translator.engine.name == "torch"
+    assert result.engine == "torch"  # what ran this image, after the hand-over
     assert any("onnxruntime failed" in r.getMessage() for r in caplog.records)
 
 
@@ -279,6 +281,30 @@ def test_translate_cli_default_engine_on_a_folder(tmp_path, avx2, capsys, monkey
     assert code == 0 and err == ""  # cached: nothing to say
     for i in range(3):
         assert np.array_equal(pixels(Image.open(tmp_path / "out" / f"{i}.png")), pixels(Image.open(tmp_path / "out2" / f"{i}.png")))
+
+
+@needs_onnx
+def test_json_lines_say_which_engine_ran_each_image(tmp_path, avx2, capsys, monkeypatch):
+    monkeypatch.setattr(engines, "EXPORT_MIN_IMAGES", 2)
+    weights = model(tmp_path)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    image((40, 28), seed=1).save(inputs / "small.png")
+    image((150, 90), seed=2).save(inputs / "large.png")
+
+    def engines_of(*options) -> dict[str, str]:
+        out_dir = tmp_path / f"out{len(list(tmp_path.glob('out*')))}"
+        code, out, err = run(["translate", inputs, "-m", weights, "--out-dir", out_dir, "--json", "--device", "cpu", *options], capsys)
+        assert code == 0, err
+        return {Path(line["input"]).name: line["engine"] for line in map(json.loads, out.splitlines())}
+
+    assert engines_of() == {"small.png": "onnxruntime", "large.png": "onnxruntime"}
+    assert engines_of("--engine", "torch") == {"small.png": "torch", "large.png": "torch"}
+    # an image larger than --tile goes in tiles, which run in PyTorch whatever the engine
+    assert engines_of("--tile", "64") == {"small.png": "onnxruntime", "large.png": "torch"}
+    onnx_file = engines.cached_export_path(weights)
+    code, out, err = run(["translate", inputs / "small.png", "-m", onnx_file, "-o", tmp_path / "o.png", "--json"], capsys)
+    assert code == 0 and json.loads(out)["engine"] == "onnxruntime"
 
 
 @needs_onnx

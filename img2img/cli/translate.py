@@ -75,7 +75,8 @@ _HELP = "\n\n".join(
         "blended without seams; --tile SIZE always tiles, --tile off never does. Images above "
         "Pillow's decompression-bomb limit (about 179 megapixels) are refused unless --max-pixels "
         "(or IMG2IMG_MAX_PIXELS) allows them. With --json, ok lines also carry \"tiling\": null or "
-        '{"tile", "overlap", "tiles", "grid", "stats"}.',
+        '{"tile", "overlap", "tiles", "grid", "stats"}, and \"engine\": \"torch\" or \"onnxruntime\" (what '
+        'ran the network for that image: see --engine).',
         "Exit status: 0 all written (or skipped); 1 some input failed (one line on stderr each, "
         "the others are still written); 2 usage error; 130/143/129 stopped by SIGINT/SIGTERM/SIGHUP.",
     )
@@ -355,7 +356,7 @@ def _run(
             reporter.failed(job.label, job.output, f"{job.label}: {exc}")
             continue
         seconds = read_seconds.pop(result.key) + result.seconds + time.perf_counter() - start
-        reporter.done(job, result.image.size, seconds, tiling=result.tiling)
+        reporter.done(job, result.image.size, seconds, tiling=result.tiling, engine=result.engine)
 
 
 class _Reporter:
@@ -411,7 +412,7 @@ class _Reporter:
         self._json(label, output, {"status": "skipped"})
         self._advance()
 
-    def done(self, job: Job, size: tuple[int, int], seconds: float, tiling=None) -> None:
+    def done(self, job: Job, size: tuple[int, int], seconds: float, tiling=None, engine: str | None = None) -> None:
         self.written += 1
         self._json(
             job.label,
@@ -422,6 +423,7 @@ class _Reporter:
                 "seconds": round(seconds, 4),
                 "status": "ok",
                 "tiling": None if tiling is None else tiling.as_dict(),
+                "engine": engine,
             },
         )
         self._advance()
