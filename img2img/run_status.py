@@ -17,9 +17,12 @@ the iterations done; ``checkpoint`` is where the last checkpoint was written.
 
 A process killed with ``kill -9`` (or by the OOM killer, or a power cut) cannot write its end:
 it leaves ``running``. :func:`describe` tells the two apart with ``os.kill(pid, 0)`` when the
-file's host is this host (a process id that has been reused since is taken for the run: rare,
-and the next look after that process ends says it); a run recorded on another host is
-``unknown``, since this machine cannot see that one's processes.
+file's host is this host; a run recorded on another host is ``unknown``, since this machine
+cannot see that one's processes. A process id can be reused by another process after the run's
+has died (in a container, the first processes get the same small ids at every start), so on
+Linux the record also holds ``process_start``, the boot id and the process's start time in
+clock ticks (``/proc/PID/stat`` field 22): a live process with the run's id but another start
+is not the run.
 
 This module imports neither torch nor anything heavy: ``img2img report`` uses it.
 """
@@ -57,6 +60,7 @@ class StatusWriter:
             "schema": SCHEMA,
             "state": "running",
             "pid": os.getpid(),
+            "process_start": process_start(os.getpid()),
             "host": socket.gethostname(),
             "started": _now(),
             "updated": None,
@@ -113,11 +117,32 @@ def read_status(root: str | os.PathLike[str]) -> dict[str, Any] | None:
     return record
 
 
-def process_alive(pid: int, host: str | None) -> bool | None:
-    """Whether process ``pid`` of ``host`` exists: None when ``host`` is not this machine
-    (its processes cannot be seen from here)."""
+def process_start(pid: int) -> str | None:
+    """Which process ``pid`` is, across reuse of its id: ``"BOOT_ID:START_TICKS"`` from Linux's
+    ``/proc/sys/kernel/random/boot_id`` and field 22 of ``/proc/PID/stat`` (start time in clock
+    ticks since boot; proc(5)). None where /proc does not say (not Linux, no such process)."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", encoding="ascii", errors="replace") as stat:
+            text = stat.read()
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as boot:
+            boot_id = boot.read().strip()
+    except (OSError, ValueError):
+        return None
+    # Field 2 (the command name, in parentheses) may hold spaces and parentheses: split after it.
+    fields = text[text.rfind(")") + 2 :].split()
+    return f"{boot_id}:{fields[19]}" if len(fields) > 19 else None
+
+
+def process_alive(pid: int, host: str | None, start: str | None = None) -> bool | None:
+    """Whether process ``pid`` of ``host`` exists and, when ``start`` (from
+    :func:`process_start`) is given and this system can tell, is the process that started then:
+    None when ``host`` is not this machine (its processes cannot be seen from here)."""
     if host != socket.gethostname():
         return None
+    if isinstance(start, str):
+        now = process_start(pid)
+        if now is not None:
+            return now == start  # the same id and start: the same process; else it is gone
     if pid == os.getpid():
         return True
     try:
@@ -160,7 +185,7 @@ def describe(record: Mapping[str, Any]) -> str:
         reason = f": {record['reason']}" if isinstance(record.get("reason"), str) else ""
         return f"stopped: failed at epoch {epoch + 1} ({checkpoint}){reason}"
     pid, host = record["pid"], record.get("host")
-    alive = process_alive(pid, host)
+    alive = process_alive(pid, host, record.get("process_start"))
     if alive is None:
         return f"unknown (running on {host}, pid {pid}, when last seen; {checkpoint})"
     if alive:

@@ -17,6 +17,7 @@ import pytest
 
 from img2img.config import Pix2PixConfig
 from img2img.report import read_run
+from img2img.run_status import process_start
 from img2img.testing.synthetic import write_shapes_dataset
 from img2img.train import train_pix2pix
 
@@ -94,6 +95,32 @@ def test_a_run_whose_process_is_gone_ended_unexpectedly(shapes, tmp_path):
     run = _stopped_run(shapes, tmp_path / "run", pid=gone.pid)
     status = read_run(run).status
     assert status == "ended unexpectedly (the process is gone; last checkpoint: end of epoch 1, iteration 3)"
+
+
+def test_a_live_process_that_reused_the_run_s_process_id_is_not_the_run(shapes, tmp_path):
+    """After a kill -9 (or a container restart) another process can hold the run's id: the
+    record's start time tells them apart where the system says when a process started."""
+    run = _stopped_run(shapes, tmp_path / "run")
+    ours = process_start(os.getpid())
+    if ours is None:
+        pytest.skip("this system does not say when a process started (/proc)")
+    assert _status(run)["process_start"] == ours  # the trainer (this process) recorded its start
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        start = process_start(other.pid)
+        boot, ticks = start.rsplit(":", 1)
+
+        def status_with(**changes) -> str:
+            (run / "status.json").write_text(json.dumps({**_status(run), "pid": other.pid, **changes}))
+            return read_run(run).status
+
+        assert status_with(process_start=f"{boot}:{int(ticks) - 1}").startswith("ended unexpectedly (the process is gone;")
+        assert status_with(process_start=f"{'1' if boot[0] == '0' else '0'}{boot[1:]}:{ticks}").startswith("ended unexpectedly")  # another boot
+        assert status_with(process_start=start).startswith(f"in progress (pid {other.pid} on ")
+        assert status_with(process_start=None).startswith(f"in progress (pid {other.pid} on ")  # older records
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_a_run_of_another_host_is_unknown(tmp_path):
