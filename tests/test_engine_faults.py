@@ -15,26 +15,9 @@ import torch
 from PIL import Image
 
 from img2img import engines
-from img2img.cli import main
-from test_engines import image, model, needs_onnx, pixels
+from test_engines import avx2, image, model, needs_onnx, pixels, run  # noqa: F401 (avx2: a fixture)
 
 from img2img.inference import Translator
-
-
-@pytest.fixture
-def avx2(monkeypatch, tmp_path):
-    """A CPU of the class where auto picks onnxruntime, an empty cache, no engine pinned."""
-    monkeypatch.setattr(engines, "cpu_class", lambda: "avx2")
-    monkeypatch.setenv("IMG2IMG_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv(engines.ENV_ENGINE, raising=False)
-    return tmp_path / "cache" / "onnx"
-
-
-def run(args, capsys):
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return info.value.code or 0, out, err
 
 
 @needs_onnx
