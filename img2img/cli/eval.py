@@ -29,10 +29,6 @@ _HELP = "\n\n".join(
         "CycleGAN layout: testA-> vs testB, or testB-> vs testA for a BtoA model; give --model "
         "twice for both directions); --fake DIR --real DIR (FID, KID, IS of images made "
         "elsewhere); --fake DIR --target DIR (PSNR, SSIM, LPIPS).",
-        "The Inception is the standard FID one (pt_inception-2015-12-05); scores agree with "
-        "torch-fidelity, or with clean-fid's clean mode under --resize clean. Weights are looked "
-        "for in --inception-weights/--lpips-weights, img2img's cache, torch hub's cache, then "
-        "downloaded (checked by sha256). A real folder's features are cached.",
         "Exit status: 0 all measured; 1 some input could not be read (one line on stderr each, "
         "left out and counted); 2 usage error.",
     )

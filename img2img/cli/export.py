@@ -15,13 +15,9 @@ _HELP = "\n\n".join(
         "Batch, height and width are dynamic (height and width multiples of the network's size "
         "multiple: 4 for ResNet generators, 2^depth for U-Nets) unless --static HEIGHTxWIDTH fixes "
         "them (batch 1). Input and output: NCHW float32 in [-1, 1], RGB (or grayscale).",
-        "The exported file is run with onnxruntime on two input sizes (one a batch of 2) and "
-        "compared with PyTorch; the maximum absolute difference is printed, and above --tolerance "
-        "the export fails (exit 1) and no file is written. --no-check skips this.",
-        "--quantize int8 then quantises the checked model with onnxruntime (static, QOperator, "
-        "per-channel int8 weights), calibrated on --calibration DIR's images (every other one held "
-        "out) or on procedural scenes; it is kept only if its 8-bit output reaches 35 dB PSNR "
-        "against the fp32 model's on the held-out images, else the export fails (exit 1), no file written.",
+        "The file is kept only if onnxruntime's outputs match PyTorch's within --tolerance "
+        "(--no-check skips this); --quantize int8 keeps an int8 model only at 35 dB PSNR or more "
+        "against fp32. Otherwise exit 1 and no file is written.",
         'Needs the onnx extra: pip install "img2img\\[onnx]".',
     )
 )

@@ -20,10 +20,10 @@ def report(
         False, "--link-images", help="Link the sample grids by relative path instead of embedding them (large runs)."
     ),
 ) -> None:
-    """Write a self-contained HTML report: status, config, loss and validation charts, speed,
-    sample grids per epoch, weights. Several runs: their curves overlaid on shared axes.
+    """Write a run's self-contained HTML report (several runs: their curves overlaid).
 
-    Training writes RUN/report.html at every epoch's end; this builds it on demand, for
+    The page holds the status, config, loss and validation charts, speed, sample grids per
+    epoch and the weights. Training writes RUN/report.html at every epoch's end; this builds it on demand, for
     finished, interrupted and running runs."""
     from img2img.report import write_report
 

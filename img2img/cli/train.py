@@ -217,7 +217,7 @@ AmpDtypeOpt = Annotated[AmpDtype, typer.Option("--amp-dtype", help="bf16 (CPU or
 ChannelsLastOpt = Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help="Channels-last memory layout (default: on for the CPU, except with a ResNet generator, where it is slower).", show_default=False, rich_help_panel=SPEED)]
 CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the networks (slow start).", rich_help_panel=SPEED)]
 SyncBnOpt = Annotated[bool, typer.Option("--sync-bn", help="With several processes: batch norm statistics over the global batch (SyncBatchNorm; CUDA only).", rich_help_panel=SPEED)]
-NprocOpt = Annotated[Optional[int], typer.Option("--nproc", min=1, metavar="N", help="Train in N processes on this machine, one per GPU (hands over to torchrun; --batch-size is per process). Several machines: torchrun, see the README.", show_default=False, rich_help_panel=SPEED)]
+NprocOpt = Annotated[Optional[int], typer.Option("--nproc", min=1, metavar="N", help="Train in N processes on this machine, one per GPU (hands over to torchrun; --batch-size is per process). Several machines: torchrun (docs/distributed.md).", show_default=False, rich_help_panel=SPEED)]
 
 
 def use_max_pixels(max_pixels: Optional[int]) -> None:

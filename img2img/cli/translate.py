@@ -50,35 +50,13 @@ class EngineChoice(str, Enum):
 _HELP = "\n\n".join(
     (
         "Translate images with a trained generator. Outputs have the inputs' size.",
-        "Name the output: -o FILE for one input, --out-dir DIR for any number. There is no default "
-        "for files, so nothing is written where you did not ask. INPUT - reads one image from "
-        "stdin and writes PNG to stdout (or to -o FILE); -o - writes the image to stdout "
-        "(--ext sets its format).",
-        "An output that exists, even one another process wrote a moment ago, is an error for "
-        "that input unless --overwrite; --skip-existing keeps it and writes only the missing ones "
-        "(re-run an interrupted batch with it). An input is never overwritten. Each output is "
-        "written under a temporary name and moved into place, so no file is ever half written, "
-        "and Ctrl-C, SIGTERM or SIGHUP leave no temporary behind.",
-        "Grayscale stays grayscale with a one-channel model; alpha is kept where the output format "
-        "can hold it. In folders, hidden files and files without an image extension are skipped; "
-        "symbolic links are followed; FIFOs, sockets and devices are skipped with a note.",
-        'With --json, each input gives one line on stdout: {"input", "output", "width", "height", '
-        '"seconds", "status": "ok", "tiling"}, {"input", "output", "status": "skipped"} or {"input", '
-        '"output", "status": "error", "error"}, in the order they finish; names that are not '
-        'UTF-8 also come as base64 in "input_bytes"/"output_bytes".',
-        "--shard K/N (K from 0 to N-1) translates only the K-th of N disjoint parts of the inputs, "
-        "for job arrays: N processes given the same INPUTs and --out-dir cover every input exactly "
-        "once, whatever the order of listing. A part is chosen by a hash of each output's name. "
-        "With --json each line also has \"shard\": \"K/N\". Re-run a failed part with --skip-existing.",
-        "Large images: with --tile auto (the default) an image that would not fit in memory in one "
-        "pass is translated in overlapping tiles, normalised with statistics of the whole image and "
-        "blended without seams; --tile SIZE always tiles, --tile off never does. Images above "
-        "Pillow's decompression-bomb limit (about 179 megapixels) are refused unless --max-pixels "
-        "(or IMG2IMG_MAX_PIXELS) allows them. With --json, ok lines also carry \"tiling\": null or "
-        '{"tile", "overlap", "tiles", "grid", "stats"}, and \"engine\": \"torch\" or \"onnxruntime\" (what '
-        'ran the network for that image: see --engine).',
-        "Exit status: 0 all written (or skipped); 1 some input failed (one line on stderr each, "
-        "the others are still written); 2 usage error; 130/143/129 stopped by SIGINT/SIGTERM/SIGHUP.",
+        "Name the output: -o FILE for one input, --out-dir DIR for any number (names relative to "
+        "each folder or glob are kept). INPUT - reads stdin; -o - writes stdout. An existing output "
+        "is an error unless --overwrite or --skip-existing; nothing is ever left half written.",
+        "--engine auto runs ResNet generators in onnxruntime on CPUs without native bf16 when INPUT "
+        "holds 32 images or more; --tile auto translates images too large for memory in tiles.",
+        "Exit status: 0 all written (or skipped); 1 some input failed (one line on stderr each); "
+        "2 usage error; 130/143/129 stopped by SIGINT/SIGTERM/SIGHUP.",
     )
 )
 
@@ -88,8 +66,7 @@ def translate(
     inputs: List[str] = typer.Argument(
         ...,
         metavar="INPUT",
-        help="Image files, folders (searched recursively), globs (quoted globs are expanded "
-        "here, ** included) or - for one image on stdin.",
+        help="Image files, folders, quoted globs (** included), or - for stdin.",
         show_default=False,
     ),
     model: str = typer.Option(..., "--model", "-m", help="A weights file or a model name."),
@@ -97,24 +74,22 @@ def translate(
         None,
         "-o",
         "--output",
-        help="Output file for a single input; its extension sets the format. - writes to stdout.",
+        help="Output file for one input; - for stdout.",
     ),
     out_dir: Optional[Path] = typer.Option(
         None,
         "--out-dir",
-        help="Output folder for any number of inputs; names relative to each folder (or glob) "
-        "input are kept.",
+        help="Output folder for many inputs (relative names kept).",
     ),
     ext: Optional[str] = typer.Option(
         None,
         "--ext",
-        help="With --out-dir or stdout: output format (png, jpg, ...), checked before any work. "
-        "Default: the input's extension when a translation can be written in it, else png.",
+        help="Format for --out-dir or stdout (default: the input's).",
     ),
     direction: Optional[Direction] = typer.Option(
         None, help="Check that the weights map this direction (they map only one)."
     ),
-    device: str = typer.Option("auto", help="auto (CUDA if available, else CPU), cpu, cuda, cuda:N or mps."),
+    device: str = typer.Option("auto", help="auto (CUDA if any), cpu, cuda, cuda:N, mps."),
     precision: PrecisionChoice = typer.Option(
         PrecisionChoice.auto,
         help="auto: bf16 on CPUs with native bf16, fp16 on CUDA, else fp32 (output within "
@@ -135,10 +110,10 @@ def translate(
     skip_existing: bool = typer.Option(
         False,
         "--skip-existing",
-        help="Keep outputs that exist and write only the missing ones (exit 0 when all are there).",
+        help="Write only the missing outputs (exit 0 when all exist).",
     ),
     as_json: bool = typer.Option(
-        False, "--json", help="Print one JSON object per input on stdout (status ok, skipped or error)."
+        False, "--json", help="One JSON object per input on stdout."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (errors are still shown)."),
     stdin_limit: str = typer.Option(
