@@ -377,3 +377,22 @@ def test_the_cache_holds_one_file_at_a_time(tmp_path):
         tracemalloc.stop()
     assert found.cache == "miss" and len(found) == 24
     assert peak < total / 4, (peak, total)  # the files' bytes were all held: more than total
+
+
+def test_a_file_changed_while_it_is_measured_is_not_cached(tmp_path, monkeypatch):
+    from img2img.eval import features
+
+    folder = _folder(tmp_path / "real", 3, seed=1)
+    original = features.cache_key
+
+    def key_then_change(items, settings):
+        key = original(items, settings)  # hashed as it was ...
+        Image.fromarray(np.zeros((12, 16, 3), np.uint8)).save(folder / "1.png")  # ... then replaced
+        return key
+
+    monkeypatch.setattr(features, "cache_key", key_then_change)
+    notes: list[str] = []
+    found, _ = _extract(folder, tmp_path / "cache", notes)
+    assert found.cache == "unwritten" and len(found) == 3
+    assert "1.png changed while it was being measured" in notes[0]
+    assert not (tmp_path / "cache" / "features").exists() or not list((tmp_path / "cache" / "features").iterdir())
