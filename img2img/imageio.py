@@ -370,7 +370,7 @@ def naming(label: str, exc: ImageError) -> ImageError:
     code that read it does. An error that already names ``label`` is returned as it is."""
     if str(exc).startswith(f"{label}: "):
         return exc
-    return ImageError(f"{label}: {exc}")
+    return ImageError(f"{label}: {exc.message}", hint=exc.hint)  # the hint stays apart
 
 
 def natural_channels(mode: str) -> int:

@@ -396,3 +396,38 @@ def test_a_file_changed_while_it_is_measured_is_not_cached(tmp_path, monkeypatch
     assert found.cache == "unwritten" and len(found) == 3
     assert "1.png changed while it was being measured" in notes[0]
     assert not (tmp_path / "cache" / "features").exists() or not list((tmp_path / "cache" / "features").iterdir())
+
+
+def test_translator_hints_naming_options_eval_lacks_are_left_out(tmp_path):
+    """The translator is translate's: its "try a smaller --tile" is advice eval cannot take."""
+    from types import SimpleNamespace
+
+    from img2img.errors import ImageError
+    from img2img.eval import EvalSettings, Evaluator
+    from img2img.eval.data import Comparison
+    from img2img.eval.features import ImageItem
+    from img2img.eval.run import Hooks
+    from img2img.inference import TranslateResult
+
+    class OutOfMemoryTranslator:
+        config = SimpleNamespace(output_nc=3)
+
+        def to_input(self, image):
+            return image
+
+        def translate_stream(self, items, batch_size=1):
+            for key, _ in items:
+                error = ImageError("out of memory translating a 48x40 image in 32x32 tiles", hint="try a smaller --tile")
+                yield TranslateResult(key, None, error, 0.0)
+
+    folder = _gray_copies(tmp_path, count=1)["8bit"]
+    item = ImageItem(str(folder / "0.png"), path=folder / "0.png", name="0.png")
+    messages = {}
+    for options in (None, _eval_options()):
+        errors: list[str] = []
+        evaluator = Evaluator(EvalSettings(metrics=("psnr",), device="cpu", options=options), Hooks(error=errors.append))
+        comparison = Comparison(label="x", inputs=[item], targets={"0.png": item})
+        assert evaluator.evaluate(comparison, OutOfMemoryTranslator())["samples"]["failed"] == 1
+        (messages[options is None],) = errors
+    assert "--tile" in messages[True]  # as a library: the translator's own words
+    assert "out of memory translating" in messages[False] and "--tile" not in messages[False]

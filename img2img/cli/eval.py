@@ -87,6 +87,7 @@ def eval_(
         metrics=_parse_metrics(metrics), resize=resize.value, device=device, batch_size=batch_size,
         inception_weights=str(inception_weights) if inception_weights else None,
         lpips_weights=str(lpips_weights) if lpips_weights else None, use_cache=not no_cache,
+        options=_options_of_this_command(),
     )  # fmt: skip
     if max_pixels is not None:
         from img2img.imageio import use_max_pixels
@@ -124,6 +125,16 @@ def eval_(
 
 
 # --- options -----------------------------------------------------------------------------------
+
+
+def _options_of_this_command() -> frozenset[str] | None:
+    """eval's own option names (--batch-size, ...), so that messages name only those."""
+    import click
+
+    context = click.get_current_context(silent=True)
+    if context is None:
+        return None
+    return frozenset(opt for param in context.command.params for opt in (*param.opts, *param.secondary_opts))
 
 
 def _parse_metrics(text: str | None) -> tuple[str, ...] | None:

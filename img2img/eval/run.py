@@ -45,6 +45,9 @@ class EvalSettings:
     inception_weights: str | None = None
     lpips_weights: str | None = None
     use_cache: bool = True
+    # The options of the command running the evaluation (e.g. {"--batch-size", ...}), when it
+    # is a command: hints of the shared translator that name another option are left out.
+    options: frozenset[str] | None = None
     kid_subsets: int = M.KID_SUBSETS
     kid_subset_size: int = M.KID_SUBSET_SIZE
     is_splits: int = M.IS_SPLITS
@@ -228,6 +231,18 @@ class Evaluator:
 
     # -- internals
 
+    def _own_words(self, error: Exception) -> str:
+        """``error`` as this command can say it: a hint naming an option the command does not
+        have (the translator's "try a smaller --tile" under `eval`) is left out."""
+        hint = getattr(error, "hint", None)
+        if hint and self.settings.options is not None:
+            import re
+
+            named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", hint))
+            if not named <= self.settings.options:
+                return getattr(error, "message", str(error))
+        return str(error)
+
     def _fail(self, outcome: _Outcome, message: str, label: str | None = None) -> None:
         """Report one failed input, once: a file that fails on the Inception path and again in
         the paired scores is one line and one count."""
@@ -252,7 +267,7 @@ class Evaluator:
                 try:
                     yield index, translator.to_input(read_item(item))
                 except ImageError as exc:
-                    self._fail(outcome, str(naming(item.label, exc)), item.label)
+                    self._fail(outcome, self._own_words(naming(item.label, exc)), item.label)
                     self.hooks.advance(1)
 
         results: dict[int, ImageItem] = {}
@@ -260,7 +275,7 @@ class Evaluator:
             item = inputs[result.key]
             self.hooks.advance(1)
             if result.error is not None:
-                self._fail(outcome, f"{item.label}: {result.error}", item.label)
+                self._fail(outcome, f"{item.label}: {self._own_words(result.error)}", item.label)
                 continue
             name = item.name or Path(item.label).name
             if save_outputs is not None:
