@@ -25,8 +25,8 @@ from img2img.eval import metrics as M
 from img2img.eval.data import Comparison, pair_by_name, read_folder
 from img2img.eval.features import FeatureSet, ImageItem, cached_extract, extract, read_item
 from img2img.eval.inception import RESIZE_MODES, FIDInception
-from img2img.imageio import naming
 from img2img.eval.weights import ALEXNET, INCEPTION, FoundWeights, eval_cache_dir, find_weights, load_tensors
+from img2img.imageio import naming
 
 _HIGH_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
