@@ -81,7 +81,9 @@ def main() -> None:
         contiguous._memory_format = torch.contiguous_format
         contiguous.net = contiguous.net.to(memory_format=torch.contiguous_format)
         nets["contiguous"] = contiguous
-        images = [nets["channels_last"].prepare(Image.open(p)) for p in sorted((root / "fake").iterdir())]
+        from img2img.imageio import read_image
+
+        images = [nets["channels_last"].prepare(read_image(p)) for p in sorted((root / "fake").iterdir())]
         variants = [(name, batch) for name in nets for batch in (1, 8)]
         times: dict = {v: [] for v in variants}
         for _ in range(args.rounds):

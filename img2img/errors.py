@@ -81,3 +81,8 @@ class OutputError(Img2ImgError, OSError):
 
 class ExportError(Img2ImgError):
     """An export that failed or whose result does not compute what the source model computes."""
+
+
+class OutOfMemory(Img2ImgError):
+    """The work ran out of memory (torch's CPU allocator, CUDA, numpy or Python): said in one
+    line with what to lower, instead of the allocator's internals."""

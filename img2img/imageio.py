@@ -364,6 +364,15 @@ def load_image(
         raise ImageError(f"{path}: {exc}") from None
 
 
+def naming(label: str, exc: ImageError) -> ImageError:
+    """``exc`` as an ImageError whose message starts with ``label``: the conversions
+    (:func:`to_model_input`, :func:`to_8bit`) do not know which file the image came from, the
+    code that read it does. An error that already names ``label`` is returned as it is."""
+    if str(exc).startswith(f"{label}: "):
+        return exc
+    return ImageError(f"{label}: {exc.message}", hint=exc.hint)  # the hint stays apart
+
+
 def natural_channels(mode: str) -> int:
     """1 for the grayscale family of modes (1, L, LA, La, I, I;16*, F), else 3."""
     return 1 if mode in _GRAY_MODES else 3
@@ -554,6 +563,7 @@ __all__ = [
     "is_image_path",
     "load_image",
     "natural_channels",
+    "naming",
     "note_frames",
     "parse_byte_size",
     "probe_image",

@@ -64,7 +64,7 @@ def procedural_scenes(count: int, size: tuple[int, int], channels: int, seed: in
     The default calibration set when the user gives no images, and the benchmark's."""
     from PIL import Image, ImageFilter
 
-    from img2img.imageio import to_model_input
+    from img2img.imageio import to_8bit, to_model_input
     from img2img.testing.synthetic import palette_scenes
 
     height, width = size
@@ -75,9 +75,9 @@ def procedural_scenes(count: int, size: tuple[int, int], channels: int, seed: in
     for index in range(count):
         scene = palette_scenes(rng, side, max_shapes=5)["A" if index % 2 else "B"]
         noise = noise_rng.normal(128, 40, (side, side)).clip(0, 255).astype(np.uint8)
-        noise_image = Image.fromarray(noise, "L").convert("RGB").filter(ImageFilter.GaussianBlur(2))
+        noise_image = to_8bit(Image.fromarray(noise, "L"), 3).filter(ImageFilter.GaussianBlur(2))
         gradient = Image.linear_gradient("L").resize((side, side)).rotate(rng.choice((0, 90, 180, 270)))
-        image = Image.blend(Image.blend(scene, noise_image, 0.25), gradient.convert("RGB"), 0.2)
+        image = Image.blend(Image.blend(scene, noise_image, 0.25), to_8bit(gradient, 3), 0.2)
         scenes.append(_to_array(to_model_input(image.crop((0, 0, width, height)), channels).pixels))
     return scenes
 
@@ -90,7 +90,8 @@ def folder_images(
     resized to cover ``size`` (antialiased bilinear) and centre-cropped to it: (1, channels,
     H, W) float32 arrays in [-1, 1]. UsageError when the folder cannot be listed; ImageError
     naming a file that cannot be read."""
-    from img2img.imageio import read_image, to_model_input
+    from img2img.errors import ImageError
+    from img2img.imageio import naming, read_image, to_model_input
     from img2img.walk import list_images
 
     folder = Path(folder)
@@ -101,7 +102,10 @@ def folder_images(
         raise UsageError(listing.errors[0])
     arrays = []
     for found in listing.images[:count]:
-        pixels = to_model_input(read_image(found.path), channels).pixels
+        try:
+            pixels = to_model_input(read_image(found.path), channels).pixels
+        except ImageError as exc:  # NaN pixels or an unconvertible mode: say which file
+            raise naming(str(found.path), exc) from None
         arrays.append(_to_array(_cover_crop(pixels, size)))
     return arrays
 

@@ -19,6 +19,7 @@ from typing import List, Optional
 import typer
 
 from img2img.cli._app import app
+from img2img.cli._options import MaxPixelsOpt
 
 _HELP = "\n\n".join(
     (
@@ -70,8 +71,10 @@ def eval_(
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the feature cache."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes (errors are still shown)."),
+    max_pixels: MaxPixelsOpt = None,
 ) -> None:
     """Measure translations; see the help text above."""
+    from img2img.errors import OutOfMemory
     from img2img.eval.run import EvalSettings, Evaluator, Hooks
 
     models = list(model or [])
@@ -80,20 +83,30 @@ def eval_(
         metrics=_parse_metrics(metrics), resize=resize.value, device=device, batch_size=batch_size,
         inception_weights=str(inception_weights) if inception_weights else None,
         lpips_weights=str(lpips_weights) if lpips_weights else None, use_cache=not no_cache,
+        options=_options_of_this_command(),
     )  # fmt: skip
+    if max_pixels is not None:
+        from img2img.imageio import use_max_pixels
+
+        use_max_pixels(max_pixels)  # every reader of this run, the cache key included
     reporter = _Reporter(show_progress=not quiet and sys.stderr.isatty())
     evaluator = Evaluator(settings, Hooks(error=reporter.error, advance=reporter.advance, add_total=reporter.add_total))
     results = []
-    with reporter.progress():
-        for comparison, translator in _plan(models, input_dir, real, fake, target, data, split, device, precision):
-            out_dir = None
-            if save_outputs is not None and translator is not None:
-                out_dir = save_outputs / comparison.direction if len(models) > 1 and comparison.direction else save_outputs
-            result = evaluator.evaluate(comparison, translator, save_outputs=out_dir)
-            if translator is not None:
-                result["model"] = {"path": str(translator.path), "task": translator.metadata.task,
-                                   "direction": translator.metadata.direction, "precision": translator.precision}  # fmt: skip
-            results.append(result)
+    try:
+        with reporter.progress():
+            for comparison, translator in _plan(models, input_dir, real, fake, target, data, split, device, precision):
+                out_dir = None
+                if save_outputs is not None and translator is not None:
+                    out_dir = save_outputs / comparison.direction if len(models) > 1 and comparison.direction else save_outputs
+                result = evaluator.evaluate(comparison, translator, save_outputs=out_dir)
+                if translator is not None:
+                    result["model"] = {"path": str(translator.path), "task": translator.metadata.task,
+                                       "direction": translator.metadata.direction, "precision": translator.precision}  # fmt: skip
+                results.append(result)
+    except OutOfMemory as exc:
+        hint = (f"lower --batch-size (now {batch_size}), e.g. --batch-size {max(1, batch_size // 4)}" if batch_size > 1
+                else "--batch-size is already 1: free memory, or use a machine with more")  # fmt: skip
+        raise OutOfMemory(exc.message, hint=hint) from None
     failed = sum(r["samples"]["failed"] for r in results)
     if as_json:
         typer.echo(json.dumps({"evaluations": results, "failed": failed}, allow_nan=False))
@@ -108,6 +121,16 @@ def eval_(
 
 
 # --- options -----------------------------------------------------------------------------------
+
+
+def _options_of_this_command() -> frozenset[str] | None:
+    """eval's own option names (--batch-size, ...), so that messages name only those."""
+    import click
+
+    context = click.get_current_context(silent=True)
+    if context is None:
+        return None
+    return frozenset(opt for param in context.command.params for opt in (*param.opts, *param.secondary_opts))
 
 
 def _parse_metrics(text: str | None) -> tuple[str, ...] | None:
@@ -193,8 +216,10 @@ def _table(result: dict) -> str:
     scores = result["scores"]
     rows = {
         "fid": lambda s: f"{_num(s['value'])}",
-        "kid": lambda s: f"{_num(s['value'])} ± {_num(s['std'])}  (subset size {s['subset_size']}, {s['subsets']} subsets)",
-        "is": lambda s: f"{_num(s['value'])} ± {_num(s['std'])}  ({s['splits']} splits)",
+        "kid": lambda s: (f"{_num(s['value'])} ± {_num(s['std'])}" if s["std"] is not None else f"{_num(s['value'])} (no spread: see note)")
+        + f"  (subset size {s['subset_size']}, {s['subsets']} subsets)",
+        "is": lambda s: (f"{_num(s['value'])} ± {_num(s['std'])}" if s["value"] is not None else "not estimated (see note)")
+        + f"  ({s['splits']} splits)",
         "psnr": lambda s: (f"{_num(s['value'])} dB" if s["value"] is not None else "inf (identical pairs)") + f"  ({s['pairs']} pairs)",
         "ssim": lambda s: f"{_num(s['value'])}  ({s['pairs']} pairs)",
         "lpips": lambda s: f"{_num(s['value'])}  ({s['pairs']} pairs, AlexNet)",
@@ -253,6 +278,11 @@ class _Reporter:
         self._print(f"img2img: {message}")
 
     def _print(self, line: str) -> None:
+        from img2img.cli._text import one_line
+
+        # File names and messages may come from files and cache entries: never let their
+        # control characters (newlines, terminal escapes) reach the terminal as they are.
+        line = one_line(line)
         if self._progress is not None:
             self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
         else:

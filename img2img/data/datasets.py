@@ -71,7 +71,9 @@ class PairedDataset(Dataset):
 
 
 def _channels(image: Image.Image, channels: int) -> Image.Image:
-    return image.convert("L" if channels == 1 else "RGB")
+    from img2img.imageio import to_8bit  # the one decoder's conversions, as every reader's
+
+    return to_8bit(image, channels)
 
 
 class UnpairedDataset(Dataset):

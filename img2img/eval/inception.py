@@ -60,6 +60,10 @@ class FIDInception:
             with _HANDOVER, _patched(module, "load_state_dict_from_url", lambda *args, **kwargs: tensors):
                 net = module.FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"])
         except RuntimeError as exc:  # load_state_dict: missing, unexpected or misshapen keys
+            from img2img.inference import _is_out_of_memory
+
+            if _is_out_of_memory(exc):
+                raise  # not the weights' fault: the evaluator says so, with what to lower
             lines = str(exc).strip().splitlines()
             detail = " ".join(line.strip() for line in lines[1:3])[:300]
             raise WeightsError(f"{path}: not the FID Inception's layout ({detail})") from None
@@ -73,10 +77,18 @@ class FIDInception:
             self._tf1 = require("torch_fidelity.interpolate_compat_tensorflow").interpolate_bilinear_2d_like_tensorflow1x
 
     def prepare(self, image: Image.Image) -> torch.Tensor:
-        """A PIL image (any mode; converted to RGB as torch-fidelity and clean-fid do) -> what
-        :meth:`features` takes: uint8 (3, H, W) for "tf1", float32 (3, 299, 299) in [0, 255]
-        for "clean" (the CPU part of the resize, done where the images are decoded)."""
-        rgb = np.array(image.convert("RGB"))  # a writable copy
+        """A PIL image (any mode) -> what :meth:`features` takes: uint8 (3, H, W) for "tf1",
+        float32 (3, 299, 299) in [0, 255] for "clean" (the CPU part of the resize, done where the
+        images are decoded).
+
+        The 8-bit RGB pixels come from the project's decoder (:func:`img2img.imageio.to_8bit`),
+        so a 16-bit or float copy of an image gives the same features as its 8-bit copy (Pillow's
+        own ``convert("RGB")`` clips 16-bit data to white and float data to black). Raises
+        ImageError (without the file's name: the caller has it) for a mode that cannot be
+        converted or NaN pixels."""
+        from img2img.imageio import to_8bit
+
+        rgb = np.array(to_8bit(image, 3))  # a writable copy
         if self.resize == "clean":
             return torch.from_numpy(clean_resize(rgb)).permute(2, 0, 1).contiguous()
         return torch.from_numpy(rgb).permute(2, 0, 1)

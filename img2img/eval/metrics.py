@@ -2,9 +2,9 @@
 
 - FID, KID and IS: torch-fidelity's own functions (``fid_features_to_statistics`` +
   ``fid_statistics_to_metric``, ``kid_features_to_metric``, ``isc_features_to_metric``) on
-  features from :mod:`img2img.eval.inception`, with torch-fidelity's defaults except where a
-  small test set needs otherwise (KID's subset size and IS's splits are capped to the number of
-  samples; both are recorded).
+  features from :mod:`img2img.eval.inception`, with torch-fidelity's defaults; KID's subset
+  size is capped to the smaller set (as the KID paper's code and clean-fid do). A score or a
+  spread that cannot be estimated at the sample size is None with a note saying why.
 - PSNR and SSIM: scikit-image (``peak_signal_noise_ratio``, ``structural_similarity``), per
   image pair on [0, 1] floats, averaged over pairs.
 - LPIPS: torchmetrics' LPIPS network (AlexNet variant, v0.1 linear layers) with weights we load.
@@ -98,43 +98,86 @@ def span_coordinates(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, to
 
 def kid(fake: torch.Tensor, real: torch.Tensor, *, subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE) -> dict:
     """Kernel Inception Distance (Bińkowski et al., 2018): unbiased MMD² with the cubic
-    polynomial kernel over ``subsets`` random subsets, mean ± std, by torch-fidelity. The subset
-    size is capped to the smaller sample count (torch-fidelity refuses sets smaller than it)."""
+    polynomial kernel over ``subsets`` random subsets, mean ± std, by torch-fidelity.
+
+    The subset size is ``min(subset_size, len(fake), len(real))``, as in the paper's code and
+    clean-fid (torch-fidelity refuses sets smaller than the subset size); each subset is drawn
+    without replacement with torch-fidelity's seed. When both sets are no larger than that size
+    every subset is the whole of both sets: the value is the unbiased MMD² of the full sets and
+    there is no spread to estimate, so ``std`` is None and a ``note`` says why. UsageError with
+    fewer than 2 samples on either side (the unbiased estimator needs 2)."""
     module = require("torch_fidelity.metric_kid")
     _need(2, "KID", fake, real)
     size = min(subset_size, len(fake), len(real))
+    whole = size == len(fake) and size == len(real)
+    used = 1 if whole else subsets  # every draw would be the same subsets: one is the same mean
     result = module.kid_features_to_metric(
         fake, real,
-        kid_subsets=subsets, kid_subset_size=size, kid_kernel="poly", kid_kernel_poly_degree=KID_DEGREE,
+        kid_subsets=used, kid_subset_size=size, kid_kernel="poly", kid_kernel_poly_degree=KID_DEGREE,
         kid_kernel_poly_gamma=None, kid_kernel_poly_coef0=KID_COEF0, rng_seed=RNG_SEED, verbose=False,
     )  # fmt: skip
-    return {
+    out = {
         "value": result[module.KEY_METRIC_KID_MEAN],
-        "std": result[module.KEY_METRIC_KID_STD],
-        "subsets": subsets,
+        "std": None if whole else result[module.KEY_METRIC_KID_STD],
+        "subsets": used,
         "subset_size": size,
         "subset_size_requested": subset_size,
         "kernel": f"polynomial, degree {KID_DEGREE}, gamma 1/{fake.shape[1]}, coef0 {KID_COEF0}",
         "seed": RNG_SEED,
         **_library("torch-fidelity"),
     }
+    if whole:
+        out["note"] = (
+            f"KID on {len(fake)} fake and {len(real)} real images: subsets of {size} are the whole sets, so the value "
+            "is the unbiased MMD² of the full sets and no spread can be estimated (std null); "
+            f"a std needs more than {size} images on one side"
+        )
+    elif size < subset_size:
+        out["note"] = (
+            f"KID subsets of {size} images instead of {subset_size} (the smaller set has {size}): the value stays "
+            f"unbiased; its std is that of {size}-image subsets, not comparable with published ± figures"
+        )
+    return out
+
+
+IS_MIN_PER_SPLIT = 2  # a split of one image scores exactly 1 whatever the image
 
 
 def inception_score(logits: torch.Tensor, *, splits: int = IS_SPLITS) -> dict:
     """Inception Score (Salimans et al., 2016) of (N, 1008) unbiased logits, mean ± std over
-    ``splits`` splits (capped to N), by torch-fidelity."""
+    ``splits`` splits of the shuffled samples, by torch-fidelity (split i holds samples
+    [i*N//splits, (i+1)*N//splits), its defaults: 10 splits, seed 2020).
+
+    Not estimated (``value`` and ``std`` None, with a ``note``) when a split would hold fewer
+    than :data:`IS_MIN_PER_SPLIT` images, i.e. fewer than ``2 * splits`` samples: a split of one
+    image scores exactly 1. With fewer than 1008 images a split (the number of classes) the
+    score is capped by the split's size (IS <= images per split) and a note says so."""
     module = require("torch_fidelity.metric_isc")
     _need(1, "IS", logits)
-    used = min(splits, len(logits))
-    result = module.isc_features_to_metric(logits, used, True, RNG_SEED)
-    return {
-        "value": result[module.KEY_METRIC_ISC_MEAN],
-        "std": result[module.KEY_METRIC_ISC_STD],
-        "splits": used,
-        "feature": "logits without bias (1008)",
-        "seed": RNG_SEED,
-        **_library("torch-fidelity"),
-    }
+    out = {"splits": splits, "feature": "logits without bias (1008)", "seed": RNG_SEED, **_library("torch-fidelity")}
+    per_split = len(logits) // splits
+    if per_split < IS_MIN_PER_SPLIT:
+        return {
+            "value": None, "std": None, **out,
+            "note": (
+                f"IS not estimated on {len(logits)} images: it needs at least {IS_MIN_PER_SPLIT * splits} "
+                f"({splits} splits of at least {IS_MIN_PER_SPLIT}; a split of one image scores exactly 1)"
+            ),
+        }  # fmt: skip
+    result = module.isc_features_to_metric(logits, splits, True, RNG_SEED)
+    out = {"value": result[module.KEY_METRIC_ISC_MEAN], "std": result[module.KEY_METRIC_ISC_STD], **out}
+    if per_split < logits.shape[1]:
+        out["note"] = (
+            f"IS on {len(logits)} images: each of the {splits} splits holds {_split_sizes(len(logits), splits)}, "
+            f"and a split's IS cannot exceed its image count, so the score is biased low and only comparable "
+            f"at the same number of images (published IS uses 50,000)"
+        )
+    return out
+
+
+def _split_sizes(count: int, splits: int) -> str:
+    low, high = count // splits, -(-count // splits)
+    return f"{low}" if low == high else f"{low} or {high}"
 
 
 def _need(minimum: int, metric: str, *features: torch.Tensor) -> None:

@@ -20,12 +20,13 @@ import numpy as np
 from PIL import Image
 
 from img2img import __version__
-from img2img.errors import ImageError, UsageError, WeightsError
+from img2img.errors import ImageError, OutOfMemory, UsageError, WeightsError
 from img2img.eval import metrics as M
 from img2img.eval.data import Comparison, pair_by_name, read_folder
 from img2img.eval.features import FeatureSet, ImageItem, cached_extract, extract, read_item
 from img2img.eval.inception import RESIZE_MODES, FIDInception
 from img2img.eval.weights import ALEXNET, INCEPTION, FoundWeights, eval_cache_dir, find_weights, load_tensors
+from img2img.imageio import naming
 
 _HIGH_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
@@ -44,6 +45,9 @@ class EvalSettings:
     inception_weights: str | None = None
     lpips_weights: str | None = None
     use_cache: bool = True
+    # The options of the command running the evaluation (e.g. {"--batch-size", ...}), when it
+    # is a command: hints of the shared translator that name another option are left out.
+    options: frozenset[str] | None = None
     kid_subsets: int = M.KID_SUBSETS
     kid_subset_size: int = M.KID_SUBSET_SIZE
     is_splits: int = M.IS_SPLITS
@@ -75,6 +79,7 @@ class Hooks:
 class _Outcome:
     failures: int = 0
     notes: list[str] = field(default_factory=list)
+    failed: set[str] = field(default_factory=set)  # labels already reported: one line per file
 
 
 class Evaluator:
@@ -146,12 +151,27 @@ class Evaluator:
         return tuple(m for m in M.ALL if m in self.settings.metrics)
 
     def evaluate(self, comparison: Comparison, translator=None, *, save_outputs: Path | None = None) -> dict:
-        """Scores for one comparison, as a JSON-ready dict (see the README's eval section)."""
+        """Scores for one comparison, as a JSON-ready dict (see the README's eval section).
+
+        A file that cannot be read or converted is reported once through ``hooks.error`` (one
+        line naming it), counted in ``samples["failed"]`` and left out; the others are scored.
+        Raises OutOfMemory (one line, no allocator internals) when the work does not fit in
+        memory; the CLI adds which option to lower."""
+        from img2img.inference import _is_out_of_memory
+
+        try:
+            return self._evaluate(comparison, translator, save_outputs=save_outputs)
+        except Exception as exc:  # noqa: BLE001 -- only out-of-memory is translated, the rest re-raised
+            if not _is_out_of_memory(exc):
+                raise
+            raise OutOfMemory(f"out of memory measuring {comparison.label} on {self.device}{_allocation(exc)}") from None
+
+    def _evaluate(self, comparison: Comparison, translator, *, save_outputs: Path | None) -> dict:
         metrics = self.metrics_for(comparison)
         self.find_weights(metrics)
         outcome = _Outcome()
-        for _, message in comparison.unmatched:
-            self._fail(outcome, message)
+        for label, message in comparison.unmatched:
+            self._fail(outcome, message, label)
         started = time.perf_counter()
         fakes, gray = self._fakes(comparison, translator, save_outputs, outcome)
         scores: dict = {}
@@ -163,6 +183,8 @@ class Evaluator:
             cache["fake"] = fake_set.cache
             if "is" in metrics:
                 scores["is"] = M.inception_score(fake_set.logits, splits=self.settings.is_splits)
+                if "note" in scores["is"]:
+                    outcome.notes.append(scores["is"]["note"])
             if {"fid", "kid"} & set(metrics):
                 reals = comparison.reals
                 if reals is None:  # explicit FID/KID with only targets: they are the real set
@@ -179,6 +201,8 @@ class Evaluator:
                     scores["kid"] = M.kid(
                         fake_set.pool, real_set.pool, subsets=self.settings.kid_subsets, subset_size=self.settings.kid_subset_size
                     )
+                    if "note" in scores["kid"]:
+                        outcome.notes.append(scores["kid"]["note"])
         if set(metrics) & set(M.PAIRED):
             assert comparison.targets is not None
             paired = self._paired(fakes, comparison.targets, metrics, gray, outcome)
@@ -207,7 +231,25 @@ class Evaluator:
 
     # -- internals
 
-    def _fail(self, outcome: _Outcome, message: str) -> None:
+    def _own_words(self, error: Exception) -> str:
+        """``error`` as this command can say it: a hint naming an option the command does not
+        have (the translator's "try a smaller --tile" under `eval`) is left out."""
+        hint = getattr(error, "hint", None)
+        if hint and self.settings.options is not None:
+            import re
+
+            named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", hint))
+            if not named <= self.settings.options:
+                return getattr(error, "message", str(error))
+        return str(error)
+
+    def _fail(self, outcome: _Outcome, message: str, label: str | None = None) -> None:
+        """Report one failed input, once: a file that fails on the Inception path and again in
+        the paired scores is one line and one count."""
+        if label is not None:
+            if label in outcome.failed:
+                return
+            outcome.failed.add(label)
         outcome.failures += 1
         self.hooks.error(message)
 
@@ -225,8 +267,7 @@ class Evaluator:
                 try:
                     yield index, translator.to_input(read_item(item))
                 except ImageError as exc:
-                    message = str(exc) if str(exc).startswith(item.label) else f"{item.label}: {exc}"
-                    self._fail(outcome, message)
+                    self._fail(outcome, self._own_words(naming(item.label, exc)), item.label)
                     self.hooks.advance(1)
 
         results: dict[int, ImageItem] = {}
@@ -234,7 +275,7 @@ class Evaluator:
             item = inputs[result.key]
             self.hooks.advance(1)
             if result.error is not None:
-                self._fail(outcome, f"{item.label}: {result.error}")
+                self._fail(outcome, f"{item.label}: {self._own_words(result.error)}", item.label)
                 continue
             name = item.name or Path(item.label).name
             if save_outputs is not None:
@@ -253,13 +294,19 @@ class Evaluator:
         memory kept for the life of this evaluator when ``remember`` (a validation set)."""
         self.hooks.add_total(len(items))
         cacheable = cacheable and self.settings.use_cache and all(item.path is not None for item in items)
-        errors = lambda label, message: self._fail(outcome, message)  # noqa: E731
+        errors = lambda label, message: self._fail(outcome, message, label)  # noqa: E731
         if cacheable:
             assert self.inception_weights is not None
-            settings = {"resize": self.settings.resize, "inception_sha256": self.inception_weights.sha256}
+            import os
+
+            from img2img.imageio import MAX_PIXELS_ENV
+
+            # The pixel limit decides which files are read at all, so it is part of the key.
+            settings = {"resize": self.settings.resize, "inception_sha256": self.inception_weights.sha256,
+                        "max_pixels": os.environ.get(MAX_PIXELS_ENV) or "default"}  # fmt: skip
             found = cached_extract(
                 items, _Lazy(lambda: self.inception), settings, eval_cache_dir(), batch_size=self.settings.batch_size,
-                on_error=errors, on_done=self.hooks.advance,
+                on_error=errors, on_done=self.hooks.advance, on_note=outcome.notes.append,
             )  # fmt: skip
         elif remember:
             key = _memory_key(items, self.settings.resize)
@@ -282,13 +329,22 @@ class Evaluator:
             try:
                 a_image, b_image = read_item(fake), read_item(target)
             except ImageError as exc:
-                self._fail(outcome, str(exc))
+                self._fail(outcome, str(exc), fake.label if str(exc).startswith(f"{fake.label}:") else target.label)
                 continue
             if a_image.size != b_image.size:
                 self._fail(outcome, f"{fake.label}: {a_image.size[0]}x{a_image.size[1]}, but its target {target.label} is {b_image.size[0]}x{b_image.size[1]}; left out of the paired scores")
                 continue
             one_channel = gray if gray is not None else (a_image.mode in _GRAY_MODES and b_image.mode in _GRAY_MODES)
-            a, b = _unit_float(a_image, one_channel), _unit_float(b_image, one_channel)
+            try:
+                a = _unit_float(a_image, one_channel)
+            except ImageError as exc:  # NaN pixels of a float TIFF: this pair only
+                self._fail(outcome, f"{naming(fake.label, exc)}; left out of the paired scores", fake.label)
+                continue
+            try:
+                b = _unit_float(b_image, one_channel)
+            except ImageError as exc:
+                self._fail(outcome, f"{naming(target.label, exc)}; left out of the paired scores", target.label)
+                continue
             try:
                 if "ssim" in metrics:
                     ssim_value = M.ssim(a, b)
@@ -364,14 +420,30 @@ def _memory_key(items: list[ImageItem], resize: str) -> str:
 
 
 def _unit_float(image: Image.Image, gray: bool) -> np.ndarray:
-    """float64 [0, 1] (H, W) for gray, (H, W, 3) for RGB (alpha dropped, as the Inception sees it)."""
-    if image.mode in _HIGH_BIT_MODES:  # 16-bit and float gray: the project's scaling to [0, 1]
-        from img2img.imageio import to_model_input
+    """float64 [0, 1] (H, W) for gray, (H, W, 3) for RGB (alpha dropped, as the Inception sees
+    it), through the project's decoder (img2img.imageio). Raises ImageError (without the file's
+    name) for NaN pixels or a mode that cannot be converted."""
+    from img2img.imageio import to_8bit, to_model_input
 
-        pixels = to_model_input(image, 1 if gray else 3).pixels.astype(np.float64)
+    channels = 1 if gray else 3
+    if image.mode in _HIGH_BIT_MODES:  # 16-bit and float gray: the project's scaling to [0, 1]
+        pixels = to_model_input(image, channels).pixels.astype(np.float64)
         return pixels[:, :, 0] if gray else pixels
     # 8-bit data divided in float64, so that PSNR is exact for known differences.
-    return np.asarray(image.convert("L" if gray else "RGB"), dtype=np.float64) / 255.0
+    return np.asarray(to_8bit(image, channels), dtype=np.float64) / 255.0
+
+
+def _allocation(exc: BaseException) -> str:
+    """", an allocation of 5.1 GiB failed" from an allocator's message, when it says the size."""
+    import re
+
+    from img2img.imageio import format_bytes
+
+    found = re.search(r"tried to allocate (\d+) bytes", str(exc), re.IGNORECASE)
+    if found:
+        return f", an allocation of {format_bytes(int(found.group(1)))} failed"
+    found = re.search(r"tried to allocate ([\d.]+ ?[KMGT]i?B)", str(exc), re.IGNORECASE)
+    return f", an allocation of {found.group(1)} failed" if found else ""
 
 
 def _json_safe(value):
