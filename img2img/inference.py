@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import math
 import os
 import re
 import time
@@ -104,6 +105,22 @@ def minimum_size(cfg: GeneratorConfig) -> int:
     if cfg.arch == "resnet":
         return 8 if cfg.n_blocks > 0 and cfg.padding_type == "reflect" else 4
     return cfg.size_multiple
+
+
+def smallest_side(cfg: GeneratorConfig) -> int:
+    """The smallest side, in pixels, that the network takes as it is (no padding added): a
+    multiple of its size multiple and at least ``minimum_size``. The one limit behind the
+    smallest --tile, the --static sizes export accepts and the advice both give (8 for ResNets
+    with reflection padding, 2^depth for U-Nets)."""
+    multiple = cfg.size_multiple
+    return multiple * math.ceil(minimum_size(cfg) / multiple)
+
+
+def valid_side_near(value: int, cfg: GeneratorConfig) -> int:
+    """The valid side (see ``smallest_side``) closest to ``value`` from below, or the smallest
+    valid side when none is below: what --tile and --static advise instead of ``value``."""
+    multiple = cfg.size_multiple
+    return max(smallest_side(cfg), value - value % multiple)
 
 
 def padded_size(height: int, width: int, multiple: int, minimum: int = 1) -> tuple[int, int]:
@@ -282,7 +299,7 @@ class Translator:
                 )
             tile = "off"
         self.tiling = TileSettings(tile, tile_overlap, tile_stats, memory_budget)
-        self.tiling.check(self.size_multiple)
+        self.tiling.check(self.config)
         self._bytes_per_pixel: float | None = None
 
     # -- properties
@@ -618,6 +635,8 @@ __all__ = [
     "cpu_has_native_bf16",
     "default_channels_last",
     "minimum_size",
+    "smallest_side",
+    "valid_side_near",
     "pad_to_multiple",
     "padded_size",
     "resolve_precision",
