@@ -111,3 +111,29 @@ def test_cyclegan_val_metrics_per_direction(tmp_path, inception_file):
         assert set(record["directions"]) == {"AtoB", "BtoA"} and record["epoch"] == 1
     record = read_metadata(run / "weights" / "cyclegan_AtoB.safetensors").validation
     assert [set(r["scores"]) for r in record["directions"].values()] == [{"is"}, {"is"}]
+
+
+@pytest.mark.parametrize(("task", "metrics", "keep_best", "val_size"), [
+    ("pix2pix", "fid", "fid", 1), ("pix2pix", "kid,psnr", None, 1), ("cyclegan", "kid", "kid", 1), ("pix2pix", "fid", None, 0),
+])  # fmt: skip
+def test_too_few_validation_images_stop_training_before_it_starts(tmp_path, inception_file, task, metrics, keep_best, val_size):
+    """FID and KID need two images on each side: with fewer the run stops before the first
+    epoch (not after it, with the epoch's work at stake), naming the limit and the option."""
+    from img2img.errors import UsageError
+
+    options = dict(TINY, val_size=val_size, data=None, out=str(tmp_path / "run"), val_metrics=metrics,
+                   keep_best=keep_best, inception_weights=str(inception_file))  # fmt: skip
+    if task == "pix2pix":
+        options["data"] = str(write_shapes_dataset(tmp_path / "shapes", n_train=4, n_val=3, size=32))
+        config, train = Pix2PixConfig(**options, netg="unet_32"), train_pix2pix
+    else:
+        options["data"] = str(write_palette_dataset(tmp_path / "palettes", n_a=4, n_b=4, n_test=3, size=32))
+        config, train = CycleGANConfig(**options, netg="resnet_1blocks", pool_size=2), train_cyclegan
+    log = io.StringIO()
+    with pytest.raises(UsageError) as info:
+        train(config, stream=log, live=False)
+    message = str(info.value)
+    assert f"--val-size {val_size}" in message and "\n" not in message
+    assert ("at least 2" in message) if val_size else ("no images" in message)
+    assert not (tmp_path / "run").exists()  # nothing trained, nothing written
+    assert "epoch" not in log.getvalue().lower()

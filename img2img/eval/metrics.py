@@ -137,7 +137,31 @@ def inception_score(logits: torch.Tensor, *, splits: int = IS_SPLITS) -> dict:
     }
 
 
+# The fewest images each set-level score takes on each side (fake and real): a covariance, and
+# KID's unbiased MMD (which leaves out the diagonal), need two samples; IS needs one split.
+MINIMUM_IMAGES = {"fid": 2, "kid": 2, "is": 1}
+
+
+def check_image_counts(metrics, fake: int, real: int | None, where: str) -> None:
+    """UsageError, before any work, when ``fake`` images (to be translated or given) or ``real``
+    ones (None: no real set) are too few for one of ``metrics`` (MINIMUM_IMAGES; IS counts
+    only the fakes). ``where`` says where the images come from, e.g. "the validation split
+    (--val-size 1)". The one limit the scores themselves (``fid``, ``kid``,
+    ``inception_score``), ``img2img eval`` and training's ``--val-metrics`` all check."""
+    for metric in metrics:
+        minimum = MINIMUM_IMAGES.get(metric)
+        if minimum is None:
+            continue
+        sides = [("translated", fake)] + ([("real", real)] if real is not None and metric != "is" else [])
+        for side, count in sides:
+            if count < minimum:
+                raise UsageError(
+                    f"{metric.upper()} needs at least {minimum} {side} images; {where} has {count}"
+                )
+
+
 def _need(minimum: int, metric: str, *features: torch.Tensor) -> None:
+    minimum = MINIMUM_IMAGES.get(metric.lower(), minimum)
     for f in features:
         if len(f) < minimum:
             raise UsageError(f"{metric} needs at least {minimum} images on each side, got {len(f)}")
