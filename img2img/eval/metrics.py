@@ -195,6 +195,20 @@ def ssim(fake: np.ndarray, target: np.ndarray) -> float:
     )  # fmt: skip
 
 
+# LPIPS' AlexNet (torchmetrics' and the lpips package's alike) needs a side of at least 31
+# pixels: conv1 (11x11, stride 4, padding 2) gives 7 cells there, and two 3x3 stride-2 max pools
+# bring that down to 1; at 30 the second pool has nothing left. Neither library resizes its
+# input (LPIPS compares at the image's own scale), so smaller pairs are left out of LPIPS.
+LPIPS_MIN_SIDE = 31
+
+
+def paired_size_limits(metrics) -> dict[str, int]:
+    """Metric -> the smallest image side (pixels) it scores a pair at: SSIM its window, LPIPS
+    its network's input. PSNR has none. A smaller pair is left out of that metric only."""
+    limits = {"ssim": SSIM_SETTINGS["win_size"], "lpips": LPIPS_MIN_SIDE}
+    return {m: limits[m] for m in metrics if m in limits}
+
+
 class LPIPS:
     """LPIPS (Zhang et al., CVPR 2018), AlexNet variant with the v0.1 linear layers: torchmetrics'
     network, built without its downloads, with weights from :mod:`img2img.eval.weights`."""

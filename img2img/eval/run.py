@@ -27,6 +27,10 @@ from img2img.eval.features import FeatureSet, ImageItem, cached_extract, extract
 from img2img.eval.inception import RESIZE_MODES, FIDInception
 from img2img.eval.weights import ALEXNET, INCEPTION, FoundWeights, eval_cache_dir, find_weights, load_tensors
 
+_SIZE_REASONS = {
+    "ssim": "SSIM's 11x11 window",
+    "lpips": "the smallest input of LPIPS' AlexNet, which does not resize",
+}
 _HIGH_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
@@ -148,6 +152,7 @@ class Evaluator:
     def evaluate(self, comparison: Comparison, translator=None, *, save_outputs: Path | None = None) -> dict:
         """Scores for one comparison, as a JSON-ready dict (see the README's eval section)."""
         metrics = self.metrics_for(comparison)
+        self._check_counts(comparison, metrics)
         self.find_weights(metrics)
         outcome = _Outcome()
         for _, message in comparison.unmatched:
@@ -206,6 +211,16 @@ class Evaluator:
         return self.evaluate(comparison)
 
     # -- internals
+
+    @staticmethod
+    def _check_counts(comparison: Comparison, metrics: tuple[str, ...]) -> None:
+        """Too few images for FID, KID or IS: a usage error before anything is translated or
+        read (metrics.MINIMUM_IMAGES)."""
+        fakes = comparison.fakes if comparison.fakes is not None else comparison.inputs
+        reals = comparison.reals if comparison.reals is not None else comparison.targets
+        M.check_image_counts(
+            metrics, len(fakes or ()), None if reals is None else len(reals), comparison.label.strip()
+        )
 
     def _fail(self, outcome: _Outcome, message: str) -> None:
         outcome.failures += 1
@@ -273,6 +288,8 @@ class Evaluator:
 
     def _paired(self, fakes: list[ImageItem], targets: dict[str, ImageItem], metrics: tuple[str, ...], gray: bool | None, outcome: _Outcome) -> M.PairedScores:
         scores = M.PairedScores([], [], [])
+        limits = M.paired_size_limits(metrics)
+        too_small = dict.fromkeys(limits, 0)  # metric -> pairs below its smallest side
         self.hooks.add_total(len(fakes))
         for fake in fakes:
             target = targets.get(fake.name or fake.label)
@@ -289,20 +306,33 @@ class Evaluator:
                 continue
             one_channel = gray if gray is not None else (a_image.mode in _GRAY_MODES and b_image.mode in _GRAY_MODES)
             a, b = _unit_float(a_image, one_channel), _unit_float(b_image, one_channel)
+            # A pair smaller than a metric's smallest side is left out of that metric only.
+            fits = {m: min(a.shape[:2]) >= side for m, side in limits.items()}
+            for m, ok in fits.items():
+                too_small[m] += not ok
+            ssim_value = lpips_value = None
             try:
-                if "ssim" in metrics:
+                if "ssim" in metrics and fits["ssim"]:
                     ssim_value = M.ssim(a, b)
-                lpips_value = self.lpips(a, b) if "lpips" in metrics else None
+                if "lpips" in metrics and fits["lpips"]:
+                    lpips_value = self.lpips(a, b)
             except (ValueError, RuntimeError) as exc:
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 self._fail(outcome, f"{fake.label}: {reason[:200]}; left out of the paired scores")
                 continue
             if "psnr" in metrics:
                 scores.psnr.append(M.psnr(a, b))
-            if "ssim" in metrics:
+            if ssim_value is not None:
                 scores.ssim.append(ssim_value)
             if lpips_value is not None:
                 scores.lpips.append(lpips_value)
+        for metric, count in too_small.items():
+            if count:
+                outcome.notes.append(
+                    f"{metric.upper()}: {count} pair{'s' if count != 1 else ''} smaller than "
+                    f"{limits[metric]}x{limits[metric]} pixels left out of {metric.upper()} only "
+                    f"({_SIZE_REASONS[metric]})"
+                )
         return scores
 
     def _settings(self, metrics: tuple[str, ...], cache: dict, gray: bool | None) -> dict:
