@@ -160,8 +160,9 @@ def _is_out_of_memory(exc: BaseException) -> bool:
         isinstance(exc, RuntimeError)
         and any(text in str(exc) for text in ("can't allocate memory", "not enough memory", "DefaultCPUAllocator"))
     ) or (
-        # onnxruntime's allocator (its exceptions are RuntimeError subclasses of its own)
-        "onnxruntime" in type(exc).__module__ and "Failed to allocate memory" in str(exc)
+        # onnxruntime's allocator (its exceptions are RuntimeError subclasses of its own); its
+        # arena says "BFCArena ... Available memory of N is smaller than requested bytes" too
+        "onnxruntime" in type(exc).__module__ and any(text in str(exc) for text in ("Failed to allocate memory", "BFCArena"))
     )
 
 
@@ -487,6 +488,11 @@ class Translator:
                 yield self._run_tiled(key, item, plan)
                 return
             hint = "try a smaller --batch-size" if self.device.type != "cpu" else "the image is too large for this machine's memory"
+            if not isinstance(self.net, nn.Module):  # an ONNX session: one pass, no tiles
+                hint = (
+                    "an ONNX model runs whole images, not tiles; translate with the .safetensors it was "
+                    "exported from, which tiles large images (--tile auto)"
+                )
             yield TranslateResult(key, None, ImageError(f"out of memory translating a {width}x{height} image ({hint})"), 0.0)
             return
         seconds = (time.perf_counter() - start) / len(batch)
