@@ -137,3 +137,14 @@ def test_too_few_validation_images_stop_training_before_it_starts(tmp_path, ince
     assert ("at least 2" in message) if val_size else ("no images" in message)
     assert not (tmp_path / "run").exists()  # nothing trained, nothing written
     assert "epoch" not in log.getvalue().lower()
+
+
+def test_a_validation_interval_longer_than_the_run_is_refused(tmp_path):
+    """--val-freq 3 on a 2-epoch run: no validation would ever run, so --keep-best would keep
+    nothing; said before training, with the largest interval that works."""
+    from img2img.errors import UsageError
+
+    options = dict(TINY, data=str(tmp_path), out=str(tmp_path / "run"), netg="unet_32", val_metrics="psnr")
+    with pytest.raises(UsageError, match=r"--val-freq 3: training runs 2 epochs.*--keep-best never.*--val-freq 2 or less"):
+        Pix2PixConfig(**options, val_freq=3, keep_best="psnr")
+    Pix2PixConfig(**options, val_freq=2, keep_best="psnr")  # validates after epoch 2
