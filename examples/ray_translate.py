@@ -52,7 +52,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
-    from img2img.ray import Translate, check_arguments, import_ray, plan_inputs, summarise, write_outputs
+    from img2img.ray import (
+        Translate,
+        check_arguments,
+        import_ray,
+        plan_inputs,
+        summarise,
+        write_outputs,
+    )
 
     ray = import_ray()
     # A mistyped model or device fails here in one line, not in every actor after Ray started.

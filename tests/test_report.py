@@ -122,8 +122,8 @@ def test_two_runs_overlay_on_shared_axes(runs, tmp_path, capsys):
 def _visible_text(page: str) -> str:
     """The page's text as a reader or a browser's search sees it: no SVG drawing (matplotlib
     draws its text as paths and leaves the strings only in comments), no tags."""
-    page = re.sub(r"<svg.*?</svg>", " ", page, flags=re.S)
-    page = re.sub(r"<!--.*?-->", " ", page, flags=re.S)
+    page = re.sub(r"<svg.*?</svg>", " ", page, flags=re.DOTALL)
+    page = re.sub(r"<!--.*?-->", " ", page, flags=re.DOTALL)
     return re.sub(r"<[^>]+>", " ", page)
 
 
