@@ -52,9 +52,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
-    from img2img.ray import Translate, import_ray, plan_inputs, summarise, write_outputs
+    from img2img.ray import (
+        Translate,
+        check_arguments,
+        import_ray,
+        plan_inputs,
+        summarise,
+        write_outputs,
+    )
 
     ray = import_ray()
+    # A mistyped model or device fails here in one line, not in every actor after Ray started.
+    check_arguments(args.model, device=args.device, encode=args.ext)
     out_dir = args.output_dir.absolute()
     root, files, errors = plan_inputs(args.input, out_dir, ext=args.ext, overwrite=args.overwrite)
     for line in errors:  # inputs that get no output: existing outputs, two inputs for one output

@@ -267,6 +267,14 @@ class TrainConfig:
             from img2img.eval.validation import check_keep_best, parse_metrics  # no extra needed to parse
 
             check_keep_best(self.keep_best, parse_metrics(self.val_metrics, self.task_name()))
+            if self.val_metrics and self.val_freq > self.total_epochs:
+                # Validation runs after every val_freq-th epoch: none would ever run.
+                raise UsageError(
+                    f"--val-freq {self.val_freq}: training runs {self.total_epochs} epoch"
+                    f"{'s' if self.total_epochs != 1 else ''}, so --val-metrics would never be scored"
+                    + (" and --keep-best never keep an epoch" if self.keep_best else ""),
+                    hint=f"give --val-freq {self.total_epochs} or less",
+                )
 
     @property
     def total_epochs(self) -> int:

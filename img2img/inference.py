@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import math
 import os
 import re
 import time
@@ -106,6 +107,22 @@ def minimum_size(cfg: GeneratorConfig) -> int:
     return cfg.size_multiple
 
 
+def smallest_side(cfg: GeneratorConfig) -> int:
+    """The smallest side, in pixels, that the network takes as it is (no padding added): a
+    multiple of its size multiple and at least ``minimum_size``. The one limit behind the
+    smallest --tile, the --static sizes export accepts and the advice both give (8 for ResNets
+    with reflection padding, 2^depth for U-Nets)."""
+    multiple = cfg.size_multiple
+    return multiple * math.ceil(minimum_size(cfg) / multiple)
+
+
+def valid_side_near(value: int, cfg: GeneratorConfig) -> int:
+    """The valid side (see ``smallest_side``) closest to ``value`` from below, or the smallest
+    valid side when none is below: what --tile and --static advise instead of ``value``."""
+    multiple = cfg.size_multiple
+    return max(smallest_side(cfg), value - value % multiple)
+
+
 def padded_size(height: int, width: int, multiple: int, minimum: int = 1) -> tuple[int, int]:
     """The smallest multiple of ``multiple`` that is at least the size and at least ``minimum``."""
     height, width = max(height, minimum), max(width, minimum)
@@ -143,8 +160,9 @@ def _is_out_of_memory(exc: BaseException) -> bool:
         isinstance(exc, RuntimeError)
         and any(text in str(exc) for text in ("can't allocate memory", "not enough memory", "DefaultCPUAllocator"))
     ) or (
-        # onnxruntime's allocator (its exceptions are RuntimeError subclasses of its own)
-        "onnxruntime" in type(exc).__module__ and "Failed to allocate memory" in str(exc)
+        # onnxruntime's allocator (its exceptions are RuntimeError subclasses of its own); its
+        # arena says "BFCArena ... Available memory of N is smaller than requested bytes" too
+        "onnxruntime" in type(exc).__module__ and any(text in str(exc) for text in ("Failed to allocate memory", "BFCArena"))
     )
 
 
@@ -282,7 +300,7 @@ class Translator:
                 )
             tile = "off"
         self.tiling = TileSettings(tile, tile_overlap, tile_stats, memory_budget)
-        self.tiling.check(self.size_multiple)
+        self.tiling.check(self.config)
         self._bytes_per_pixel: float | None = None
 
     # -- properties
@@ -470,6 +488,11 @@ class Translator:
                 yield self._run_tiled(key, item, plan)
                 return
             hint = "try a smaller --batch-size" if self.device.type != "cpu" else "the image is too large for this machine's memory"
+            if not isinstance(self.net, nn.Module):  # an ONNX session: one pass, no tiles
+                hint = (
+                    "an ONNX model runs whole images, not tiles; translate with the .safetensors it was "
+                    "exported from, which tiles large images (--tile auto)"
+                )
             yield TranslateResult(key, None, ImageError(f"out of memory translating a {width}x{height} image ({hint})"), 0.0)
             return
         seconds = (time.perf_counter() - start) / len(batch)
@@ -618,6 +641,8 @@ __all__ = [
     "cpu_has_native_bf16",
     "default_channels_last",
     "minimum_size",
+    "smallest_side",
+    "valid_side_near",
     "pad_to_multiple",
     "padded_size",
     "resolve_precision",

@@ -43,7 +43,7 @@ import torch
 from img2img.atomic import atomic_path
 from img2img.config import GeneratorConfig
 from img2img.errors import ExportError, UsageError
-from img2img.inference import load_model, minimum_size
+from img2img.inference import load_model, minimum_size, smallest_side, valid_side_near
 from img2img.onnx_quantize import (
     DEFAULT_CALIBRATION_COUNT,
     INT8_STATIC,
@@ -113,13 +113,12 @@ def parse_static_size(text: str) -> tuple[int, int]:
 
 def check_static_size(size: tuple[int, int], cfg: GeneratorConfig) -> None:
     """UsageError unless the network runs on a (height, width) input as it is."""
-    multiple, minimum = cfg.size_multiple, minimum_size(cfg)
+    multiple, smallest = cfg.size_multiple, smallest_side(cfg)
     for side, value in zip(("height", "width"), size):
-        if value % multiple or value < minimum:
-            valid = max(minimum, value + (-value) % multiple)
+        if value % multiple or value < smallest:
             raise UsageError(
                 f"--static {size[0]}x{size[1]}: the {side} must be a multiple of {multiple} and at "
-                f"least {minimum} for {cfg.reference_name} (e.g. {valid})"
+                f"least {smallest} for {cfg.reference_name} (e.g. {valid_side_near(value, cfg)})"
             )
 
 

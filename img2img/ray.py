@@ -45,6 +45,7 @@ import numpy as np
 from PIL import Image
 
 from img2img.errors import ImageError, Img2ImgError, UsageError
+from img2img.formats import output_format
 from img2img.imageio import encode_image, format_for_path, is_image_path, read_image
 from img2img.jobs import output_suffix
 
@@ -59,6 +60,34 @@ def import_ray():
     except ImportError as exc:
         raise UsageError(f"Ray Data is not installed ({exc}); {INSTALL_HINT}") from None
     return ray
+
+
+def check_arguments(model: str | os.PathLike[str], *, device: str = "auto", encode: str | None = None) -> None:
+    """What the actors would refuse, checked on the driver before Ray starts: an unknown model
+    name or missing weights file (ModelNotFoundError: one line with the close names, instead of
+    every actor's traceback), a weights file whose header is not a generator's (WeightsError),
+    a device name that is no device (UsageError; whether the actors have it is theirs to say),
+    an output format Pillow cannot write. Never downloads: a known model that is not cached
+    yet is fetched by the actors."""
+    from img2img.registry import find_local_model
+
+    if encode is not None and encode != "auto":
+        output_format(encode, f"--ext {encode}")
+    spec = str(device).strip().lower()
+    if spec != "auto":
+        import torch
+
+        try:
+            kind = torch.device(spec).type
+        except RuntimeError:
+            kind = None
+        if kind not in ("cpu", "cuda", "mps"):
+            raise UsageError(f"unknown device {device!r}; valid: auto, cpu, cuda, cuda:N, mps")
+    path = find_local_model(os.fspath(model))
+    if path is not None and path.suffix.lower() == ".safetensors":
+        from img2img.weights import read_metadata
+
+        read_metadata(path)
 
 
 class Translate:
@@ -92,7 +121,7 @@ class Translate:
         from img2img.inference import Translator  # loads torch: in the actor, not the driver
 
         if encode is not None and encode != "auto":
-            format_for_path(f"out{output_suffix('', encode)}")  # a UsageError for unknown formats
+            output_format(encode, f"encode={encode!r}")  # a UsageError for unknown formats
         self.encode, self.batch_size = encode, batch_size
         self.translator = Translator(model, device=device, precision=precision, direction=direction)
 
@@ -318,4 +347,4 @@ def summarise(rows: Iterable[Mapping[str, Any]]) -> tuple[int, list[str]]:
     return written, errors
 
 
-__all__ = ["INSTALL_HINT", "Translate", "find_error", "import_ray", "is_remote", "list_images", "output_path", "plan_inputs", "summarise", "write_outputs"]
+__all__ = ["INSTALL_HINT", "Translate", "check_arguments", "find_error", "import_ray", "is_remote", "list_images", "output_path", "plan_inputs", "summarise", "write_outputs"]

@@ -84,10 +84,34 @@ class RunRecord:
     total_epochs: int = 0
     images_per_iteration: int = 1
     notes: list[str] = field(default_factory=list)
+    # What the page calls the run when several are compared: the shortest end of its path that
+    # tells it from the others (distinct_labels); None: the folder's name.
+    label: str | None = None
 
     @property
     def name(self) -> str:
-        return self.root.resolve().name
+        return self.label or self.root.resolve().name
+
+
+def distinct_labels(roots: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """For each run folder, the shortest end of its resolved path (``facades``, then
+    ``A/facades``, ...) that no other folder's path ends with: two runs named ``facades`` in
+    ``A/`` and ``B/`` are ``A/facades`` and ``B/facades``. The same folder given twice keeps its
+    full path with `` (2)``, ``(3)``... after the repeats."""
+    parts = [Path(root).resolve().parts for root in roots]
+    labels = []
+    for i, own in enumerate(parts):
+        others = [p for j, p in enumerate(parts) if j != i and p != own]
+        depth = 1
+        while depth < len(own) and any(p[-depth:] == own[-depth:] for p in others):
+            depth += 1
+        labels.append("/".join(own[-depth:]).replace("//", "/"))
+    seen: dict[str, int] = {}
+    for i, own in enumerate(parts):
+        if parts.count(own) > 1:
+            seen[str(Path(*own))] = seen.get(str(Path(*own)), 0) + 1
+            labels[i] = str(Path(*own)) + (f" ({seen[str(Path(*own))]})" if seen[str(Path(*own))] > 1 else "")
+    return labels
 
 
 def _float(value: str | None) -> float | None:
@@ -224,8 +248,9 @@ def smooth(values: Sequence[float], weight: float = 0.8) -> list[float]:
     return out
 
 
-def _svg(figure) -> str:
-    """A matplotlib figure as inline SVG with nothing that refers outside the page."""
+def _svg(figure, label: str = "") -> str:
+    """A matplotlib figure as inline SVG with nothing that refers outside the page; ``label``
+    is its accessible name (the drawn text is paths: not read out, not searchable)."""
     buffer = io.StringIO()
     figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
     import matplotlib.pyplot as plt
@@ -238,7 +263,8 @@ def _svg(figure) -> str:
     text = re.sub(r'\s+version="1\.1"', "", text)
     # Responsive: the viewBox keeps the drawing's proportions at any width.
     text = re.sub(r'(<svg[^>]*?)\s+width="[^"]*"\s+height="[^"]*"', r"\1", text, count=1)
-    return text.replace("<svg", '<svg class="chart" role="img"', 1)
+    aria = f' aria-label="{html.escape(label)}"' if label else ""
+    return text.replace("<svg", f'<svg class="chart" role="img"{aria}', 1)
 
 
 def _panel():
@@ -262,6 +288,7 @@ def _panels(
     for name in names:
         figure, ax = _panel()
         drawn = False
+        series = []  # (run name, colour, last value) of each drawn line, for the caption
         for index, run in enumerate(runs):
             data = points(run, name)
             if not data:
@@ -269,6 +296,7 @@ def _panels(
             drawn = True
             x, y = zip(*data)
             colour = f"C{index % 10}"
+            series.append((run.name, _colour(index), (smooth(y) if raw else y)[-1]))
             if raw:
                 # A 400 px panel cannot show more points than this; fewer keep the page small.
                 step = max(1, len(x) // MAX_POINTS)
@@ -276,7 +304,8 @@ def _panels(
                 ax.plot(x[::step], smooth(y)[::step], color=colour, linewidth=1.6, label=run.name)
             else:
                 ax.plot(x, y, color=colour, marker="o", markersize=3, linewidth=1.4, label=run.name)
-        ax.set_title((titles or {}).get(name, name))
+        title = (titles or {}).get(name, name)
+        ax.set_title(title)
         ax.set_xlabel(xlabel)
         from matplotlib.ticker import MaxNLocator
 
@@ -285,8 +314,33 @@ def _panels(
         if len(runs) > 1 and drawn:
             ax.legend(fontsize=8)
         figure.tight_layout()
-        charts.append(_svg(figure))
+        charts.append(_figure(_svg(figure, _chart_label(title, xlabel, series, raw)), title, xlabel, series, raw))
     return charts
+
+
+def _colour(index: int) -> str:
+    """The hex colour of matplotlib's ``C{index}`` (its default cycle), as the chart draws it."""
+    import matplotlib
+
+    cycle = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    return cycle[index % len(cycle)]
+
+
+def _chart_label(title: str, xlabel: str, series, raw: bool) -> str:
+    lines = "; ".join(f"{run}: last {'smoothed ' if raw else ''}value {value:.4g}" for run, _, value in series)
+    return f"{title} against {xlabel}" + (f". {lines}" if lines else ": no data")
+
+
+def _figure(svg: str, title: str, xlabel: str, series, raw: bool) -> str:
+    """A chart with its title and key as HTML text beside the drawing (whose own text is
+    paths): searchable, selectable and read by screen readers."""
+    keys = "".join(
+        f'<li><span class="swatch" style="background:{colour}" aria-hidden="true"></span>{html.escape(run)}: '
+        f'{"smoothed " if raw else ""}<span class="num">{value:.4g}</span> last</li>'
+        for run, colour, value in series
+    )
+    caption = f"<b>{html.escape(title)}</b> against {html.escape(xlabel)}" + (f'<ul class="key">{keys}</ul>' if keys else " (no data)")
+    return f'<figure class="panel">{svg}<figcaption>{caption}</figcaption></figure>'
 
 
 def loss_charts(runs: Sequence[RunRecord]) -> list[str]:
@@ -359,6 +413,9 @@ table{border-collapse:collapse;font-size:.9em}td,th{padding:3px 10px 3px 0;text-
 .num{text-align:right;font-variant-numeric:tabular-nums}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:8px}
 .chart{width:100%;height:auto;background:#fff;border:1px solid #e5e5e5}
+.panel{margin:0}.panel figcaption{font-size:.85em;padding:2px 4px}
+.key{list-style:none;margin:0;padding:0}.key li{display:inline-block;margin-right:12px}
+.swatch{display:inline-block;width:10px;height:10px;margin-right:4px;border-radius:2px}
 .status{display:inline-block;padding:2px 8px;border-radius:10px;background:#eee;font-size:.85em}
 .finished{background:#d8f5dd}.interrupted{background:#fde2c8}.progress{background:#dbe8fd}
 .sample{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start;margin:10px 0;padding:8px;background:#fff;border:1px solid #e5e5e5}
@@ -408,6 +465,10 @@ def render(runs: Sequence[RunRecord], page: Path, *, link_images: bool = False) 
     each run's summary and samples). Image links are relative to ``page``."""
     if not runs:
         raise UsageError("no runs to report on")
+    if len(runs) > 1:  # folders that share a name get the path ends that tell them apart
+        import dataclasses
+
+        runs = [dataclasses.replace(run, label=label) for run, label in zip(runs, distinct_labels([r.root for r in runs]))]
     title = runs[0].name if len(runs) == 1 else "comparison: " + ", ".join(run.name for run in runs)
     parts = [
         "<!DOCTYPE html>",
@@ -543,6 +604,6 @@ def write_report(
 
 
 __all__ = [
-    "REPORT_FILE", "ReportError", "RunRecord", "epoch_charts", "loss_charts", "read_run", "render", "smooth",
+    "REPORT_FILE", "ReportError", "RunRecord", "distinct_labels", "epoch_charts", "loss_charts", "read_run", "render", "smooth",
     "speed_charts", "speed_table", "write_report",
 ]

@@ -473,25 +473,35 @@ class TileSettings:
     stats: str = "thumbnail"
     memory_budget: int | None = None
 
-    def check(self, multiple: int) -> None:
-        """UsageError for settings this network cannot use."""
+    def check(self, cfg) -> None:
+        """UsageError for settings this network (``cfg``, a GeneratorConfig) cannot use: a tile
+        side must be a multiple of its size multiple and at least its smallest valid side
+        (inference.smallest_side: the deepest reflection padding needs two pixels there); an
+        overlap at most the tile less one size multiple (tiles start on multiples of it)."""
         from img2img.errors import UsageError
+        from img2img.inference import smallest_side, valid_side_near
 
+        multiple, smallest = cfg.size_multiple, smallest_side(cfg)
         if isinstance(self.tile, str) and self.tile not in ("auto", "off"):
             try:
                 self.tile = int(self.tile)
             except ValueError:
                 raise UsageError(f"--tile takes a size in pixels, auto or off, not {self.tile!r}") from None
-        if isinstance(self.tile, int) and (self.tile < multiple or self.tile % multiple):
-            lower = max(multiple, self.tile - self.tile % multiple)
+        if isinstance(self.tile, int) and (self.tile < smallest or self.tile % multiple):
             raise UsageError(
-                f"tile size {self.tile} is not a multiple of {multiple}, which this network needs",
-                hint=f"try --tile {lower}",
+                f"tile size {self.tile}: this network ({cfg.reference_name}) needs tiles of at least "
+                f"{smallest} pixels, in multiples of {multiple}",
+                hint=f"try --tile {valid_side_near(self.tile, cfg)}",
             )
         if self.overlap is not None and self.overlap < 0:
             raise UsageError(f"tile overlap must be 0 or more, got {self.overlap}")
-        if isinstance(self.tile, int) and self.overlap is not None and self.overlap >= self.tile:
-            raise UsageError(f"tile overlap {self.overlap} must be smaller than the tile size {self.tile}")
+        if isinstance(self.tile, int) and self.overlap is not None and self.overlap > self.tile - multiple:
+            # Tiles start on multiples of the size multiple, so neighbours are at least one apart.
+            raise UsageError(
+                f"tile overlap {self.overlap}: tiles of {self.tile} pixels overlap by at most "
+                f"{self.tile - multiple} for this network (tiles start on multiples of {multiple})",
+                hint=f"try --tile-overlap {self.tile - multiple} or a larger --tile",
+            )
         if self.stats not in TILE_STATS:
             raise UsageError(f"unknown tile statistics {self.stats!r}; valid: {', '.join(TILE_STATS)}")
         if self.memory_budget is not None and self.memory_budget <= 0:

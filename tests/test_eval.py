@@ -317,6 +317,56 @@ def test_ssim_and_lpips_agree_with_the_libraries(tmp_path, eval_files, evaluator
     assert result["scores"]["ssim"]["win_size"] == 11 and result["scores"]["ssim"]["sigma"] == 1.5
 
 
+def test_pairs_too_small_for_a_metric_are_left_out_of_that_metric_only(tmp_path, evaluator_factory):
+    """SSIM needs its 11x11 window and LPIPS' AlexNet 31x31 pixels (neither library resizes):
+    smaller pairs are left out of that metric, with a note, and every other metric counts them
+    (they used to be dropped from PSNR too, as failures)."""
+    from img2img.eval import folder_comparison
+
+    rng = np.random.default_rng(7)
+    sizes = {"a": (8, 9), "b": (20, 24), "c": (36, 44)}
+    targets = {name: _smooth_images(rng, 1, size)[0] for name, size in sizes.items()}
+    fakes = {name: _noisy([x], 20, i)[0] for i, (name, x) in enumerate(targets.items())}
+    for folder, images in (("target", targets), ("fake", fakes)):
+        (tmp_path / folder).mkdir()
+        for name, pixels in images.items():
+            Image.fromarray(pixels).save(tmp_path / folder / f"{name}.png")
+    evaluator = evaluator_factory(metrics=("psnr", "ssim", "lpips"))
+    result = evaluator.evaluate(folder_comparison(fake=tmp_path / "fake", real=None, target=tmp_path / "target"))
+    scores = result["scores"]
+    assert result["samples"]["failed"] == 0
+    assert (scores["psnr"]["pairs"], scores["ssim"]["pairs"], scores["lpips"]["pairs"]) == (3, 2, 1)
+    alone = evaluator.lpips(fakes["c"] / 255.0, targets["c"] / 255.0)
+    assert scores["lpips"]["value"] == pytest.approx(alone, rel=1e-6)
+    notes = " ".join(result["notes"])
+    assert "LPIPS: 2 pairs smaller than 31x31" in notes and "SSIM: 1 pair smaller than 11x11" in notes
+
+
+def test_lpips_smallest_side_is_the_networks():
+    from torchmetrics.functional.image.lpips import _LPIPS
+
+    from img2img.eval.metrics import LPIPS_MIN_SIDE
+
+    net = _LPIPS(pretrained=False, net="alex", pnet_rand=True).eval()
+    side = LPIPS_MIN_SIDE
+    net(torch.rand(1, 3, side, 2 * side), torch.rand(1, 3, side, 2 * side))
+    with pytest.raises(RuntimeError, match="too small"):
+        net(torch.rand(1, 3, side - 1, 2 * side), torch.rand(1, 3, side - 1, 2 * side))
+
+
+@pytest.mark.parametrize("metric", ["fid", "kid"])
+def test_too_few_images_for_fid_or_kid_stop_eval_before_any_work(capsys, tmp_path, eval_files, metric):
+    """One image cannot give FID or KID: a usage error before the Inception is even looked
+    for (its file here does not exist) or any image translated."""
+    one = _write(tmp_path / "one", _smooth_images(np.random.default_rng(1), 1))
+    code, out, err = _run(
+        capsys, "--fake", str(one), "--real", str(eval_files["real"]), "--metrics", metric,
+        "--inception-weights", str(tmp_path / "nowhere.pth"),
+    )  # fmt: skip
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"{metric.upper()} needs at least 2 translated images" in err and "has 1" in err
+
+
 # --- weights: lookup, safety, offline ----------------------------------------------------------
 
 

@@ -218,6 +218,28 @@ def test_translate_runs_onnx_models_like_weights(exported, tmp_path, capsys):
         assert np.abs(got - expected).max() <= 1
 
 
+def test_an_onnx_model_out_of_memory_says_it_does_not_tile_and_what_does(exported, tmp_path, capsys, monkeypatch):
+    """onnxruntime's arena running out (a 3000x2000 image under a memory limit) is one line that
+    says ONNX models are not tiled and names the alternative, not onnxruntime's raw message."""
+    from onnxruntime.capi.onnxruntime_pybind11_state import RuntimeException
+
+    from img2img.onnx_runtime import OnnxGenerator
+
+    def out_of_memory(self, x):
+        raise RuntimeException(
+            "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while running Conv node. "
+            "Status Message: BFCArena::AllocateRawInternal Available memory of 0 is smaller than requested bytes of 1536000000"
+        )
+
+    _, path = exported["resnet_instance_rgb"]
+    image = random_image(tmp_path / "a.png", (16, 16), "RGB", 0)
+    monkeypatch.setattr(OnnxGenerator, "__call__", out_of_memory)
+    code, _, err = run_cli(["translate", image, "--model", path, "-o", tmp_path / "b.png"], capsys)
+    assert code == 1 and err.count("\n") == 1 and "BFCArena" not in err and "Traceback" not in err, err
+    assert "out of memory translating a 16x16 image" in err and "not tiles" in err and ".safetensors" in err
+    assert not (tmp_path / "b.png").exists()
+
+
 def test_translate_onnx_rejects_other_precisions(exported, tmp_path, capsys):
     _, path = exported["resnet_instance_rgb"]
     image = random_image(tmp_path / "a.png", (16, 16), "RGB", 0)

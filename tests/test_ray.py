@@ -313,3 +313,27 @@ def test_entry_point_on_read_binary_files_and_read_images(ray_cluster, model, fo
     for row in rows:
         name = Path(row["path"]).relative_to(folder).as_posix()
         assert row["error"] == "" and np.array_equal(row["image"], _as_array(expected[name])), name
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--model", "photo2skech", "photo2skech: no such file, and not a known model name (did you mean photo2sketch"),
+        ("--model", "missing.safetensors", "missing.safetensors: no such file"),
+        ("--device", "gpu", "unknown device 'gpu'"),
+        ("--ext", "xyz", "--ext xyz: extension '.xyz' is not an image format"),
+    ],
+)
+def test_example_checks_its_arguments_before_starting_ray(model, folder, tmp_path, capsys, monkeypatch, option, value, message):
+    """A mistyped model (or device, or format) is one line before Ray starts, not every actor's
+    traceback followed by that line."""
+    ray = pytest.importorskip("ray")
+    started = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda *a, **k: started.append(1))
+    args = {"--model": str(model), "--device": "cpu", "--ext": "png", option: value}
+    code = _load_example().main([str(folder), str(tmp_path / "out"), *[x for kv in args.items() for x in kv], "--quiet"])
+    stdout, stderr = capsys.readouterr()
+    assert code in (1, 2) and started == [] and stdout == ""
+    assert stderr.count("\n") == 1 and stderr.startswith("ray_translate: error: ") and message in stderr, stderr
+    assert not (tmp_path / "out").exists()

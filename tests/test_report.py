@@ -119,6 +119,43 @@ def test_two_runs_overlay_on_shared_axes(runs, tmp_path, capsys):
     assert not EXTERNAL.search(page)
 
 
+def _visible_text(page: str) -> str:
+    """The page's text as a reader or a browser's search sees it: no SVG drawing (matplotlib
+    draws its text as paths and leaves the strings only in comments), no tags."""
+    page = re.sub(r"<svg.*?</svg>", " ", page, flags=re.DOTALL)
+    page = re.sub(r"<!--.*?-->", " ", page, flags=re.DOTALL)
+    return re.sub(r"<[^>]+>", " ", page)
+
+
+def test_chart_names_and_series_are_text(runs):
+    """The loss and metric names, and which run each line is, are HTML text beside each chart
+    and the chart's accessible name, not only glyph outlines."""
+    page = (runs["a"] / "report.html").read_text()
+    text = _visible_text(page)
+    for name in ("G_GAN", "G_L1", "D_real", "D_fake", "val_L1", "val_PSNR", "learning rate"):
+        assert re.search(rf"\b{name}\s+against\s+(iteration|epoch)", text), name
+    labels = re.findall(r'<svg class="chart" role="img" aria-label="([^"]*)"', page)
+    assert len(labels) == 9 and any(label.startswith("G_GAN against iteration. a: last") for label in labels)
+
+
+def test_runs_whose_folders_share_a_name_are_told_apart(runs, tmp_path):
+    """A/facades and B/facades: title, legends and headings use the shortest end of the path
+    that differs, not the bare folder name twice."""
+    from img2img.report import distinct_labels
+
+    first, second = tmp_path / "A" / "facades", tmp_path / "B" / "facades"
+    shutil.copytree(runs["a"], first)
+    shutil.copytree(runs["b"], second)
+    page = write_report([first, second], tmp_path / "compare.html").read_text()
+    text = _visible_text(page)
+    assert "comparison: A/facades, B/facades" in text
+    for label in ("A/facades", "B/facades"):
+        assert f"Samples: {label}" in text and f"Time per epoch: {label}" in text
+        assert re.search(rf"{label}:\s+smoothed\s+[-0-9.e]+\s+last", text)  # the loss charts' keys
+    assert distinct_labels([tmp_path / "x" / "r", tmp_path / "y" / "z" / "r", tmp_path / "q"]) == ["x/r", "z/r", "q"]
+    assert distinct_labels([first, first])[1].endswith("facades (2)")
+
+
 def test_link_images_refers_to_the_grids_relatively(runs, tmp_path):
     out = tmp_path / "sub" / "page.html"
     out.parent.mkdir()

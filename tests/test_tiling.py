@@ -202,10 +202,42 @@ def test_auto_falls_back_to_tiles_when_one_pass_runs_out_of_memory(models, monke
 
 def test_off_never_tiles_and_tile_sizes_must_suit_the_network(models):
     assert Translator(models["resnet"], device="cpu", tile="off", memory_budget=1).tile_plan(HEIGHT, WIDTH) is None
-    with pytest.raises(UsageError, match="multiple of 32"):
+    with pytest.raises(UsageError, match="multiples of 32"):
         Translator(models["unet"], device="cpu", tile=100)
     with pytest.raises(UsageError, match="size in pixels"):
         Translator(models["unet"], device="cpu", tile="big")
+
+
+@pytest.mark.parametrize(("name", "asked"), [("resnet", 4), ("resnet", 6), ("unet", 16), ("unet", 40)])
+def test_tiles_below_the_networks_smallest_side_are_refused_and_the_advice_works(models, name, asked, tmp_path, capsys):
+    """A ResNet's deepest reflection padding needs tiles of at least 8 pixels, a U-Net's
+    bottleneck 2^depth: a smaller tile is a usage error before any image is read, and the tile
+    the message advises translates."""
+    from img2img.inference import smallest_side
+    from img2img.weights import read_metadata
+
+    source = tmp_path / "in.png"
+    size = (16, 12) if name == "resnet" else (40, 36)  # a few tiles of the advised size
+    scene(*size).save(source)
+    code, _, err = run([source, "-m", models[name], "-o", tmp_path / "out.png", "--tile", asked], capsys)
+    smallest = smallest_side(read_metadata(models[name]).generator)
+    assert code == 2 and err.count("\n") == 1 and f"at least {smallest}" in err, err
+    assert not (tmp_path / "out.png").exists()
+    advised = int(err.split("try --tile ")[1].split(")")[0])
+    code, _, err = run([source, "-m", models[name], "-o", tmp_path / "out.png", "--tile", advised], capsys)
+    assert code == 0, err
+    assert Image.open(tmp_path / "out.png").size == size
+
+
+def test_overlaps_the_tile_grid_cannot_give_are_refused(models):
+    """Tiles start on multiples of the size multiple: tiles of 8 pixels of a ResNet overlap by
+    at most 4, tiles of 64 of a U-Net with size multiple 32 by at most 32. A larger overlap is
+    refused (it used to be cut down without a word); the largest one plans as asked."""
+    for name, tile, largest in (("resnet", 8, 4), ("unet", 64, 32)):
+        with pytest.raises(UsageError, match=f"overlap by at most {largest}"):
+            Translator(models[name], device="cpu", tile=tile, tile_overlap=largest + 1)
+        plan = Translator(models[name], device="cpu", tile=tile, tile_overlap=largest).tile_plan(HEIGHT, WIDTH)
+        assert plan.overlap >= largest
 
 
 # --- modes kept ------------------------------------------------------------------------------

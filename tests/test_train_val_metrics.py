@@ -112,3 +112,54 @@ def test_cyclegan_val_metrics_per_direction(tmp_path, inception_file):
         assert set(record["directions"]) == {"AtoB", "BtoA"} and record["epoch"] == 1
     record = read_metadata(run / "weights" / "cyclegan_AtoB.safetensors").validation
     assert [set(r["scores"]) for r in record["directions"].values()] == [{"kid"}, {"kid"}]
+
+
+@pytest.mark.parametrize(("task", "metrics", "keep_best", "val_size"), [
+    ("pix2pix", "fid", "fid", 1), ("pix2pix", "kid,psnr", None, 1), ("cyclegan", "kid", "kid", 1), ("pix2pix", "fid", None, 0),
+])  # fmt: skip
+def test_too_few_validation_images_stop_training_before_it_starts(tmp_path, task, metrics, keep_best, val_size):
+    """FID and KID need two images on each side: with fewer the run stops before the first
+    epoch (not after it, with the epoch's work at stake), naming the limit and the option."""
+    from img2img.errors import UsageError
+
+    # No Inception file: the count is checked before the weights are looked for (or downloaded).
+    options = dict(TINY, val_size=val_size, data=None, out=str(tmp_path / "run"), val_metrics=metrics,
+                   keep_best=keep_best, inception_weights=str(tmp_path / "nowhere.pth"))  # fmt: skip
+    if task == "pix2pix":
+        options["data"] = str(write_shapes_dataset(tmp_path / "shapes", n_train=4, n_val=3, size=32))
+        config, train = Pix2PixConfig(**options, netg="unet_32"), train_pix2pix
+    else:
+        options["data"] = str(write_palette_dataset(tmp_path / "palettes", n_a=4, n_b=4, n_test=3, size=32))
+        config, train = CycleGANConfig(**options, netg="resnet_1blocks", pool_size=2), train_cyclegan
+    log = io.StringIO()
+    with pytest.raises(UsageError) as info:
+        train(config, stream=log, live=False)
+    message = str(info.value)
+    assert f"--val-size {val_size}" in message and "\n" not in message
+    assert ("at least 2" in message) if val_size else ("no images" in message)
+    assert not (tmp_path / "run").exists()  # nothing trained, nothing written
+    assert "epoch" not in log.getvalue().lower()
+
+
+def test_a_validation_interval_longer_than_the_run_is_refused(tmp_path):
+    """--val-freq 3 on a 2-epoch run: no validation would ever run, so --keep-best would keep
+    nothing; said before training, with the largest interval that works."""
+    from img2img.errors import UsageError
+
+    options = dict(TINY, data=str(tmp_path), out=str(tmp_path / "run"), netg="unet_32", val_metrics="psnr")
+    with pytest.raises(UsageError, match=r"--val-freq 3: training runs 2 epochs.*--keep-best never.*--val-freq 2 or less"):
+        Pix2PixConfig(**options, val_freq=3, keep_best="psnr")
+    Pix2PixConfig(**options, val_freq=2, keep_best="psnr")  # validates after epoch 2
+
+
+def test_is_on_a_validation_split_too_small_to_estimate_it_is_refused_before_training(tmp_path):
+    """IS is not estimated below 10 splits of 2 images (eval says so in a note); during training
+    that would be a null score every epoch, so the run stops before it starts."""
+    from img2img.errors import UsageError
+
+    data = write_shapes_dataset(tmp_path / "shapes", n_train=4, n_val=3, size=32)
+    options = dict(TINY, data=str(data), out=str(tmp_path / "run"), val_size=3, val_metrics="is",
+                   keep_best="is", inception_weights=str(tmp_path / "nowhere.pth"))  # fmt: skip
+    with pytest.raises(UsageError, match=r"IS is not estimated on fewer than 20 images.*--val-size 3\) has 3"):
+        train_pix2pix(Pix2PixConfig(**options, netg="unet_32"), stream=io.StringIO(), live=False)
+    assert not (tmp_path / "run").exists()

@@ -180,7 +180,31 @@ def _split_sizes(count: int, splits: int) -> str:
     return f"{low}" if low == high else f"{low} or {high}"
 
 
+# The fewest images each set-level score takes on each side (fake and real): a covariance, and
+# KID's unbiased MMD (which leaves out the diagonal), need two samples; IS needs one split.
+MINIMUM_IMAGES = {"fid": 2, "kid": 2, "is": 1}
+
+
+def check_image_counts(metrics, fake: int, real: int | None, where: str) -> None:
+    """UsageError, before any work, when ``fake`` images (to be translated or given) or ``real``
+    ones (None: no real set) are too few for one of ``metrics`` (MINIMUM_IMAGES; IS counts
+    only the fakes). ``where`` says where the images come from, e.g. "the validation split
+    (--val-size 1)". The one limit the scores themselves (``fid``, ``kid``,
+    ``inception_score``), ``img2img eval`` and training's ``--val-metrics`` all check."""
+    for metric in metrics:
+        minimum = MINIMUM_IMAGES.get(metric)
+        if minimum is None:
+            continue
+        sides = [("translated", fake)] + ([("real", real)] if real is not None and metric != "is" else [])
+        for side, count in sides:
+            if count < minimum:
+                raise UsageError(
+                    f"{metric.upper()} needs at least {minimum} {side} images; {where} has {count}"
+                )
+
+
 def _need(minimum: int, metric: str, *features: torch.Tensor) -> None:
+    minimum = MINIMUM_IMAGES.get(metric.lower(), minimum)
     for f in features:
         if len(f) < minimum:
             raise UsageError(f"{metric} needs at least {minimum} images on each side, got {len(f)}")
@@ -212,6 +236,20 @@ def ssim(fake: np.ndarray, target: np.ndarray) -> float:
             data_range=SSIM_SETTINGS["data_range"], channel_axis=2 if fake.ndim == 3 else None,
         )
     )  # fmt: skip
+
+
+# LPIPS' AlexNet (torchmetrics' and the lpips package's alike) needs a side of at least 31
+# pixels: conv1 (11x11, stride 4, padding 2) gives 7 cells there, and two 3x3 stride-2 max pools
+# bring that down to 1; at 30 the second pool has nothing left. Neither library resizes its
+# input (LPIPS compares at the image's own scale), so smaller pairs are left out of LPIPS.
+LPIPS_MIN_SIDE = 31
+
+
+def paired_size_limits(metrics) -> dict[str, int]:
+    """Metric -> the smallest image side (pixels) it scores a pair at: SSIM its window, LPIPS
+    its network's input. PSNR has none. A smaller pair is left out of that metric only."""
+    limits = {"ssim": SSIM_SETTINGS["win_size"], "lpips": LPIPS_MIN_SIDE}
+    return {m: limits[m] for m in metrics if m in limits}
 
 
 class LPIPS:

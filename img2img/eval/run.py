@@ -28,6 +28,10 @@ from img2img.eval.inception import RESIZE_MODES, FIDInception
 from img2img.eval.weights import ALEXNET, INCEPTION, FoundWeights, eval_cache_dir, find_weights, load_tensors
 from img2img.imageio import naming
 
+_SIZE_REASONS = {
+    "ssim": "SSIM's 11x11 window",
+    "lpips": "the smallest input of LPIPS' AlexNet, which does not resize",
+}
 _HIGH_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
@@ -168,6 +172,7 @@ class Evaluator:
 
     def _evaluate(self, comparison: Comparison, translator, *, save_outputs: Path | None) -> dict:
         metrics = self.metrics_for(comparison)
+        self._check_counts(comparison, metrics)
         self.find_weights(metrics)
         outcome = _Outcome()
         for label, message in comparison.unmatched:
@@ -230,6 +235,16 @@ class Evaluator:
         return self.evaluate(comparison)
 
     # -- internals
+
+    @staticmethod
+    def _check_counts(comparison: Comparison, metrics: tuple[str, ...]) -> None:
+        """Too few images for FID, KID or IS: a usage error before anything is translated or
+        read (metrics.MINIMUM_IMAGES)."""
+        fakes = comparison.fakes if comparison.fakes is not None else comparison.inputs
+        reals = comparison.reals if comparison.reals is not None else comparison.targets
+        M.check_image_counts(
+            metrics, len(fakes or ()), None if reals is None else len(reals), comparison.label.strip()
+        )
 
     def _own_words(self, error: Exception) -> str:
         """``error`` as this command can say it: a hint naming an option the command does not
@@ -320,6 +335,8 @@ class Evaluator:
 
     def _paired(self, fakes: list[ImageItem], targets: dict[str, ImageItem], metrics: tuple[str, ...], gray: bool | None, outcome: _Outcome) -> M.PairedScores:
         scores = M.PairedScores([], [], [])
+        limits = M.paired_size_limits(metrics)
+        too_small = dict.fromkeys(limits, 0)  # metric -> pairs below its smallest side
         self.hooks.add_total(len(fakes))
         for fake in fakes:
             target = targets.get(fake.name or fake.label)
@@ -345,20 +362,33 @@ class Evaluator:
             except ImageError as exc:
                 self._fail(outcome, f"{naming(target.label, exc)}; left out of the paired scores", target.label)
                 continue
+            # A pair smaller than a metric's smallest side is left out of that metric only.
+            fits = {m: min(a.shape[:2]) >= side for m, side in limits.items()}
+            for m, ok in fits.items():
+                too_small[m] += not ok
+            ssim_value = lpips_value = None
             try:
-                if "ssim" in metrics:
+                if "ssim" in metrics and fits["ssim"]:
                     ssim_value = M.ssim(a, b)
-                lpips_value = self.lpips(a, b) if "lpips" in metrics else None
+                if "lpips" in metrics and fits["lpips"]:
+                    lpips_value = self.lpips(a, b)
             except (ValueError, RuntimeError) as exc:
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 self._fail(outcome, f"{fake.label}: {reason[:200]}; left out of the paired scores")
                 continue
             if "psnr" in metrics:
                 scores.psnr.append(M.psnr(a, b))
-            if "ssim" in metrics:
+            if ssim_value is not None:
                 scores.ssim.append(ssim_value)
             if lpips_value is not None:
                 scores.lpips.append(lpips_value)
+        for metric, count in too_small.items():
+            if count:
+                outcome.notes.append(
+                    f"{metric.upper()}: {count} pair{'s' if count != 1 else ''} smaller than "
+                    f"{limits[metric]}x{limits[metric]} pixels left out of {metric.upper()} only "
+                    f"({_SIZE_REASONS[metric]})"
+                )
         return scores
 
     def _settings(self, metrics: tuple[str, ...], cache: dict, gray: bool | None) -> dict:

@@ -173,6 +173,30 @@ def scorer_for(config, device: torch.device) -> ValidationScorer | None:
     )  # fmt: skip
 
 
+def check_validation_size(metrics: tuple[str, ...], val, *, task: str, val_size: int) -> None:
+    """UsageError before training when the validation split ``val`` (the trainer's validation
+    dataset, or None) holds too few images for ``metrics`` (metrics.MINIMUM_IMAGES), or none at
+    all: otherwise the first validation, an epoch later, would fail or score nothing."""
+    if not metrics:
+        return
+    if task == "cyclegan":
+        fake = len(val.files_a) if val is not None else 0
+        real = min(fake, len(val.files_b)) if val is not None else 0
+        fake = min(fake, len(val.files_b)) if val is not None else 0  # both directions: the smaller domain
+    else:
+        fake = real = len(val) if val is not None else 0
+    where = f"the validation split (--val-size {val_size})"
+    if fake == 0:
+        raise UsageError(f"--val-metrics {','.join(metrics)}: {where} has no images", hint="give --val-size 1 or more, or leave out --val-metrics")
+    M.check_image_counts(metrics, fake, real if set(metrics) & {"fid", "kid"} else None, where)
+    needed = M.IS_MIN_PER_SPLIT * M.IS_SPLITS
+    if "is" in metrics and fake < needed:  # eval notes it; an epoch's validation would score null every time
+        raise UsageError(
+            f"IS is not estimated on fewer than {needed} images ({M.IS_SPLITS} splits of {M.IS_MIN_PER_SPLIT}); {where} has {fake}",
+            hint=f"give --val-size {needed} or more, or use --val-metrics fid or kid",
+        )
+
+
 class BestEpoch:
     """``--keep-best METRIC``: the best validation score so far and its epoch, kept in the
     checkpoint's info so that a resumed run goes on comparing with it. For CycleGAN the score

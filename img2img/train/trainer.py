@@ -35,7 +35,7 @@ from img2img.config import TrainConfig
 from img2img.data.sampler import EpochSampler
 from img2img.devices import resolve_device
 from img2img.errors import DatasetError, Img2ImgError, TrainingInterrupted, UsageError
-from img2img.eval.validation import BestEpoch, ValidationScorer, scorer_for
+from img2img.eval.validation import BestEpoch, ValidationScorer, check_validation_size, parse_metrics, scorer_for
 from img2img.run_status import StatusWriter
 from img2img.train import distributed, evaluation, failures, reporting, resume
 from img2img.train.checkpoint import link_or_copy, rng_state, save_checkpoint, seed_everything
@@ -163,6 +163,9 @@ class Trainer:
             self.data = self._data(cfg) if callable(self._data) else self._data
 
             # --val-metrics: the extra and the weights files are found now, not at the first validation
+            # Too few validation images fail now, not an epoch later (and before the Inception
+            # weights are looked for, perhaps downloaded).
+            check_validation_size(parse_metrics(cfg.val_metrics, cfg.task), self.data.val, task=cfg.task, val_size=cfg.val_size)
             self.scorer = scorer_for(cfg, self.device) if self.dist.is_main else None
             seed_everything(cfg.seed)
             self.model = self.model_factory(cfg)
