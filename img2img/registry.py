@@ -41,7 +41,22 @@ from img2img.errors import (
     WeightsError,
 )
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+def shipped_dir() -> Path:
+    """The folder of the shipped models and ``registry.json``: the package's ``shipped/`` in an
+    installed wheel or sdist (pyproject.toml maps the clone's ``weights/`` there), else the
+    clone's ``weights/`` (a clone on the path, or an editable install).
+
+    A plain path, not an ``importlib.resources`` traversable: safetensors opens files by name, and
+    img2img is never run from a zip. Every path to a shipped file is made from this (through
+    ``WEIGHTS_DIR``, which tests point elsewhere)."""
+    package = Path(__file__).resolve().parent
+    installed = package / "shipped"
+    return installed if installed.is_dir() else package.parent / "weights"
+
+
+WEIGHTS_DIR = shipped_dir()
 REGISTRY_FILE = WEIGHTS_DIR / "registry.json"
 REGISTRY_SCHEMA = 1
 
