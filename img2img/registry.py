@@ -31,7 +31,7 @@ from typing import Any, Mapping
 
 from img2img import downloads
 from img2img.atomic import remove_stale_temporaries
-from img2img.config import GeneratorConfig
+from img2img.config import GeneratorConfig, preprocess_problem
 from img2img.downloads import ENV_OFFLINE, file_sha256, is_offline  # noqa: F401 (public here too)
 from img2img.errors import (
     DownloadError,
@@ -252,8 +252,9 @@ def _entry_from_json(name: str, raw: Any, base_url: str, origin: Path) -> ModelE
     if not isinstance(raw.get("eval_mode", True), bool):
         raise Img2ImgError(f"{where}: eval_mode must be true or false, got {raw['eval_mode']!r}")
     preprocess = raw.get("preprocess")
-    if preprocess is not None and not isinstance(preprocess, dict):
-        raise Img2ImgError(f"{where}: preprocess must be a JSON object")
+    problem = preprocess_problem(preprocess)
+    if problem:
+        raise Img2ImgError(f"{where}: {problem}")
     hf = raw.get("hf") or {}
     if "hf" in sources and not (
         isinstance(hf, dict)
