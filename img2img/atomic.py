@@ -311,10 +311,10 @@ __all__ = [
     "atomic_write_bytes",
     "create_temporary",
     "discard_temporary",
+    "os_error_of",
     "remove_registered_temporaries",
     "remove_stale_temporaries",
     "rename_no_replace",
     "temporary_name",
     "written_files",
-    "os_error_of",
 ]

@@ -390,6 +390,6 @@ def test_a_registry_entry_with_a_bad_preprocess_is_refused(tmp_path, monkeypatch
     }  # fmt: skip
     extra.write_text(json.dumps({"schema": 1, "models": {"mine": entry}}))
     monkeypatch.setenv("IMG2IMG_REGISTRY", str(extra))
-    code, out, err = run_main(["models", "list"], capsys)
+    code, _, err = run_main(["models", "list"], capsys)
     assert code != 0 and err.count("\n") == 1
     assert str(extra) in err and "'mine'" in err and named in err

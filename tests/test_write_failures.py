@@ -17,7 +17,6 @@ How each test makes the write fail, and what that stands for:
 from __future__ import annotations
 
 import errno
-import fnmatch
 import io
 import os
 import resource
@@ -136,7 +135,7 @@ def run_cli(args: list[str], *, limit: int | None = None) -> subprocess.Complete
 
     return subprocess.run(
         [sys.executable, "-m", "img2img", *args], capture_output=True, text=True, timeout=HANG_GUARD,
-        preexec_fn=set_limit,
+        preexec_fn=set_limit, check=False,
     )  # fmt: skip
 
 
@@ -169,15 +168,16 @@ def test_a_file_size_limit_stops_training_with_one_line_and_latest_intact(one_ep
 
 @pytest.fixture
 def small_file_system(tmp_path):
-    """Mount a tmpfs at tmp_path/fs (root, where the sandbox allows it); yields (folder, size)
-    mounter: call it with a size in bytes."""
+    """A function that mounts a tmpfs of the size it is given (bytes) at tmp_path/fs and returns
+    that folder (as root, where the sandbox allows it); unmounted afterwards."""
     mounted: list[Path] = []
 
     def mount(size: int) -> Path:
         folder = tmp_path / "fs"
         folder.mkdir()
         result = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, text=True
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, text=True,
+            check=False,
         )
         if result.returncode != 0:
             pytest.skip(f"cannot mount a small tmpfs here ({result.stderr.strip() or result.returncode}); "
@@ -189,7 +189,7 @@ def small_file_system(tmp_path):
         pytest.skip("mounting a small tmpfs needs root and mount(8); the file-size-limit test covers the rest")
     yield mount
     for folder in mounted:
-        subprocess.run(["umount", str(folder)], capture_output=True)
+        subprocess.run(["umount", str(folder)], capture_output=True, check=False)
 
 
 def test_training_into_a_full_file_system_names_the_file_and_latest_is_intact(one_epoch, small_file_system):

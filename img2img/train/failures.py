@@ -15,7 +15,13 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from img2img.errors import DatasetError, Img2ImgError, RunFolderError, TrainingDiverged, TrainingInterrupted
+from img2img.errors import (
+    DatasetError,
+    Img2ImgError,
+    RunFolderError,
+    TrainingDiverged,
+    TrainingInterrupted,
+)
 from img2img.train import distributed
 from img2img.train.checkpoint import read_checkpoint_info
 
