@@ -21,6 +21,7 @@ Nothing here imports torch or huggingface_hub at module level: ``models list`` s
 from __future__ import annotations
 
 import difflib
+import importlib.resources
 import json
 import os
 import re
@@ -48,10 +49,10 @@ def shipped_dir() -> Path:
     installed wheel or sdist (pyproject.toml maps the clone's ``weights/`` there), else the
     clone's ``weights/`` (a clone on the path, or an editable install).
 
-    A plain path, not an ``importlib.resources`` traversable: safetensors opens files by name, and
-    img2img is never run from a zip. Every path to a shipped file is made from this (through
-    ``WEIGHTS_DIR``, which tests point elsewhere)."""
-    package = Path(__file__).resolve().parent
+    Found from the top-level package (wherever this module sits in it), as a plain path:
+    safetensors opens files by name, and img2img is never run from a zip. Every path to a
+    shipped file is made from this (through ``WEIGHTS_DIR``, which tests point elsewhere)."""
+    package = Path(str(importlib.resources.files("img2img"))).resolve()
     installed = package / "shipped"
     return installed if installed.is_dir() else package.parent / "weights"
 
