@@ -154,7 +154,8 @@ def atomic_path(path: str | os.PathLike[str], *, replace: bool = True) -> Iterat
     ``replace=False`` refuses to replace an existing ``path`` at the moment of the move and
     raises ``FileExistsError`` (the temporary is removed); ``replace=True`` replaces it
     atomically (checkpoints, the model cache). Other ``OSError``s (a name the file system
-    refuses, no space, no permission) propagate."""
+    refuses, no space, no permission), and a writer's own exception that carries one
+    (:func:`os_error_of`), become an ``OutputError`` naming ``path``."""
     target = Path(path)
     if target.is_dir():
         # Checked first: the temporary file would otherwise be made beside the folder.
@@ -179,12 +180,33 @@ def atomic_path(path: str | os.PathLike[str], *, replace: bool = True) -> Iterat
         discard_temporary(tmp)
         # Name the file asked for, never our temporary; FileExistsError (no-replace) is the
         # callers' to handle.
-        if isinstance(exc, OSError) and not isinstance(exc, (Img2ImgError, FileExistsError)):
-            raise _output_error(target, exc) from exc
+        error = os_error_of(exc)
+        if error is not None and not isinstance(exc, (Img2ImgError, FileExistsError)):
+            raise _output_error(target, error) from exc
         raise
     discard_temporary(tmp, unlink=False)
     _written.append(target)
     _fsync_dir(target.parent)
+
+
+# Rust's std::io::Error as text, e.g. safetensors' SafetensorError "Error while serializing: I/O
+# error: No space left on device (os error 28)".
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def os_error_of(exc: BaseException) -> OSError | None:
+    """The operating-system error behind a failed write: ``exc`` itself when it is an OSError,
+    an equivalent ``OSError(errno, strerror)`` when a library reports it in an exception of its
+    own with the Rust I/O error's text (safetensors' ``save_file`` raises ``SafetensorError``, not
+    OSError, on a full disk), else None. So that every writer's full disk (ENOSPC), read-only
+    folder (EROFS), missing permission (EACCES) or size limit (EFBIG) becomes the same one-line
+    error naming the file, whichever library did the writing."""
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, Exception) and (found := _RUST_OS_ERROR.search(str(exc))):
+        code = int(found[1])
+        return OSError(code, os.strerror(code))
+    return None
 
 
 def _output_error(target: Path, exc: OSError) -> OutputError:
@@ -289,6 +311,7 @@ __all__ = [
     "atomic_write_bytes",
     "create_temporary",
     "discard_temporary",
+    "os_error_of",
     "remove_registered_temporaries",
     "remove_stale_temporaries",
     "rename_no_replace",

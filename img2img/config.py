@@ -153,10 +153,42 @@ class DiscriminatorConfig:
 
 PREPROCESS_CHOICES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 GAN_MODES = ("vanilla", "lsgan", "wgangp", "hinge")
+#: The sizes a weights file's ``preprocess`` may record: far beyond any training crop, they stop
+#: nonsense (a negative crop, a size no image has) from passing for the training's settings.
+PREPROCESS_SIZE_LIMITS = (1, 1 << 16)
 LR_POLICIES = ("linear", "step", "cosine")
 DIRECTION_CHOICES = ("AtoB", "BtoA")
 AMP_DTYPES = ("bf16", "fp16")
 CHECK_DATA = ("header", "full")
+
+
+def preprocess_problem(preprocess: Any) -> str | None:
+    """What is wrong with a weights file's (or a registry entry's) ``preprocess`` record, or None.
+
+    The record is the training's ``{"preprocess": MODE, "load_size": N, "crop_size": N}`` (any of
+    them may be left out; a converted reference checkpoint records only the sizes). Informational
+    (outputs keep the input size), but checked like every field, so that a file whose record is
+    nonsense is refused rather than shown: strict JSON types (no "128" for 128), MODE one of
+    PREPROCESS_CHOICES, sizes in PREPROCESS_SIZE_LIMITS, no other keys. The problem names the
+    field as ``preprocess.KEY``."""
+    if preprocess is None:
+        return None
+    if not isinstance(preprocess, dict):
+        return f"preprocess must be a JSON object, got {preprocess!r}"
+    unknown = sorted(set(preprocess) - {"preprocess", "load_size", "crop_size"})
+    if unknown:
+        return f"preprocess has unknown keys {', '.join(map(repr, unknown))} (valid: preprocess, load_size, crop_size)"
+    mode = preprocess.get("preprocess", PREPROCESS_CHOICES[0])
+    if mode not in PREPROCESS_CHOICES:
+        return f"preprocess.preprocess must be one of {', '.join(PREPROCESS_CHOICES)}, got {mode!r}"
+    low, high = PREPROCESS_SIZE_LIMITS
+    for name in ("load_size", "crop_size"):
+        value = preprocess.get(name, low)
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"preprocess.{name} must be an integer, got {value!r}"
+        if not low <= value <= high:
+            return f"preprocess.{name} must be in [{low}, {high}], got {value}"
+    return None
 
 
 @dataclass

@@ -21,6 +21,7 @@ Nothing here imports torch or huggingface_hub at module level: ``models list`` s
 from __future__ import annotations
 
 import difflib
+import importlib.resources
 import json
 import os
 import re
@@ -31,7 +32,7 @@ from typing import Any, Mapping
 
 from img2img import downloads
 from img2img.atomic import remove_stale_temporaries
-from img2img.config import GeneratorConfig
+from img2img.config import GeneratorConfig, preprocess_problem
 from img2img.downloads import ENV_OFFLINE, file_sha256, is_offline  # noqa: F401 (public here too)
 from img2img.errors import (
     DownloadError,
@@ -41,7 +42,22 @@ from img2img.errors import (
     WeightsError,
 )
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+def shipped_dir() -> Path:
+    """The folder of the shipped models and ``registry.json``: the package's ``shipped/`` in an
+    installed wheel or sdist (pyproject.toml maps the clone's ``weights/`` there), else the
+    clone's ``weights/`` (a clone on the path, or an editable install).
+
+    Found from the top-level package (wherever this module sits in it), as a plain path:
+    safetensors opens files by name, and img2img is never run from a zip. Every path to a
+    shipped file is made from this (through ``WEIGHTS_DIR``, which tests point elsewhere)."""
+    package = Path(str(importlib.resources.files("img2img"))).resolve()
+    installed = package / "shipped"
+    return installed if installed.is_dir() else package.parent / "weights"
+
+
+WEIGHTS_DIR = shipped_dir()
 REGISTRY_FILE = WEIGHTS_DIR / "registry.json"
 REGISTRY_SCHEMA = 1
 
@@ -237,8 +253,9 @@ def _entry_from_json(name: str, raw: Any, base_url: str, origin: Path) -> ModelE
     if not isinstance(raw.get("eval_mode", True), bool):
         raise Img2ImgError(f"{where}: eval_mode must be true or false, got {raw['eval_mode']!r}")
     preprocess = raw.get("preprocess")
-    if preprocess is not None and not isinstance(preprocess, dict):
-        raise Img2ImgError(f"{where}: preprocess must be a JSON object")
+    problem = preprocess_problem(preprocess)
+    if problem:
+        raise Img2ImgError(f"{where}: {problem}")
     hf = raw.get("hf") or {}
     if "hf" in sources and not (
         isinstance(hf, dict)

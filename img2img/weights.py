@@ -24,7 +24,7 @@ from torch import nn
 
 from img2img import __version__, filetypes
 from img2img.atomic import atomic_path
-from img2img.config import GeneratorConfig
+from img2img.config import GeneratorConfig, preprocess_problem
 from img2img.errors import Img2ImgError, WeightsError
 from img2img.networks import build_generator, count_parameters, use_per_image_batch_norm
 from img2img.reference import (
@@ -64,6 +64,7 @@ class WeightsMetadata:
             "generator": {}, "task": self.task, "direction": self.direction,
             "eval_mode": self.eval_mode, "source": self.source,
             "img2img_version": self.img2img_version, "preprocess": dict(self.preprocess),
+            "schema": self.schema, "validation": self.validation,
         }  # fmt: skip
         problem = _metadata_problem(data)
         if problem or not isinstance(self.generator, GeneratorConfig):
@@ -98,7 +99,7 @@ class WeightsMetadata:
             raise WeightsError(f"{path}: the img2img metadata is not a JSON object")
         schema = data.get("schema", 0)
         if not _is_int(schema):
-            raise WeightsError(f"{path}: the img2img metadata's schema must be an integer, got {schema!r}")
+            raise WeightsError(f"{path}: invalid img2img metadata: schema must be an integer (0 or more), got {schema!r}")
         if schema > SCHEMA_VERSION:
             raise WeightsError(
                 f"{path}: weights schema {schema} is newer than this img2img understands "
@@ -129,8 +130,28 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+#: Every top-level key of the metadata JSON (``to_json``); any other is refused, so that a
+#: mistyped one (``eval_mod``) is not silently ignored.
+METADATA_FIELDS = (
+    "schema", "task", "direction", "generator", "preprocess", "eval_mode", "source",
+    "img2img_version", "validation",
+)  # fmt: skip
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _metadata_problem(data: Mapping[str, Any]) -> str | None:
-    """What is wrong with the metadata's fields (other than the generator's own), or None."""
+    """What is wrong with the metadata's fields (other than the generator's own), or None.
+
+    Every field is checked, whether or not anything reads it: strict JSON types, enums and
+    ranges. The problem names the field (``preprocess.crop_size``, ``validation.epoch``)."""
+    unknown = sorted(set(data) - set(METADATA_FIELDS))
+    if unknown:
+        return f"unknown fields {', '.join(map(repr, unknown))} (valid: {', '.join(METADATA_FIELDS)})"
+    if "schema" in data and not (_is_int(data["schema"]) and data["schema"] >= 0):
+        return f"schema must be an integer (0 or more), got {data['schema']!r}"
     if not isinstance(data.get("generator"), dict):
         return "generator must be a JSON object of architecture options"
     choices = {"task": TASKS, "direction": DIRECTIONS}
@@ -142,14 +163,52 @@ def _metadata_problem(data: Mapping[str, Any]) -> str | None:
     for name in ("source", "img2img_version"):
         if name in data and not isinstance(data[name], str):
             return f"{name} must be a string, got {data[name]!r}"
-    preprocess = data.get("preprocess", {})
-    if preprocess is not None and not (
-        isinstance(preprocess, dict)
-        and all(isinstance(v, (str, int, float, bool)) or v is None for v in preprocess.values())
-    ):
-        return "preprocess must be a JSON object of plain values"
-    if data.get("validation") is not None and not isinstance(data["validation"], dict):
-        return "validation must be a JSON object of scores"
+    problem = preprocess_problem(data.get("preprocess"))
+    if problem:
+        return problem
+    return _validation_problem(data.get("validation"))
+
+
+def _validation_problem(validation: Any) -> str | None:
+    """What is wrong with the ``validation`` record (``--val-metrics``: ``{"epoch": N,
+    "directions": {AtoB|BtoA: {"scores": {METRIC: {"value": x, "std": x, ...}}, "samples":
+    {KIND: count}, "settings": {...}}}}``), or None."""
+    if validation is None:
+        return None
+    if not isinstance(validation, dict):
+        return f"validation must be a JSON object of scores, got {validation!r}"
+    unknown = sorted(set(validation) - {"epoch", "directions"})
+    if unknown:
+        return f"validation has unknown keys {', '.join(map(repr, unknown))} (valid: epoch, directions)"
+    epoch = validation.get("epoch", 1)
+    if not (_is_int(epoch) and epoch >= 1):
+        return f"validation.epoch must be an integer, at least 1, got {epoch!r}"
+    directions = validation.get("directions", {})
+    if not isinstance(directions, dict):
+        return f"validation.directions must be a JSON object, got {directions!r}"
+    for direction, record in directions.items():
+        where = f"validation.directions.{direction}"
+        if direction not in DIRECTIONS:
+            return f"validation.directions has {direction!r}, not one of {', '.join(DIRECTIONS)}"
+        if not isinstance(record, dict):
+            return f"{where} must be a JSON object, got {record!r}"
+        unknown = sorted(set(record) - {"scores", "samples", "settings"})
+        if unknown:
+            return f"{where} has unknown keys {', '.join(map(repr, unknown))} (valid: scores, samples, settings)"
+        for part in ("scores", "samples", "settings"):
+            if not isinstance(record.get(part, {}), dict):
+                return f"{where}.{part} must be a JSON object, got {record[part]!r}"
+        for metric, score in record.get("scores", {}).items():
+            if not isinstance(score, dict):
+                return f"{where}.scores.{metric} must be a JSON object, got {score!r}"
+            for name in ("value", "std"):
+                value = score.get(name)
+                # null: not finite or not measured (img2img eval writes inf/nan as null)
+                if value is not None and not _is_number(value):
+                    return f"{where}.scores.{metric}.{name} must be a number or null, got {value!r}"
+        for kind, count in record.get("samples", {}).items():
+            if not (_is_int(count) and count >= 0):
+                return f"{where}.samples.{kind} must be a count (an integer, 0 or more), got {count!r}"
     return None
 
 

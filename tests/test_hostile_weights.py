@@ -282,3 +282,114 @@ def test_hostile_headers_are_refused_quickly_without_walking_them():
 def test_metadata_that_loading_would_refuse_is_never_written(tmp_path, field, value):
     with pytest.raises(WeightsError, match=f"invalid weights metadata: {field}"):
         WeightsMetadata(generator=GeneratorConfig(), **{field: value})
+
+
+# A record as a training run with --val-metrics writes it (img2img.eval.validation), so that the
+# fields below are checked inside a file that is otherwise valid.
+VALIDATION = {
+    "epoch": 3,
+    "directions": {
+        "AtoB": {
+            "scores": {"psnr": {"value": 21.5, "pairs": 4}, "kid": {"value": 0.01, "std": None}},
+            "samples": {"fake": 4, "real": 4, "failed": 0},
+            "settings": {"resize": "bilinear"},
+        }
+    },
+}
+
+
+def _set(data: dict, dotted: str, value) -> None:
+    *parents, last = dotted.split(".")
+    for key in parents:
+        data = data.setdefault(key, {})
+    data[last] = value
+
+
+# Every field of every section, each with values of the wrong type, out of range or not allowed:
+# (dotted field, bad value, what the message names).
+BAD_FIELDS = [
+    ("schema", -1, "schema"),
+    ("schema", True, "schema"),
+    ("task", "stylegan", "task"),
+    ("task", 1, "task"),
+    ("direction", "sideways", "direction"),
+    ("generator", [1], "generator"),
+    ("generator.ngf", -4, "ngf"),
+    ("preprocess", "resize_and_crop", "preprocess"),
+    ("preprocess.preprocess", "zoom", "preprocess.preprocess"),
+    ("preprocess.preprocess", 1, "preprocess.preprocess"),
+    ("preprocess.load_size", -286, "preprocess.load_size"),
+    ("preprocess.load_size", "286", "preprocess.load_size"),
+    ("preprocess.load_size", 286.0, "preprocess.load_size"),
+    ("preprocess.crop_size", -128, "preprocess.crop_size"),
+    ("preprocess.crop_size", 0, "preprocess.crop_size"),
+    ("preprocess.crop_size", 10**9, "preprocess.crop_size"),
+    ("preprocess.crop_size", True, "preprocess.crop_size"),
+    ("preprocess.crop_size", None, "preprocess.crop_size"),
+    ("preprocess.flip", True, "'flip'"),
+    ("eval_mode", "false", "eval_mode"),
+    ("source", 5, "source"),
+    ("img2img_version", 0.1, "img2img_version"),
+    ("eval_mod", False, "'eval_mod'"),
+    ("validation", [1], "validation"),
+    ("validation.epoch", 0, "validation.epoch"),
+    ("validation.epoch", "3", "validation.epoch"),
+    ("validation.best", 1, "'best'"),
+    ("validation.directions", ["AtoB"], "validation.directions"),
+    ("validation.directions.sideways", {}, "'sideways'"),
+    ("validation.directions.AtoB", 5, "validation.directions.AtoB"),
+    ("validation.directions.AtoB.extra", 1, "'extra'"),
+    ("validation.directions.AtoB.scores", [21.5], "validation.directions.AtoB.scores"),
+    ("validation.directions.AtoB.scores.psnr", 21.5, "validation.directions.AtoB.scores.psnr"),
+    ("validation.directions.AtoB.scores.psnr.value", "21.5", "validation.directions.AtoB.scores.psnr.value"),
+    ("validation.directions.AtoB.scores.kid.std", True, "validation.directions.AtoB.scores.kid.std"),
+    ("validation.directions.AtoB.samples", 4, "validation.directions.AtoB.samples"),
+    ("validation.directions.AtoB.samples.fake", -1, "validation.directions.AtoB.samples.fake"),
+    ("validation.directions.AtoB.samples.fake", 1.5, "validation.directions.AtoB.samples.fake"),
+    ("validation.directions.AtoB.settings", "bilinear", "validation.directions.AtoB.settings"),
+]
+
+
+@pytest.fixture
+def with_validation(tmp_path, tiny_generator):
+    """The tiny generator with every metadata field present and valid."""
+    full = tmp_path / "full.safetensors"
+    rewrite_metadata(tiny_generator, full, lambda d: d.update(validation=json.loads(json.dumps(VALIDATION))))
+    return full
+
+
+def test_a_file_with_every_field_valid_loads(with_validation, capsys):
+    assert read_metadata(with_validation).validation == VALIDATION
+    code, out, err = run_main(["models", "info", str(with_validation)], capsys)
+    assert code == 0 and err == "" and "psnr" in out
+
+
+@pytest.mark.parametrize("field, value, named", BAD_FIELDS, ids=[f"{f}={v!r}" for f, v, _ in BAD_FIELDS])
+def test_every_metadata_field_is_validated(tmp_path, with_validation, monkeypatch, capsys, field, value, named):
+    bad = tmp_path / "bad.safetensors"
+    rewrite_metadata(with_validation, bad, lambda d: _set(d, field, value))
+    no_network_may_be_built(monkeypatch)
+    with pytest.raises(WeightsError) as excinfo:
+        load_generator(bad)
+    assert str(excinfo.value).startswith(f"{bad}: invalid img2img metadata: ")
+    assert named in str(excinfo.value)
+    code, out, err = run_main(["models", "info", str(bad)], capsys)
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and str(bad) in err and named in err
+
+
+@pytest.mark.parametrize(
+    "preprocess, named",
+    [({"load_size": -286, "crop_size": 256}, "preprocess.load_size"), ({"crop_size": "256"}, "preprocess.crop_size")],
+)
+def test_a_registry_entry_with_a_bad_preprocess_is_refused(tmp_path, monkeypatch, capsys, preprocess, named):
+    extra = tmp_path / "registry.json"
+    entry = {
+        "task": "cyclegan", "direction": "AtoB", "url": "http://127.0.0.1:9/x.pth", "preprocess": preprocess,
+        "generator": {"netg": "resnet_9blocks", "norm": "instance", "use_dropout": False, "ngf": 64},
+    }  # fmt: skip
+    extra.write_text(json.dumps({"schema": 1, "models": {"mine": entry}}))
+    monkeypatch.setenv("IMG2IMG_REGISTRY", str(extra))
+    code, _, err = run_main(["models", "list"], capsys)
+    assert code != 0 and err.count("\n") == 1
+    assert str(extra) in err and "'mine'" in err and named in err

@@ -15,19 +15,38 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from img2img.errors import DatasetError, RunFolderError, TrainingDiverged, TrainingInterrupted
+from img2img.errors import (
+    DatasetError,
+    Img2ImgError,
+    RunFolderError,
+    TrainingDiverged,
+    TrainingInterrupted,
+)
 from img2img.train import distributed
+from img2img.train.checkpoint import read_checkpoint_info
 
 if TYPE_CHECKING:
     from img2img.train.trainer import Trainer
 
 
 def checkpoint_status(trainer: Trainer) -> str:
-    """What is intact on disk: the last checkpoint this process wrote (or loaded), if any."""
+    """What is intact on disk: the last checkpoint this process wrote (or loaded), if any, as
+    read back from the file now ("the last checkpoint, RUN/checkpoints/latest.safetensors from
+    the end of epoch 3 (iteration 120), is intact"), or that it cannot be read."""
     if trainer._saved is None:
         return "no checkpoint had been written yet"
-    epoch, iteration = trainer._saved
-    return f"the last checkpoint, {trainer.run.latest} (iteration {iteration}), is intact"
+    _, iteration = trainer._saved
+    latest = trainer.run.latest
+    try:
+        info = read_checkpoint_info(latest)
+        epoch, epoch_iter, iteration = int(info["epoch"]), int(info.get("epoch_iter", 0)), int(info["iteration"])
+    except (Img2ImgError, OSError, KeyError, TypeError, ValueError) as exc:
+        reason = exc.message if isinstance(exc, Img2ImgError) else f"{type(exc).__name__}: {exc}"
+        return f"the last checkpoint (iteration {iteration}) cannot be read back: {reason}"
+    # The checkpoint's epoch counts the epochs completed; one written within an epoch
+    # (--save-latest-freq, a stop) is part-way through the next.
+    when = f"from the end of epoch {epoch}" if epoch_iter == 0 else f"from part-way through epoch {epoch + 1}"
+    return f"the last checkpoint, {latest} {when} (iteration {iteration}), is intact"
 
 
 def resume_hint(trainer: Trainer) -> str:
