@@ -64,6 +64,7 @@ from img2img.onnx_runtime import (
     channel_order,
     import_extra,
     is_onnx_file,
+    session_options,
 )
 from img2img.weights import METADATA_KEY
 
@@ -244,7 +245,7 @@ def check_parity(
     contrasts, so a batch statistic shared across images would show. Returns one ParityCheck
     per input (see ``parity_shapes``)."""
     (ort,) = import_extra("onnxruntime")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
     generator = torch.Generator().manual_seed(0)
     checks = []
     for shape in parity_shapes(cfg, static):

@@ -34,7 +34,7 @@ import torch
 from img2img.config import GeneratorConfig
 from img2img.errors import ExportError, UsageError
 from img2img.inference import minimum_size
-from img2img.onnx_runtime import QUANTIZATION_KEY, QUANTIZATION_PSNR_KEY, import_extra
+from img2img.onnx_runtime import QUANTIZATION_KEY, QUANTIZATION_PSNR_KEY, import_extra, session_options
 
 INT8_STATIC = "int8-static-qoperator-per-channel"
 QUANTIZE_CHOICES = ("int8",)
@@ -178,9 +178,7 @@ def int8_psnr(fp32_path: str | os.PathLike[str], int8_path: str | os.PathLike[st
     """PSNR (dB) of the int8 model's 8-bit output against the fp32 model's, per image (both in
     onnxruntime CPU sessions)."""
     (ort,) = import_extra("onnxruntime")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.log_severity_level = 3
+    options = session_options()
     sessions = [ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]) for path in (fp32_path, int8_path)]
     values = []
     for x in images:
