@@ -257,6 +257,9 @@ class _Reporter:
         self._print(f"img2img: {message}")
 
     def _print(self, line: str) -> None:
+        from img2img.cli._text import one_line
+
+        line = one_line(line)  # messages quote files' contents: one line, escaped
         if self._progress is not None:
             self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
         else:

@@ -53,6 +53,7 @@ def export(
     ),
 ) -> None:
     """Export a generator to ONNX, checked against PyTorch."""
+    from img2img.cli._text import say
     from img2img.errors import UsageError
     from img2img.onnx_export import DEFAULT_TOLERANCE, export_onnx, parse_static_size
 
@@ -68,13 +69,13 @@ def export(
         static=size,
         check=check,
         tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
-        report=lambda line: typer.echo(line, err=True),
+        report=lambda line: say(line, err=True),
         quantize=quantize,
         calibration=calibration,
         calibration_count=calibration_count,
     )
     shape = "x".join(str(dim) for dim in result.input_shape)
-    typer.echo(
+    say(
         f"wrote {output} (opset {result.opset}, {result.exporter} exporter, input {shape}, "
         f"{result.size_bytes / 1e6:.1f} MB, {result.seconds:.1f} s"
         + (f", {result.quantization}, {result.psnr_db:.1f} dB PSNR against fp32" if result.quantization else "")
