@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from img2img.cli._app import app
+from img2img.cli._options import MaxPixelsOpt
 
 _HELP = "\n\n".join(
     (
@@ -21,7 +22,10 @@ _HELP = "\n\n".join(
         "--quantize int8 then quantises the checked model with onnxruntime (static, QOperator, "
         "per-channel int8 weights), calibrated on --calibration DIR's images (every other one held "
         "out) or on procedural scenes; it is kept only if its 8-bit output reaches 35 dB PSNR "
-        "against the fp32 model's on the held-out images, else the export fails (exit 1), no file written.",
+        "against the fp32 model's on the held-out images, else the export fails (exit 1), no file written. "
+        "The images are cropped, never resized, to the size the model is checked at (--static, else "
+        "256x256): each must be at least that large, and the folder must hold at least 8 (4 to "
+        "calibrate on, 4 held out). The intermediate models go to the temporary folder (TMPDIR).",
         'Needs the onnx extra: pip install "img2img\\[onnx]".',
     )
 )
@@ -49,8 +53,9 @@ def export(
         None, "--calibration", metavar="DIR", help="Images to calibrate int8 on, like the ones you will translate."
     ),
     calibration_count: Optional[int] = typer.Option(
-        None, "--calibration-count", min=1, help="At most this many calibration images (default 8; as many held out)."
+        None, "--calibration-count", min=1, help="At most this many calibration images (default 8, at least 4; as many held out)."
     ),
+    max_pixels: MaxPixelsOpt = None,
 ) -> None:
     """Export a generator to ONNX, checked against PyTorch."""
     from img2img.cli._text import say
@@ -61,6 +66,10 @@ def export(
         raise UsageError(f"{output}: the output's extension must be .onnx")
     if output.exists() and not overwrite:
         raise UsageError(f"{output}: already exists (use --overwrite to replace it)")
+    if max_pixels is not None:  # the limit of the --calibration images' reader
+        from img2img.imageio import use_max_pixels
+
+        use_max_pixels(max_pixels)
     size = parse_static_size(static) if static is not None else None
     result = export_onnx(
         model,
