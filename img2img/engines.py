@@ -23,9 +23,14 @@ The ONNX model is the one ``img2img export --opset 17`` writes (same parity chec
 PyTorch: max |difference| <= 1e-3 in [-1, 1], an eighth of a grey level), made on first use and
 kept in the cache, ``$IMG2IMG_CACHE/onnx/`` (default ``~/.cache/img2img/onnx``), under a name
 holding the SHA-256 of the weights file: changed weights never reuse a stale export, and the
-export is paid once per weights file (seconds; README "ONNX speed and export cost"). With
-``auto``, an export or a cached file that fails is a note on stderr and PyTorch runs instead;
-with ``--engine onnxruntime`` it is an error.
+export is paid once per weights file (seconds; README "ONNX speed and export cost"). The cache
+is input like any file: a copy is used only if its bytes match the digest recorded beside it when
+it was written, its graph and metadata are this weights file's, and it matches PyTorch on two
+probes of different sizes (``check_cached_copy``); otherwise it is exported again, with a note.
+That guards against damage and stale or misplaced entries, not against someone who can write the
+cache (and so the digest): whatever computes an image, its output is checked before it is written
+(img2img.inference.check_output). With ``auto``, an export or a cached file that fails is a note
+on stderr and PyTorch runs instead; with ``--engine onnxruntime`` it is an error.
 """
 
 from __future__ import annotations
