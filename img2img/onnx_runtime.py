@@ -202,7 +202,12 @@ def allocation_error(exc: BaseException, path: str | os.PathLike[str], shape: tu
     found = _ALLOCATION.search(text)
     requested = int(found.group(1)) if found else None
     n, _, h, w = (tuple(shape) + (0, 0, 0, 0))[:4]
-    asked = f"{requested} bytes ({requested / 2**30:.3g} GiB)" if requested is not None else "more memory than is free"
+    asked = "more memory than is free"
+    if requested is not None:
+        # How it compares with the input says whether the image or the graph is the cause: a
+        # generator's activations are tens to hundreds of times its input, not millions.
+        times = requested / max(1, 4 * int(np.prod(shape)))
+        asked = f"{requested} bytes ({requested / 2**30:.3g} GiB, {times:.3g} times the input's size)"
     return GraphAllocationError(
         f"out of memory: the model's graph ({Path(path).name}) asked onnxruntime for {asked} "
         f"to run a batch of {n} {w}x{h} image(s)",
