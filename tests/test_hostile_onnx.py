@@ -215,3 +215,23 @@ def test_a_graph_that_asks_for_too_much_memory_is_one_line_saying_so(weights, pi
     assert "1e+08 times the input's size" in line
     assert "\x1b" not in err and "BFCArena" not in err and "too large for this machine" not in line
     assert not (tmp_path / "out.png").exists()
+
+
+def test_eval_models_translations_pass_the_same_check(weights, tmp_path, capsys):
+    nodes, initializers, said = GRAPHS["mean over H and W"]
+    model = hostile_model(tmp_path / "bad.onnx", weights, nodes, initializers=initializers, output_shape=("N", "C", "H2", "W2"))
+    rng = np.random.default_rng(2)
+    for folder in ("inputs", "targets"):
+        (tmp_path / folder).mkdir()
+        for index in range(2):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / folder / f"{index}.png")
+    args = ["eval", "--model", model, "--input", tmp_path / "inputs", "--target", tmp_path / "targets",
+            "--metrics", "psnr", "--save-outputs", tmp_path / "saved", "--json"]  # fmt: skip
+    code, out, err = run(args, capsys)
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and all(said in line and "bad.onnx" in line for line in lines)
+    assert {line.split(": ")[2] for line in lines} == {str(tmp_path / "inputs" / f"{i}.png") for i in range(2)}
+    result = json.loads(out)
+    assert result["failed"] == 2 and result["evaluations"][0]["scores"]["psnr"]["pairs"] == 0
+    assert not list((tmp_path / "saved").glob("*")) if (tmp_path / "saved").exists() else True
