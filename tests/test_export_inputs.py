@@ -107,13 +107,13 @@ def test_a_full_temporary_folder_names_it_and_tmpdir_not_the_output(tiny_resnet,
 
 
 def test_the_pixel_limits_advice_names_an_option_export_has(tiny_resnet, tmp_path, capsys, monkeypatch):
-    folder = photos(tmp_path / "big", 8, (256, 256))
+    folder = photos(tmp_path / "big", 8, (120, 100))
     monkeypatch.setenv("IMG2IMG_MAX_PIXELS", "10000")  # restored after the test, as export's option sets it
-    args = ["export", tiny_resnet, "-o", tmp_path / "a.onnx", "--quantize", "int8", "--calibration", folder]
+    args = ["export", tiny_resnet, "-o", tmp_path / "a.onnx", "--quantize", "int8", "--calibration", folder, "--static", "32x32"]
     code, _, err = run_cli(args, capsys)
     assert code == 1
     [line] = err.strip().splitlines()
-    assert "--max-pixels 65536" in line
-    code, _, err = run_cli(args + ["--max-pixels", "65536"], capsys)
+    assert "--max-pixels 12000" in line
+    code, _, err = run_cli(args + ["--max-pixels", "12000"], capsys)
     assert code == 0, err
     assert (tmp_path / "a.onnx").is_file()
