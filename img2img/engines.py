@@ -23,9 +23,14 @@ The ONNX model is the one ``img2img export --opset 17`` writes (same parity chec
 PyTorch: max |difference| <= 1e-3 in [-1, 1], an eighth of a grey level), made on first use and
 kept in the cache, ``$IMG2IMG_CACHE/onnx/`` (default ``~/.cache/img2img/onnx``), under a name
 holding the SHA-256 of the weights file: changed weights never reuse a stale export, and the
-export is paid once per weights file (seconds; README "ONNX speed and export cost"). With
-``auto``, an export or a cached file that fails is a note on stderr and PyTorch runs instead;
-with ``--engine onnxruntime`` it is an error.
+export is paid once per weights file (seconds; README "ONNX speed and export cost"). The cache
+is input like any file: a copy is used only if its bytes match the digest recorded beside it when
+it was written, its graph and metadata are this weights file's, and it matches PyTorch on two
+probes of different sizes (``check_cached_copy``); otherwise it is exported again, with a note.
+That guards against damage and stale or misplaced entries, not against someone who can write the
+cache (and so the digest): whatever computes an image, its output is checked before it is written
+(img2img.inference.check_output). With ``auto``, an export or a cached file that fails is a note
+on stderr and PyTorch runs instead; with ``--engine onnxruntime`` it is an error.
 """
 
 from __future__ import annotations
@@ -60,7 +65,9 @@ ONNXRUNTIME_ARCHS = ("resnet",)
 # smaller generators and images, whose saving per image is smaller.
 EXPORT_MIN_IMAGES = 32
 # Bumped when the way translate's ONNX copies are made changes, so older copies are not reused.
-CACHE_FORMAT = 1
+# 2: the copy records its weights file's SHA-256, and a sidecar records the copy's own digest.
+CACHE_FORMAT = 2
+DIGEST_SUFFIX = ".sha256"
 # The copies are made by torch's TorchScript exporter (opset 17), which `img2img export` uses for
 # opsets below 18: measured 5-8x faster to export than the dynamo exporter (resnet_9blocks 1.2 s
 # against 9.3 s, unet_256 5.3 s against 14.7 s, AVX2 CPU, idle), and onnxruntime ran both graphs
@@ -167,20 +174,32 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def cached_export_path(weights: str | os.PathLike[str]) -> Path:
-    """The cache file for the ONNX copy of ``weights`` (named by its contents' SHA-256)."""
-    return onnx_cache_dir() / f"{file_sha256(weights)[:32]}-v{CACHE_FORMAT}.onnx"
+def cached_export_path(weights: str | os.PathLike[str], *, sha256: str | None = None) -> Path:
+    """The cache file for the ONNX copy of ``weights`` (named by its contents' SHA-256, which
+    ``sha256`` gives when the caller has it)."""
+    return onnx_cache_dir() / f"{(sha256 or file_sha256(weights))[:32]}-v{CACHE_FORMAT}.onnx"
 
 
-def cached_export(weights: str | os.PathLike[str], *, refresh: bool = False) -> Path:
+def digest_path(copy: Path) -> Path:
+    """The sidecar holding the SHA-256 of the ONNX copy ``copy`` as img2img wrote it."""
+    return copy.with_name(copy.name + DIGEST_SUFFIX)
+
+
+def cached_export(weights: str | os.PathLike[str], *, refresh: bool = False, sha256: str | None = None) -> Path:
     """The ONNX copy of the weights file ``weights``, exported and parity-checked by
-    img2img.onnx_export on first use (or when ``refresh``), else read from the cache. The file
-    appears atomically, so processes exporting the same weights at once (shards, Ray actors)
-    each find a whole file. Raises ExportError/MissingExtraError, or OutputError (the cache
-    folder cannot be made or written: read-only, full, a file in the way), when it cannot be made."""
+    img2img.onnx_export on first use (or when ``refresh``), else read from the cache. The copy
+    records the weights' SHA-256 (``sha256``, computed when not given) in its metadata, and a
+    sidecar (``digest_path``) records the copy's own SHA-256, which ``open_onnx_engine`` checks.
+    The file appears atomically, so processes exporting the same weights at once (shards, Ray
+    actors) each find a whole file. Raises ExportError/MissingExtraError, or OutputError (the
+    cache folder cannot be made or written: read-only, full, a file in the way), when it cannot
+    be made."""
+    from img2img.atomic import atomic_write_bytes
+    from img2img.onnx_runtime import WEIGHTS_SHA256_KEY
     from img2img.registry import remove_stale_cache_temporaries
 
-    target = cached_export_path(weights)
+    sha256 = sha256 or file_sha256(weights)
+    target = cached_export_path(weights, sha256=sha256)
     # Exports killed by SIGKILL leave their temporaries (up to the model's size) behind; the
     # next export into the folder would remove them, but a cache that holds the file never has one.
     remove_stale_cache_temporaries()
@@ -195,15 +214,19 @@ def cached_export(weights: str | os.PathLike[str], *, refresh: bool = False) -> 
         Path(weights).name,
         target.parent,
     )
+    recorded = {WEIGHTS_SHA256_KEY: sha256}
     try:
         try:
-            export_onnx(weights, target, opset=CACHE_OPSET)
+            export_onnx(weights, target, opset=CACHE_OPSET, extra_metadata=recorded)
         except Exception as exc:  # e.g. a torch without the TorchScript exporter
             _stop_if_signalled()
             if not isinstance(exc, ExportError):
                 raise
             log.debug("opset %s export failed (%s); trying torch's default exporter", CACHE_OPSET, exc)
-            export_onnx(weights, target)
+            export_onnx(weights, target, extra_metadata=recorded)
+        # After the copy: a reader that finds the copy before its sidecar exports it again
+        # (a wasted export, never a wrong one).
+        atomic_write_bytes(digest_path(target), (file_sha256(target) + "\n").encode("ascii"))
     except Exception:
         _stop_if_signalled()
         raise
@@ -241,25 +264,31 @@ def open_onnx_engine(
     reference: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ):
     """An OnnxGenerator (img2img.onnx_runtime) running the cached ONNX copy of ``weights`` on the
-    CPU. ``reference``: the PyTorch network of ``weights`` ((N, C, H, W) float32 in [-1, 1] ->
-    the same), which the cached copy must match on one small random image (max |difference|
-    <= img2img.onnx_export.DEFAULT_TOLERANCE) before it is used. A cached file onnxruntime
-    cannot load (truncated, from another version) or that computes something else (damaged
-    bytes inside its weights load without complaint) is exported again once. When
-    ``required`` is False, any failure is a note and None (PyTorch runs the model); when True
-    it is raised."""
+    CPU, checked before it is used (``check_cached_copy``): its bytes against the digest
+    recorded when it was written, its graph and metadata against the weights file, and, with
+    ``reference`` (the PyTorch network of ``weights``: (N, C, H, W) float32 in [-1, 1] -> the
+    same), its outputs against PyTorch's on two random inputs of different sizes and aspects.
+    A copy that fails any of them (truncated, damaged, from another version, another model's,
+    planted) is exported again once, with a note. When ``required`` is False, any failure is a
+    note and None (PyTorch runs the model); when True it is raised.
+
+    What this guards against: accidental damage and stale or misplaced entries. Whoever can
+    write the cache can also write a matching sidecar and a graph that computes the right thing
+    on the probes only; against that, every output is still checked for its shape, channels,
+    dtype, range and finiteness (img2img.inference.check_output), and ``--engine torch`` does
+    not read the cache at all."""
     from img2img.onnx_runtime import OnnxGenerator
 
     try:
-        path = cached_export(weights)
+        sha256 = file_sha256(weights)
+        path = cached_export(weights, sha256=sha256)
         try:
             generator = OnnxGenerator(path, device="cpu")
-            if reference is not None:
-                _check_against(generator, reference, weights)
+            check_cached_copy(generator, weights, sha256, reference)
             return generator
         except WeightsError as exc:  # the file; a missing extra or a signal is no reason to export
-            log.warning("the cached ONNX copy of %s is unusable (%s)", Path(weights).name, _one_line(exc))
-            return OnnxGenerator(cached_export(weights, refresh=True), device="cpu")
+            log.warning("the cached ONNX copy of %s is unusable (%s); exporting it again", Path(weights).name, _one_line(exc))
+            return OnnxGenerator(cached_export(weights, refresh=True, sha256=sha256), device="cpu")
     except (Img2ImgError, OSError) as exc:
         if required:
             raise
@@ -267,21 +296,56 @@ def open_onnx_engine(
         return None
 
 
-def _check_against(generator, reference: Callable[[torch.Tensor], torch.Tensor], weights) -> None:
-    """WeightsError unless ``generator`` computes what ``reference`` does on one random image of
-    the smallest size the export's own parity check uses (a few milliseconds for a ResNet)."""
-    from img2img.onnx_export import DEFAULT_TOLERANCE, _unit
+def check_cached_copy(
+    generator,
+    weights: str | os.PathLike[str],
+    sha256: str,
+    reference: Callable[[torch.Tensor], torch.Tensor] | None,
+) -> None:
+    """WeightsError unless the OnnxGenerator ``generator`` is the copy img2img exported from the
+    weights file ``weights`` (SHA-256 ``sha256``): the file's digest is the one its sidecar
+    recorded; its one input is "input" and its one output "output" (the exporter's names); its
+    metadata is the weights' own (the img2img JSON, the weights' SHA-256); and, with
+    ``reference``, it computes what ``reference`` does (max |difference| <=
+    img2img.onnx_export.DEFAULT_TOLERANCE) on two random inputs: the smallest square the
+    export's parity check uses and a batch of 2 of another, non-square size. A few
+    milliseconds for the probes, and the copy's hash (about 0.1 s per 50 MB)."""
+    from img2img.onnx_export import DEFAULT_TOLERANCE, INPUT_NAME, OUTPUT_NAME, _unit
+    from img2img.onnx_runtime import WEIGHTS_SHA256_KEY
+    from img2img.weights import METADATA_KEY, read_metadata
 
+    path = Path(generator.path)
+    try:
+        recorded = digest_path(path).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        recorded = None
+    if recorded is None:
+        raise WeightsError(f"{path}: no record of its digest ({digest_path(path).name}); not known to be img2img's copy")
+    if file_sha256(path) != recorded:
+        raise WeightsError(f"{path}: its bytes differ from those img2img wrote (digest mismatch); damaged or replaced")
+    inputs, outputs = generator.session.get_inputs(), generator.session.get_outputs()
+    names = ([i.name for i in inputs], [o.name for o in outputs])
+    if names != ([INPUT_NAME], [OUTPUT_NAME]):
+        raise WeightsError(f"{path}: its graph's inputs and outputs are {names}, not the exporter's")
+    if generator.properties.get(WEIGHTS_SHA256_KEY) != sha256:
+        raise WeightsError(f"{path}: made from other weights than {Path(weights).name} (its recorded SHA-256 differs)")
+    if generator.properties.get(METADATA_KEY) != read_metadata(weights).to_json():
+        raise WeightsError(f"{path}: its img2img metadata is not {Path(weights).name}'s")
+    if reference is None:
+        return
     cfg = generator.metadata.generator
-    unit = _unit(cfg)
-    x = torch.rand((1, cfg.input_nc, unit, unit), generator=torch.Generator().manual_seed(0)) * 2 - 1
-    got, expected = generator(x), reference(x)
-    difference = float((got - expected).abs().max()) if got.shape == expected.shape else math.inf
-    if not difference <= DEFAULT_TOLERANCE:  # `not <=` so that NaN fails too
-        raise WeightsError(
-            f"{generator.path}: computes something else than {Path(weights).name} "
-            f"(max difference {difference:.3g} > {DEFAULT_TOLERANCE:g}); damaged or not its export"
-        )
+    unit, step = _unit(cfg), cfg.size_multiple
+    probes = torch.Generator().manual_seed(0)
+    for shape in ((1, cfg.input_nc, unit, unit), (2, cfg.input_nc, unit + step, 2 * unit + 3 * step)):
+        x = torch.rand(shape, generator=probes) * 2 - 1
+        got, expected = generator(x), reference(x)
+        same_shape = isinstance(got, torch.Tensor) and got.shape == expected.shape
+        difference = float((got.float() - expected).abs().max()) if same_shape else math.inf
+        if not difference <= DEFAULT_TOLERANCE:  # `not <=` so that NaN fails too
+            raise WeightsError(
+                f"{path}: computes something else than {Path(weights).name} on a {shape[3]}x{shape[2]} "
+                f"input (max difference {difference:.3g} > {DEFAULT_TOLERANCE:g}); damaged or not its export"
+            )
 
 
 def _one_line(exc: BaseException) -> str:
@@ -298,6 +362,8 @@ __all__ = [
     "Engine",
     "cached_export",
     "cached_export_path",
+    "check_cached_copy",
+    "digest_path",
     "engine_from_environment",
     "file_sha256",
     "has_onnx_extra",

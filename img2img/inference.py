@@ -39,6 +39,7 @@ from img2img.devices import cpu_has_native_bf16, resolve_device
 from img2img.engines import ENV_ENGINE, Engine, engine_from_environment, open_onnx_engine, resolve_engine
 from img2img.errors import ImageError, UsageError
 from img2img.imageio import ModelInput, from_model_output, to_model_input
+from img2img.onnx_runtime import GraphAllocationError
 from img2img.tiling import TilePlan, TileSettings, translate_tiled
 from img2img.weights import LoadedGenerator, WeightsMetadata, load_generator
 
@@ -169,9 +170,60 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 # --- the translator --------------------------------------------------------------------------
 
 
-class NonFiniteOutputError(ImageError):
+class BadOutputError(ImageError):
+    """The network's output for an input breaks what a generator promises (its shape, channels,
+    dtype, range or finiteness; see ``check_output``): that input fails, nothing is written."""
+
+
+class NonFiniteOutputError(BadOutputError):
     """The network's output for an input holds NaN or infinity (diverged weights, or an input
     that overflows them): that input fails, nothing is written for it."""
+
+
+# A generator ends in tanh: its outputs are in [-1, 1]. One grey level (1/127.5) of slack for
+# runtimes whose tanh rounds a little past 1; an output beyond it is not a generator's (an ONNX
+# graph returning pixels in [0, 255] or [0, 1]'s logits) and clamping it would write garbage.
+OUTPUT_RANGE_SLACK = 1 / 127.5
+
+
+def check_output(y: Any, x: torch.Tensor, output_nc: int, *, model: str, computed: str) -> torch.Tensor:
+    """The one check every network output passes before it becomes pixels, whatever computed it
+    (PyTorch, onnxruntime, an ONNX file, a tile, a Ray actor's or eval's translator).
+
+    ``y``: what the network returned for the input batch ``x`` (N, C, H, W); ``output_nc``: the
+    model's output channels (its metadata); ``model`` (a file name) and ``computed`` (precision
+    and engine, e.g. "fp32, onnxruntime") are for the message. Returns ``y`` as float32, shape
+    (N, output_nc, H, W), every value finite and in [-1, 1] (within OUTPUT_RANGE_SLACK).
+
+    Raises BadOutputError (NonFiniteOutputError for NaN or infinity) saying what was wrong: a
+    network that is not a generator's -- an ONNX graph that averages the image away, enlarges it,
+    returns integers -- must fail the image, not write a 1x1, cropped or clamped picture."""
+    expected = (x.shape[0], output_nc, *x.shape[2:])
+    where = f"the model ({model}, {computed})"
+    if not isinstance(y, torch.Tensor):
+        raise BadOutputError(f"{where} returned {type(y).__name__}, not an image tensor; nothing was written")
+    if not y.dtype.is_floating_point:
+        raise BadOutputError(f"{where} returned {str(y.dtype).removeprefix('torch.')} values, not floats in [-1, 1]; nothing was written")
+    if tuple(y.shape) != expected:
+        def size(shape: tuple[int, ...]) -> str:
+            if len(shape) != 4:
+                return f"{len(shape)}-D {'x'.join(map(str, shape))}"
+            return f"{shape[3]}x{shape[2]} with {shape[1]} channel(s), batch {shape[0]}"
+
+        raise BadOutputError(
+            f"{where} returned a {size(tuple(y.shape))} output for a {size(expected)} input; "
+            "nothing was written"
+        )
+    y = y.float()
+    if not bool(torch.isfinite(y).all()):
+        # Never an image from it: NaN rounds to 0, a black image written with exit 0.
+        raise NonFiniteOutputError(f"{where} produced NaN or infinite values for this input; nothing was written")
+    low, high = float(y.min()), float(y.max())
+    if low < -1 - OUTPUT_RANGE_SLACK or high > 1 + OUTPUT_RANGE_SLACK:
+        raise BadOutputError(
+            f"{where} returned values in [{low:.4g}, {high:.4g}], outside a generator's [-1, 1]; nothing was written"
+        )
+    return y
 
 
 
@@ -318,6 +370,10 @@ class Translator:
         return minimum_size(self.config)
 
     @property
+    def _model_name(self) -> str:
+        return Path(self.path).name if self.path else "in-memory network"
+
+    @property
     def precision(self) -> str:
         """The precision actually used: fp32, bf16 or fp16."""
         return {v: k for k, v in _DTYPES.items()}[self.dtype]
@@ -371,36 +427,33 @@ class Translator:
             return self._forward(x)
         try:
             y = self._onnx(x)
+            return check_output(y, x, self.config.output_nc, model=self._model_name, computed="fp32, onnxruntime")
+        except NonFiniteOutputError:
+            raise  # the network's own weights overflow: PyTorch would not do better
         except Exception as exc:
             if _is_out_of_memory(exc):
                 raise
-            # Never a failed image for the engine's sake: PyTorch runs the same network.
+            # Never a failed image for the engine's sake: PyTorch runs the same network. An
+            # output of the wrong shape, dtype or range means the cached copy is not this
+            # network's export (its check at opening missed it).
             log.warning("onnxruntime failed (%s); PyTorch runs the model from now on", str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
             self._onnx, self.engine = None, Engine("torch", "onnxruntime failed")
             return self._forward(x)
-        if not bool(torch.isfinite(y).all()):
-            raise NonFiniteOutputError(
-                f"the model ({self.path.name}) produced NaN or infinite values for this input "
-                "(fp32, onnxruntime); nothing was written"
-            )
-        return y
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=self._memory_format)
         with torch.inference_mode(), self._autocast():
-            y = self.net(x.to(self.dtype) if self._cast_network else x).float()
-        if not bool(torch.isfinite(y).all()):
+            y = self.net(x.to(self.dtype) if self._cast_network else x)
+        computed = self.precision if isinstance(self.net, nn.Module) else "fp32, onnxruntime"
+        try:
+            return check_output(y, x, self.config.output_nc, model=self._model_name, computed=computed)
+        except NonFiniteOutputError:
             if self.dtype == torch.float16 and self.precision_requested == "auto":
                 # fp16 overflowed somewhere in this network: fp32 from now on, for this batch too.
                 log.warning("fp16 overflowed (inf/nan in the output); using fp32 from now on")
                 self.dtype = torch.float32
                 return self._forward(x)
-            # Never an image from it: NaN rounds to 0, a black image written with exit 0.
-            raise NonFiniteOutputError(
-                f"the model ({self.path.name}) produced NaN or infinite values for this input "
-                f"({self.precision}); nothing was written"
-            )
-        return y
+            raise
 
     # -- images
 
@@ -440,7 +493,11 @@ class Translator:
         for key, item in items:
             width, height = item.size
             shape = padded_size(height, width, self.size_multiple, self.minimum_size)
-            plan = self.tile_plan(height, width)
+            try:
+                plan = self.tile_plan(height, width)
+            except BadOutputError as exc:  # the network's memory probe (--tile) broke the promises
+                yield TranslateResult(key, None, exc, 0.0)
+                continue
             if plan is not None:  # too large for one pass: alone, in tiles
                 yield self._run_tiled(key, item, plan)
                 continue
@@ -486,6 +543,9 @@ class Translator:
             plan = self._plan_after_out_of_memory(height, width)
             if plan is not None:  # the estimate was too optimistic: tiles a quarter the size
                 yield self._run_tiled(key, item, plan)
+                return
+            if isinstance(exc, GraphAllocationError):  # what the graph asked for, not the image's fault alone
+                yield TranslateResult(key, None, ImageError(str(exc)), 0.0)
                 return
             hint = "try a smaller --batch-size" if self.device.type != "cpu" else "the image is too large for this machine's memory"
             if not isinstance(self.net, nn.Module):  # an ONNX session: one pass, no tiles
@@ -565,6 +625,8 @@ class Translator:
 
         try:
             pixels = translate_tiled(self.net, forward, pad, item.pixels, plan, self.config.output_nc)
+        except BadOutputError as exc:  # a tile's output broke the promises: the image fails
+            return TranslateResult(key, None, exc, 0.0, plan)
         except Exception as exc:
             if not _is_out_of_memory(exc):
                 raise
@@ -631,7 +693,9 @@ def check_direction(
 
 
 __all__ = [
+    "BadOutputError",
     "NonFiniteOutputError",
+    "check_output",
     "PRECISIONS",
     "Padding",
     "TranslateResult",

@@ -31,6 +31,7 @@ import contextlib
 import logging
 import math
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -42,7 +43,7 @@ import torch
 
 from img2img.atomic import atomic_path
 from img2img.config import GeneratorConfig
-from img2img.errors import ExportError, UsageError
+from img2img.errors import ExportError, Img2ImgError, OutputError, UsageError
 from img2img.inference import load_model, minimum_size, smallest_side, valid_side_near
 from img2img.onnx_quantize import (
     DEFAULT_CALIBRATION_COUNT,
@@ -64,6 +65,7 @@ from img2img.onnx_runtime import (
     channel_order,
     import_extra,
     is_onnx_file,
+    session_options,
 )
 from img2img.weights import METADATA_KEY
 
@@ -152,6 +154,7 @@ def export_onnx(
     quantize: str | None = None,
     calibration: str | os.PathLike[str] | None = None,
     calibration_count: int | None = None,
+    extra_metadata: dict[str, str] | None = None,
 ) -> ExportResult:
     """Export the generator ``model`` names (a weights file, a model name, ``hf:...``: whatever
     ``translate --model`` takes) to ONNX at ``output``.
@@ -168,7 +171,8 @@ def export_onnx(
     QOperator, per-channel) with ``calibration_count`` images of the ``calibration`` folder (every
     other one held out), or procedural scenes without a folder, and keeps it only if its PSNR
     against fp32 on the held-out images reaches 35 dB (ExportError otherwise); ``tolerance``
-    applies to the fp32 model, PSNR to the int8 one."""
+    applies to the fp32 model, PSNR to the int8 one. ``extra_metadata``: more metadata_props
+    (translate's cache records the weights file's SHA-256 there: img2img.engines)."""
     import_extra("onnx", "onnxscript", "onnxruntime")
     if quantize is not None and quantize not in QUANTIZE_CHOICES:
         raise UsageError(f"--quantize takes {', '.join(QUANTIZE_CHOICES)}, not {quantize!r}")
@@ -184,44 +188,100 @@ def export_onnx(
     net = loaded.net.float().eval()
     for parameter in net.parameters():
         parameter.requires_grad_(False)
-    props = onnx_metadata(loaded.metadata.to_json(), cfg, static)
+    props = {**onnx_metadata(loaded.metadata.to_json(), cfg, static), **(extra_metadata or {})}
     if quantize is not None:  # read (and refuse) the images before the slow export
         images = quantization_images(calibration, cfg, static, calibration_count or DEFAULT_CALIBRATION_COUNT)
 
-    with atomic_path(output) as tmp, tempfile.TemporaryDirectory() as scratch:
-        # A quantised export keeps its fp32 model apart: that one is parity-checked and quantised.
-        fp32 = tmp if quantize is None else Path(scratch) / "fp32.onnx"
-        start = time.perf_counter()
-        exporter = "dynamo" if opset is None or opset >= DYNAMO_MIN_OPSET else "torchscript"
-        example = _example_input(cfg, static)
-        try:
-            if exporter == "dynamo":
-                _export_dynamo(net, example, fp32, cfg, opset, static)
-            else:
-                _export_torchscript(net, example, fp32, opset, static)
-        except (RuntimeError, ValueError, TypeError, torch.onnx.errors.OnnxExporterError) as exc:
-            raise ExportError(f"{loaded.path}: the ONNX export failed ({_first_line(exc)})") from None
-        written_opset, input_shape = _finish(fp32, props, opset)
-        seconds = time.perf_counter() - start
-        result = ExportResult(Path(output), written_opset, exporter, input_shape, seconds=seconds)
-        if check:
-            result.parity = check_parity(net, fp32, cfg, static)
-            for item in result.parity:
-                n, _, h, w = item.shape
-                report(f"parity: batch {n}, {h}x{w}: max abs diff {item.max_abs_diff:.2e} (tolerance {tolerance:g})")
-            worst = max(result.parity, key=lambda item: item.max_abs_diff)
-            if not worst.max_abs_diff <= tolerance:  # `not <=` so that NaN fails too
-                raise ExportError(
-                    f"{output}: parity check failed: onnxruntime differs from PyTorch by "
-                    f"{worst.max_abs_diff:.3g} > {tolerance:g} (batch {worst.shape[0]}, "
-                    f"{worst.shape[2]}x{worst.shape[3]}); no file written",
-                    hint="--no-check writes it anyway",
-                )
-        if quantize is not None:
-            result.psnr_db = quantize_checked(fp32, tmp, props, *images, output, report)
-            result.quantization = INT8_STATIC
+    with atomic_path(output) as tmp, _scratch_folder(quantize is not None) as scratch:
+        # A quantised export keeps its fp32 and int8 models in a temporary folder (TMPDIR): the
+        # fp32 one is parity-checked and quantised, the int8 one measured, then copied to output.
+        fp32 = tmp if scratch is None else scratch / "fp32.onnx"
+        with _scratch_errors(scratch):
+            result = _export_checked(net, loaded.path, cfg, fp32, output, opset, static, check, tolerance, props, report)
+            if quantize is not None:
+                result.psnr_db = quantize_checked(fp32, scratch / "int8.onnx", props, *images, output, report)
+                result.quantization = INT8_STATIC
+        if scratch is not None:
+            shutil.copyfile(scratch / "int8.onnx", tmp)
         result.size_bytes = tmp.stat().st_size
     return result
+
+
+def _export_checked(
+    net: torch.nn.Module,
+    source: Path,
+    cfg: GeneratorConfig,
+    fp32: Path,
+    output: str | os.PathLike[str],
+    opset: int | None,
+    static: tuple[int, int] | None,
+    check: bool,
+    tolerance: float,
+    props: dict[str, str],
+    report: Callable[[str], None],
+) -> ExportResult:
+    """Export ``net`` into ``fp32`` with ``props`` and check its parity (``export_onnx``)."""
+    start = time.perf_counter()
+    exporter = "dynamo" if opset is None or opset >= DYNAMO_MIN_OPSET else "torchscript"
+    example = _example_input(cfg, static)
+    try:
+        if exporter == "dynamo":
+            _export_dynamo(net, example, fp32, cfg, opset, static)
+        else:
+            _export_torchscript(net, example, fp32, opset, static)
+    except (RuntimeError, ValueError, TypeError, torch.onnx.errors.OnnxExporterError) as exc:
+        raise ExportError(f"{source}: the ONNX export failed ({_first_line(exc)})") from None
+    written_opset, input_shape = _finish(fp32, props, opset)
+    seconds = time.perf_counter() - start
+    result = ExportResult(Path(output), written_opset, exporter, input_shape, seconds=seconds)
+    if check:
+        result.parity = check_parity(net, fp32, cfg, static)
+        for item in result.parity:
+            n, _, h, w = item.shape
+            report(f"parity: batch {n}, {h}x{w}: max abs diff {item.max_abs_diff:.2e} (tolerance {tolerance:g})")
+        worst = max(result.parity, key=lambda item: item.max_abs_diff)
+        if not worst.max_abs_diff <= tolerance:  # `not <=` so that NaN fails too
+            raise ExportError(
+                f"{output}: parity check failed: onnxruntime differs from PyTorch by "
+                f"{worst.max_abs_diff:.3g} > {tolerance:g} (batch {worst.shape[0]}, "
+                f"{worst.shape[2]}x{worst.shape[3]}); no file written",
+                hint="--no-check writes it anyway",
+            )
+    return result
+
+
+@contextlib.contextmanager
+def _scratch_folder(needed: bool):
+    """A temporary folder (in TMPDIR) for a quantised export's intermediate models, or None."""
+    if not needed:
+        yield None
+        return
+    with _scratch_errors(Path(tempfile.gettempdir()) / "img2img-export-*"):
+        scratch = tempfile.TemporaryDirectory(prefix="img2img-export-")
+    with scratch as folder:
+        yield Path(folder)
+
+
+@contextlib.contextmanager
+def _scratch_errors(scratch: Path | None):
+    """An OSError while the temporary folder ``scratch`` is written (full, read-only, over
+    quota) is an OutputError naming that folder and TMPDIR, not the output: a full /tmp was
+    blamed on an output file on a disk with 58 GB free."""
+    if scratch is None:
+        yield
+        return
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, Img2ImgError):
+            raise
+        tmpdir = os.environ.get("TMPDIR")
+        where = f"TMPDIR={tmpdir}" if tmpdir else "TMPDIR is not set"
+        raise OutputError(
+            f"{scratch.parent}: the temporary folder the export writes its intermediate models to "
+            f"cannot be written ({exc.strerror or exc}; {where})",
+            hint="free space there, or set TMPDIR to a folder with room for about three copies of the model",
+        ) from None
 
 
 def parity_shapes(cfg: GeneratorConfig, static: tuple[int, int] | None) -> list[tuple[int, int, int, int]]:
@@ -243,7 +303,7 @@ def check_parity(
     contrasts, so a batch statistic shared across images would show. Returns one ParityCheck
     per input (see ``parity_shapes``)."""
     (ort,) = import_extra("onnxruntime")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
     generator = torch.Generator().manual_seed(0)
     checks = []
     for shape in parity_shapes(cfg, static):

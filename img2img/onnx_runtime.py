@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,18 @@ STATIC_SIZE_KEY = "img2img.static_size"
 PIXELS_KEY = "img2img.pixels"
 QUANTIZATION_KEY = "img2img.quantization"  # set by export --quantize (img2img.onnx_quantize)
 QUANTIZATION_PSNR_KEY = "img2img.quantization_psnr"
+# Set on the ONNX copies translate caches (img2img.engines): the SHA-256 of the weights file.
+WEIGHTS_SHA256_KEY = "img2img.weights_sha256"
+LOG_SEVERITY_FATAL = 4
+# The output types an image generator may declare (float32; float16/bfloat16/double graphs too).
+FLOAT_TENSOR_TYPES = ("tensor(float)", "tensor(float16)", "tensor(bfloat16)", "tensor(double)")
 
 
 def import_extra(*modules: str) -> list[Any]:
     """Import the named modules of the ``img2img[onnx]`` extra; MissingExtraError naming the
-    install command (and the missing module) when one is not installed."""
+    install command (and the missing module) when one is not installed. onnxruntime's default
+    logger is set to fatal only, so sessions made by other code (onnxruntime.quantization's)
+    print no coloured log records either."""
     loaded = []
     for name in modules:
         try:
@@ -53,6 +61,8 @@ def import_extra(*modules: str) -> list[Any]:
             raise MissingExtraError(
                 f"ONNX support needs the onnx extra ({name} is not installed: {exc})", hint=EXTRA_HINT
             ) from None
+        if name == "onnxruntime":
+            loaded[-1].set_default_logger_severity(LOG_SEVERITY_FATAL)
     return loaded
 
 
@@ -117,12 +127,8 @@ class OnnxGenerator:
         if not self.path.is_file():
             raise WeightsError(f"{self.path}: no such file")
         providers, self.device_name = resolve_providers(device)
-        options = ort.SessionOptions()
-        # The same thread count as PyTorch (so OMP_NUM_THREADS and torch.set_num_threads apply).
-        options.intra_op_num_threads = torch.get_num_threads()
-        options.log_severity_level = 3  # errors only: no warnings about unused initialisers on stderr
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+            self.session = ort.InferenceSession(str(self.path), session_options(), providers=providers)
         except Exception as exc:
             raise WeightsError(f"{self.path}: not an ONNX model onnxruntime can load ({_first_line(exc)})") from None
         # Read through onnxruntime, so that running a model needs onnxruntime only.
@@ -138,6 +144,16 @@ class OnnxGenerator:
         cfg = self.metadata.generator
         if isinstance(shape[1], int) and shape[1] != cfg.input_nc:
             raise WeightsError(f"{self.path}: the graph takes {shape[1]} channels, its metadata says {cfg.input_nc}")
+        # What the graph declares about its output, checked before any image is read; what it
+        # really returns is checked on every image (img2img.inference.check_output).
+        output = outputs[0]
+        if output.type not in FLOAT_TENSOR_TYPES:
+            raise WeightsError(f"{self.path}: the graph's output is {output.type}, not a float image tensor")
+        out_shape = output.shape if isinstance(output.shape, list) else []
+        if len(out_shape) not in (0, 4):
+            raise WeightsError(f"{self.path}: the graph's output has {len(out_shape)} dimensions, not 4 (NCHW)")
+        if len(out_shape) == 4 and isinstance(out_shape[1], int) and out_shape[1] != cfg.output_nc:
+            raise WeightsError(f"{self.path}: the graph returns {out_shape[1]} channels, its metadata says {cfg.output_nc}")
 
     def loaded(self) -> LoadedGenerator:
         """This generator as the Translator takes a loaded network."""
@@ -155,8 +171,60 @@ class OnnxGenerator:
             parts = [array[i : i + self.fixed_batch] for i in range(0, array.shape[0], self.fixed_batch)]
         else:
             parts = [array]
-        outputs = [self.session.run(None, {self.input_name: part})[0] for part in parts]
+        try:
+            outputs = [self.session.run(None, {self.input_name: part})[0] for part in parts]
+        except Exception as exc:
+            raise allocation_error(exc, self.path, array.shape) or exc
         return torch.from_numpy(np.concatenate(outputs) if len(outputs) > 1 else outputs[0])
+
+
+class GraphAllocationError(MemoryError):
+    """onnxruntime could not allocate a buffer the model's graph asked for. A MemoryError, so
+    callers that treat running out of memory alike (translate's batch retry) still do;
+    ``requested`` is the buffer's size in bytes (None when onnxruntime did not say)."""
+
+    def __init__(self, message: str, requested: int | None):
+        super().__init__(message)
+        self.requested = requested
+
+
+_ALLOCATION = re.compile(r"Failed to allocate memory for requested buffer of size (\d+)")
+
+
+def allocation_error(exc: BaseException, path: str | os.PathLike[str], shape: tuple[int, ...]) -> GraphAllocationError | None:
+    """The one line for onnxruntime's allocation failures (its BFCArena message, a source path
+    and C++ signature, is not for the user), or None when ``exc`` is another error. ``shape``:
+    the input's (N, C, H, W), which the message gives, since a graph may ask for far more than
+    the image needs (a hostile or wrong .onnx) and the image's size is then not the cause."""
+    text = str(exc)
+    if "onnxruntime" not in type(exc).__module__ or "Failed to allocate memory" not in text:
+        return None
+    found = _ALLOCATION.search(text)
+    requested = int(found.group(1)) if found else None
+    n, _, h, w = (tuple(shape) + (0, 0, 0, 0))[:4]
+    asked = "more memory than is free"
+    if requested is not None:
+        # How it compares with the input says whether the image or the graph is the cause: a
+        # generator's activations are tens to hundreds of times its input, not millions.
+        times = requested / max(1, 4 * int(np.prod(shape)))
+        asked = f"{requested} bytes ({requested / 2**30:.3g} GiB, {times:.3g} times the input's size)"
+    return GraphAllocationError(
+        f"out of memory: the model's graph ({Path(path).name}) asked onnxruntime for {asked} "
+        f"to run a batch of {n} {w}x{h} image(s)",
+        requested,
+    )
+
+
+def session_options():
+    """onnxruntime SessionOptions for img2img's sessions: PyTorch's thread count (so
+    OMP_NUM_THREADS and torch.set_num_threads apply), and its log kept off stderr: onnxruntime
+    logs failures as coloured multi-line records before raising them, and img2img reports each
+    failure itself, in one line (severity 4: fatal only, which ends the process anyway)."""
+    (ort,) = import_extra("onnxruntime")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.log_severity_level = LOG_SEVERITY_FATAL
+    return options
 
 
 def _first_line(exc: BaseException) -> str:
@@ -166,6 +234,9 @@ def _first_line(exc: BaseException) -> str:
 
 __all__ = [
     "EXTRA_HINT",
+    "GraphAllocationError",
+    "allocation_error",
+    "session_options",
     "ONNX_SUFFIX",
     "OnnxGenerator",
     "channel_order",

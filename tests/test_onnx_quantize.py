@@ -61,15 +61,18 @@ def test_int8_export_writes_a_quantised_model_translate_runs(tiny_resnet, tmp_pa
 def test_int8_below_the_bar_is_refused_and_writes_nothing(tiny_generator, tmp_path, capsys):
     # conftest's tiny instance-norm ResNet, calibrated on flat black images and checked on noise
     # (every other image is held out): the activation ranges are far too narrow for the held-out
-    # images, and the int8 output is ~22 dB from fp32.
+    # images, and the int8 output is ~22 dB from fp32. Images of the --static size, the least
+    # calibration takes (the images are cropped, never resized, to the size it checks at).
     folder = tmp_path / "calibration"
     folder.mkdir()
     rng = np.random.default_rng(1)
-    for index in range(3):
+    for index in range(4):
         Image.new("RGB", (40, 40), 0).save(folder / f"{index}a.png")
         Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8), "RGB").save(folder / f"{index}b.png")
     target = tmp_path / "out" / "tiny8.onnx"
-    code, _, err = run_cli(["export", tiny_generator, "-o", target, "--quantize", "int8", "--calibration", folder], capsys)
+    code, _, err = run_cli(
+        ["export", tiny_generator, "-o", target, "--quantize", "int8", "--calibration", folder, "--static", "40x40"], capsys
+    )
     assert code == 1
     last = err.strip().splitlines()[-1]
     assert "int8 quantisation refused" in last and "below the 35 dB bar" in last and "without --quantize" in last
@@ -79,9 +82,9 @@ def test_int8_below_the_bar_is_refused_and_writes_nothing(tiny_generator, tmp_pa
 def test_calibration_needs_images_and_quantize(tiny_resnet, tmp_path, capsys):
     folder = tmp_path / "one"
     folder.mkdir()
-    Image.new("L", (40, 40), 0).save(folder / "a.png")
+    Image.new("L", (256, 256), 0).save(folder / "a.png")
     code, _, err = run_cli(["export", tiny_resnet, "-o", tmp_path / "a.onnx", "--quantize", "int8", "--calibration", folder], capsys)
-    assert code == 2 and "at least 2 images" in err and err.count("\n") == 1
+    assert code == 2 and "at least 8 images" in err and err.count("\n") == 1
     code, _, err = run_cli(["export", tiny_resnet, "-o", tmp_path / "a.onnx", "--calibration", folder], capsys)
     assert code == 2 and "need --quantize int8" in err
     code, _, err = run_cli(["export", tiny_resnet, "-o", tmp_path / "a.onnx", "--quantize", "int4"], capsys)

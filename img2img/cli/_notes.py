@@ -6,12 +6,15 @@ from __future__ import annotations
 import logging
 import sys
 
+from img2img.cli._text import one_line
+
 
 class _NoteHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             # sys.stderr looked up now: a progress bar replaces it while it runs
-            print(f"img2img: note: {self.format(record)}", file=sys.stderr, flush=True)
+            # One line whatever the note quotes (a file's contents, onnxruntime's message).
+            print(f"img2img: note: {one_line(self.format(record))}", file=sys.stderr, flush=True)
         except Exception:  # noqa: BLE001
             self.handleError(record)
 

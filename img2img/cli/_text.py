@@ -6,6 +6,12 @@ are not UTF-8 (Python carries those as lone surrogates, PEP 383). The policy:
 - **stderr**: every message is one line. Control characters are written as escapes (``\\n``,
   ``\\t``, ``\\r``, ``\\xNN``) and each byte that is not UTF-8 as ``\\xNN``; everything else,
   backslashes included, is printed as is. A human reads it; a program reads the JSON.
+  The same holds for every value read from a file and printed on the terminal (``models info``'s
+  metadata, a weights file's ``source``, an ONNX file's metadata_props, errors and notes that
+  quote a file's contents): ``say`` prints each such line through ``one_line``, so a newline in
+  a value cannot forge another line (``direction BtoA``) and an ANSI escape cannot recolour,
+  move the cursor or retitle the terminal; Unicode direction overrides are escaped too, so a
+  value cannot display reversed.
 - **JSON** (``--json``): ``"input"`` and ``"output"`` are the names as Unicode strings, with
   bytes that are not UTF-8 replaced by U+FFFD so every JSON parser accepts them; when that
   happened, ``"input_bytes"`` / ``"output_bytes"`` hold the exact name as base64 (``base64 -d``
@@ -19,6 +25,9 @@ import base64
 import os
 
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# Line and paragraph separators, and the bidirectional controls that make text display in
+# another order than it is stored ("Trojan source", CVE-2021-42574).
+_INVISIBLE = frozenset((0x85, 0x2028, 0x2029, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)))
 
 
 def one_line(text: str) -> str:
@@ -32,13 +41,21 @@ def one_line(text: str) -> str:
             out.append(f"\\x{code - 0xDC00:02x}")
         elif char in _ESCAPES:
             out.append(_ESCAPES[char])
-        elif code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0 or code in (0x2028, 0x2029, 0x85):
+        elif code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0 or code in _INVISIBLE:
             out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
         elif 0xD800 <= code <= 0xDFFF:  # any other lone surrogate
             out.append(f"\\u{code:04x}")
         else:
             out.append(char)
     return "".join(out)
+
+
+def say(text: str, *, err: bool = False) -> None:
+    """Print ``text`` (any value from a file: metadata, a model's source) on stdout, or stderr
+    with ``err``, as one line escaped by ``one_line``."""
+    import typer
+
+    typer.echo(one_line(str(text)), err=err)
 
 
 def json_name(key: str, name: str | os.PathLike[str] | None) -> dict[str, str | None]:
@@ -63,4 +80,4 @@ def json_text(text: str) -> str:
     return "".join("\ufffd" if 0xD800 <= ord(char) <= 0xDFFF else char for char in text)
 
 
-__all__ = ["json_name", "json_text", "one_line"]
+__all__ = ["json_name", "json_text", "one_line", "say"]

@@ -10,6 +10,7 @@ import typer
 
 from img2img.cli._app import app
 from img2img.cli._options import Direction, Norm
+from img2img.cli._text import say
 
 
 class PaddingType(str, Enum):
@@ -96,4 +97,4 @@ def convert(
         raise OutputExistsError(f"{output}: already exists (use --overwrite to replace it)") from None
     except OSError as exc:  # a name or folder the file system refuses
         raise WeightsError(f"{output}: cannot write: {exc.strerror or exc}") from None
-    typer.echo(f"wrote {output} ({describe_config(metadata.generator)}, {direction.value})", err=True)
+    say(f"wrote {output} ({describe_config(metadata.generator)}, {direction.value})", err=True)

@@ -9,6 +9,7 @@ import typer
 
 from img2img.cli._app import data_app
 from img2img.cli._options import MaxPixelsOpt
+from img2img.cli._text import say
 
 
 @data_app.command("combine")
@@ -34,7 +35,7 @@ def combine(
         error(message)
 
     written = combine_folders(dir_a, dir_b, out_dir, overwrite=overwrite, on_error=report)
-    typer.echo(f"wrote {len(written)} A|B images to {out_dir}", err=True)
+    say(f"wrote {len(written)} A|B images to {out_dir}", err=True)
     if failures:
         raise typer.Exit(1)
 
@@ -55,6 +56,6 @@ def check(
 
         use_max_pixels(max_pixels)
     found = check_dataset(data_dir, full=not header_only)
-    typer.echo(f"ok: {found.describe()}", err=True)
+    say(f"ok: {found.describe()}", err=True)
     for warning in found.warnings:
-        typer.echo(f"warning: {warning}", err=True)
+        say(f"warning: {warning}", err=True)

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from img2img.cli._app import app
+from img2img.cli._options import MaxPixelsOpt
 
 _HELP = "\n\n".join(
     (
@@ -17,7 +18,8 @@ _HELP = "\n\n".join(
         "them (batch 1). Input and output: NCHW float32 in [-1, 1], RGB (or grayscale).",
         "The file is kept only if onnxruntime's outputs match PyTorch's within --tolerance "
         "(--no-check skips this); --quantize int8 keeps an int8 model only at 35 dB PSNR or more "
-        "against fp32. Otherwise exit 1 and no file is written.",
+        "against fp32 on held-out calibration images (at least 8, cropped to the checked size, never resized). "
+        "Otherwise exit 1 and no file is written.",
         'Needs the onnx extra: pip install "img2img\\[onnx]".',
     )
 )
@@ -45,10 +47,12 @@ def export(
         None, "--calibration", metavar="DIR", help="Images to calibrate int8 on, like the ones you will translate."
     ),
     calibration_count: Optional[int] = typer.Option(
-        None, "--calibration-count", min=1, help="At most this many calibration images (default 8; as many held out)."
+        None, "--calibration-count", min=1, help="At most this many calibration images (default 8, at least 4; as many held out)."
     ),
+    max_pixels: MaxPixelsOpt = None,
 ) -> None:
     """Export a generator to ONNX, checked against PyTorch."""
+    from img2img.cli._text import say
     from img2img.errors import UsageError
     from img2img.onnx_export import DEFAULT_TOLERANCE, export_onnx, parse_static_size
 
@@ -56,6 +60,10 @@ def export(
         raise UsageError(f"{output}: the output's extension must be .onnx")
     if output.exists() and not overwrite:
         raise UsageError(f"{output}: already exists (use --overwrite to replace it)")
+    if max_pixels is not None:  # the limit of the --calibration images' reader
+        from img2img.imageio import use_max_pixels
+
+        use_max_pixels(max_pixels)
     size = parse_static_size(static) if static is not None else None
     result = export_onnx(
         model,
@@ -64,13 +72,13 @@ def export(
         static=size,
         check=check,
         tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
-        report=lambda line: typer.echo(line, err=True),
+        report=lambda line: say(line, err=True),
         quantize=quantize,
         calibration=calibration,
         calibration_count=calibration_count,
     )
     shape = "x".join(str(dim) for dim in result.input_shape)
-    typer.echo(
+    say(
         f"wrote {output} (opset {result.opset}, {result.exporter} exporter, input {shape}, "
         f"{result.size_bytes / 1e6:.1f} MB, {result.seconds:.1f} s"
         + (f", {result.quantization}, {result.psnr_db:.1f} dB PSNR against fp32" if result.quantization else "")

@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from img2img.cli._app import models_app
+from img2img.cli._text import one_line, say
 
 
 @models_app.command("list")
@@ -23,11 +24,12 @@ def list_(
             typer.echo(json.dumps(row))
         return
     columns = ("name", "task", "direction", "architecture", "status", "description")
-    table = [[str(row.get(key) or "-") for key in columns] for row in rows]
+    # Escaped before the widths are measured, so the columns line up on the terminal.
+    table = [[one_line(str(row.get(key) or "-")) for key in columns] for row in rows]
     widths = [max(len(key), *(len(line[i]) for line in table)) for i, key in enumerate(columns[:-1])]
     for line in [[key.upper() for key in columns], *table]:
         cells = [cell.ljust(width) for cell, width in zip(line, widths)] + [line[-1]]
-        typer.echo("  ".join(cells).rstrip())
+        say("  ".join(cells).rstrip())
 
 
 @models_app.command("info")
@@ -70,7 +72,8 @@ def info(
     for key, value in details.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
-        typer.echo(f"{key:16} {'-' if value is None else value}")
+        # Every value comes from the file (its metadata, its source): one line each, escaped.
+        say(f"{key:16} {'-' if value is None else value}")
 
 
 @models_app.command("pull")

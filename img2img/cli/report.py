@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from img2img.cli._app import app
+from img2img.cli._text import say
 
 
 @app.command("report")
@@ -28,4 +29,4 @@ def report(
     from img2img.report import write_report
 
     page = write_report(runs, output, link_images=link_images)
-    typer.echo(f"wrote {page}", err=True)
+    say(f"wrote {page}", err=True)

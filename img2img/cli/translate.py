@@ -364,7 +364,9 @@ class _Reporter:
 
     def note(self, message: str) -> None:
         """Something skipped on purpose or worth knowing (not a failure): one line on stderr."""
-        line = f"img2img: note: {message}"
+        from img2img.cli._text import one_line
+
+        line = f"img2img: note: {one_line(message)}"
         if self._progress is not None:
             self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
         else:
