@@ -12,7 +12,9 @@ convolutions run as the layers of img2img.determinism, whose results do not depe
 of torch threads (so translate, its shards and Ray actors write the same bytes); activations are
 channels-last; the forward runs under ``torch.inference_mode``. With ``precision="auto"`` a CPU with native bfloat16 (AVX512-BF16 or
 AMX) runs the whole network in bfloat16, and CUDA runs fp16 autocast; the output stays within
-40 dB PSNR of fp32.
+40 dB PSNR of fp32 on every image: normalisation is computed in float32, and an image that a
+reduced precision cannot normalise faithfully (near-flat: white, black, a faint grain) is
+computed in float32 instead (img2img.determinism.watch_conditioning).
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ from PIL import Image
 from torch import nn
 
 from img2img.config import GeneratorConfig
-from img2img.determinism import InstanceNormInference, make_thread_count_independent
-from img2img.devices import cpu_has_native_bf16, resolve_device
+from img2img.determinism import InstanceNormInference, make_thread_count_independent, watch_conditioning
+from img2img.devices import cpu_class, cpu_has_native_bf16, has_native_bf16, resolve_device
 from img2img.engines import ENV_ENGINE, Engine, engine_from_environment, open_onnx_engine, resolve_engine
 from img2img.errors import ImageError, UsageError
 from img2img.imageio import ModelInput, from_model_output, to_model_input
@@ -64,13 +66,14 @@ def default_channels_last(device: torch.device, dtype: torch.dtype) -> bool:
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     """The dtype the network computes in. 'auto' is the fastest choice measured to stay within
-    40 dB PSNR of fp32: bf16 on CPUs with native bf16, fp16 on CUDA, fp32 elsewhere."""
+    40 dB PSNR of fp32: bf16 on CPUs with native bf16 (img2img.devices.cpu_class, which
+    ``$IMG2IMG_CPU_CLASS`` overrides), fp16 on CUDA, fp32 elsewhere."""
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     if precision == "auto":
         if device.type == "cuda":
             return torch.float16  # tensor cores on every CUDA GPU; more mantissa than bf16
-        if device.type == "cpu" and cpu_has_native_bf16():
+        if device.type == "cpu" and has_native_bf16(cpu_class()):
             return torch.bfloat16
         return torch.float32  # MPS: unmeasured, so full precision
     dtype = _DTYPES[precision]
@@ -190,10 +193,11 @@ class Translator:
 
     ``engine``: "auto", "torch" or "onnxruntime" (img2img.engines; default ``$IMG2IMG_ENGINE``,
     else "auto"): which library runs whole images. "auto" is onnxruntime for a ResNet
-    generator's float32 forward on a CPU without native bf16 when the onnx extra is installed
-    and ``expected_images`` (the run's image count; None: unknown) is None or at least
-    img2img.engines.EXPORT_MIN_IMAGES (the weights are exported once and cached); PyTorch
-    otherwise. Tiles always run in PyTorch. ``self.engine`` says what was chosen and why.
+    generator's float32 forward on a CPU without native bf16 (img2img.devices.cpu_class) when
+    the onnx extra is installed (the weights are exported once and cached), PyTorch otherwise;
+    never dependent on ``expected_images`` (the run's image count; None: unknown), except that
+    0 (nothing to translate) exports nothing. Tiles always run in PyTorch. ``self.engine``
+    says what was chosen and why.
     Raises UsageError/MissingExtraError for an explicit "onnxruntime"
     that cannot apply.
     """
@@ -321,9 +325,13 @@ class Translator:
         # fp32's range, so nothing overflows. On CUDA autocast is the well-trodden path and keeps
         # reductions in fp32, which fp16's small range needs.
         self._cast_network = self.device.type == "cpu" and self.dtype != torch.float32
+        # The float32 network, for the images a reduced precision cannot compute within 40 dB
+        # of it (near-flat ones: img2img.determinism.watch_conditioning). Under autocast it is
+        # the same network run without autocast; a cast network keeps a float32 copy.
+        self._net32 = net
         if self._cast_network:
-            net = net.to(self.dtype)
-        for parameter in net.parameters():
+            net = copy.deepcopy(net).to(self.dtype)
+        for parameter in [*net.parameters(), *self._net32.parameters()]:
             parameter.requires_grad_(False)
         return net
 
@@ -367,10 +375,23 @@ class Translator:
             )
         return y
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, *, fallback: bool = True) -> torch.Tensor:
+        """PyTorch's forward of padded images, float32 out. In bf16/fp16 the images whose
+        normalisation is ill-conditioned in that precision (img2img.determinism.
+        watch_conditioning) are computed again in float32, alone or together, so that each
+        image's output is the same whatever else is in the batch; ``fallback=False`` skips
+        that (memory probes, tiles: ``_run_tiled`` decides for the whole image)."""
         x = x.contiguous(memory_format=self._memory_format)
-        with torch.inference_mode(), self._autocast():
-            y = self.net(x.to(self.dtype) if self._cast_network else x).float()
+        if self.dtype == torch.float32 or not fallback:
+            y = self._run_network(x)
+        else:
+            with watch_conditioning() as watch:
+                y = self._run_network(x)
+            redo = watch.images(x.shape[0])
+            if bool(redo.any()):
+                log.debug("%d image(s) of %d recomputed in fp32 (near-flat for %s)", int(redo.sum()), len(redo), self.precision)
+                y = y.clone()  # a normal tensor: an inference-mode one takes no in-place update
+                y[redo.to(y.device)] = self._run_float32(x[redo.to(x.device)])
         if not bool(torch.isfinite(y).all()):
             if self.dtype == torch.float16 and self.precision_requested == "auto":
                 # fp16 overflowed somewhere in this network: fp32 from now on, for this batch too.
@@ -383,6 +404,16 @@ class Translator:
                 f"({self.precision}); nothing was written"
             )
         return y
+
+    def _run_network(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), self._autocast():
+            return self.net(x.to(self.dtype) if self._cast_network else x).float()
+
+    def _run_float32(self, x: torch.Tensor) -> torch.Tensor:
+        # The layout of a float32 translator's input, which indexing a batch may have lost.
+        x = x.contiguous(memory_format=self._memory_format)
+        with torch.inference_mode():
+            return self._net32(x.float())
 
     # -- images
 
@@ -527,7 +558,7 @@ class Translator:
 
             side = max(self.size_multiple, 64 // self.size_multiple * self.size_multiple, self.minimum_size)
             probe = torch.zeros(1, self.config.input_nc, side, side, device=self.device)
-            self._bytes_per_pixel = estimate_forward_bytes(self.net, self._forward, probe)
+            self._bytes_per_pixel = estimate_forward_bytes(self.net, lambda x: self._forward(x, fallback=False), probe)
         return self._bytes_per_pixel
 
     def _run_tiled(self, key: Any, item: ModelInput, plan: TilePlan) -> TranslateResult:
@@ -538,10 +569,21 @@ class Translator:
             return pad_to_multiple(x, self.size_multiple, self.minimum_size)
 
         def forward(x: torch.Tensor) -> torch.Tensor:
-            return self._forward(x.to(self.device, non_blocking=True))
+            return self._forward(x.to(self.device, non_blocking=True), fallback=False)
+
+        def forward32(x: torch.Tensor) -> torch.Tensor:
+            return self._run_float32(x.to(self.device, non_blocking=True))
 
         try:
-            pixels = translate_tiled(self.net, forward, pad, item.pixels, plan, self.config.output_nc)
+            if self.dtype == torch.float32:
+                pixels = translate_tiled(self.net, forward, pad, item.pixels, plan, self.config.output_nc)
+            else:
+                # The whole image in float32 when any tile's normalisation (or the thumbnail's,
+                # whose statistics every tile uses) is ill-conditioned in the reduced precision.
+                with watch_conditioning() as watch:
+                    pixels = translate_tiled(self.net, forward, pad, item.pixels, plan, self.config.output_nc)
+                if bool(watch.images(1).any()):
+                    pixels = translate_tiled(self._net32, forward32, pad, item.pixels, plan, self.config.output_nc)
         except Exception as exc:
             if not _is_out_of_memory(exc):
                 raise
