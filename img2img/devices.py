@@ -10,6 +10,7 @@ import platform
 
 import torch
 
+from img2img.cpu_classes import CPU_CLASSES, ENV_CPU_CLASS, NATIVE_BF16_CLASSES, cpu_class_from_environment
 from img2img.errors import DeviceError, UsageError
 
 VALID = "auto, cpu, cuda, cuda:N, mps"
@@ -72,11 +73,6 @@ def cpu_features() -> dict[str, bool]:
     }
 
 
-# The CPU classes the defaults distinguish, from the least capable. ``avx512_bf16`` and ``amx``
-# have native bfloat16 (AVX512-BF16 instructions, AMX tiles); on the others oneDNN emulates it.
-CPU_CLASSES = ("other", "avx2", "avx512", "avx512_bf16", "amx")
-NATIVE_BF16_CLASSES = ("avx512_bf16", "amx")
-ENV_CPU_CLASS = "IMG2IMG_CPU_CLASS"
 
 
 def detected_cpu_class() -> str:
@@ -99,12 +95,7 @@ def cpu_class() -> str:
     report from another machine, and for the tests), else ``detected_cpu_class()``. A class
     the machine lacks only changes the defaults: bf16 on a CPU without it runs emulated (slow,
     numerically the same). Raises UsageError naming the variable for a value that is no class."""
-    value = os.environ.get(ENV_CPU_CLASS, "").strip()
-    if not value:
-        return detected_cpu_class()
-    if value.lower() not in CPU_CLASSES:
-        raise UsageError(f"{ENV_CPU_CLASS}={value!r} is no CPU class; valid: {', '.join(CPU_CLASSES)}")
-    return value.lower()
+    return cpu_class_from_environment() or detected_cpu_class()
 
 
 def has_native_bf16(cls: str) -> bool:

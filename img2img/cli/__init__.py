@@ -47,12 +47,11 @@ def _root(
     ),
 ) -> None:
     """Train and run image-to-image translation GANs (pix2pix, CycleGAN)."""
-    if os.environ.get("IMG2IMG_CPU_CLASS", "").strip():
-        # Checked before any command starts, whether or not it reads the class: a typo must not
-        # pass unseen. Only then is torch imported (by img2img.devices), so --help stays quick.
-        from img2img.devices import cpu_class
+    # Checked before any command starts, whether or not it reads the class: a typo must not
+    # pass unseen (img2img.devices.cpu_class reads it; this check imports no torch).
+    from img2img.cpu_classes import cpu_class_from_environment
 
-        cpu_class()
+    cpu_class_from_environment()
 
 
 def error(message: str) -> None:
