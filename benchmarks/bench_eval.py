@@ -65,7 +65,9 @@ def main() -> None:
     from img2img.eval.weights import load_tensors
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()}")
-    print(f"CPU: AVX512-BF16 {torch.cpu._is_avx512_bf16_supported()}, capability {torch.backends.cpu.get_cpu_capability()}")
+    from img2img.devices import machine_summary
+
+    print(machine_summary())
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         os.environ["IMG2IMG_CACHE"] = str(root / "cache")

@@ -204,11 +204,9 @@ def main() -> None:
     parser.add_argument("--tiled-budget", type=float, default=1.0, help="GB: the memory budget of --tile auto")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()}")
-    import torch
+    from img2img.devices import machine_summary
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
-          f"{torch.backends.cpu.get_cpu_capability()}, native bf16: "
-          f"{getattr(torch.cpu, '_is_avx512_bf16_supported', lambda: False)()}")
+    print(machine_summary())
     with tempfile.TemporaryDirectory() as workdir:
         if args.part in ("quality", "all"):
             quality(args, Path(workdir))

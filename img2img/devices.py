@@ -1,5 +1,6 @@
 """Which device to run on: the one place `--device` is turned into a torch.device, for
-translate and training alike; and what the CPU can do, which the speed defaults follow."""
+translate and training alike; and the one place that decides the CPU's class
+(``cpu_class()``, overridable by ``$IMG2IMG_CPU_CLASS``), which every speed default follows."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import platform
 
 import torch
 
+from img2img.cpu_classes import CPU_CLASSES, ENV_CPU_CLASS, NATIVE_BF16_CLASSES, cpu_class_from_environment
 from img2img.errors import DeviceError, UsageError
 
 VALID = "auto, cpu, cuda, cuda:N, mps"
@@ -51,7 +53,8 @@ def resolve_device(spec: str | torch.device = "auto", local_rank: int = 0) -> to
 
 @functools.lru_cache(maxsize=None)
 def cpu_features() -> dict[str, bool]:
-    """The CPU features the speed defaults depend on, as PyTorch detects them:
+    """The CPU features the CPU class is made of, as PyTorch detects them (read them through
+    ``cpu_class()``, which the environment can override):
     ``{"avx2", "avx512", "avx512_bf16", "amx"}`` -> bool. ``avx512`` means PyTorch dispatches to
     its AVX-512 kernels (``torch.backends.cpu.get_cpu_capability()``)."""
     capability = torch.backends.cpu.get_cpu_capability()
@@ -70,24 +73,42 @@ def cpu_features() -> dict[str, bool]:
     }
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when bfloat16 convolutions have hardware support (AVX512-BF16 or AMX). Without it
-    oneDNN emulates them (and ``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` is still True on
-    plain AVX-512 CPUs), and bfloat16 is far slower than float32: every bf16 default depends on
-    this, not on whether bf16 merely runs."""
-    features = cpu_features()
-    return features["avx512_bf16"] or features["amx"]
 
 
-def cpu_class() -> str:
-    """The CPU class the speed defaults distinguish: 'native-bf16' (AVX512-BF16 or AMX),
-    'avx512' or 'avx2' (bf16 emulated), or 'other'."""
+def detected_cpu_class() -> str:
+    """The class of this machine's CPU as PyTorch detects it (one of ``CPU_CLASSES``),
+    whatever ``$IMG2IMG_CPU_CLASS`` says: 'amx' (AMX tiles), 'avx512_bf16' (AVX512-BF16),
+    'avx512' (PyTorch's AVX-512 kernels), 'avx2', or 'other' (none of these: ARM, old x86)."""
     features = cpu_features()
-    if cpu_has_native_bf16():
-        return "native-bf16"
+    if features["amx"]:
+        return "amx"
+    if features["avx512_bf16"]:
+        return "avx512_bf16"
     if features["avx512"]:
         return "avx512"
     return "avx2" if features["avx2"] else "other"
+
+
+def cpu_class() -> str:
+    """The CPU class every class-dependent default reads (precision auto, channels-last, engine
+    auto, the trainers' AMP and layout): ``$IMG2IMG_CPU_CLASS`` when set (to diagnose a
+    report from another machine, and for the tests), else ``detected_cpu_class()``. A class
+    the machine lacks only changes the defaults: bf16 on a CPU without it runs emulated (slow,
+    numerically the same). Raises UsageError naming the variable for a value that is no class."""
+    return cpu_class_from_environment() or detected_cpu_class()
+
+
+def has_native_bf16(cls: str) -> bool:
+    """True for the classes whose bfloat16 convolutions have hardware support (AVX512-BF16 or
+    AMX). On the others oneDNN emulates them (``torch.ops.mkldnn._is_mkldnn_bf16_supported()``
+    is still True on plain AVX-512 CPUs) and bf16 is far slower than float32: every bf16
+    default depends on this, not on whether bf16 merely runs."""
+    return cls in NATIVE_BF16_CLASSES
+
+
+def cpu_has_native_bf16() -> bool:
+    """``has_native_bf16(cpu_class())``: the CPU class in effect has native bfloat16."""
+    return has_native_bf16(cpu_class())
 
 
 def cpu_model_name() -> str:
@@ -107,10 +128,13 @@ def machine_summary() -> str:
     torch build (version, CPU kernels, oneDNN), so a figure says where it holds."""
     features = cpu_features()
     flags = " ".join(f"{name.upper()}{'+' if on else '-'}" for name, on in features.items())
+    cls = cpu_class()
+    if cls != detected_cpu_class():  # a figure measured under a simulated class must say so
+        cls = f"{cls} (simulated by {ENV_CPU_CLASS}; detected {detected_cpu_class()})"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     onednn = getattr(torch.backends.mkldnn, "version", lambda: None)()
     return (
-        f"{cpu_model_name()} | {flags} | class {cpu_class()} | {cores} cores, {torch.get_num_threads()} torch threads | "
+        f"{cpu_model_name()} | {flags} | class {cls} | {cores} cores, {torch.get_num_threads()} torch threads | "
         f"torch {torch.__version__} (CPU kernels {torch.backends.cpu.get_cpu_capability()}"
         + (f", oneDNN {'.'.join(map(str, onednn))}" if onednn else "")
         + f"{', CUDA ' + torch.version.cuda if torch.version.cuda else ''})"

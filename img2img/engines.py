@@ -3,21 +3,23 @@
     engine = resolve_engine("auto", device, dtype, has_file=True)   # -> Engine("onnxruntime", why)
     onnx_path = cached_export(weights_path)                          # exported once, then reused
 
-``--engine auto`` (the default) is chosen by measurement, per CPU class and architecture (README
-"Speed", ``benchmarks/bench_engine.py``): on CPUs without native bfloat16 (AVX2, and AVX-512
-without BF16, whose defaults follow AVX2's) the network computes in float32, and onnxruntime's
-CPU kernels ran whole `translate` runs of ResNet generators (CycleGAN's) 0.80-0.88x PyTorch's time
+``--engine auto`` (the default) is chosen by measurement, per CPU class (img2img.devices.cpu_class,
+which ``$IMG2IMG_CPU_CLASS`` overrides) and architecture (README "Speed",
+``benchmarks/bench_engine.py``): on CPUs without native bfloat16 (AVX2, and AVX-512 without
+BF16, whose defaults follow AVX2's) the network computes in float32, and onnxruntime's CPU
+kernels ran whole `translate` runs of ResNet generators (CycleGAN's) 0.80-0.88x PyTorch's time
 per image; for U-Net generators (pix2pix's) the gain was 2-8 %, within the noise, against an
 export of about 10 s and a slower start (the larger session), so they stay in PyTorch. A ResNet
 generator's float32 forward on such a CPU therefore goes to onnxruntime when the
-``img2img[onnx]`` extra is installed and the export pays for itself: when the run has at least
-``EXPORT_MIN_IMAGES`` images (or an unknown number, as a Ray actor or a Python caller has; the
-export, about 2.5 s for resnet_9blocks, paid for itself from 13-22 images in one run).
-The choice depends on the run's inputs (all of them, before ``--shard`` or ``--skip-existing``
-leave some out), never on what the cache holds, so every part of a job and every resumed run
-use the same engine and write the same bytes. Everywhere else -- CUDA, MPS, CPUs with native
-bf16 (where PyTorch's bf16 path is the fastest measured), lower precisions asked for
-explicitly, U-Nets, an in-memory network without a weights file -- PyTorch runs it.
+``img2img[onnx]`` extra is installed, **whatever the number of images in the job** (issue #23:
+the same input, model, options and CPU class give the same bytes alone or in any batch). The
+export is paid once per weights file, by the first job that needs it, and then read from the
+cache: measured for photo2night and one 600x400 photo on a busy AVX2 machine (load 15-27 on 2
+cores), a first job took 44-48 s against 23-29 s for PyTorch, a job with the export cached
+25-28 s, the same as PyTorch's within the noise. Only a job with nothing to translate
+(``expected_images=0``) exports nothing. Everywhere else -- CUDA, MPS, CPUs with native bf16
+(where PyTorch's bf16 path is the fastest measured), lower precisions asked for explicitly,
+U-Nets, an in-memory network without a weights file -- PyTorch runs it.
 
 The ONNX model is the one ``img2img export --opset 17`` writes (same parity check against
 PyTorch: max |difference| <= 1e-3 in [-1, 1], an eighth of a grey level), made on first use and
@@ -60,10 +62,6 @@ ONNXRUNTIME_CPU_CLASSES = ("avx2", "avx512")
 # The generator architectures (GeneratorConfig.arch) onnxruntime ran measurably faster in whole
 # runs on those CPUs (benchmarks/bench_engine.py).
 ONNXRUNTIME_ARCHS = ("resnet",)
-# Runs of fewer images than this stay in PyTorch: on an AVX2 CPU a resnet_9blocks export (with
-# its parity check) paid for itself from 13-22 images of 256² in one run; 32 leaves a margin for
-# smaller generators and images, whose saving per image is smaller.
-EXPORT_MIN_IMAGES = 32
 # Bumped when the way translate's ONNX copies are made changes, so older copies are not reused.
 # 2: the copy records its weights file's SHA-256, and a sidecar records the copy's own digest.
 CACHE_FORMAT = 2
@@ -104,8 +102,8 @@ def resolve_engine(
 ) -> Engine:
     """The engine for ``--engine`` on ``device`` computing in ``dtype``. ``weights``: the model's
     weights file (None for an in-memory network, which cannot be exported and cached);
-    ``expected_images``: how many images the run has (None: unknown), which decides whether an
-    export would pay for itself under 'auto'; ``arch``: the generator's architecture
+    ``expected_images``: how many images the run has (None: unknown); only 0 (nothing to
+    translate) changes the choice, so that no job's size decides an image's bytes; ``arch``: the generator's architecture
     ("resnet" or "unet"); ``asked_as``: how the user asked for onnxruntime, for the errors
     (the option, or ``IMG2IMG_ENGINE=onnxruntime`` when the environment set it).
 
@@ -135,17 +133,18 @@ def resolve_engine(
         return Engine("torch", f"device {device.type}")
     if dtype != torch.float32:
         return Engine("torch", f"precision {str(dtype).removeprefix('torch.')}")
-    if cpu_class() not in ONNXRUNTIME_CPU_CLASSES:
-        return Engine("torch", f"CPU class {cpu_class()}")
+    cls = cpu_class()
+    if cls not in ONNXRUNTIME_CPU_CLASSES:
+        return Engine("torch", f"CPU class {cls}")
     if arch not in ONNXRUNTIME_ARCHS:
         return Engine("torch", f"{arch} generator (onnxruntime measured no faster)")
     if weights is None:
         return Engine("torch", "no weights file")
     if not has_onnx_extra():
         return Engine("torch", "onnx extra not installed")
-    if expected_images is not None and expected_images < EXPORT_MIN_IMAGES:
-        return Engine("torch", f"{expected_images} image(s): fewer than {EXPORT_MIN_IMAGES}, the export would not pay")
-    return Engine("onnxruntime", f"fp32 on a {cpu_class()} CPU")
+    if expected_images == 0:
+        return Engine("torch", "nothing to translate (no export)")
+    return Engine("onnxruntime", f"fp32 on a {cls} CPU")
 
 
 def engine_from_environment(default: str = "auto") -> str:
@@ -357,7 +356,7 @@ __all__ = [
     "CACHE_FORMAT",
     "ENGINES",
     "ENV_ENGINE",
-    "EXPORT_MIN_IMAGES",
+    "ONNXRUNTIME_CPU_CLASSES",
     "ONNXRUNTIME_ARCHS",
     "Engine",
     "cached_export",

@@ -12,7 +12,9 @@ convolutions run as the layers of img2img.determinism, whose results do not depe
 of torch threads (so translate, its shards and Ray actors write the same bytes); activations are
 channels-last; the forward runs under ``torch.inference_mode``. With ``precision="auto"`` a CPU with native bfloat16 (AVX512-BF16 or
 AMX) runs the whole network in bfloat16, and CUDA runs fp16 autocast; the output stays within
-40 dB PSNR of fp32.
+40 dB PSNR of fp32 on every image: normalisation is computed in float32, and an image that a
+reduced precision cannot normalise faithfully (near-flat: white, black, a faint grain) is
+computed in float32 instead (img2img.determinism.watch_conditioning).
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ from PIL import Image
 from torch import nn
 
 from img2img.config import GeneratorConfig
-from img2img.determinism import InstanceNormInference, make_thread_count_independent
-from img2img.devices import cpu_has_native_bf16, resolve_device
+from img2img.determinism import InstanceNormInference, make_thread_count_independent, watch_conditioning
+from img2img.devices import cpu_class, cpu_has_native_bf16, has_native_bf16, resolve_device
 from img2img.engines import ENV_ENGINE, Engine, engine_from_environment, open_onnx_engine, resolve_engine
 from img2img.errors import ImageError, UsageError
 from img2img.imageio import ModelInput, from_model_output, to_model_input
@@ -66,13 +68,14 @@ def default_channels_last(device: torch.device, dtype: torch.dtype) -> bool:
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     """The dtype the network computes in. 'auto' is the fastest choice measured to stay within
-    40 dB PSNR of fp32: bf16 on CPUs with native bf16, fp16 on CUDA, fp32 elsewhere."""
+    40 dB PSNR of fp32: bf16 on CPUs with native bf16 (img2img.devices.cpu_class, which
+    ``$IMG2IMG_CPU_CLASS`` overrides), fp16 on CUDA, fp32 elsewhere."""
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     if precision == "auto":
         if device.type == "cuda":
             return torch.float16  # tensor cores on every CUDA GPU; more mantissa than bf16
-        if device.type == "cpu" and cpu_has_native_bf16():
+        if device.type == "cpu" and has_native_bf16(cpu_class()):
             return torch.bfloat16
         return torch.float32  # MPS: unmeasured, so full precision
     dtype = _DTYPES[precision]
@@ -260,10 +263,11 @@ class Translator:
 
     ``engine``: "auto", "torch" or "onnxruntime" (img2img.engines; default ``$IMG2IMG_ENGINE``,
     else "auto"): which library runs whole images. "auto" is onnxruntime for a ResNet
-    generator's float32 forward on a CPU without native bf16 when the onnx extra is installed
-    and ``expected_images`` (the run's image count; None: unknown) is None or at least
-    img2img.engines.EXPORT_MIN_IMAGES (the weights are exported once and cached); PyTorch
-    otherwise. Tiles always run in PyTorch. ``self.engine`` says what was chosen and why.
+    generator's float32 forward on a CPU without native bf16 (img2img.devices.cpu_class) when
+    the onnx extra is installed (the weights are exported once and cached), PyTorch otherwise;
+    never dependent on ``expected_images`` (the run's image count; None: unknown), except that
+    0 (nothing to translate) exports nothing. Tiles always run in PyTorch. ``self.engine``
+    says what was chosen and why.
     Raises UsageError/MissingExtraError for an explicit "onnxruntime"
     that cannot apply.
     """
@@ -395,9 +399,13 @@ class Translator:
         # fp32's range, so nothing overflows. On CUDA autocast is the well-trodden path and keeps
         # reductions in fp32, which fp16's small range needs.
         self._cast_network = self.device.type == "cpu" and self.dtype != torch.float32
+        # The float32 network, for the images a reduced precision cannot compute within 40 dB
+        # of it (near-flat ones: img2img.determinism.watch_conditioning). Under autocast it is
+        # the same network run without autocast; a cast network keeps a float32 copy.
+        self._net32 = net
         if self._cast_network:
-            net = net.to(self.dtype)
-        for parameter in net.parameters():
+            net = copy.deepcopy(net).to(self.dtype)
+        for parameter in [*net.parameters(), *self._net32.parameters()]:
             parameter.requires_grad_(False)
         return net
 
@@ -440,12 +448,25 @@ class Translator:
             self._onnx, self.engine = None, Engine("torch", "onnxruntime failed")
             return self._forward(x)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, *, fallback: bool = True) -> torch.Tensor:
+        """PyTorch's forward of padded images, float32 out. In bf16/fp16 the images whose
+        normalisation is ill-conditioned in that precision (img2img.determinism.
+        watch_conditioning) are computed again in float32, alone or together, so that each
+        image's output is the same whatever else is in the batch; ``fallback=False`` skips
+        that (memory probes, tiles: ``_run_tiled`` decides for the whole image)."""
         x = x.contiguous(memory_format=self._memory_format)
-        with torch.inference_mode(), self._autocast():
-            y = self.net(x.to(self.dtype) if self._cast_network else x)
         computed = self.precision if isinstance(self.net, nn.Module) else "fp32, onnxruntime"
         try:
+            if self.dtype == torch.float32 or not fallback:
+                y = self._run_network(x)
+            else:
+                with watch_conditioning() as watch:
+                    y = self._run_network(x)
+                redo = watch.images(x.shape[0])
+                if bool(redo.any()):
+                    log.debug("%d image(s) of %d recomputed in fp32 (near-flat for %s)", int(redo.sum()), len(redo), self.precision)
+                    y = y.float().clone()  # a normal tensor: an inference-mode one takes no in-place update
+                    y[redo.to(y.device)] = self._run_float32(x[redo.to(x.device)])
             return check_output(y, x, self.config.output_nc, model=self._model_name, computed=computed)
         except NonFiniteOutputError:
             if self.dtype == torch.float16 and self.precision_requested == "auto":
@@ -454,6 +475,17 @@ class Translator:
                 self.dtype = torch.float32
                 return self._forward(x)
             raise
+
+    def _run_network(self, x: torch.Tensor) -> torch.Tensor:
+        # What the network returned, as it returned it: check_output judges its dtype and shape.
+        with torch.inference_mode(), self._autocast():
+            return self.net(x.to(self.dtype) if self._cast_network else x)
+
+    def _run_float32(self, x: torch.Tensor) -> torch.Tensor:
+        # The layout of a float32 translator's input, which indexing a batch may have lost.
+        x = x.contiguous(memory_format=self._memory_format)
+        with torch.inference_mode():
+            return self._net32(x.float())
 
     # -- images
 
@@ -610,7 +642,7 @@ class Translator:
 
             side = max(self.size_multiple, 64 // self.size_multiple * self.size_multiple, self.minimum_size)
             probe = torch.zeros(1, self.config.input_nc, side, side, device=self.device)
-            self._bytes_per_pixel = estimate_forward_bytes(self.net, self._forward, probe)
+            self._bytes_per_pixel = estimate_forward_bytes(self.net, lambda x: self._forward(x, fallback=False), probe)
         return self._bytes_per_pixel
 
     def _run_tiled(self, key: Any, item: ModelInput, plan: TilePlan) -> TranslateResult:
@@ -621,10 +653,22 @@ class Translator:
             return pad_to_multiple(x, self.size_multiple, self.minimum_size)
 
         def forward(x: torch.Tensor) -> torch.Tensor:
-            return self._forward(x.to(self.device, non_blocking=True))
+            return self._forward(x.to(self.device, non_blocking=True), fallback=False)
+
+        def forward32(x: torch.Tensor) -> torch.Tensor:
+            x = x.to(self.device, non_blocking=True)
+            return check_output(self._run_float32(x), x, self.config.output_nc, model=self._model_name, computed="fp32")
 
         try:
-            pixels = translate_tiled(self.net, forward, pad, item.pixels, plan, self.config.output_nc)
+            if self.dtype == torch.float32:
+                pixels = translate_tiled(self.net, forward, pad, item.pixels, plan, self.config.output_nc)
+            else:
+                # The whole image in float32 when any tile's normalisation (or the thumbnail's,
+                # whose statistics every tile uses) is ill-conditioned in the reduced precision.
+                with watch_conditioning() as watch:
+                    pixels = translate_tiled(self.net, forward, pad, item.pixels, plan, self.config.output_nc)
+                if bool(watch.images(1).any()):
+                    pixels = translate_tiled(self._net32, forward32, pad, item.pixels, plan, self.config.output_nc)
         except BadOutputError as exc:  # a tile's output broke the promises: the image fails
             return TranslateResult(key, None, exc, 0.0, plan)
         except Exception as exc:

@@ -221,13 +221,9 @@ class SharedStatsNorm(nn.Module):
             if self.mode == "record":
                 self.mean, self.var = mean.mean(0, keepdim=True), var.mean(0, keepdim=True)
             return normalise(x, mean, var, self.eps, self.weight, self.bias)
-        scale = torch.rsqrt(self.var + self.eps)
-        if self.weight is not None:
-            scale = scale * self.weight.float().view(1, -1, 1, 1)
-        shift = -self.mean * scale
-        if self.bias is not None:
-            shift = shift + self.bias.float().view(1, -1, 1, 1)
-        return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))
+        from img2img.determinism import normalise
+
+        return normalise(x, self.mean, self.var, self.eps, self.weight, self.bias)
 
     def commit(self) -> None:
         """Merge the last collected tile into the running statistics (Chan et al.'s parallel

@@ -13,6 +13,14 @@ import pytest
 # its own tests (test_engines.py), which unset this. Set IMG2IMG_ENGINE to run the suite otherwise.
 os.environ.setdefault("IMG2IMG_ENGINE", "torch")
 
+# Every default that depends on the CPU's class (precision auto, engine auto, the trainers' AMP
+# and layout) reads img2img.devices.cpu_class, which this variable overrides: the suite runs as
+# on an AVX2 CPU whatever the machine (AVX-512, native bf16, AMX), and the tests of
+# class-dependent behaviour simulate each class they cover with the ``cpu_class`` fixture
+# (monkeypatch.setenv, which the processes a test starts inherit).
+os.environ.setdefault("IMG2IMG_CPU_CLASS", "avx2")
+SIMULATED_CLASSES = ("avx2", "avx512", "avx512_bf16", "amx")
+
 # Under pytest-xdist (pyproject's addopts run a worker per core) each worker and the processes
 # its tests start get an equal share of the cores: more threads than cores makes OpenMP's
 # waiting threads spin against each other, which costs more than the parallel workers gain.
@@ -75,3 +83,11 @@ def make_generator_file(path: Path, *, seed: int = 0, **config_options) -> Path:
 def tiny_generator(tmp_path: Path) -> Path:
     """A 1-block ResNet generator with ngf 4: fast enough for plumbing tests."""
     return make_generator_file(tmp_path / "tiny.safetensors")
+
+
+@pytest.fixture(params=SIMULATED_CLASSES)
+def cpu_class(request, monkeypatch) -> str:
+    """Each CPU class in turn, simulated through $IMG2IMG_CPU_CLASS (bf16 runs emulated on a
+    CPU without it: slow, numerically the same, so keep the images tiny)."""
+    monkeypatch.setenv("IMG2IMG_CPU_CLASS", request.param)
+    return request.param

@@ -126,7 +126,6 @@ def test_a_stop_signal_an_import_turns_into_another_error_still_ends_as_the_sign
         raise MissingExtraError("ONNX support needs the onnx extra (onnxruntime is not installed: initialization failed)")
 
     monkeypatch.setattr(img2img.onnx_export, "export_onnx", imported_into_a_signal)
-    monkeypatch.setattr(engines, "EXPORT_MIN_IMAGES", 1)  # auto exports for this one image
     weights = model(tmp_path)
     image().save(tmp_path / "a.png")
     if command == "export":
@@ -143,7 +142,6 @@ def test_a_stop_signal_an_import_turns_into_another_error_still_ends_as_the_sign
 def test_a_run_with_nothing_left_to_write_exports_nothing(tmp_path, avx2, monkeypatch, capsys):
     """A rerun with --skip-existing whose outputs are all there paid a whole export (seconds,
     the model's size on disk) under auto, to write nothing."""
-    monkeypatch.setattr(engines, "EXPORT_MIN_IMAGES", 2)
     weights = model(tmp_path)
     inputs, out = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()
@@ -160,10 +158,7 @@ def test_a_run_with_nothing_left_to_write_exports_nothing(tmp_path, avx2, monkey
 def test_onnxruntime_asked_for_takes_the_cpu_and_float32_that_auto_would_not(tmp_path, avx2, monkeypatch):
     """On a native-bf16 CPU `--engine onnxruntime` alone was refused ("runs in float32, use
     --precision fp32 or auto": auto was what it had); on a CUDA machine --device auto took the GPU."""
-    import img2img.inference
-
-    monkeypatch.setattr(img2img.inference, "cpu_has_native_bf16", lambda: True)
-    monkeypatch.setattr(engines, "cpu_class", lambda: "native-bf16")
+    monkeypatch.setenv("IMG2IMG_CPU_CLASS", "avx512_bf16")
     weights = model(tmp_path)
     translator = Translator(weights, engine="onnxruntime")  # precision and device: auto
     assert (translator.engine.name, translator.dtype, translator.device.type) == ("onnxruntime", torch.float32, "cpu")

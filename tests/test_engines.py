@@ -1,6 +1,7 @@
 """`--engine`: which library runs translate's forward pass (img2img.engines). auto picks
-onnxruntime for fp32 on CPUs without native bf16 when the onnx extra is installed, exporting the
-weights once into the cache; everything else stays in PyTorch.
+onnxruntime for a ResNet's fp32 on CPUs without native bf16 when the onnx extra is installed,
+however many images the job has, exporting the weights once into the cache; everything else
+stays in PyTorch. The CPU class is simulated through $IMG2IMG_CPU_CLASS.
 
 The rest of the suite pins IMG2IMG_ENGINE=torch (conftest), so these tests unset it."""
 
@@ -29,7 +30,7 @@ needs_onnx = pytest.mark.skipif(not engines.has_onnx_extra(), reason="needs the 
 def avx2(monkeypatch, tmp_path):
     """A CPU of the class where auto picks onnxruntime (whatever this machine is), an empty
     cache, and no engine pinned by the environment."""
-    monkeypatch.setattr(engines, "cpu_class", lambda: "avx2")
+    monkeypatch.setenv("IMG2IMG_CPU_CLASS", "avx2")
     monkeypatch.setenv("IMG2IMG_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv(engines.ENV_ENGINE, raising=False)
     return tmp_path / "cache" / "onnx"
@@ -63,11 +64,12 @@ def pixels(img: Image.Image) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    "cpu_class, device, dtype, has_file, extra, expected",
+    "simulated, device, dtype, has_file, extra, expected",
     [
         ("avx2", "cpu", torch.float32, True, True, "onnxruntime"),
         ("avx512", "cpu", torch.float32, True, True, "onnxruntime"),
-        ("native-bf16", "cpu", torch.float32, True, True, "torch"),  # measured: PyTorch bf16 is the default there
+        ("avx512_bf16", "cpu", torch.float32, True, True, "torch"),  # measured: PyTorch bf16 is the default there
+        ("amx", "cpu", torch.float32, True, True, "torch"),
         ("avx2", "cpu", torch.bfloat16, True, True, "torch"),
         ("avx2", "cuda", torch.float16, True, True, "torch"),
         ("avx2", "cuda", torch.float32, True, True, "torch"),
@@ -77,8 +79,8 @@ def pixels(img: Image.Image) -> np.ndarray:
         ("other", "cpu", torch.float32, True, True, "torch"),
     ],
 )
-def test_auto_picks_onnxruntime_only_where_it_was_measured_faster(monkeypatch, tmp_path, cpu_class, device, dtype, has_file, extra, expected):
-    monkeypatch.setattr(engines, "cpu_class", lambda: cpu_class)
+def test_auto_picks_onnxruntime_only_where_it_was_measured_faster(monkeypatch, tmp_path, simulated, device, dtype, has_file, extra, expected):
+    monkeypatch.setenv("IMG2IMG_CPU_CLASS", simulated)
     monkeypatch.setattr(engines, "has_onnx_extra", lambda: extra)
     monkeypatch.setenv("IMG2IMG_CACHE", str(tmp_path / "cache"))
     weights = model(tmp_path) if has_file else None
@@ -87,22 +89,25 @@ def test_auto_picks_onnxruntime_only_where_it_was_measured_faster(monkeypatch, t
     assert chosen.reason
 
 
-def test_auto_exports_only_for_runs_the_export_pays_for(monkeypatch, tmp_path, avx2):
+def test_auto_never_depends_on_the_number_of_images(monkeypatch, tmp_path, avx2):
+    """Issue #23: auto ran a ResNet in onnxruntime from 32 images and in PyTorch below, so an
+    image alone and the same image in a folder got other bytes. Only a job with nothing to
+    translate skips the export."""
     monkeypatch.setattr(engines, "has_onnx_extra", lambda: True)
     weights = model(tmp_path)
-    few, many = engines.EXPORT_MIN_IMAGES - 1, engines.EXPORT_MIN_IMAGES
-    assert engines.resolve_engine("auto", CPU, torch.float32, weights=weights, expected_images=few, arch="resnet").name == "torch"
-    assert engines.resolve_engine("auto", CPU, torch.float32, weights=weights, expected_images=many, arch="resnet").name == "onnxruntime"
-    assert engines.resolve_engine("auto", CPU, torch.float32, weights=weights, arch="resnet").name == "onnxruntime"  # unknown count
+    for count in (1, 2, 31, 32, 1000, None):
+        chosen = engines.resolve_engine("auto", CPU, torch.float32, weights=weights, expected_images=count, arch="resnet")
+        assert chosen.name == "onnxruntime", (count, chosen)
+    assert engines.resolve_engine("auto", CPU, torch.float32, weights=weights, expected_images=0, arch="resnet").name == "torch"
     # U-Nets stay in PyTorch (measured no faster in whole runs); asked for, they run in onnxruntime
     assert engines.resolve_engine("auto", CPU, torch.float32, weights=weights, arch="unet").name == "torch"
     assert engines.resolve_engine("onnxruntime", CPU, torch.float32, weights=weights, arch="unet").name == "onnxruntime"
-    # the choice is the run's, not the cache's: a cached export changes nothing (same bytes)
+    # the choice is not the cache's: a cached export changes nothing
     cached = engines.cached_export_path(weights)
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"stand-in")
-    assert engines.resolve_engine("auto", CPU, torch.float32, weights=weights, expected_images=few, arch="resnet").name == "torch"
-    assert engines.resolve_engine("onnxruntime", CPU, torch.float32, weights=weights, expected_images=1, arch="resnet").name == "onnxruntime"
+    assert engines.resolve_engine("auto", CPU, torch.float32, weights=weights, expected_images=1, arch="unet").name == "torch"
+    assert engines.resolve_engine("auto", CPU, torch.float32, weights=weights, expected_images=1, arch="resnet").name == "onnxruntime"
 
 
 def test_an_explicit_engine_that_cannot_apply_is_refused(monkeypatch, tmp_path):
@@ -264,7 +269,6 @@ def run(args, capsys):
 
 @needs_onnx
 def test_translate_cli_default_engine_on_a_folder(tmp_path, avx2, capsys, monkeypatch):
-    monkeypatch.setattr(engines, "EXPORT_MIN_IMAGES", 3)  # a run this size pays for the export
     weights = model(tmp_path)
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -286,7 +290,6 @@ def test_translate_cli_default_engine_on_a_folder(tmp_path, avx2, capsys, monkey
 
 @needs_onnx
 def test_json_lines_say_which_engine_ran_each_image(tmp_path, avx2, capsys, monkeypatch):
-    monkeypatch.setattr(engines, "EXPORT_MIN_IMAGES", 2)
     weights = model(tmp_path)
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -309,27 +312,27 @@ def test_json_lines_say_which_engine_ran_each_image(tmp_path, avx2, capsys, monk
 
 
 @needs_onnx
-def test_translate_cli_small_runs_stay_in_pytorch_and_write_no_cache(tmp_path, avx2, capsys):
+def test_translate_cli_one_image_runs_in_the_engine_of_a_folder(tmp_path, avx2, capsys):
+    """A one-image job exports (once per weights file) and runs onnxruntime, as a folder does."""
     weights = model(tmp_path)
     image().save(tmp_path / "a.png")
-    code, _, err = run(["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "b.png", "--device", "cpu"], capsys)
-    assert code == 0 and err == ""
-    assert not avx2.exists()
-    expected = pixels(Translator(weights, device="cpu", engine="torch").translate_image(image()))
-    assert np.array_equal(pixels(Image.open(tmp_path / "b.png")), expected)
-    # asked for, one image is enough
-    code, _, err = run(["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "c.png", "--engine", "onnxruntime"], capsys)
+    code, _, err = run(["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "b.png", "--device", "cpu", "--json"], capsys)
     assert code == 0 and "exporting" in err
-    assert np.abs(pixels(Image.open(tmp_path / "c.png")) - expected).max() <= 1
+    assert avx2.is_dir()
+    code, _, err = run(["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "c.png", "--engine", "onnxruntime"], capsys)
+    assert code == 0 and err == ""  # cached
+    assert np.array_equal(pixels(Image.open(tmp_path / "b.png")), pixels(Image.open(tmp_path / "c.png")))
+    expected = pixels(Translator(weights, device="cpu", engine="torch").translate_image(image()))
+    assert np.abs(pixels(Image.open(tmp_path / "b.png")) - expected).max() <= 1
     # an ONNX model cannot run in PyTorch
     onnx_file = engines.cached_export_path(weights)
     code, _, err = run(["translate", tmp_path / "a.png", "-m", onnx_file, "-o", tmp_path / "d.png", "--engine", "torch"], capsys)
     assert code == 2 and "onnxruntime" in err and not (tmp_path / "d.png").exists()
 
 
-def test_translate_help_states_the_export_threshold(capsys):
+def test_translate_help_says_the_engine_does_not_depend_on_the_job(capsys):
     code, out, _ = run(["translate", "--help"], capsys)
-    assert code == 0 and f"{engines.EXPORT_MIN_IMAGES} images" in " ".join(out.split())
+    assert code == 0 and "however many images the job has" in " ".join(out.replace("│", " ").split())
 
 
 @needs_onnx
@@ -364,36 +367,6 @@ def test_the_fast_exporter_failing_falls_back_to_the_default_one(tmp_path, avx2,
     assert translator.engine.name == "onnxruntime"
     expected = pixels(Translator(weights, device="cpu", engine="torch").translate_image(image()))
     assert np.abs(pixels(translator.translate_image(image())) - expected).max() <= 1
-
-
-def test_every_part_of_a_job_and_every_resumed_run_counts_all_its_inputs(tmp_path, avx2, capsys, monkeypatch):
-    """The engine must be the same for all parts of a job array and for a --skip-existing rerun
-    (their bytes must match), so the count is the inputs' before --shard and existing outputs."""
-    seen = []
-    real = engines.resolve_engine
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs["expected_images"])
-        return real(*args, **kwargs)
-
-    import img2img.inference
-
-    monkeypatch.setattr(img2img.inference, "resolve_engine", spy)
-    monkeypatch.setenv(engines.ENV_ENGINE, "torch")  # the count is what is checked here
-    weights = model(tmp_path)
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    for i in range(5):
-        image((24, 24), seed=i).save(inputs / f"{i}.png")
-    out = tmp_path / "out"
-    for part in ("0/2", "1/2"):
-        code, _, err = run(["translate", inputs, "-m", weights, "--out-dir", out, "--shard", part], capsys)
-        assert code == 0, err
-    (out / "3.png").unlink()  # a resumed run with one image left (with none left, nothing is chosen)
-    code, _, err = run(["translate", inputs, "-m", weights, "--out-dir", out, "--skip-existing"], capsys)
-    assert code == 0, err
-    assert seen == [5, 5, 5]
-    assert len(list(out.glob("*.png"))) == 5
 
 
 def test_a_stop_signal_the_exporter_swallows_still_stops_the_run(tmp_path, avx2, monkeypatch):

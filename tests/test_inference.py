@@ -205,9 +205,11 @@ def test_fp32_matches_a_plain_forward(models):
     assert torch.allclose(translator.translate_tensor(x), expected, atol=1e-5)
 
 
-def test_auto_precision_per_device():
+def test_auto_precision_per_device(cpu_class):
     cpu = torch.device("cpu")
-    assert resolve_precision("auto", cpu) == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
+    native = cpu_class in ("avx512_bf16", "amx")
+    assert cpu_has_native_bf16() == native
+    assert resolve_precision("auto", cpu) == (torch.bfloat16 if native else torch.float32)
     assert resolve_precision("fp32", cpu) == torch.float32
     with pytest.raises(UsageError, match="fp16"):
         resolve_precision("fp16", cpu)

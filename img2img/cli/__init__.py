@@ -47,6 +47,11 @@ def _root(
     ),
 ) -> None:
     """Train and run image-to-image translation GANs (pix2pix, CycleGAN)."""
+    # Checked before any command starts, whether or not it reads the class: a typo must not
+    # pass unseen (img2img.devices.cpu_class reads it; this check imports no torch).
+    from img2img.cpu_classes import cpu_class_from_environment
+
+    cpu_class_from_environment()
 
 
 def error(message: str) -> None:

@@ -99,10 +99,10 @@ def translate(
         None,
         "--engine",
         help="Which library runs the network. auto: onnxruntime for ResNet generators in fp32 on "
-        "CPUs without native bf16 when the onnx extra is installed (measured faster there) and "
-        "INPUT holds 32 images or more, all parts of a --shard job counted (the weights are "
-        "exported to ONNX once, in seconds, and cached), else PyTorch; torch; onnxruntime. Tiles "
-        "always run in PyTorch. [default: $IMG2IMG_ENGINE, else auto]",
+        "CPUs without native bf16 when the onnx extra is installed (measured faster there), however "
+        "many images the job has (the weights are exported to ONNX once, in seconds, and cached), "
+        "else PyTorch; torch; onnxruntime. Tiles always run in PyTorch. "
+        "[default: $IMG2IMG_ENGINE, else auto]",
         show_default=False,
     ),
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images of equal (padded) size run together."),
@@ -172,11 +172,9 @@ def translate(
         output = None
     limit = parse_byte_size(stdin_limit)
     notes: list[str] = []
-    found: list[int] = []  # images in INPUT, before --shard and --skip-existing (the engine's choice)
     jobs, errors = plan_jobs(
         inputs, output=output, out_dir=out_dir, ext=ext, overwrite=overwrite,
         skip_existing=skip_existing, to_stdout=to_stdout, on_note=notes.append, shard=part,
-        on_found=found.append,
     )  # fmt: skip
     # Leftovers of killed runs go now, even if this run has nothing left to write there.
     for folder in {path.parent for path in [*(j.output for j in jobs), *(e.output for e in errors)] if path}:
@@ -187,7 +185,8 @@ def translate(
         precision=precision.value,
         engine=engine.value if engine else None,
         # Nothing left to write (--skip-existing, an empty --shard part): no export to pay for.
-        expected_images=found[0] if jobs else 0,
+        # Any other count is the same choice: an image's bytes never depend on its job.
+        expected_images=None if jobs else 0,
         direction=direction.value if direction else None,
         tile=tile,
         tile_overlap=tile_overlap,

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from img2img.config import GeneratorConfig
-from img2img.devices import cpu_has_native_bf16
+from img2img.devices import cpu_class, has_native_bf16
 from img2img.errors import DeviceError, UsageError
 from img2img.train import distributed
 from img2img.train.divergence import check_gradients
@@ -57,8 +57,9 @@ def default_amp(device: torch.device, dtype_name: str) -> bool:
     """bf16 autocast measured 0.73x the time per iteration of float32 for the default pix2pix on
     a CPU with native bf16 (AVX512-BF16/AMX), with the same validation L1 (see the README).
     Without native support (AVX2, or AVX-512 without BF16) bf16 is emulated and many times
-    slower, so it is off there, whatever oneDNN would accept; on CUDA it is left to --amp."""
-    return device.type == "cpu" and dtype_name == "bf16" and cpu_has_native_bf16()
+    slower, so it is off there, whatever oneDNN would accept; on CUDA it is left to --amp.
+    The class is img2img.devices.cpu_class (``$IMG2IMG_CPU_CLASS`` overrides it)."""
+    return device.type == "cpu" and dtype_name == "bf16" and has_native_bf16(cpu_class())
 
 
 def default_channels_last(device: torch.device, generator: GeneratorConfig | None = None, *, amp: bool = False) -> bool:
