@@ -79,6 +79,8 @@ def download(
     size: int | None = None,
     max_bytes: int = MAX_DOWNLOAD_BYTES,
     offline_hint: str | None = None,
+    sha256_origin: str = "the registry expects",
+    filename: str | None = None,
 ) -> str:
     """Fetch ``url`` into ``dest``, refusing short reads, oversized bodies, checksum mismatches,
     and servers that stall or trickle (see ``download_limits``). Returns the file's SHA-256 (hex).
@@ -90,12 +92,14 @@ def download(
     ``resume`` ``dest`` is overwritten. ``size``: the expected length in bytes (a pinned size), a
     mismatch is refused like a wrong hash. ``max_bytes``: the largest body accepted.
     ``cache_path``: where the file belongs in the cache, named by the offline message, which
-    ``offline_hint`` (what to do instead) replaces. Raises DownloadError; the message names the
+    ``offline_hint`` (what to do instead) replaces; ``sha256_origin`` says where ``sha256`` came
+    from in the mismatch message; ``filename`` names the file in messages (default ``dest``'s name). Raises DownloadError; the message names the
     file and, for a checksum mismatch, both hashes."""
     if is_offline():
         raise _cannot_download(label, f"offline: {offline_variable()} is set", cache_path, offline_hint)
     timeout, _ = download_limits()
     start = dest.stat().st_size if resume and dest.is_file() else 0
+    shown = filename or dest.name
     for attempt in (0, 1):
         digest = hashlib.sha256()
         with contextlib.ExitStack() as stack:
@@ -120,6 +124,11 @@ def download(
                     out.truncate()
                     for chunk in chunks:
                         received += len(chunk)
+                        if size is not None and received > size:
+                            raise DownloadError(
+                                f"{label}: download refused: {shown} from {url} is larger than "
+                                f"the {size} bytes the registry expects"
+                            )
                         if received > max_bytes:
                             raise DownloadError(
                                 f"{label}: download refused: {url} sent more than {max_bytes >> 20} MiB"
@@ -139,14 +148,14 @@ def download(
         raise DownloadError(f"{label}: download of {url} was cut short ({received} of {total} bytes){again}")
     if size is not None and received != size:
         raise DownloadError(
-            f"{label}: download refused: {dest.name} from {url} is {received} bytes, the registry "
+            f"{label}: download refused: {shown} from {url} is {received} bytes, the registry "
             f"expects {size}"
         )
     found = digest.hexdigest()
     if sha256 and found != sha256:
         raise DownloadError(
-            f"{label}: download refused: sha256 of {dest.name} from {url} is {found}, the registry "
-            f"expects {sha256}"
+            f"{label}: download refused: sha256 of {shown} from {url} is {found}, "
+            f"{sha256_origin} {sha256}"
         )
     return found
 
@@ -187,6 +196,8 @@ def _open(
     except (httpx2.HTTPError, OSError) as exc:  # refused, DNS, timeout, TLS
         why = f"{_network_reason(exc)}: {url}{_through_proxy(url)}"
         raise _cannot_download(label, why, cache_path, offline_hint) from None
+    # iter_raw() without a chunk size yields what arrives: bytes received before a connection
+    # drops are written (and kept for a resume), not lost in a chunker's buffer.
     if start and response.status_code == 416:
         return None
     if response.status_code >= 400:
@@ -199,11 +210,11 @@ def _open(
         match = re.fullmatch(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", response.headers.get("Content-Range", ""))
         if match and int(match.group(1)) == start:
             whole = int(match.group(3)) if match.group(3) != "*" else None
-            return response.iter_raw(_CHUNK), whole, start
+            return response.iter_raw(), whole, start
         # A range we did not ask for: read the file from the start instead.
         stack.close()
         return _open(url, stack, timeout=timeout, label=label, cache_path=cache_path, offline_hint=offline_hint)
-    return response.iter_raw(_CHUNK), length_value, 0
+    return response.iter_raw(), length_value, 0
 
 
 def _http_errors() -> tuple[type[BaseException], ...]:

@@ -31,6 +31,8 @@ DOCS = {
     "data": "docs/data.md",
     "data combine": "docs/data.md",
     "data check": "docs/data.md",
+    "data list": "docs/data.md",
+    "data download": "docs/data.md",
     "train": "docs/train-pix2pix.md",
     "train pix2pix": "docs/train-pix2pix.md",
     "train cyclegan": "docs/train-cyclegan.md",
