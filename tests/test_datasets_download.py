@@ -457,3 +457,52 @@ def test_registry_lists_every_reference_dataset():
     entries = load_datasets()
     assert entries["pix2pix/night2day"].url.endswith("/pix2pix/datasets/night2day.tar.gz")
     assert entries["cyclegan/horse2zebra"].url.endswith("/cyclegan/datasets/horse2zebra.zip")
+
+
+# --- data prepare cityscapes ------------------------------------------------------------------------
+
+
+def _cityscapes_zips(tmp_path: Path, drop: str | None = None) -> tuple[Path, Path]:
+    stems = [("train", "aachen", "aachen_000000_000019"), ("train", "bonn", "bonn_000001_000019"),
+             ("val", "lindau", "lindau_000000_000019")]  # fmt: skip
+    gt, left = tmp_path / "gtFine_trainvaltest.zip", tmp_path / "leftImg8bit_trainvaltest.zip"
+    with zipfile.ZipFile(gt, "w") as g, zipfile.ZipFile(left, "w") as l:
+        for i, (split, city, stem) in enumerate(stems):
+            g.writestr(f"gtFine/{split}/{city}/{stem}_gtFine_color.png", _solid((64, 32), (200, 0, i * 60)))
+            g.writestr(f"gtFine/{split}/{city}/{stem}_gtFine_labelIds.png", _solid((64, 32), (1, 1, 1)))
+            if stem != drop:
+                l.writestr(f"leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png", _solid((64, 32), (0, 150, i * 60)))
+    return gt, left
+
+
+def _solid(size, colour) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_prepare_cityscapes_builds_the_reference_layout(tmp_path, capsys):
+    gt, left = _cityscapes_zips(tmp_path)
+    out = tmp_path / "cityscapes"
+    assert run(["data", "prepare", "cityscapes", "--gtfine", str(gt), "--leftimg8bit", str(left), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["test", "testA", "testB", "train", "trainA", "trainB"]
+    assert sorted(p.name for p in (out / "train").iterdir()) == ["0.jpg", "1.jpg"]
+    assert [p.name for p in (out / "test").iterdir()] == ["0.jpg"]  # val -> test, as the reference
+    pair = Image.open(out / "train" / "1.jpg")
+    assert pair.size == (512, 256)
+    photo, label = pair.getpixel((128, 128)), pair.getpixel((384, 128))
+    assert max(abs(a - b) for a, b in zip(photo, (0, 150, 60))) <= 2  # A: the photo (bonn)
+    assert max(abs(a - b) for a, b in zip(label, (200, 0, 60))) <= 2  # B: its colour labels
+    assert Image.open(out / "trainA" / "1_A.jpg").size == (256, 256)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_prepare_cityscapes_refuses_a_file_without_its_partner(tmp_path, capsys):
+    gt, left = _cityscapes_zips(tmp_path, drop="bonn_000001_000019")
+    out = tmp_path / "cityscapes"
+    assert run(["data", "prepare", "cityscapes", "--gtfine", str(gt), "--leftimg8bit", str(left), "--out", str(out)]) == 1
+    err = errors(capsys.readouterr().err)
+    assert len(err) == 1 and "bonn_000001_000019_leftImg8bit.png" in err[0] and "nothing was written" in err[0]
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert run(["data", "prepare", "cityscapes", "--gtfine", str(left), "--leftimg8bit", str(left), "--out", str(out)]) == 1
+    assert "no gtFine/*/*/*_gtFine_color.png files" in capsys.readouterr().err

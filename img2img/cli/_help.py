@@ -33,6 +33,7 @@ DOCS = {
     "data check": "docs/data.md",
     "data list": "docs/data.md",
     "data download": "docs/data.md",
+    "data prepare": "docs/data.md",
     "train": "docs/train-pix2pix.md",
     "train pix2pix": "docs/train-pix2pix.md",
     "train cyclegan": "docs/train-cyclegan.md",

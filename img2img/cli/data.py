@@ -135,3 +135,26 @@ def download(
     typer.echo(f"wrote {done.folder} ({counts} images); licence: {entry.licence}", err=True)
     if entry.splits and entry.splits[0] != "testA":
         typer.echo(f"train with: img2img train {entry.task} --data {done.folder}", err=True)
+
+
+@data_app.command("prepare")
+def prepare(
+    name: str = typer.Argument(..., metavar="NAME", help="The dataset to build: cityscapes."),
+    gtfine: Path = typer.Option(..., "--gtfine", help="Your gtFine_trainvaltest.zip (or its unzipped folder) from cityscapes-dataset.com."),
+    leftimg8bit: Path = typer.Option(..., "--leftimg8bit", help="Your leftImg8bit_trainvaltest.zip (or its unzipped folder)."),
+    out: Path = typer.Option(Path("datasets/cityscapes"), "--out", help="The dataset folder to create."),
+) -> None:
+    """Build a dataset that cannot be redistributed from your own downloads. cityscapes: the
+    pix2pix pairs of the reference's prepare_cityscapes_dataset.py (photo | colour labels, each
+    256x256, val -> test/), plus trainA/trainB/testA/testB for CycleGAN."""
+    from img2img.data.cityscapes import prepare_cityscapes
+    from img2img.errors import UsageError
+
+    if name != "cityscapes":
+        raise UsageError(f"{name}: `data prepare` builds only cityscapes (the others: `img2img data download`)")
+    for option, path in (("--gtfine", gtfine), ("--leftimg8bit", leftimg8bit)):
+        if not path.exists():
+            raise UsageError(f"{option} {path}: no such file or folder")
+    counts = prepare_cityscapes(gtfine, leftimg8bit, out, note=lambda line: typer.echo(line, err=True))
+    typer.echo(f"wrote {out} ({', '.join(f'{k} {v}' for k, v in counts.items())} pairs)", err=True)
+    typer.echo(f"train with: img2img train pix2pix --data {out}", err=True)
