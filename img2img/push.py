@@ -261,7 +261,8 @@ def push(spec: str, repo: str, *, private: bool = False, revision: str | None = 
         build_folder(spec, repo, folder, revision=revision, licence=licence)
         api = HfApi(token=token, library_name="img2img")
         try:
-            api.create_repo(repo, private=private, exist_ok=True, repo_type="model")
+            # None, not False: without --private the account's or organisation's default applies.
+            api.create_repo(repo, private=True if private else None, exist_ok=True, repo_type="model")
             if revision:
                 api.create_branch(repo, branch=revision, exist_ok=True, repo_type="model")
             info = api.upload_folder(

@@ -185,3 +185,96 @@ def test_a_refused_token_is_one_line_saying_what_to_do(cyclegan_run, no_stored_t
     assert len(err) == 1 and f"refused the token (HTTP {status})" in err[0] and "write access" in err[0]
     assert hub.requests and hub.requests[0][:2] == ("POST", "/api/repos/create")
     assert hub.requests[0][2] == "Bearer hf_not_a_real_token"
+
+
+class StandInUploadHub:
+    """The Hub endpoints an upload uses (repo creation, branch, preupload, commit), in memory:
+    every file is declared a regular (inline, base64) upload, so the commit carries the bytes."""
+
+    def __init__(self) -> None:
+        import base64
+
+        self.created: list[dict] = []
+        self.branches: list[str] = []
+        self.validated: list[dict] = []
+        self.commits: dict[str, dict[str, bytes]] = {}
+        self.unexpected: list[str] = []
+        hub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _reply(self, payload: dict, status: int = 200) -> None:
+                body = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                path = self.path.split("?")[0]
+                if path == "/api/repos/create":
+                    request = json.loads(body)
+                    hub.created.append(request)
+                    self._reply({"url": f"{hub.url}/{request['organization']}/{request['name']}"})
+                elif path == "/api/validate-yaml":  # the card's metadata, checked before the commit
+                    hub.validated.append(json.loads(body))
+                    self._reply({"errors": [], "warnings": []})
+                elif "/branch/" in path:
+                    hub.branches.append(path.rsplit("/branch/", 1)[1])
+                    self._reply({})
+                elif "/preupload/" in path:
+                    files = json.loads(body)["files"]
+                    self._reply({"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]})
+                elif "/commit/" in path:
+                    revision = path.rsplit("/commit/", 1)[1]
+                    files = {}
+                    for line in body.splitlines():
+                        item = json.loads(line)
+                        if item["key"] == "file":
+                            files[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+                    hub.commits[revision] = files
+                    self._reply({"commitUrl": f"{hub.url}/owner/h2z/commit/{COMMIT}", "commitOid": COMMIT})
+                else:
+                    hub.unexpected.append(f"POST {path}")
+                    self._reply({"error": "not here"}, 404)
+
+            def do_GET(self) -> None:
+                hub.unexpected.append(f"GET {self.path}")
+                self._reply({"error": "not here"}, 404)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_push_uploads_the_dry_run_folder_through_huggingface_hub(cyclegan_run, no_stored_token, tmp_path, monkeypatch, capsys):
+    from huggingface_hub import constants
+
+    dry = tmp_path / "dry"
+    assert run(["push", str(cyclegan_run), "--repo", "owner/h2z", "--revision", "v1", "--dry-run", str(dry)]) == 0
+    hub = StandInUploadHub()
+    try:
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+        capsys.readouterr()
+        assert run(["push", str(cyclegan_run), "--repo", "owner/h2z", "--private", "--revision", "v1"]) == 0
+    finally:
+        hub.close()
+    captured = capsys.readouterr()
+    # (huggingface_hub may also GET things of its own, which the stand-in answers 404.)
+    assert [u for u in hub.unexpected if not u.startswith("GET ")] == []
+    assert hub.created[0]["name"] == "h2z", hub.created
+    assert hub.created[0].get("visibility") == "private" or hub.created[0].get("private") is True, hub.created
+    assert hub.branches == ["v1"] and len(hub.validated) == 1
+    uploaded = hub.commits["v1"]
+    assert uploaded == {p.name: p.read_bytes() for p in dry.iterdir()}  # what --dry-run shows is what is pushed
+    assert f"pushed to {hub.url}/owner/h2z/commit/{COMMIT}" in captured.err
+    assert "img2img translate INPUT... --model hf:owner/h2z@v1 --out-dir OUT" in captured.out
