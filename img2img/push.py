@@ -147,7 +147,7 @@ def repo_files(source: PushSource) -> dict[str, Path]:
 def translate_lines(repo: str, revision: str | None, source: PushSource) -> list[str]:
     at = f"@{revision}" if revision else ""
     lines = []
-    for name, _ in repo_files(source).items():
+    for name in repo_files(source):
         spec = f"hf:{repo}{at}" if name == MAIN_FILE else f"hf:{repo}{at}/{name}"
         lines.append(f"img2img translate INPUT... --model {spec} --out-dir OUT")
     return lines
@@ -164,7 +164,7 @@ def model_card(source: PushSource, repo: str, revision: str | None, licence: str
             task_type="image-to-image", task_name="Image-to-image translation",
             dataset_type=dataset, dataset_name=dataset, dataset_split="val",
             metric_type=name, metric_name=name, metric_value=round(value, 6),
-        )  # fmt: skip
+        )
         for name, value in sorted(source.scores.items())
     ]
     data = ModelCardData(

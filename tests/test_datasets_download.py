@@ -21,7 +21,6 @@ from PIL import Image
 
 from img2img.cli import main
 
-
 # --- the server ---------------------------------------------------------------------------------
 
 

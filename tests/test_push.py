@@ -9,9 +9,9 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import make_generator_file
 from PIL import Image
 
-from conftest import make_generator_file
 from img2img.cli import main
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

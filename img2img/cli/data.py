@@ -82,7 +82,7 @@ def list_(
             row["name"], row["task"], _size(row["size"]),
             " ".join(f"{k}:{v}" for k, v in row["images"].items()) if row["images"] else "-",
             row["checked"], row["licence"],
-        ]  # fmt: skip
+        ]
         for row in rows
     ]
     widths = [max(len(key), *(len(line[i]) for line in table)) for i, key in enumerate(columns[:-1])]

@@ -23,7 +23,8 @@ def push(
     model-index results), its sample grid, training options, licence and the exact
     `img2img translate ... --model hf:OWNER/NAME` line. The token is huggingface_hub's:
     HF_TOKEN or `hf auth login`."""
-    from img2img.push import build_folder, push as upload, translate_lines
+    from img2img.push import build_folder, translate_lines
+    from img2img.push import push as upload
 
     if dry_run is not None:
         source_info = build_folder(source, repo, dry_run, revision=revision, licence=licence)
