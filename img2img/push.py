@@ -286,9 +286,36 @@ def push(spec: str, repo: str, *, private: bool = False, revision: str | None = 
     return str(getattr(info, "commit_url", "") or f"https://huggingface.co/{repo}")
 
 
+def card_scores(spec: str) -> tuple[dict[str, float], str | None]:
+    """The model-index scores of the card (README.md) of an ``hf:`` spec's repo, and None; or
+    no scores and why there are none. The card is read from the Hugging Face cache, fetched
+    (a few kB) when it is not there and the process is not offline."""
+    from huggingface_hub import ModelCard
+
+    from img2img import downloads
+    from img2img.registry import parse_hf_spec
+
+    repo, _, revision = parse_hf_spec(spec)
+    try:
+        path = downloads.hf_file(
+            repo, "README.md", revision, label=spec, download=not downloads.is_offline(),
+            force=False, progress=False,
+        )  # fmt: skip
+    except Img2ImgError as exc:
+        return {}, exc.message.removeprefix(f"{spec}: ")
+    if path is None:
+        return {}, "the card is not in the Hugging Face cache (offline)"
+    try:
+        card = ModelCard.load(path)
+    except Exception as exc:  # the library's YAML/validation errors: a card we cannot read
+        return {}, f"unreadable card ({_first_line(exc)})"
+    results = getattr(card.data, "eval_results", None) or []
+    return {str(r.metric_type): r.metric_value for r in results}, None if results else "the card has no model-index scores"
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-__all__ = ["PushError", "PushSource", "build_folder", "model_card", "push", "read_source", "repo_files", "translate_lines"]
+__all__ = ["PushError", "PushSource", "build_folder", "card_scores", "model_card", "push", "read_source", "repo_files", "translate_lines"]

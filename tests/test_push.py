@@ -112,6 +112,12 @@ def test_round_trip_through_the_hub_cache_gives_the_same_bytes(cyclegan_run, tmp
         assert run(["translate", str(image), "--model", str(cyclegan_run / "weights" / f"{local}.safetensors"), "-o", str(b)]) == 0
         assert a.read_bytes() == b.read_bytes()
 
+    # models info shows the scores the card carries.
+    capsys.readouterr()
+    assert run(["models", "info", "hf:owner/h2z", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["card_scores"] == {"val_cycle_A": 0.25, "val_cycle_B": 0.2125}
+
 
 # --- tokens, against a local stand-in for the Hub ----------------------------------------------------
 
