@@ -388,8 +388,15 @@ def test_zip_symlink_and_dotdot_are_refused(server, tmp_path, monkeypatch, capsy
 def test_an_archive_without_the_task_folders_is_refused(server, tmp_path, monkeypatch, capsys):
     server.files["/pix2pix/datasets/facades.tar.gz"] = _tar_with(_member("other/x.txt", size=1), good=False)
     assert run(["data", "download", "pix2pix/facades", "--out", str(tmp_path / "d" / "f")]) == 1
-    assert "expected the folders train, found other" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "expected the folders train, found other" in err and "the archive was deleted" in err
     assert looks_like_nothing(tmp_path / "d")
+    # Unverified and unusable: neither kept nor trusted on first use.
+    assert list((tmp_path / "cache" / "datasets").iterdir()) == []
+    good = pix2pix_tar()
+    server.files["/pix2pix/datasets/facades.tar.gz"] = good
+    assert run(["data", "download", "pix2pix/facades", "--out", str(tmp_path / "d" / "f")]) == 0
+    assert f"sha256 {sha(good)}: unverified" in capsys.readouterr().err
 
 
 # --- interruption and offline ---------------------------------------------------------------------

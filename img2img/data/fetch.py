@@ -219,12 +219,21 @@ def download_dataset(
                 part.unlink(missing_ok=True)
             raise
         os.replace(part, archive)
+    with _temporary_folder(dest.parent) as staging:
+        try:
+            extract_archive(archive, staging, compressed_size=archive.stat().st_size)
+            root = _dataset_root(staging, entry)
+        except DatasetError as exc:
+            if expected:  # the file is the one expected: keep it, say where it is
+                raise DatasetError(exc.message, hint=f"the archive stays in {archive}; delete it to download again") from None
+            # Unverified and unusable (a resume that joined two versions of the file, a host
+            # serving something else): neither trusted nor kept.
+            archive.unlink(missing_ok=True)
+            raise DatasetError(exc.message, hint="the archive was deleted; run again to download it again") from None
         if not expected:
+            # Recorded only once the archive has proved to be a dataset.
             atomic_write_bytes(recorded_file, f"{found}  {entry.filename}\n".encode())
             recorded = True
-    with _temporary_folder(dest.parent) as staging:
-        extract_archive(archive, staging, compressed_size=archive.stat().st_size)
-        root = _dataset_root(staging, entry)
         counts = _count_images(root)
         manifest = {
             "name": entry.name, "task": entry.task, "url": entry.url, "archive_sha256": found,
