@@ -100,19 +100,32 @@ def download(
     timeout, _ = download_limits()
     start = dest.stat().st_size if resume and dest.is_file() else 0
     shown = filename or dest.name
+    validator_file = resume_validator(dest)
+    if_range = None
+    if start:
+        try:
+            if_range = validator_file.read_text(encoding="utf-8").strip() or None
+        except OSError:
+            if_range = None
     for attempt in (0, 1):
         digest = hashlib.sha256()
         with contextlib.ExitStack() as stack:
             opened = _open(
                 url, stack, timeout=timeout, label=label, cache_path=cache_path, start=start,
-                offline_hint=offline_hint,
+                offline_hint=offline_hint, if_range=if_range,
             )  # fmt: skip
             if opened is None:  # 416: what we hold is no prefix of the file
                 if attempt:
                     raise DownloadError(f"{label}: download of {url} failed: the server refused every byte range")
                 start = 0
                 continue
-            chunks, total, offset = opened
+            chunks, total, offset, validator = opened
+            if resume and not offset:
+                # What identifies this version of the file, for the If-Range of a later resume.
+                if validator:
+                    validator_file.write_text(validator, encoding="utf-8")
+                else:
+                    validator_file.unlink(missing_ok=True)
             received = offset
             if offset:
                 with open(dest, "rb") as held:  # the hash covers the bytes kept from before
@@ -151,6 +164,8 @@ def download(
             f"{label}: download refused: {shown} from {url} is {received} bytes, the registry "
             f"expects {size}"
         )
+    if resume:
+        validator_file.unlink(missing_ok=True)  # complete: nothing left to resume
     found = digest.hexdigest()
     if sha256 and found != sha256:
         raise DownloadError(
@@ -169,9 +184,12 @@ def _open(
     cache_path: Path,
     start: int = 0,
     offline_hint: str | None = None,
-) -> tuple[Iterator[bytes], int | None, int] | None:
-    """(the body's chunks, the whole file's length if declared, the offset the body starts at)
-    of ``url``, asking for the bytes from ``start`` on when ``start`` > 0; None when the server
+    if_range: str | None = None,
+) -> tuple[Iterator[bytes], int | None, int, str | None] | None:
+    """(the body's chunks, the whole file's length if declared, the offset the body starts at,
+    the file's validator: its strong ETag, else its Last-Modified) of ``url``, asking for the
+    bytes from ``start`` on when ``start`` > 0 — only if the file is still the version
+    ``if_range`` names (HTTP If-Range: a changed file comes whole); None when the server
     answers 416 (range not satisfiable). The chunks raise TransferTooSlow or one of
     _transfer_errors(). http(s) goes through ``transfer.http_client()`` (the policy), file: URLs
     (a local mirror) through urllib, always from the start."""
@@ -183,12 +201,14 @@ def _open(
         except (urllib.error.URLError, OSError) as exc:
             raise _cannot_download(label, f"{_network_reason(exc)}: {url}", cache_path, offline_hint) from None
         length = response.headers.get("Content-Length")
-        return iter(lambda: response.read(_CHUNK), b""), int(length) if length and length.isdigit() else None, 0
+        return iter(lambda: response.read(_CHUNK), b""), int(length) if length and length.isdigit() else None, 0, None
     client = stack.enter_context(http_client(follow_redirects=True, timeout=timeout))
     # identity: the declared length is then the file's, and the checksum is of the file.
     headers = {"User-Agent": f"img2img/{__version__}", "Accept-Encoding": "identity"}
     if start:
         headers["Range"] = f"bytes={start}-"
+        if if_range:
+            headers["If-Range"] = if_range
     try:
         response = stack.enter_context(client.stream("GET", url, headers=headers))
     except TransferTooSlow as exc:
@@ -206,15 +226,23 @@ def _open(
         )
     length = response.headers.get("Content-Length")
     length_value = int(length) if length and length.isdigit() else None
+    etag = response.headers.get("ETag", "")
+    validator = etag if etag and not etag.startswith("W/") else response.headers.get("Last-Modified")
     if start and response.status_code == 206:
         match = re.fullmatch(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", response.headers.get("Content-Range", ""))
         if match and int(match.group(1)) == start:
             whole = int(match.group(3)) if match.group(3) != "*" else None
-            return response.iter_raw(), whole, start
+            return response.iter_raw(), whole, start, validator
         # A range we did not ask for: read the file from the start instead.
         stack.close()
         return _open(url, stack, timeout=timeout, label=label, cache_path=cache_path, offline_hint=offline_hint)
-    return response.iter_raw(), length_value, 0
+    return response.iter_raw(), length_value, 0, validator
+
+
+def resume_validator(dest: Path) -> Path:
+    """The file beside a partial download ``dest`` that keeps its version's validator (ETag or
+    Last-Modified) for the If-Range of a resume; removed when the download completes."""
+    return dest.with_name(dest.name + ".validator")
 
 
 def _http_errors() -> tuple[type[BaseException], ...]:
@@ -491,5 +519,6 @@ __all__ = [
     "hf_file",
     "is_offline",
     "offline_variable",
+    "resume_validator",
     "temporary_file",
 ]

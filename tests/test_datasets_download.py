@@ -32,11 +32,13 @@ class Server:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.ranges = True
+        self.etags = True
         self.cut: dict[str, int] = {}
         self.block: dict[str, int] = {}
         self.reached = threading.Event()
         self.release = threading.Event()
         self.requests: list[tuple[str, str | None]] = []
+        self.if_range: list[str | None] = []
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -45,12 +47,17 @@ class Server:
 
             def do_GET(self) -> None:
                 server.requests.append((self.path, self.headers.get("Range")))
+                server.if_range.append(self.headers.get("If-Range"))
                 body = server.files.get(self.path)
                 if body is None:
                     self.send_error(404)
                     return
                 start = 0
                 asked = self.headers.get("Range")
+                etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
+                if_range = self.headers.get("If-Range")
+                if if_range is not None and if_range != etag:
+                    asked = None  # the file changed since: all of it (RFC 9110 If-Range)
                 if asked and server.ranges:
                     start = int(asked.removeprefix("bytes=").split("-")[0])
                     if start >= len(body):
@@ -64,6 +71,8 @@ class Server:
                 else:
                     self.send_response(200)
                 self.send_header("Content-Length", str(len(body) - start))
+                if server.etags:
+                    self.send_header("ETag", etag)
                 self.end_headers()
                 rest = body[start:]
                 if self.path in server.block:
@@ -274,6 +283,25 @@ def test_truncated_download_resumes_with_range(server, tmp_path, monkeypatch, ca
     assert server.requests[-1] == ("/pix2pix/datasets/facades.tar.gz", "bytes=10000-")
     assert f"sha256 {sha(archive)}" in capsys.readouterr().err
     assert (out / "train" / "1.png").is_file()
+
+
+def test_a_file_changed_between_attempts_is_fetched_whole_again(server, tmp_path, capsys):
+    """The resume names the version it holds (If-Range with the first reply's ETag): a file
+    replaced on the host since comes whole, instead of a tail glued to the old head."""
+    path = "/pix2pix/datasets/facades.tar.gz"
+    old, new = pix2pix_tar(), pix2pix_tar(n=5)
+    server.files[path] = old
+    server.cut[path] = 10000
+    out = tmp_path / "d" / "facades"
+    assert run(["data", "download", "pix2pix/facades", "--out", str(out)]) == 1
+    server.files[path] = new
+    assert run(["data", "download", "pix2pix/facades", "--out", str(out)]) == 0
+    assert server.requests[-1] == (path, "bytes=10000-") and server.if_range[-1] is not None
+    assert f"sha256 {sha(new)}" in capsys.readouterr().err
+    assert len(list((out / "train").iterdir())) == 5
+    assert sorted(p.name for p in (tmp_path / "cache" / "datasets").iterdir()) == [
+        "pix2pix-facades.tar.gz", "pix2pix-facades.tar.gz.json", "pix2pix-facades.tar.gz.sha256"
+    ]
 
 
 def test_a_server_without_range_support_sends_the_whole_file_again(server, tmp_path, capsys):

@@ -217,6 +217,7 @@ def download_dataset(
         except DownloadError as exc:
             if "refused" in exc.message:  # wrong size or hash: that part is worthless
                 part.unlink(missing_ok=True)
+                downloads.resume_validator(part).unlink(missing_ok=True)
             raise
         os.replace(part, archive)
     with _temporary_folder(dest.parent) as staging:
