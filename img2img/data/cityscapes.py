@@ -21,7 +21,7 @@ import os
 import re
 import zipfile
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from img2img.errors import DatasetError, UsageError
 

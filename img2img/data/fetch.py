@@ -28,7 +28,8 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from img2img.atomic import atomic_write_bytes, rename_no_replace
 from img2img.errors import DatasetError, DownloadError, Img2ImgError, UsageError
@@ -284,7 +285,7 @@ class _temporary_folder:
             raise DatasetError(f"{self.parent}: cannot write the dataset here ({exc.strerror or exc})") from None
         return self.path
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
