@@ -20,8 +20,8 @@ import io
 import os
 import re
 import zipfile
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 from img2img.errors import DatasetError, UsageError
 

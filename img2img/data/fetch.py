@@ -26,9 +26,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 from img2img.atomic import atomic_write_bytes, rename_no_replace
