@@ -540,3 +540,14 @@ def test_prepare_cityscapes_refuses_a_file_without_its_partner(tmp_path, capsys)
     assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert run(["data", "prepare", "cityscapes", "--gtfine", str(left), "--leftimg8bit", str(left), "--out", str(out)]) == 1
     assert "no gtFine/*/*/*_gtFine_color.png files" in capsys.readouterr().err
+
+
+def test_a_mirror_replaces_the_host_and_a_bad_one_is_one_line(monkeypatch, capsys):
+    monkeypatch.setenv("IMG2IMG_DATA_BASE_URL", "https://mirror.example/gans/")
+    assert run(["data", "list", "--json"]) == 0
+    urls = {row["name"]: row["url"] for row in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert urls["cyclegan/maps"] == "https://mirror.example/gans/cyclegan/datasets/maps.zip"
+    monkeypatch.setenv("IMG2IMG_DATA_BASE_URL", "not a url")
+    assert run(["data", "list"]) == 1
+    err = errors(capsys.readouterr().err)
+    assert len(err) == 1 and "$IMG2IMG_DATA_BASE_URL 'not a url' is not a usable URL" in err[0]
