@@ -72,8 +72,10 @@ def read_source(spec: str) -> PushSource:
         main = config.get("direction", "AtoB") if config.get("direction", "AtoB") in by_direction else next(iter(by_direction))
         ordered = {main: by_direction[main], **{d: f for d, f in by_direction.items() if d != main}}
         meta = read_metadata(ordered[main])
-        scores, epoch = _run_scores(path / "metrics.csv")
-        scores.update(_metadata_scores(meta.validation))
+        # The scores of the epoch the weights come from (--keep-best may export an earlier one).
+        weights_epoch = meta.validation.get("epoch") if isinstance(meta.validation, dict) else None
+        scores, epoch = _run_scores(path / "metrics.csv", weights_epoch if isinstance(weights_epoch, int) else None)
+        scores.update(_metadata_scores(meta.validation, meta.task))
         samples = sorted((path / "samples").glob("epoch_*.png")) if (path / "samples").is_dir() else []
         data = Path(str(config.get("data", "")))
         dataset, licence = data.name, ""
@@ -95,17 +97,21 @@ def read_source(spec: str) -> PushSource:
     meta = read_metadata(file)
     return PushSource(
         weights={meta.direction: file}, task=meta.task, architecture=meta.generator.reference_name,
-        scores=_metadata_scores(meta.validation),
+        scores=_metadata_scores(meta.validation, meta.task),
+        epoch=meta.validation.get("epoch") if isinstance(meta.validation, dict) else None,
     )  # fmt: skip
 
 
-def _run_scores(metrics: Path) -> tuple[dict[str, float], int | None]:
-    """The last epoch row's ``val_*`` figures of metrics.csv, and that epoch."""
+def _run_scores(metrics: Path, epoch: int | None = None) -> tuple[dict[str, float], int | None]:
+    """The ``val_*`` figures of metrics.csv's row for ``epoch`` (default: the last epoch row),
+    and that epoch."""
     try:
         with open(metrics, newline="", encoding="utf-8") as handle:
             rows = [row for row in csv.DictReader(handle) if row.get("scope") == "epoch"]
     except OSError:
         return {}, None
+    if epoch is not None:
+        rows = [row for row in rows if row.get("epoch") == str(epoch)]
     if not rows:
         return {}, None
     last = rows[-1]
@@ -116,22 +122,25 @@ def _run_scores(metrics: Path) -> tuple[dict[str, float], int | None]:
                 scores[key] = float(value)
             except ValueError:
                 pass
-    epoch = int(last["epoch"]) if str(last.get("epoch", "")).isdigit() else None
-    return scores, epoch
+    found = int(last["epoch"]) if str(last.get("epoch", "")).isdigit() else None
+    return scores, found
 
 
-def _metadata_scores(validation: Any, prefix: str = "") -> dict[str, float]:
-    """Numeric leaves of the weights' ``validation`` metadata (``--val-metrics`` scores), named
-    by their path (``AtoB/fid``); counts and settings are left out."""
-    if not isinstance(validation, dict):
+def _metadata_scores(validation: Any, task: str) -> dict[str, float]:
+    """The ``--val-metrics`` scores stored in the weights' metadata
+    (``{"epoch", "directions": {DIRECTION: {"scores": {METRIC: {"value"...}}}}}``, written by
+    training), named as metrics.csv names them: ``val_METRIC`` (pix2pix), ``val_METRIC_DIRECTION``
+    (CycleGAN)."""
+    if not isinstance(validation, dict) or not isinstance(validation.get("directions"), dict):
         return {}
     scores = {}
-    for key, value in validation.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            scores.update(_metadata_scores(value, f"{name}/"))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("epoch", "count", "n", "samples", "images", "size", "resize"):
-            scores[name] = float(value)
+    for direction, record in validation["directions"].items():
+        metrics = record.get("scores") if isinstance(record, dict) else None
+        for metric, result in (metrics or {}).items():
+            value = result.get("value") if isinstance(result, dict) else None
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                suffix = f"_{direction}" if task == "cyclegan" else ""
+                scores[f"val_{metric}{suffix}"] = float(value)
     return scores
 
 

@@ -25,14 +25,30 @@ def run(args: list[str]) -> int:
     return 0
 
 
-@pytest.fixture
-def cyclegan_run(tmp_path) -> Path:
-    """A finished CycleGAN run folder as `train cyclegan` leaves it (tiny generators), trained
-    on a folder `data download` wrote."""
+def _run_folder(tmp_path) -> Path:
+    """A finished CycleGAN run folder as `train cyclegan` leaves it (tiny generators)."""
     run_dir = tmp_path / "run"
     (run_dir / "weights").mkdir(parents=True)
     for direction, seed in (("AtoB", 1), ("BtoA", 2)):
         make_generator_file(run_dir / "weights" / f"cyclegan_{direction}.safetensors", seed=seed, task="cyclegan", direction=direction)
+    return run_dir
+
+
+def _with_validation(path: Path, validation: dict) -> None:
+    """Rewrite a weights file with a ``--val-metrics`` record in its metadata, as training does."""
+    import dataclasses
+
+    from safetensors.torch import load_file
+
+    from img2img.weights import read_metadata, save_generator
+
+    meta = dataclasses.replace(read_metadata(path), validation=validation)
+    save_generator(path, load_file(path), meta)
+
+
+@pytest.fixture
+def cyclegan_run(tmp_path) -> Path:
+    run_dir = _run_folder(tmp_path)
     data = tmp_path / "horse2zebra"
     data.mkdir()
     (data / "img2img-dataset.json").write_text(json.dumps({"name": "cyclegan/horse2zebra", "licence": "ImageNet terms"}))
@@ -75,6 +91,25 @@ def test_dry_run_writes_what_a_push_uploads_and_huggingface_hub_reads_the_card(c
         assert line in card.text
     assert "ImageNet terms" in card.text and "![validation samples](sample.png)" in card.text
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_the_card_scores_the_epoch_the_weights_come_from(cyclegan_run, tmp_path):
+    """Weights exported from epoch 1 (--keep-best) with --val-metrics scores in their metadata:
+    the card has that epoch's figures of metrics.csv and the stored scores, not the last epoch's."""
+    from huggingface_hub import ModelCard
+
+    record = {"epoch": 1, "directions": {
+        "AtoB": {"scores": {"fid": {"value": 42.5}}, "samples": 10, "settings": {"resize": 299}},
+        "BtoA": {"scores": {"fid": {"value": 40.0}}, "samples": 10, "settings": {"resize": 299}},
+    }}  # fmt: skip
+    _with_validation(cyclegan_run / "weights" / "cyclegan_AtoB.safetensors", record)
+    out = tmp_path / "pushed"
+    assert run(["push", str(cyclegan_run), "--repo", "owner/h2z", "--dry-run", str(out)]) == 0
+    card = ModelCard.load(out / "README.md")
+    assert {r.metric_type: r.metric_value for r in card.data.eval_results} == {
+        "val_cycle_A": 0.31, "val_cycle_B": 0.29, "val_fid_AtoB": 42.5, "val_fid_BtoA": 40.0,
+    }
+    assert "(epoch 1)" in card.text
 
 
 def test_dry_run_refuses_what_is_not_a_run_and_a_bad_repo(cyclegan_run, tmp_path, capsys):
