@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import http.client
 import os
+import re
 import sys
 import urllib.error
 import urllib.parse
@@ -67,74 +68,181 @@ def temporary_file(folder: Path, name: str) -> Iterator[Path]:
 
 
 def download(
-    url: str, dest: Path, *, label: str, sha256: str | None, progress: bool | None, cache_path: Path
-) -> None:
+    url: str,
+    dest: Path,
+    *,
+    label: str,
+    sha256: str | None,
+    progress: bool | None,
+    cache_path: Path,
+    resume: bool = False,
+    size: int | None = None,
+    max_bytes: int = MAX_DOWNLOAD_BYTES,
+    offline_hint: str | None = None,
+    sha256_origin: str = "the registry expects",
+    filename: str | None = None,
+) -> str:
     """Fetch ``url`` into ``dest``, refusing short reads, oversized bodies, checksum mismatches,
-    and servers that stall or trickle (see ``download_limits``). ``cache_path``: where the model
-    belongs in the cache, named by the offline message. Raises DownloadError."""
+    and servers that stall or trickle (see ``download_limits``). Returns the file's SHA-256 (hex).
+
+    ``resume``: when ``dest`` already holds the first bytes of the file (an earlier, interrupted
+    download), ask only for the rest (HTTP ``Range: bytes=N-``); a server that answers with the
+    whole file (200, no Range support) or a range that does not start at N is read from the
+    start again, and a 416 (the part is not a prefix of the file) starts over once. Without
+    ``resume`` ``dest`` is overwritten. ``size``: the expected length in bytes (a pinned size), a
+    mismatch is refused like a wrong hash. ``max_bytes``: the largest body accepted.
+    ``cache_path``: where the file belongs in the cache, named by the offline message, which
+    ``offline_hint`` (what to do instead) replaces; ``sha256_origin`` says where ``sha256`` came
+    from in the mismatch message; ``filename`` names the file in messages (default ``dest``'s name). Raises DownloadError; the message names the
+    file and, for a checksum mismatch, both hashes."""
     if is_offline():
-        raise _cannot_download(label, f"offline: {offline_variable()} is set", cache_path)
+        raise _cannot_download(label, f"offline: {offline_variable()} is set", cache_path, offline_hint)
     timeout, _ = download_limits()
-    digest = hashlib.sha256()
-    received = 0
-    with contextlib.ExitStack() as stack:
-        chunks, total = _open(url, stack, timeout=timeout, label=label, cache_path=cache_path)
+    start = dest.stat().st_size if resume and dest.is_file() else 0
+    shown = filename or dest.name
+    validator_file = resume_validator(dest)
+    if_range = None
+    if start:
         try:
-            with open(dest, "wb") as out, _progress_bar(label, total, progress) as advance:
-                for chunk in chunks:
-                    received += len(chunk)
-                    if received > MAX_DOWNLOAD_BYTES:
-                        raise DownloadError(
-                            f"{label}: download refused: {url} sent more than "
-                            f"{MAX_DOWNLOAD_BYTES >> 20} MiB"
-                        )
-                    out.write(chunk)
-                    digest.update(chunk)
-                    advance(len(chunk))
-        except TransferTooSlow as exc:
-            raise _abandoned(label, url, exc) from None
-        except _transfer_errors() as exc:
-            reason = _network_reason(exc)
-            raise DownloadError(f"{label}: download of {url} was interrupted ({reason})") from None
+            if_range = validator_file.read_text(encoding="utf-8").strip() or None
+        except OSError:
+            if_range = None
+    for attempt in (0, 1):
+        digest = hashlib.sha256()
+        with contextlib.ExitStack() as stack:
+            opened = _open(
+                url, stack, timeout=timeout, label=label, cache_path=cache_path, start=start,
+                offline_hint=offline_hint, if_range=if_range,
+            )  # fmt: skip
+            if opened is None:  # 416: what we hold is no prefix of the file
+                if attempt:
+                    raise DownloadError(f"{label}: download of {url} failed: the server refused every byte range")
+                start = 0
+                continue
+            chunks, total, offset, validator = opened
+            if resume and not offset:
+                # What identifies this version of the file, for the If-Range of a later resume.
+                if validator:
+                    validator_file.write_text(validator, encoding="utf-8")
+                else:
+                    validator_file.unlink(missing_ok=True)
+            received = offset
+            if offset:
+                with open(dest, "rb") as held:  # the hash covers the bytes kept from before
+                    while chunk := held.read(_CHUNK):
+                        digest.update(chunk)
+            try:
+                with open(dest, "r+b" if offset else "wb") as out, _progress_bar(label, total, progress, offset) as advance:
+                    out.seek(offset)
+                    out.truncate()
+                    for chunk in chunks:
+                        received += len(chunk)
+                        if size is not None and received > size:
+                            raise DownloadError(
+                                f"{label}: download refused: {shown} from {url} is larger than "
+                                f"the {size} bytes the registry expects"
+                            )
+                        if received > max_bytes:
+                            raise DownloadError(
+                                f"{label}: download refused: {url} sent more than {max_bytes >> 20} MiB"
+                            )
+                        out.write(chunk)
+                        digest.update(chunk)
+                        advance(len(chunk))
+            except TransferTooSlow as exc:
+                raise _abandoned(label, url, exc) from None
+            except _transfer_errors() as exc:
+                reason = _network_reason(exc)
+                again = "; run the same command again to resume" if resume else ""
+                raise DownloadError(f"{label}: download of {url} was interrupted ({reason}){again}") from None
+        break
     if total is not None and received != total:
-        raise DownloadError(f"{label}: download of {url} was cut short ({received} of {total} bytes)")
-    if sha256 and digest.hexdigest() != sha256:
+        again = "; run the same command again to resume" if resume else ""
+        raise DownloadError(f"{label}: download of {url} was cut short ({received} of {total} bytes){again}")
+    if size is not None and received != size:
         raise DownloadError(
-            f"{label}: download refused: sha256 of {url} is {digest.hexdigest()}, the registry "
-            f"expects {sha256}"
+            f"{label}: download refused: {shown} from {url} is {received} bytes, the registry "
+            f"expects {size}"
         )
+    if resume:
+        validator_file.unlink(missing_ok=True)  # complete: nothing left to resume
+    found = digest.hexdigest()
+    if sha256 and found != sha256:
+        raise DownloadError(
+            f"{label}: download refused: sha256 of {shown} from {url} is {found}, "
+            f"{sha256_origin} {sha256}"
+        )
+    return found
 
 
 def _open(
-    url: str, stack: contextlib.ExitStack, *, timeout: float, label: str, cache_path: Path
-) -> tuple[Iterator[bytes], int | None]:
-    """(the body's chunks, its declared length) of ``url``; the chunks raise TransferTooSlow or
-    one of _transfer_errors(). http(s) goes through ``transfer.http_client()`` (the policy),
-    file: URLs (a local mirror) through urllib."""
+    url: str,
+    stack: contextlib.ExitStack,
+    *,
+    timeout: float,
+    label: str,
+    cache_path: Path,
+    start: int = 0,
+    offline_hint: str | None = None,
+    if_range: str | None = None,
+) -> tuple[Iterator[bytes], int | None, int, str | None] | None:
+    """(the body's chunks, the whole file's length if declared, the offset the body starts at,
+    the file's validator: its strong ETag, else its Last-Modified) of ``url``, asking for the
+    bytes from ``start`` on when ``start`` > 0 — only if the file is still the version
+    ``if_range`` names (HTTP If-Range: a changed file comes whole); None when the server
+    answers 416 (range not satisfiable). The chunks raise TransferTooSlow or one of
+    _transfer_errors(). http(s) goes through ``transfer.http_client()`` (the policy), file: URLs
+    (a local mirror) through urllib, always from the start."""
     import httpx2
 
     if urllib.parse.urlsplit(url).scheme.lower() == "file":
         try:
             response = stack.enter_context(urllib.request.urlopen(url, timeout=timeout))
         except (urllib.error.URLError, OSError) as exc:
-            raise _cannot_download(label, f"{_network_reason(exc)}: {url}", cache_path) from None
+            raise _cannot_download(label, f"{_network_reason(exc)}: {url}", cache_path, offline_hint) from None
         length = response.headers.get("Content-Length")
-        return iter(lambda: response.read(_CHUNK), b""), int(length) if length and length.isdigit() else None
+        return iter(lambda: response.read(_CHUNK), b""), int(length) if length and length.isdigit() else None, 0, None
     client = stack.enter_context(http_client(follow_redirects=True, timeout=timeout))
     # identity: the declared length is then the file's, and the checksum is of the file.
     headers = {"User-Agent": f"img2img/{__version__}", "Accept-Encoding": "identity"}
+    if start:
+        headers["Range"] = f"bytes={start}-"
+        if if_range:
+            headers["If-Range"] = if_range
     try:
         response = stack.enter_context(client.stream("GET", url, headers=headers))
     except TransferTooSlow as exc:
         raise _abandoned(label, url, exc) from None
     except (httpx2.HTTPError, OSError) as exc:  # refused, DNS, timeout, TLS
-        raise _cannot_download(label, f"{_network_reason(exc)}: {url}{_through_proxy(url)}", cache_path) from None
+        why = f"{_network_reason(exc)}: {url}{_through_proxy(url)}"
+        raise _cannot_download(label, why, cache_path, offline_hint) from None
+    # iter_raw() without a chunk size yields what arrives: bytes received before a connection
+    # drops are written (and kept for a resume), not lost in a chunker's buffer.
+    if start and response.status_code == 416:
+        return None
     if response.status_code >= 400:
         raise DownloadError(
             f"{label}: download failed: HTTP {response.status_code} {response.reason_phrase} from {url}"
         )
     length = response.headers.get("Content-Length")
-    return response.iter_raw(_CHUNK), int(length) if length and length.isdigit() else None
+    length_value = int(length) if length and length.isdigit() else None
+    etag = response.headers.get("ETag", "")
+    validator = etag if etag and not etag.startswith("W/") else response.headers.get("Last-Modified")
+    if start and response.status_code == 206:
+        match = re.fullmatch(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", response.headers.get("Content-Range", ""))
+        if match and int(match.group(1)) == start:
+            whole = int(match.group(3)) if match.group(3) != "*" else None
+            return response.iter_raw(), whole, start, validator
+        # A range we did not ask for: read the file from the start instead.
+        stack.close()
+        return _open(url, stack, timeout=timeout, label=label, cache_path=cache_path, offline_hint=offline_hint)
+    return response.iter_raw(), length_value, 0, validator
+
+
+def resume_validator(dest: Path) -> Path:
+    """The file beside a partial download ``dest`` that keeps its version's validator (ETag or
+    Last-Modified) for the If-Range of a resume; removed when the download completes."""
+    return dest.with_name(dest.name + ".validator")
 
 
 def _http_errors() -> tuple[type[BaseException], ...]:
@@ -185,16 +293,16 @@ def offline_variable() -> str:
     return ENV_OFFLINE if _env_true(ENV_OFFLINE) else "HF_HUB_OFFLINE"
 
 
-def _cannot_download(label: str, why: str, cache_path: Path) -> DownloadError:
-    return DownloadError(
-        f"{label}: not in the cache and cannot download ({why}); on a connected machine run "
-        f"`img2img models pull {label}` and copy the file it prints to {cache_path}, "
-        "or pass a weights file path to --model"
+def _cannot_download(label: str, why: str, cache_path: Path, hint: str | None = None) -> DownloadError:
+    hint = hint or (
+        f"on a connected machine run `img2img models pull {label}` and copy the file it prints to "
+        f"{cache_path}, or pass a weights file path to --model"
     )
+    return DownloadError(f"{label}: not in the cache and cannot download ({why}); {hint}")
 
 
 @contextlib.contextmanager
-def _progress_bar(label: str, total: int | None, enabled: bool | None) -> Iterator[Any]:
+def _progress_bar(label: str, total: int | None, enabled: bool | None, done: int = 0) -> Iterator[Any]:
     if enabled is None:
         enabled = sys.stderr.isatty()
     if not enabled:
@@ -218,7 +326,7 @@ def _progress_bar(label: str, total: int | None, enabled: bool | None) -> Iterat
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(f"downloading {label}", total=total)
+        task = bar.add_task(f"downloading {label}", total=total, completed=done)
         yield lambda n: bar.advance(task, n)
 
 
@@ -411,5 +519,6 @@ __all__ = [
     "hf_file",
     "is_offline",
     "offline_variable",
+    "resume_validator",
     "temporary_file",
 ]

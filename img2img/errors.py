@@ -86,3 +86,8 @@ class ExportError(Img2ImgError):
 class OutOfMemory(Img2ImgError):
     """The work ran out of memory (torch's CPU allocator, CUDA, numpy or Python): said in one
     line with what to lower, instead of the allocator's internals."""
+
+
+class PushError(Img2ImgError):
+    """An upload to the Hugging Face Hub that could not be made: no token, a token the Hub
+    refuses, no connection."""

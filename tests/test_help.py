@@ -58,7 +58,7 @@ def test_help_fits_a_screen_and_names_its_docs_page(key, capsys, monkeypatch):
 def test_commands_are_listed_in_the_order_a_user_meets_them(capsys, monkeypatch):
     out = _help([], capsys, monkeypatch)
     listed = re.findall(r"^│ (\w+) ", out.split("Commands")[1], flags=re.M)
-    assert listed == ["data", "train", "translate", "eval", "export", "models", "convert", "report"]
+    assert listed == ["data", "train", "translate", "eval", "export", "push", "models", "convert", "report"]
 
 
 @pytest.mark.parametrize("key", [key for key, command in _commands() if not hasattr(command, "commands")])

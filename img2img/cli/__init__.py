@@ -24,6 +24,7 @@ from img2img.cli import data as _data  # noqa: E402,F401
 from img2img.cli import eval as _eval  # noqa: E402,F401
 from img2img.cli import export as _export  # noqa: E402,F401
 from img2img.cli import models as _models  # noqa: E402,F401
+from img2img.cli import push as _push  # noqa: E402,F401
 from img2img.cli import report as _report  # noqa: E402,F401
 from img2img.cli import translate as _translate  # noqa: E402,F401
 from img2img.cli import train as _train  # noqa: E402,F401

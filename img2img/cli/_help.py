@@ -23,7 +23,7 @@ import click
 from typer.core import TyperCommand, TyperGroup, TyperOption
 
 # The order a user meets the commands in; commands not listed follow in their own order.
-COMMAND_ORDER = ("data", "train", "translate", "eval", "export", "models", "convert", "report")
+COMMAND_ORDER = ("data", "train", "translate", "eval", "export", "push", "models", "convert", "report")
 
 # Command (its words after `img2img`) -> the docs page that explains it, relative to the repository.
 DOCS = {
@@ -31,12 +31,16 @@ DOCS = {
     "data": "docs/data.md",
     "data combine": "docs/data.md",
     "data check": "docs/data.md",
+    "data list": "docs/data.md",
+    "data download": "docs/data.md",
+    "data prepare": "docs/data.md",
     "train": "docs/train-pix2pix.md",
     "train pix2pix": "docs/train-pix2pix.md",
     "train cyclegan": "docs/train-cyclegan.md",
     "translate": "docs/translate.md",
     "eval": "docs/eval.md",
     "export": "docs/export.md",
+    "push": "docs/models.md",
     "models": "docs/models.md",
     "models list": "docs/models.md",
     "models info": "docs/models.md",

@@ -66,6 +66,11 @@ def info(
         details.update(describe(path))
         if entry is not None:
             details["location"] = entry.location
+        if model.startswith(HF_PREFIX):  # what `img2img push` put on the model's card
+            from img2img.push import card_scores
+
+            scores, why = card_scores(model)
+            details["card_scores"] = scores if scores else f"- ({why})"
     if as_json:
         typer.echo(json.dumps(details))
         return

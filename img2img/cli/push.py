@@ -1,0 +1,39 @@
+"""`img2img push`: a model or a training run uploaded to the Hugging Face Hub with a model card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from img2img.cli._app import app
+
+
+@app.command("push")
+def push(
+    source: str = typer.Argument(..., metavar="MODEL_OR_RUN", help="A training run folder, a weights file or a model name."),
+    repo: str = typer.Option(..., "--repo", help="The Hub repo to push to, OWNER/NAME (created if needed)."),
+    private: bool = typer.Option(False, "--private", help="Create the repo private."),
+    revision: str = typer.Option(None, "--revision", help="The branch to push to (created if needed; default main)."),
+    licence: str = typer.Option("other", "--license", help="The weights' licence id for the card (e.g. mit, cc-by-nc-4.0)."),
+    dry_run: Path = typer.Option(None, "--dry-run", metavar="DIR", help="Write the repo's files to DIR instead of uploading."),
+) -> None:
+    """Push a generator to the Hugging Face Hub with a model card: the weights as they are
+    (both directions of a CycleGAN run), the validation scores the run measured (as
+    model-index results), its sample grid, training options, licence and the exact
+    `img2img translate ... --model hf:OWNER/NAME` line. The token is huggingface_hub's:
+    HF_TOKEN or `hf auth login`."""
+    from img2img.push import build_folder, translate_lines
+    from img2img.push import push as upload
+
+    if dry_run is not None:
+        source_info = build_folder(source, repo, dry_run, revision=revision, licence=licence)
+        typer.echo(f"wrote {dry_run} (nothing uploaded)", err=True)
+    else:
+        from img2img.push import read_source
+
+        url = upload(source, repo, private=private, revision=revision, licence=licence)
+        source_info = read_source(source)
+        typer.echo(f"pushed to {url}", err=True)
+    for line in translate_lines(repo, revision, source_info):
+        typer.echo(line)
