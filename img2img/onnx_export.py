@@ -153,6 +153,7 @@ def export_onnx(
     quantize: str | None = None,
     calibration: str | os.PathLike[str] | None = None,
     calibration_count: int | None = None,
+    replace: bool = True,
 ) -> ExportResult:
     """Export the generator ``model`` names (a weights file, a model name, ``hf:...``: whatever
     ``translate --model`` takes) to ONNX at ``output``.
@@ -169,7 +170,10 @@ def export_onnx(
     QOperator, per-channel) with ``calibration_count`` images of the ``calibration`` folder (every
     other one held out), or procedural scenes without a folder, and keeps it only if its PSNR
     against fp32 on the held-out images reaches 35 dB (ExportError otherwise); ``tolerance``
-    applies to the fp32 model, PSNR to the int8 one."""
+    applies to the fp32 model, PSNR to the int8 one.
+
+    ``replace=False``: a file at ``output`` when the export is moved into place (another process
+    may have written it meanwhile) is left alone and FileExistsError raised (img2img.atomic)."""
     import_extra("onnx", "onnxscript", "onnxruntime")
     if quantize is not None and quantize not in QUANTIZE_CHOICES:
         raise UsageError(f"--quantize takes {', '.join(QUANTIZE_CHOICES)}, not {quantize!r}")
@@ -189,7 +193,7 @@ def export_onnx(
     if quantize is not None:  # read (and refuse) the images before the slow export
         images = quantization_images(calibration, cfg, static, calibration_count or DEFAULT_CALIBRATION_COUNT)
 
-    with atomic_path(output) as tmp, tempfile.TemporaryDirectory() as scratch:
+    with atomic_path(output, replace=replace) as tmp, tempfile.TemporaryDirectory() as scratch:
         # A quantised export keeps its fp32 model apart: that one is parity-checked and quantised.
         fp32 = tmp if quantize is None else Path(scratch) / "fp32.onnx"
         start = time.perf_counter()

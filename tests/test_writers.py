@@ -135,3 +135,157 @@ def test_a_failure_while_setting_up_leaves_no_folder(shapes, tmp_path):
     failed = img2img("train", "pix2pix", *TRAIN, "--data", str(tmp_path / "nowhere"), "--out", "run", cwd=tmp_path)
     assert failed.returncode != 0
     assert not (tmp_path / "run").exists()
+
+
+# --- every command that writes: the same --overwrite/--skip-existing, advice naming only them ---
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    from img2img.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+        raise SystemExit(0)
+    captured = capsys.readouterr()
+    return exit_info.value.code or 0, captured.out, captured.err
+
+
+def _commands():
+    """(name, click command) for every command of the CLI, sub-apps included."""
+    import typer.main
+
+    from img2img.cli import app
+
+    def walk(command, prefix):
+        subcommands = getattr(command, "commands", None)
+        if subcommands is None:
+            yield prefix, command
+            return
+        for name, sub in subcommands.items():
+            yield from walk(sub, f"{prefix} {name}".strip())
+
+    yield from walk(typer.main.get_command(app), "")
+
+
+def test_every_command_with_overwrite_also_keeps_with_skip_existing():
+    commands = dict(_commands())
+    options = {name: {opt for p in cmd.params for opt in getattr(p, "opts", [])} for name, cmd in commands.items()}
+    writers = {name for name, opts in options.items() if "--overwrite" in opts}
+    assert {"translate", "eval", "export", "convert", "report", "data combine", "train pix2pix", "train cyclegan"} <= writers
+    for name in writers:
+        assert "--skip-existing" in options[name], name
+
+
+def _advice_options(text: str) -> set[str]:
+    import re
+
+    return set(re.findall(r"--[a-z][a-z-]+", text))
+
+
+def _own_options(command: str) -> set[str]:
+    cmd = dict(_commands())[command]
+    return {opt for p in cmd.params for opt in getattr(p, "opts", [])}
+
+
+def test_eval_save_outputs_refuses_keeps_or_replaces_and_counts_what_it_scored(capsys, tmp_path):
+    from conftest import make_generator_file
+    from PIL import Image
+
+    model = make_generator_file(tmp_path / "g.safetensors", task="pix2pix")
+    for folder in ("in", "truth"):
+        (tmp_path / folder).mkdir()
+        for index in range(2):
+            Image.new("RGB", (16, 16), (40 * index, 90, 200)).save(tmp_path / folder / f"{index}.png")
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "0.png").write_bytes(b"old")
+    base = ["eval", "--model", str(model), "--input", str(tmp_path / "in"), "--target", str(tmp_path / "truth"),
+            "--metrics", "psnr", "--save-outputs", str(kept), "--json"]  # fmt: skip
+
+    code, out, err = run_cli(capsys, *base)
+    assert code == 2 and out == "" and f"{kept}/0.png: already exists" in err
+    assert _advice_options(err) <= _own_options("eval") and "--skip-existing" in err
+    assert sorted(p.name for p in kept.iterdir()) == ["0.png"]  # nothing translated, nothing written
+
+    code, out, err = run_cli(capsys, *base, "--skip-existing")
+    assert code == 0, err
+    result = json.loads(out)["evaluations"][0]
+    assert result["samples"]["pairs"] == 2 and result["scores"]["psnr"]["pairs"] == 2
+    assert result["samples"]["failed"] == 0 and result["samples"]["unsaved"] == 0
+    assert (kept / "0.png").read_bytes() == b"old" and (kept / "1.png").is_file()
+
+    code, out, err = run_cli(capsys, *base, "--overwrite")
+    assert code == 0, err
+    assert (kept / "0.png").read_bytes()[:4] == b"\x89PNG"
+
+    code, out, err = run_cli(capsys, *base, "--overwrite", "--skip-existing")
+    assert code == 2 and "contradict" in err
+
+
+def test_export_convert_report_and_combine_keep_an_existing_output_or_name_real_options(capsys, tmp_path):
+    from conftest import make_generator_file
+    from PIL import Image
+
+    model = make_generator_file(tmp_path / "g.safetensors", task="pix2pix")
+    existing = tmp_path / "same.onnx"
+    existing.write_bytes(b"mine")
+    code, _, err = run_cli(capsys, "export", str(model), "-o", str(existing))
+    assert code == 2 and f"{existing}: already exists" in err and _advice_options(err) <= _own_options("export")
+    code, _, err = run_cli(capsys, "export", str(model), "-o", str(existing), "--skip-existing")
+    assert code == 0 and f"kept {existing}" in err and existing.read_bytes() == b"mine"
+
+    target = tmp_path / "converted.safetensors"
+    target.write_bytes(b"mine")
+    code, _, err = run_cli(capsys, "convert", str(model), "-o", str(target))
+    assert code == 2 and _advice_options(err) <= _own_options("convert") and "--skip-existing" in err
+    code, _, err = run_cli(capsys, "convert", str(model), "-o", str(target), "--skip-existing")
+    assert code == 0 and target.read_bytes() == b"mine"
+
+    for side in ("A", "B"):
+        (tmp_path / side).mkdir()
+        for name in ("x", "y"):
+            Image.new("RGB", (8, 8), (10, 20, 30)).save(tmp_path / side / f"{name}.png")
+    out = tmp_path / "AB"
+    out.mkdir()
+    (out / "x.png").write_bytes(b"mine")
+    code, _, err = run_cli(capsys, "data", "combine", str(tmp_path / "A"), str(tmp_path / "B"), str(out))
+    assert code == 1 and _advice_options(err) <= _own_options("data combine") and "--skip-existing" in err
+    code, _, err = run_cli(capsys, "data", "combine", str(tmp_path / "A"), str(tmp_path / "B"), str(out), "--skip-existing")
+    assert code == 0 and "2 kept" in err and (out / "x.png").read_bytes() == b"mine"
+
+
+def test_a_file_that_appears_during_an_export_is_not_replaced(capsys, tmp_path, monkeypatch):
+    """Check, then replace: the file another process wrote while this one exported stays."""
+    pytest.importorskip("onnxruntime")
+    from conftest import make_generator_file
+
+    import img2img.onnx_export as onnx_export
+
+    model = make_generator_file(tmp_path / "g.safetensors", task="pix2pix")
+    output = tmp_path / "same.onnx"
+    real_finish = onnx_export._finish
+
+    def finish_while_another_writes(*args, **kwargs):
+        output.write_bytes(b"the other process's export")  # after the check, before the move
+        return real_finish(*args, **kwargs)
+
+    monkeypatch.setattr(onnx_export, "_finish", finish_while_another_writes)
+    code, _, err = run_cli(capsys, "export", str(model), "-o", str(output), "--no-check")
+    assert code == 1 and f"{output}: already exists" in err and "wrote" not in err
+    assert output.read_bytes() == b"the other process's export"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".img2img-tmp")] == []
+
+
+def test_train_skip_existing_keeps_a_finished_run_and_points_an_unfinished_one_to_resume(capsys, tmp_path, shapes):
+    run = tmp_path / "run"
+    run.mkdir()
+    status = {"schema": 1, "state": "finished", "pid": 1, "epoch": 2, "iteration": 8, "checkpoint": None}
+    (run / "status.json").write_text(json.dumps(status))
+    args = ["train", "pix2pix", *TRAIN, "--data", str(shapes), "--out", str(run), "--skip-existing"]
+    code, _, err = run_cli(capsys, *args)
+    assert code == 0 and f"kept {run}: it holds a finished run" in err
+    (run / "status.json").write_text(json.dumps({**status, "state": "interrupted"}))
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "latest.safetensors").write_bytes(b"x")
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2 and f"continue it with --resume {run}" in err
