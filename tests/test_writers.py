@@ -289,3 +289,37 @@ def test_train_skip_existing_keeps_a_finished_run_and_points_an_unfinished_one_t
     (run / "checkpoints" / "latest.safetensors").write_bytes(b"x")
     code, _, err = run_cli(capsys, *args)
     assert code == 2 and f"continue it with --resume {run}" in err
+
+
+def test_a_stop_during_validation_scores_stops_within_one_image(tmp_path, monkeypatch):
+    """SIGTERM at a known point (the first validation pair scored): the rest of the validation
+    is left out, the epoch's checkpoint is written and the run ends with 143."""
+    from img2img.config import Pix2PixConfig
+    from img2img.errors import TrainingInterrupted
+    from img2img.eval import metrics
+    from img2img.train import train_pix2pix
+    from img2img.train.checkpoint import load_checkpoint
+
+    data = write_shapes_dataset(tmp_path / "shapes", n_train=2, n_val=6, size=32)
+    scored = []
+    real_psnr = metrics.psnr
+
+    def psnr_then_sigterm(a, b):
+        scored.append(1)
+        if len(scored) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # handled by the trainer: a stop request
+        return real_psnr(a, b)
+
+    monkeypatch.setattr(metrics, "psnr", psnr_then_sigterm)
+    config = Pix2PixConfig(
+        netg="unet_32", ngf=4, ndf=4, load_size=36, crop_size=32, seed=0, val_size=6, n_samples=2,
+        n_epochs=3, n_epochs_decay=0, data=str(data), out=str(tmp_path / "run"), val_metrics="psnr",
+    )  # fmt: skip
+    log = io.StringIO()
+    with pytest.raises(TrainingInterrupted) as stopped:
+        train_pix2pix(config, stream=log, live=False)
+    assert stopped.value.exit_code == 143
+    assert len(scored) == 1, "the validation went on after the stop request"
+    assert "--val-metrics left out: stopping" in log.getvalue()
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.safetensors").info["epoch"] == 1
+    assert not (tmp_path / "run" / "samples" / "epoch_001.png").exists()  # also left out

@@ -286,10 +286,13 @@ class Evaluator:
             )  # fmt: skip
         elif remember:
             key = _memory_key(items, self.settings.resize)
-            if key not in self._remembered:
-                self._remembered[key] = extract(items, self.inception, batch_size=self.settings.batch_size, on_error=errors)
+            if key not in self._remembered:  # progress (and a stop request) checked per batch
+                self._remembered[key] = extract(
+                    items, self.inception, batch_size=self.settings.batch_size, on_error=errors, on_done=self.hooks.advance
+                )
+            else:
+                self.hooks.advance(len(items))
             found = self._remembered[key]
-            self.hooks.advance(len(items))
         else:
             found = extract(items, self.inception, batch_size=self.settings.batch_size, on_error=errors, on_done=self.hooks.advance)
         return found

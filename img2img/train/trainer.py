@@ -390,6 +390,13 @@ class Trainer:
         if self._created and self._saved is None and not self._trained and self.dist.is_main:
             self.run.remove_new_run()
 
+    def stop_pending(self) -> bool:
+        """Whether this process was asked to stop and may leave a long stage at the end of an
+        epoch (validation, scores, samples) early: only a single process (with several, the
+        stage's collectives need every rank, so they all stop once the epoch has ended)."""
+        signals = getattr(self, "_signals", None)
+        return signals is not None and signals.requested and not distributed.active()
+
     def _stop_requested(self, signals: StopSignals) -> bool:
         """A stop was asked for (SIGINT/SIGTERM) in any process: they all stop after the same
         iteration, and rank 0's checkpoint has every rank at that iteration."""
@@ -428,6 +435,7 @@ class Trainer:
         interval_count = 0
         try:
             with StopSignals(self.log) as signals:
+                self._signals = signals
                 self.progress.start(self.iteration)
                 while self.epoch < stop_at:
                     self.sampler.set_epoch(self.epoch, self.epoch_iter * cfg.batch_size)
