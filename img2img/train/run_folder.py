@@ -144,7 +144,7 @@ class RunLock:
         self.root = Path(root)
         self.path = self.root / LOCK_FILE
         self._fd: int | None = None
-        self._made_root = False
+        self._made: list[Path] = []
 
     @property
     def held(self) -> bool:
@@ -159,7 +159,9 @@ class RunLock:
             import fcntl
         except ImportError:  # not POSIX: no flock; the status check below still applies
             fcntl = None
-        self._made_root = not self.root.exists()
+        # The folders made here (the run folder and missing parents, e.g. runs/), removed
+        # again if the run ends before writing anything in them.
+        self._made = [folder for folder in (self.root, *self.root.parents) if not folder.exists()]
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -216,8 +218,8 @@ class RunLock:
             )
 
     def release(self) -> None:
-        """Unlock and remove the lock file (and the folder, if :meth:`acquire` made it and it
-        is empty). Safe to call twice."""
+        """Unlock and remove the lock file (and the folders :meth:`acquire` made, if they are
+        empty). Safe to call twice."""
         fd, self._fd = self._fd, None
         if fd is not None:
             with contextlib.suppress(OSError):
@@ -226,10 +228,12 @@ class RunLock:
         self._forget_root()
 
     def _forget_root(self) -> None:
-        if self._made_root:
-            self._made_root = False
-            with contextlib.suppress(OSError):
-                self.root.rmdir()  # only if nothing else is there
+        made, self._made = self._made, []
+        for folder in made:  # deepest first
+            try:
+                folder.rmdir()  # only if nothing else is there
+            except OSError:
+                break
 
 
 def _read_holder(fd: int) -> str:
