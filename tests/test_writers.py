@@ -323,3 +323,34 @@ def test_a_stop_during_validation_scores_stops_within_one_image(tmp_path, monkey
     assert "--val-metrics left out: stopping" in log.getvalue()
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.safetensors").info["epoch"] == 1
     assert not (tmp_path / "run" / "samples" / "epoch_001.png").exists()  # also left out
+
+
+def test_eval_counts_a_translation_it_scored_but_could_not_save_as_not_saved(capsys, tmp_path, monkeypatch):
+    """A saved output that another process wrote meanwhile: an error line, "1 not saved", and
+    the pair is still in PSNR (it was scored): the counts agree with what was scored."""
+    from conftest import make_generator_file
+    from PIL import Image
+
+    import img2img.imageio as imageio
+    from img2img.errors import OutputExistsError, exists_message
+
+    model = make_generator_file(tmp_path / "g.safetensors", task="pix2pix")
+    for folder in ("in", "truth"):
+        (tmp_path / folder).mkdir()
+        for index in range(2):
+            Image.new("RGB", (16, 16), (40 * index, 90, 200)).save(tmp_path / folder / f"{index}.png")
+    real_write = imageio.write_image
+
+    def another_process_wrote_1(image, path, fmt=None, *, replace=False):
+        if Path(path).name == "1.png":
+            raise OutputExistsError(exists_message(path))
+        return real_write(image, path, fmt, replace=replace)
+
+    monkeypatch.setattr(imageio, "write_image", another_process_wrote_1)
+    code, out, err = run_cli(
+        capsys, "eval", "--model", str(model), "--input", str(tmp_path / "in"), "--target", str(tmp_path / "truth"),
+        "--metrics", "psnr", "--save-outputs", str(tmp_path / "kept"),
+    )  # fmt: skip
+    assert code == 1
+    assert "1.png: already exists" in err and "not saved (still scored)" in err
+    assert "1 not saved" in out and "left out" not in out and "(2 pairs)" in out
