@@ -332,7 +332,7 @@ def test_eval_counts_a_translation_it_scored_but_could_not_save_as_not_saved(cap
     from PIL import Image
 
     import img2img.imageio as imageio
-    from img2img.errors import OutputExistsError, exists_message
+    from img2img.errors import OutputExistsError
 
     model = make_generator_file(tmp_path / "g.safetensors", task="pix2pix")
     for folder in ("in", "truth"):
@@ -343,7 +343,7 @@ def test_eval_counts_a_translation_it_scored_but_could_not_save_as_not_saved(cap
 
     def another_process_wrote_1(image, path, fmt=None, *, replace=False):
         if Path(path).name == "1.png":
-            raise OutputExistsError(exists_message(path))
+            raise OutputExistsError(f"{path}: already exists")
         return real_write(image, path, fmt, replace=replace)
 
     monkeypatch.setattr(imageio, "write_image", another_process_wrote_1)
