@@ -222,7 +222,7 @@ def test_eval_save_outputs_refuses_keeps_or_replaces_and_counts_what_it_scored(c
     assert code == 2 and "contradict" in err
 
 
-def test_export_convert_report_and_combine_keep_an_existing_output_or_name_real_options(capsys, tmp_path):
+def test_export_convert_and_combine_keep_an_existing_output_or_name_real_options(capsys, tmp_path):
     from conftest import make_generator_file
     from PIL import Image
 
