@@ -14,7 +14,10 @@ folder (on a cluster: a filesystem every node mounts). Connects to the cluster i
 or ``--address``, else starts Ray on this machine.
 
 Prints one line per failed input on stderr and a summary on stdout; exit status 0 when every
-input was written, 1 when some failed, 2 for usage errors.
+input was written (or kept with --skip-existing), 1 when some failed, 2 for usage errors, 130
+(Ctrl-C) or 143 (SIGTERM) when stopped, with one line saying what had been written. An output
+that exists is an error unless --overwrite (replace it) or --skip-existing (keep it: re-run a
+partly failed or interrupted run with it).
 """
 
 from __future__ import annotations
@@ -41,7 +44,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="auto (CUDA when the actor has a GPU), cpu, cuda")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--ext", default=None, help="output format (png, jpg, ...); default: the input's when writable, else png")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    # The same pair of options as every img2img command that writes (img2img.cli._options).
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
+    existing.add_argument(
+        "--skip-existing", action="store_true",
+        help="keep outputs that exist and write only the missing ones (re-run an interrupted or partly failed run with it)",
+    )
     parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no Ray progress bars")
     args = parser.parse_args(argv)
@@ -51,24 +60,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def run(args: argparse.Namespace) -> int:
-    from img2img.ray import (
-        Translate,
-        check_arguments,
-        import_ray,
-        plan_inputs,
-        summarise,
-        write_outputs,
-    )
+def run(args: argparse.Namespace, tally=None) -> int:
+    from img2img.cli import _signals
+    from img2img.ray import Tally, Translate, check_arguments, import_ray, plan_inputs, write_outputs
 
+    tally = tally if tally is not None else Tally()
     ray = import_ray()
     # A mistyped model or device fails here in one line, not in every actor after Ray started.
     check_arguments(args.model, device=args.device, encode=args.ext)
     out_dir = args.output_dir.absolute()
-    root, files, errors = plan_inputs(args.input, out_dir, ext=args.ext, overwrite=args.overwrite)
+    kept: list[str] = []
+    root, files, errors = plan_inputs(
+        args.input, out_dir, ext=args.ext, overwrite=args.overwrite, skip_existing=args.skip_existing, on_skip=kept.append
+    )
+    tally.kept += len(kept)
     for line in errors:  # inputs that get no output: existing outputs, two inputs for one output
         print(f"ray_translate: error: {line}", file=sys.stderr)
-    written = 0
+    tally.errors += errors
     start = time.perf_counter()
     if files:
         if not ray.is_initialized():
@@ -76,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
             if args.address is None and not os.environ.get("RAY_ADDRESS"):
                 local["_node_ip_address"] = "127.0.0.1"  # a new one-machine Ray: loopback only
             ray.init(address=args.address, include_dashboard=False, **local)
+            # Ray's driver takes SIGTERM for itself (exit 15 after stack dumps): a stop signal
+            # ends this run as it ends `img2img translate` (main() says what was written).
+            _signals.install()
         if args.quiet:
             ray.data.DataContext.get_current().enable_progress_bars = False
         # Reading and writing files is I/O (decoding and encoding run in the actors): those
@@ -101,29 +112,68 @@ def run(args: argparse.Namespace) -> int:
         )
         dataset = dataset.map_batches(
             write_outputs,
-            fn_kwargs={"root": root, "out_dir": str(out_dir), "overwrite": args.overwrite},
+            fn_kwargs={"root": root, "out_dir": str(out_dir), "overwrite": args.overwrite, "skip_existing": args.skip_existing},
             batch_size=args.batch_size,
             **io_tasks,
         )
-        rows = dataset.select_columns(["path", "error"]).iter_rows()
-        written, failed = summarise(rows)
-        for line in failed:
+        planned = len(tally.errors)
+        for row in dataset.select_columns(["path", "error", "kept"]).iter_rows():
+            tally.add(row)
+        for line in tally.errors[planned:]:
             print(f"ray_translate: error: {line}", file=sys.stderr)
-        errors += failed
     seconds = time.perf_counter() - start
-    total = written + len(errors)
+    written, failed = tally.written, len(tally.errors)
+    total = written + tally.kept + failed
     rate = f", {written / seconds:.2f} images/s" if written and seconds > 0 else ""
-    print(f"{written} of {total} images written to {out_dir} in {seconds:.1f} s{rate}; {len(errors)} failed")
-    return 1 if errors else 0
+    kept_text = f"; {tally.kept} kept (already there)" if tally.kept else ""
+    print(f"{written} of {total} images written to {out_dir} in {seconds:.1f} s{rate}{kept_text}; {failed} failed")
+    return 1 if failed else 0
+
+
+def _interrupted(signal_name: str, tally, out_dir: Path) -> None:
+    """The one line a stopped run ends with: the signal and what had been written. Ray's
+    workers are stopped first, then the temporary files of those killed mid-write removed."""
+    import contextlib
+
+    from img2img.atomic import TEMP_PREFIX, remove_stale_temporaries
+
+    with contextlib.suppress(Exception):
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+    # ray.shutdown() returns before every worker process is gone: the temporaries of workers
+    # killed mid-write are removed as their processes go (each is checked by its process id).
+    deadline = time.monotonic() + 10
+    while True:
+        left = []
+        for folder, _, names in os.walk(out_dir):
+            remove_stale_temporaries(folder, force=True)
+            left += [name for name in os.listdir(folder) if name.startswith(TEMP_PREFIX)]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    print(f"ray_translate: interrupted by {signal_name}: {tally.describe()} to {out_dir}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     from img2img.errors import Img2ImgError
     from img2img.ray import find_error
 
+    from img2img.cli import _signals
+    from img2img.ray import Tally
+
     args = parse_args(argv)
+    tally = Tally()
     try:
-        return run(args)
+        with _signals.installed():  # SIGINT, SIGTERM, SIGHUP: raise Interrupted, as in the CLI
+            return run(args, tally)
+    except _signals.Interrupted as exc:  # 130 for Ctrl-C, 143 for SIGTERM, as `translate`
+        _interrupted(exc.signal_name, tally, args.output_dir.absolute())
+        return exc.exit_code
+    except KeyboardInterrupt:  # a Ctrl-C that arrived while Ray's own handler was in place
+        _interrupted("SIGINT", tally, args.output_dir.absolute())
+        return 130
     except Exception as exc:  # usage and model errors, also from the actors: one line, no traceback
         error = exc if isinstance(exc, Img2ImgError) else find_error(exc)
         if error is None:

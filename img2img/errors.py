@@ -91,3 +91,24 @@ class OutOfMemory(Img2ImgError):
 class PushError(Img2ImgError):
     """An upload to the Hugging Face Hub that could not be made: no token, a token the Hub
     refuses, no connection."""
+
+
+# The options every command that writes files has (img2img.cli._options): what to do with an
+# output that exists. The one place the advice about an existing output is worded.
+EXISTING_OPTIONS = ("--overwrite", "--skip-existing")
+
+
+def exists_advice(*, options: tuple[str, ...] = EXISTING_OPTIONS, what: str = "it") -> str:
+    """`` (use --overwrite to replace it, or --skip-existing to keep it)``, naming only
+    ``options`` (those the command at hand has); empty when it has none."""
+    advice = []
+    if "--overwrite" in options:
+        advice.append(f"use --overwrite to replace {what}")
+    if "--skip-existing" in options:
+        advice.append(f"--skip-existing to keep {what}")
+    return f" ({', or '.join(advice)})" if advice else ""
+
+
+def exists_message(path: object, *, options: tuple[str, ...] = EXISTING_OPTIONS) -> str:
+    """``PATH: already exists (use --overwrite to replace it, or --skip-existing to keep it)``."""
+    return f"{path}: already exists{exists_advice(options=options)}"

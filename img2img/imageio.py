@@ -28,7 +28,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from img2img import formats
 from img2img.atomic import atomic_path
-from img2img.errors import ImageError, OutputExistsError, UsageError
+from img2img.errors import ImageError, OutputExistsError, UsageError, exists_message
 
 Image.init()  # registers every plugin, so the extension tables below are complete
 
@@ -514,9 +514,7 @@ def write_image(
         with atomic_path(path, replace=replace) as tmp:
             tmp.write_bytes(data)
     except FileExistsError:
-        raise OutputExistsError(
-            f"{path}: already exists (use --overwrite to replace it, or --skip-existing to keep it)"
-        ) from None
+        raise OutputExistsError(exists_message(path)) from None
     except OSError as exc:
         raise ImageError(f"{path}: cannot write: {exc.strerror or _reason(exc)}") from None
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from img2img.errors import UsageError
+from img2img.errors import UsageError, exists_advice
 from img2img.formats import can_write, format_for_path, output_format
 from img2img.imageio import DEFAULT_FORMAT
 from img2img.walk import Listing, glob_images, has_glob_chars, list_images, special_file_kind
@@ -178,7 +178,7 @@ def plan_jobs(
                 if skip_existing:
                     problem, status = "already exists (skipped)", "skipped"
                 else:
-                    problem = "already exists (use --overwrite to replace it, or --skip-existing to keep it)"
+                    problem = "already exists" + exists_advice()
             else:
                 planned[real_target] = label
                 jobs.append(Job(label, source, target, format_for_path(target)))

@@ -155,6 +155,7 @@ def export_onnx(
     calibration: str | os.PathLike[str] | None = None,
     calibration_count: int | None = None,
     extra_metadata: dict[str, str] | None = None,
+    replace: bool = True,
 ) -> ExportResult:
     """Export the generator ``model`` names (a weights file, a model name, ``hf:...``: whatever
     ``translate --model`` takes) to ONNX at ``output``.
@@ -172,7 +173,10 @@ def export_onnx(
     other one held out), or procedural scenes without a folder, and keeps it only if its PSNR
     against fp32 on the held-out images reaches 35 dB (ExportError otherwise); ``tolerance``
     applies to the fp32 model, PSNR to the int8 one. ``extra_metadata``: more metadata_props
-    (translate's cache records the weights file's SHA-256 there: img2img.engines)."""
+    (translate's cache records the weights file's SHA-256 there: img2img.engines).
+
+    ``replace=False``: a file at ``output`` when the export is moved into place (another process
+    may have written it meanwhile) is left alone and FileExistsError raised (img2img.atomic)."""
     import_extra("onnx", "onnxscript", "onnxruntime")
     if quantize is not None and quantize not in QUANTIZE_CHOICES:
         raise UsageError(f"--quantize takes {', '.join(QUANTIZE_CHOICES)}, not {quantize!r}")
@@ -192,7 +196,7 @@ def export_onnx(
     if quantize is not None:  # read (and refuse) the images before the slow export
         images = quantization_images(calibration, cfg, static, calibration_count or DEFAULT_CALIBRATION_COUNT)
 
-    with atomic_path(output) as tmp, _scratch_folder(quantize is not None) as scratch:
+    with atomic_path(output, replace=replace) as tmp, _scratch_folder(quantize is not None) as scratch:
         # A quantised export keeps its fp32 and int8 models in a temporary folder (TMPDIR): the
         # fp32 one is parity-checked and quantised, the int8 one measured, then copied to output.
         fp32 = tmp if scratch is None else scratch / "fp32.onnx"

@@ -39,12 +39,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 from PIL import Image
 
-from img2img.errors import ImageError, Img2ImgError, UsageError
+from img2img.errors import ImageError, Img2ImgError, UsageError, exists_message
 from img2img.formats import output_format
 from img2img.imageio import encode_image, format_for_path, is_image_path, read_image
 from img2img.jobs import output_suffix
@@ -227,7 +227,13 @@ def is_remote(uri: str) -> bool:
 
 
 def plan_inputs(
-    uri: str, out_dir: str | os.PathLike[str], *, ext: str | None = None, overwrite: bool = False
+    uri: str,
+    out_dir: str | os.PathLike[str],
+    *,
+    ext: str | None = None,
+    overwrite: bool = False,
+    skip_existing: bool = False,
+    on_skip: Callable[[str], None] | None = None,
 ) -> tuple[str, list[str], list[str]]:
     """INPUT (a folder or file, local or any URI pyarrow opens: s3://, gs://...) -> its root as
     Ray's ``path`` column names it (local: absolute; remote: ``bucket/key``, no scheme), the
@@ -237,8 +243,9 @@ def plan_inputs(
     Local inputs are planned by img2img.jobs, exactly as ``img2img translate INPUT --out-dir``
     plans them (hidden files, extensions, the output folder inside the input, existing outputs,
     two inputs with one output). Remote folders are listed with the same rules for names; their
-    existing outputs are checked when written. Raises UsageError when INPUT does not exist; an
-    empty folder is an error line, as in translate."""
+    existing outputs are checked when written. With ``skip_existing`` a local input whose output
+    exists is left out and its output passed to ``on_skip`` (not an error line). Raises
+    UsageError when INPUT does not exist; an empty folder is an error line, as in translate."""
     from img2img.jobs import plan_jobs
 
     if is_remote(uri):
@@ -248,8 +255,14 @@ def plan_inputs(
     if not local.exists():  # globs are not expanded here: their root would be ambiguous
         raise UsageError(f"{uri}: no such file or directory")
     root = local.parent if local.is_file() else local
-    jobs, errors = plan_jobs([str(local)], output=None, out_dir=Path(out_dir), ext=ext, overwrite=overwrite)
-    return str(root), sorted(str(job.source) for job in jobs), [error.message for error in errors]
+    jobs, errors = plan_jobs(
+        [str(local)], output=None, out_dir=Path(out_dir), ext=ext, overwrite=overwrite, skip_existing=skip_existing
+    )
+    for error in errors:
+        if error.status == "skipped" and on_skip is not None:
+            on_skip(str(error.output))
+    lines = [error.message for error in errors if error.status != "skipped"]
+    return str(root), sorted(str(job.source) for job in jobs), lines
 
 
 def list_images(uri: str) -> tuple[str, list[str]]:
@@ -285,28 +298,37 @@ def output_path(path: str, root: str, out_dir: str | os.PathLike[str], suffix: s
     return Path(out_dir, *relative.parts).with_suffix(suffix)
 
 
-def write_outputs(batch: Mapping[str, Any], *, root: str, out_dir: str, overwrite: bool = False) -> dict[str, Any]:
+def write_outputs(
+    batch: Mapping[str, Any], *, root: str, out_dir: str, overwrite: bool = False, skip_existing: bool = False
+) -> dict[str, Any]:
     """A ``map_batches`` function after ``Translate(encode=...)``: writes each row's ``bytes``
     to its output path (atomically: a temporary name, then renamed) and returns ``path``,
-    ``output`` and ``error`` (the translation's error, or why it could not be written). An
-    existing output is an error unless ``overwrite``, as in ``img2img translate``."""
+    ``output``, ``error`` (the translation's error, or why it could not be written) and
+    ``kept`` (True for an output that existed and ``skip_existing`` kept). An existing output
+    is an error unless ``overwrite`` or ``skip_existing``, as in ``img2img translate``."""
     from img2img.atomic import atomic_write_bytes
 
     rows = zip(batch["path"], batch["bytes"], batch["suffix"], batch["error"])
-    paths, outputs, errors = [], [], []
+    paths, outputs, errors, kept = [], [], [], []
     for path, data, suffix, error in rows:
         target = output_path(str(path), root, out_dir, str(suffix))
+        exists = False
         if not error:
             try:  # without overwrite, refused at the moment of the move: no race with other writers
                 atomic_write_bytes(target, bytes(data), replace=overwrite)
             except FileExistsError:
-                error = f"{target}: already exists (use --overwrite to replace it)"
+                exists = skip_existing
+                error = "" if skip_existing else exists_message(target)
             except OSError as exc:
                 error = f"{target}: cannot write: {exc.strerror or exc}"
         paths.append(str(path))
         outputs.append(str(target))
         errors.append(str(error))
-    return {"path": np.array(paths, dtype=object), "output": np.array(outputs, dtype=object), "error": np.array(errors, dtype=object)}
+        kept.append(exists)
+    return {
+        "path": np.array(paths, dtype=object), "output": np.array(outputs, dtype=object),
+        "error": np.array(errors, dtype=object), "kept": np.array(kept, dtype=bool),
+    }  # fmt: skip
 
 
 def find_error(exc: BaseException) -> Img2ImgError | None:
@@ -336,15 +358,38 @@ def find_error(exc: BaseException) -> Img2ImgError | None:
     return None
 
 
-def summarise(rows: Iterable[Mapping[str, Any]]) -> tuple[int, list[str]]:
-    """(number written, error lines) from rows with an ``error`` column."""
-    written, errors = 0, []
-    for row in rows:
+class Tally:
+    """What a run has done so far, row by row (so that a stop can say it): outputs written,
+    outputs kept (``kept`` column: --skip-existing) and error lines."""
+
+    def __init__(self) -> None:
+        self.written, self.kept, self.errors = 0, 0, []
+
+    def add(self, row: Mapping[str, Any]) -> None:
         if row["error"]:
-            errors.append(str(row["error"]))
+            self.errors.append(str(row["error"]))
+        elif row.get("kept", False):
+            self.kept += 1
         else:
-            written += 1
-    return written, errors
+            self.written += 1
+
+    def describe(self, total: int | None = None) -> str:
+        """``wrote 3 of 9 outputs, 2 kept (already there), 1 failed``."""
+        parts = [f"wrote {self.written}" + (f" of {total}" if total is not None else "") + " outputs"]
+        if self.kept:
+            parts.append(f"{self.kept} kept (already there)")
+        if self.errors:
+            parts.append(f"{len(self.errors)} failed")
+        return ", ".join(parts)
 
 
-__all__ = ["INSTALL_HINT", "Translate", "check_arguments", "find_error", "import_ray", "is_remote", "list_images", "output_path", "plan_inputs", "summarise", "write_outputs"]
+def summarise(rows: Iterable[Mapping[str, Any]], tally: Tally | None = None) -> tuple[int, list[str]]:
+    """(number written, error lines) from rows with an ``error`` column, counted into ``tally``
+    as they come (kept outputs are neither written nor errors)."""
+    tally = tally if tally is not None else Tally()
+    for row in rows:
+        tally.add(row)
+    return tally.written, tally.errors
+
+
+__all__ = ["INSTALL_HINT", "Tally", "Translate", "check_arguments", "find_error", "import_ray", "is_remote", "list_images", "output_path", "plan_inputs", "summarise", "write_outputs"]

@@ -582,12 +582,14 @@ def write_report(
     *,
     link_images: bool = False,
     status: str | None = None,
+    replace: bool = True,
 ) -> Path:
     """Write the report of one run (default: RUN/report.html) or of several overlaid (then
     ``output`` is required), atomically. ``status`` overrides the status read from the folder
     (the trainer passes what it knows). Returns the page's path. ReportError for a folder that
     is not a run, Img2ImgError when matplotlib is missing, UsageError for several runs and no
-    output."""
+    output. ``replace=False``: a file at ``output`` when the page is moved into place is left
+    alone and FileExistsError raised (img2img.atomic)."""
     if isinstance(runs, (str, os.PathLike)):
         runs = [runs]
     if (error := matplotlib_missing()) is not None:
@@ -599,7 +601,7 @@ def write_report(
     output = Path(output)
     records = [read_run(root, status=status) for root in runs]
     page = render(records, output, link_images=link_images)
-    atomic_write_bytes(output, page.encode("utf-8"))
+    atomic_write_bytes(output, page.encode("utf-8"), replace=replace)
     return output
 
 

@@ -439,7 +439,7 @@ def test_convert_does_not_replace_an_output_written_meanwhile(tmp_path, referenc
         main(["convert", str(reference_fixtures / "resnet_9blocks_ngf16/checkpoint.pth"), "-o", str(out),
               "--arch", "resnet_9blocks", "--ngf", "16"])  # fmt: skip
     assert info.value.code == 1
-    assert capsys.readouterr().err == f"img2img: error: {out}: already exists (use --overwrite to replace it)\n"
+    assert capsys.readouterr().err == f"img2img: error: {out}: already exists (use --overwrite to replace it, or --skip-existing to keep it)\n"
     assert out.read_bytes() == b"theirs" and temporaries(tmp_path) == []
 
 

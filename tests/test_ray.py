@@ -337,3 +337,60 @@ def test_example_checks_its_arguments_before_starting_ray(model, folder, tmp_pat
     assert code in (1, 2) and started == [] and stdout == ""
     assert stderr.count("\n") == 1 and stderr.startswith("ray_translate: error: ") and message in stderr, stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_example_skip_existing_completes_a_partial_run(ray_cluster, model, folder, cli_outputs, tmp_path, capsys):
+    """A run that stopped part way (here: two outputs written, one of them damaged by hand to
+    show it is kept) is completed by running it again with --skip-existing."""
+    out = tmp_path / "out"
+    expected = _files(cli_outputs)
+    first, second = sorted(expected)[:2]
+    for name in (first, second):
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes(expected[name])
+    (out / second).write_bytes(b"kept as it is")
+    args = [str(folder), str(out), "--model", str(model), "--quiet", "--skip-existing"]
+    code = _with_deadline(lambda: _load_example().main(args), seconds=600)
+    stdout, stderr = capsys.readouterr()
+    assert code == 1  # broken.png still fails; nothing else does
+    assert stderr.count("ray_translate: error:") == 1 and "broken.png" in stderr
+    assert "6 of 9 images written" in stdout and "2 kept (already there)" in stdout and "1 failed" in stdout
+    assert _files(out) == {**expected, second: b"kept as it is"}
+
+
+def test_example_stops_on_sigterm_like_translate(model, tmp_path):
+    """SIGTERM once the first output is there: exit 143, one line saying what was written, no
+    Ray stack dumps, no traceback."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    pytest.importorskip("ray")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for index in range(60):
+        make_image(inputs / f"{index:02d}.png", size=(24, 20), seed=index)
+    out = tmp_path / "out"
+    env = {**os.environ, "RAY_ADDRESS": "", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "examples" / "ray_translate.py"), str(inputs), str(out), "--model", str(model),
+         "--batch-size", "1", "--quiet"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 600  # a hang guard only: the marker is the first output file
+        while not (out.is_dir() and any(p.suffix == ".png" for p in out.iterdir())):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no output written"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr
+    assert "SIGTERM received" not in stderr and "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("ray_translate: interrupted by SIGTERM: wrote ") and last.endswith(f" to {out}")
+    assert not [p for p in out.rglob(".img2img-tmp*")]

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from img2img.cli._app import app
-from img2img.cli._options import Direction, Norm
+from img2img.cli._options import Direction, Norm, OverwriteOpt, SkipExistingOpt, check_existing_options, kept_existing
 from img2img.cli._text import say
 
 
@@ -60,17 +60,19 @@ def convert(
         "in training at batch size 1 \\[default: per-image for batch-norm models].",
         show_default=False,
     ),
-    force: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
+    force: OverwriteOpt = False,
+    skip_existing: SkipExistingOpt = False,
 ) -> None:
     """Convert a pytorch-CycleGAN-and-pix2pix generator checkpoint to img2img's weights format.
 
     The architecture (ResNet/U-Net, blocks or depth, ngf, norm, dropout, channels) is read from it.
     """
     from img2img.config import parse_generator_name
-    from img2img.errors import OutputExistsError, UsageError, WeightsError
+    from img2img.errors import OutputExistsError, WeightsError, exists_message
 
-    if output.exists() and not force:
-        raise UsageError(f"{output}: already exists (use --overwrite to replace it)")
+    check_existing_options(force, skip_existing)
+    if kept_existing(output, overwrite=force, skip_existing=skip_existing):
+        return
     options = dict(parse_generator_name(arch)) if arch else {}
     options.update(
         norm=norm.value if norm else None,
@@ -94,7 +96,10 @@ def convert(
             source=f"converted from reference checkpoint {checkpoint.name}",
         )
     except FileExistsError:  # written by someone else since the check above
-        raise OutputExistsError(f"{output}: already exists (use --overwrite to replace it)") from None
+        if skip_existing:
+            typer.echo(f"kept {output} (it appeared while converting; --skip-existing)", err=True)
+            return
+        raise OutputExistsError(exists_message(output)) from None
     except OSError as exc:  # a name or folder the file system refuses
         raise WeightsError(f"{output}: cannot write: {exc.strerror or exc}") from None
     say(f"wrote {output} ({describe_config(metadata.generator)}, {direction.value})", err=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from img2img.cli._app import data_app
-from img2img.cli._options import MaxPixelsOpt
+from img2img.cli._options import MaxPixelsOpt, OverwriteOpt, SkipExistingOpt, check_existing_options
 from img2img.cli._text import say
 
 
@@ -17,7 +17,8 @@ def combine(
     dir_a: Path = typer.Argument(..., metavar="A_DIR", help="The A images (or A_DIR/train, val, test)."),
     dir_b: Path = typer.Argument(..., metavar="B_DIR", help="The B images, with the same file names."),
     out_dir: Path = typer.Argument(..., metavar="OUT_DIR", help="Where the A|B images go (split folders mirrored)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace files that already exist in OUT_DIR."),
+    overwrite: OverwriteOpt = False,
+    skip_existing: SkipExistingOpt = False,
 ) -> None:
     """Put each A_DIR/x and B_DIR/x side by side in OUT_DIR/x, as the reference's combine_A_and_B.py.
 
@@ -28,14 +29,21 @@ def combine(
     from img2img.cli import error
     from img2img.data.combine import combine_folders
 
+    check_existing_options(overwrite, skip_existing)
     failures: list[str] = []
+    kept: list[Path] = []
 
     def report(message: str) -> None:
         failures.append(message)
         error(message)
 
-    written = combine_folders(dir_a, dir_b, out_dir, overwrite=overwrite, on_error=report)
-    say(f"wrote {len(written)} A|B images to {out_dir}", err=True)
+    written = combine_folders(
+        dir_a, dir_b, out_dir, overwrite=overwrite, on_error=report, skip_existing=skip_existing, on_skip=kept.append
+    )
+    say(
+        f"wrote {len(written)} A|B images to {out_dir}" + (f" ({len(kept)} kept: already there)" if kept else ""),
+        err=True,
+    )
     if failures:
         raise typer.Exit(1)
 

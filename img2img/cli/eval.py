@@ -14,12 +14,12 @@ import math
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
 from img2img.cli._app import app
-from img2img.cli._options import MaxPixelsOpt
+from img2img.cli._options import MaxPixelsOpt, check_existing_options, overwrite_option, skip_existing_option
 
 _HELP = "\n\n".join(
     (
@@ -65,6 +65,10 @@ def eval_(
         None, "--lpips-weights", help="LPIPS weights: torchvision's AlexNet file, or a full LPIPS state dict."
     ),
     save_outputs: Optional[Path] = typer.Option(None, "--save-outputs", help="Keep the translations here (PNG)."),
+    overwrite: Annotated[bool, overwrite_option("Replace --save-outputs files that exist.")] = False,
+    skip_existing: Annotated[bool, skip_existing_option(
+        "Keep --save-outputs files that exist (their translations are still scored) and write the missing ones."
+    )] = False,
     device: str = typer.Option("auto", help="auto (CUDA if available, else CPU), cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", help="The generator's precision (features are always float32)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per Inception (and generator) batch."),
@@ -78,7 +82,12 @@ def eval_(
     from img2img.eval.run import EvalSettings, Evaluator, Hooks
 
     models = list(model or [])
+    check_existing_options(overwrite, skip_existing)
     _check_forms(models, input_dir, real, fake, target, data, split, save_outputs)
+    if (overwrite or skip_existing) and save_outputs is None:
+        from img2img.errors import UsageError
+
+        raise UsageError(f"{'--overwrite' if overwrite else '--skip-existing'} goes with --save-outputs DIR")
     settings = EvalSettings(
         metrics=_parse_metrics(metrics), resize=resize.value, device=device, batch_size=batch_size,
         inception_weights=str(inception_weights) if inception_weights else None,
@@ -98,7 +107,9 @@ def eval_(
                 out_dir = None
                 if save_outputs is not None and translator is not None:
                     out_dir = save_outputs / comparison.direction if len(models) > 1 and comparison.direction else save_outputs
-                result = evaluator.evaluate(comparison, translator, save_outputs=out_dir)
+                result = evaluator.evaluate(
+                    comparison, translator, save_outputs=out_dir, overwrite=overwrite, skip_existing=skip_existing
+                )
                 if translator is not None:
                     result["model"] = {"path": str(translator.path), "task": translator.metadata.task,
                                        "direction": translator.metadata.direction, "precision": translator.precision}  # fmt: skip
@@ -108,6 +119,7 @@ def eval_(
                 else "--batch-size is already 1: free memory, or use a machine with more")  # fmt: skip
         raise OutOfMemory(exc.message, hint=hint) from None
     failed = sum(r["samples"]["failed"] for r in results)
+    unsaved = sum(r["samples"].get("unsaved", 0) for r in results)
     if as_json:
         typer.echo(json.dumps({"evaluations": results, "failed": failed}, allow_nan=False))
     else:
@@ -116,7 +128,7 @@ def eval_(
     if not quiet:
         for note in dict.fromkeys(n for r in results for n in r["notes"]):
             reporter.note(f"note: {note}")
-    if failed:
+    if failed or unsaved:
         raise typer.Exit(1)
 
 
@@ -209,9 +221,11 @@ def _plan(models, input_dir, real, fake, target, data, split, device, precision)
 def _table(result: dict) -> str:
     lines = [result["label"] + (f"  [{result['model']['path']}, {result['direction']}]" if "model" in result else "")]
     samples = result["samples"]
-    counts = ", ".join(f"{v} {k}" for k, v in samples.items() if k != "failed")
+    counts = ", ".join(f"{v} {k}" for k, v in samples.items() if k not in ("failed", "unsaved"))
     if samples.get("failed"):
         counts += f", {samples['failed']} left out"
+    if samples.get("unsaved"):  # scored, but not written to --save-outputs
+        counts += f", {samples['unsaved']} not saved"
     lines.append(f"  samples  {counts}")
     scores = result["scores"]
     rows = {

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from img2img.cli._app import app
-from img2img.cli._options import MaxPixelsOpt
+from img2img.cli._options import MaxPixelsOpt, OverwriteOpt, SkipExistingOpt, check_existing_options, kept_existing
 
 _HELP = "\n\n".join(
     (
@@ -39,7 +39,8 @@ def export(
     tolerance: Optional[float] = typer.Option(
         None, "--tolerance", min=0.0, help="Largest accepted max abs difference (outputs are in \\[-1, 1]; default 1e-3)."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
+    overwrite: OverwriteOpt = False,
+    skip_existing: SkipExistingOpt = False,
     quantize: Optional[str] = typer.Option(
         None, "--quantize", metavar="int8", help="Quantise (int8: static, checked by PSNR against fp32, >= 35 dB)."
     ),
@@ -53,30 +54,38 @@ def export(
 ) -> None:
     """Export a generator to ONNX, checked against PyTorch."""
     from img2img.cli._text import say
-    from img2img.errors import UsageError
+    from img2img.errors import OutputExistsError, UsageError, exists_message
     from img2img.onnx_export import DEFAULT_TOLERANCE, export_onnx, parse_static_size
 
+    check_existing_options(overwrite, skip_existing)
     if output.suffix.lower() != ".onnx":
         raise UsageError(f"{output}: the output's extension must be .onnx")
-    if output.exists() and not overwrite:
-        raise UsageError(f"{output}: already exists (use --overwrite to replace it)")
+    if kept_existing(output, overwrite=overwrite, skip_existing=skip_existing):
+        return
     if max_pixels is not None:  # the limit of the --calibration images' reader
         from img2img.imageio import use_max_pixels
 
         use_max_pixels(max_pixels)
     size = parse_static_size(static) if static is not None else None
-    result = export_onnx(
-        model,
-        output,
-        opset=opset,
-        static=size,
-        check=check,
-        tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
-        report=lambda line: say(line, err=True),
-        quantize=quantize,
-        calibration=calibration,
-        calibration_count=calibration_count,
-    )
+    try:
+        result = export_onnx(
+            model,
+            output,
+            opset=opset,
+            static=size,
+            check=check,
+            tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
+            report=lambda line: say(line, err=True),
+            quantize=quantize,
+            calibration=calibration,
+            calibration_count=calibration_count,
+            replace=overwrite,
+        )
+    except FileExistsError:  # written by another process while this one exported
+        if skip_existing:
+            say(f"kept {output} (it appeared while exporting; --skip-existing)", err=True)
+            return
+        raise OutputExistsError(exists_message(output)) from None
     shape = "x".join(str(dim) for dim in result.input_shape)
     say(
         f"wrote {output} (opset {result.opset}, {result.exporter} exporter, input {shape}, "

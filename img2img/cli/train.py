@@ -17,7 +17,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from img2img.cli._app import train_app
-from img2img.cli._options import Direction, MaxPixelsOpt, Norm
+from img2img.cli._options import Direction, MaxPixelsOpt, Norm, check_existing_options, overwrite_option, skip_existing_option
 
 
 class PreprocessChoice(str, Enum):
@@ -72,7 +72,7 @@ SPEED = "Speed"
 
 # CLI parameter name -> (config field, value conversion)
 _RENAMED = {"no_flip": ("flip", lambda v: not v)}
-_NOT_CONFIG = {"ctx", "resume", "config_file", "overwrite", "nproc", "max_pixels"}
+_NOT_CONFIG = {"ctx", "resume", "config_file", "overwrite", "skip_existing", "nproc", "max_pixels"}
 
 
 def given_options(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
@@ -169,7 +169,11 @@ def hand_over(ctx: typer.Context, nproc: int, config: Any) -> None:
 OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Run folder (default: runs/<data folder name>_<task>).", rich_help_panel=RUN)]
 ResumeOpt = Annotated[Optional[Path], typer.Option("--resume", metavar="RUN_DIR", help="Continue a stopped run from its latest checkpoint, with its own config.", rich_help_panel=RUN)]
 ConfigFileOpt = Annotated[Optional[Path], typer.Option("--config", metavar="FILE", help="Start from a config.json (options given here win).", rich_help_panel=RUN)]
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Train into a run folder that is not empty, replacing its run.", rich_help_panel=RUN)]
+OverwriteOpt = Annotated[bool, overwrite_option("Train into a run folder that is not empty, replacing its run.", panel=RUN)]
+SkipExistingOpt = Annotated[bool, skip_existing_option(
+    "When --out holds a finished run, keep it and exit 0 (scripts that are run again train only what is missing).",
+    panel=RUN,
+)]
 DirectionOpt = Annotated[Direction, typer.Option("--direction", help="Translate A to B or B to A.", rich_help_panel=DATA)]
 InputNcOpt = Annotated[int, typer.Option("--input-nc", help="Input channels: 1 (grayscale) or 3 (RGB).", rich_help_panel=DATA)]
 OutputNcOpt = Annotated[int, typer.Option("--output-nc", help="Output channels: 1 or 3.", rich_help_panel=DATA)]
@@ -220,6 +224,28 @@ SyncBnOpt = Annotated[bool, typer.Option("--sync-bn", help="With several process
 NprocOpt = Annotated[Optional[int], typer.Option("--nproc", min=1, metavar="N", help="Train in N processes on this machine, one per GPU (hands over to torchrun; --batch-size is per process). Several machines: torchrun (docs/distributed.md).", show_default=False, rich_help_panel=SPEED)]
 
 
+def kept_finished_run(config: Any, *, resume: Optional[Path], overwrite: bool, skip_existing: bool) -> bool:
+    """--skip-existing: True (said on stderr) when the run folder holds a finished run, which is
+    kept; a UsageError when it holds an unfinished one (continued with --resume, not skipped)."""
+    check_existing_options(overwrite, skip_existing)
+    if not skip_existing:
+        return False
+    from img2img.errors import UsageError
+    from img2img.run_status import read_status
+    from img2img.train.run_folder import RunFolder, default_run_dir
+
+    if resume is not None:
+        raise UsageError("--skip-existing is for new runs (--out); --resume continues a run")
+    run = RunFolder(config.out or default_run_dir(config))
+    record = read_status(run.root)
+    if record is not None and record["state"] == "finished":
+        typer.echo(f"kept {run.root}: it holds a finished run (--skip-existing)", err=True)
+        return True
+    if run.has_checkpoint():
+        raise UsageError(f"--out {run.root}: holds an unfinished run; continue it with --resume {run.root}")
+    return False
+
+
 def use_max_pixels(max_pixels: Optional[int]) -> None:
     """--max-pixels: the limit of every image reader of the run, loader workers and ranks included."""
     if max_pixels is not None:
@@ -242,6 +268,7 @@ def pix2pix(
     resume: ResumeOpt = None,
     config_file: ConfigFileOpt = None,
     overwrite: OverwriteOpt = False,
+    skip_existing: SkipExistingOpt = False,
     direction: DirectionOpt = Direction.AtoB,
     input_nc: InputNcOpt = 3,
     output_nc: OutputNcOpt = 3,
@@ -300,6 +327,8 @@ def pix2pix(
     given = given_options(ctx, dict(locals()))
     use_max_pixels(max_pixels)
     config = build_config(Pix2PixConfig, given, resume=resume, config_file=config_file, world_size=nproc)
+    if kept_finished_run(config, resume=resume, overwrite=overwrite, skip_existing=skip_existing):
+        return
     if nproc is not None:
         hand_over(ctx, nproc, config)
     train_pix2pix(config, resume=resume is not None, overwrite=overwrite)
@@ -316,6 +345,7 @@ def cyclegan(
     resume: ResumeOpt = None,
     config_file: ConfigFileOpt = None,
     overwrite: OverwriteOpt = False,
+    skip_existing: SkipExistingOpt = False,
     direction: DirectionOpt = Direction.AtoB,
     input_nc: InputNcOpt = 3,
     output_nc: OutputNcOpt = 3,
@@ -383,6 +413,8 @@ def cyclegan(
     given = given_options(ctx, dict(locals()))
     use_max_pixels(max_pixels)
     config = build_config(CycleGANConfig, given, resume=resume, config_file=config_file, world_size=nproc)
+    if kept_finished_run(config, resume=resume, overwrite=overwrite, skip_existing=skip_existing):
+        return
     if nproc is not None:
         hand_over(ctx, nproc, config)
     train_cyclegan(config, resume=resume is not None, overwrite=overwrite)

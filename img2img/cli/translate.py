@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Iterator, List, Optional
 import typer
 
 from img2img.cli._app import app
-from img2img.cli._options import Direction
+from img2img.cli._options import Direction, OverwriteOpt, SkipExistingOpt, check_existing_options
 from img2img.cli._signals import Interrupted
 
 if TYPE_CHECKING:  # img2img.jobs loads Pillow and numpy: imported when the command runs
@@ -106,12 +106,8 @@ def translate(
         show_default=False,
     ),
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images of equal (padded) size run together."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
-    skip_existing: bool = typer.Option(
-        False,
-        "--skip-existing",
-        help="Write only the missing outputs (exit 0 when all exist).",
-    ),
+    overwrite: OverwriteOpt = False,
+    skip_existing: SkipExistingOpt = False,
     as_json: bool = typer.Option(
         False, "--json", help="One JSON object per input on stdout."
     ),
@@ -237,8 +233,7 @@ def _check_options(
 
     if output is not None and out_dir is not None:
         raise UsageError("give either -o FILE or --out-dir DIR, not both")
-    if overwrite and skip_existing:
-        raise UsageError("--overwrite and --skip-existing contradict each other; give one")
+    check_existing_options(overwrite, skip_existing)
     if STDIN in inputs and len(inputs) > 1:
         raise UsageError("- (stdin) must be the only INPUT")
     output_is_stdout = output is not None and str(output) == STDIN

@@ -9,7 +9,7 @@ from typing import Callable
 from PIL import Image
 
 from img2img.data.layouts import _pair_by_name
-from img2img.errors import DatasetError, ImageError, OutputExistsError
+from img2img.errors import DatasetError, ImageError, OutputExistsError, exists_message
 from img2img.imageio import natural_channels, read_image, to_8bit, write_image
 
 
@@ -23,6 +23,8 @@ def combine_folders(
     *,
     overwrite: bool = False,
     on_error: Callable[[str], None] | None = None,
+    skip_existing: bool = False,
+    on_skip: Callable[[Path], None] | None = None,
 ) -> list[Path]:
     """Build the aligned layout: every A/x.* and B/x.* side by side in OUT/x.* (A's name and
     format; 8-bit L when both sides are grayscale, else RGB, decoded as every reader of images
@@ -34,6 +36,8 @@ def combine_folders(
     different sizes, an output that exists without ``overwrite``) is one message naming the
     file, passed to ``on_error``, and the other pairs are still written. Without ``on_error``
     those messages are raised together as one DatasetError once the others are written.
+    With ``skip_existing`` an output that exists (or appears meanwhile) is kept and passed to
+    ``on_skip``, not an error: a run that stopped part way is completed by running it again.
     Returns the files written."""
     dir_a, dir_b, out_dir = Path(dir_a), Path(dir_b), Path(out_dir)
     for folder in (dir_a, dir_b):
@@ -62,12 +66,18 @@ def combine_folders(
     for path_a, path_b, target in plan:
         assert path_b is not None
         if target.exists() and not overwrite:
-            report(f"{target}: already exists (use --overwrite to replace it)")
+            if skip_existing:
+                (on_skip or (lambda path: None))(target)
+            else:
+                report(exists_message(target))
             continue
         try:
             _combine_pair(path_a, path_b, target, replace=overwrite)
         except OutputExistsError:  # written by another process since the check above
-            report(f"{target}: appeared while combining (another process?); not replaced")
+            if skip_existing:
+                (on_skip or (lambda path: None))(target)
+            else:
+                report(f"{target}: appeared while combining (another process?); not replaced")
             continue
         except ImageError as exc:  # its message names the file
             report(str(exc))

@@ -81,7 +81,10 @@ class Hooks:
 
 @dataclass
 class _Outcome:
-    failures: int = 0
+    failures: int = 0  # inputs left out of the scores
+    unsaved: int = 0  # translations scored but not written to --save-outputs
+    kept: set[str] = field(default_factory=set)  # names whose saved output --skip-existing keeps
+    skip_existing: bool = False
     notes: list[str] = field(default_factory=list)
     failed: set[str] = field(default_factory=set)  # labels already reported: one line per file
 
@@ -154,8 +157,17 @@ class Evaluator:
             raise UsageError(f"{missing[0]} needs {need}")
         return tuple(m for m in M.ALL if m in self.settings.metrics)
 
-    def evaluate(self, comparison: Comparison, translator=None, *, save_outputs: Path | None = None) -> dict:
+    def evaluate(
+        self, comparison: Comparison, translator=None, *, save_outputs: Path | None = None,
+        overwrite: bool = False, skip_existing: bool = False,
+    ) -> dict:
         """Scores for one comparison, as a JSON-ready dict (see the README's eval section).
+
+        ``save_outputs``: the translations are also written there as NAME.png. Outputs that
+        exist are refused before any work (UsageError) unless ``overwrite`` (replaced) or
+        ``skip_existing`` (kept; the translation is still scored). One that appears while the
+        evaluation runs is an error line counted in ``samples["unsaved"]``; its translation is
+        still scored (``samples["failed"]`` counts only inputs left out of the scores).
 
         A file that cannot be read or converted is reported once through ``hooks.error`` (one
         line naming it), counted in ``samples["failed"]`` and left out; the others are scored.
@@ -164,21 +176,27 @@ class Evaluator:
         from img2img.inference import _is_out_of_memory
 
         try:
-            return self._evaluate(comparison, translator, save_outputs=save_outputs)
+            return self._evaluate(
+                comparison, translator, save_outputs=save_outputs, overwrite=overwrite, skip_existing=skip_existing
+            )
         except Exception as exc:  # noqa: BLE001 -- only out-of-memory is translated, the rest re-raised
             if not _is_out_of_memory(exc):
                 raise
             raise OutOfMemory(f"out of memory measuring {comparison.label} on {self.device}{_allocation(exc)}") from None
 
-    def _evaluate(self, comparison: Comparison, translator, *, save_outputs: Path | None) -> dict:
+    def _evaluate(
+        self, comparison: Comparison, translator, *, save_outputs: Path | None, overwrite: bool, skip_existing: bool
+    ) -> dict:
         metrics = self.metrics_for(comparison)
         self._check_counts(comparison, metrics)
         self.find_weights(metrics)
-        outcome = _Outcome()
+        outcome = _Outcome(skip_existing=skip_existing)
+        if save_outputs is not None and translator is not None and not overwrite:
+            _check_save_outputs(comparison, save_outputs, skip_existing, outcome)
         for label, message in comparison.unmatched:
             self._fail(outcome, message, label)
         started = time.perf_counter()
-        fakes, gray = self._fakes(comparison, translator, save_outputs, outcome)
+        fakes, gray = self._fakes(comparison, translator, save_outputs, outcome, replace=overwrite)
         scores: dict = {}
         samples: dict = {"fake": len(fakes)}
         cache: dict = {}
@@ -214,6 +232,8 @@ class Evaluator:
             scores.update(paired.summary(metrics))
             samples["pairs"] = len(paired.psnr or paired.ssim or paired.lpips)
         samples["failed"] = outcome.failures
+        if save_outputs is not None and translator is not None:
+            samples["unsaved"] = outcome.unsaved
         return {
             "label": comparison.label,
             "direction": comparison.direction,
@@ -268,7 +288,9 @@ class Evaluator:
         outcome.failures += 1
         self.hooks.error(message)
 
-    def _fakes(self, comparison: Comparison, translator, save_outputs: Path | None, outcome: _Outcome) -> tuple[list[ImageItem], bool | None]:
+    def _fakes(
+        self, comparison: Comparison, translator, save_outputs: Path | None, outcome: _Outcome, *, replace: bool = False
+    ) -> tuple[list[ImageItem], bool | None]:
         if translator is None:
             assert comparison.fakes is not None
             return comparison.fakes, None
@@ -293,14 +315,19 @@ class Evaluator:
                 self._fail(outcome, f"{item.label}: {self._own_words(result.error)}", item.label)
                 continue
             name = item.name or Path(item.label).name
-            if save_outputs is not None:
+            if save_outputs is not None and name not in outcome.kept:
+                from img2img.errors import OutputExistsError
                 from img2img.imageio import write_image
 
-                out = save_outputs / Path(name).with_suffix(".png")
                 try:
-                    write_image(result.image, out)
-                except ImageError as exc:
-                    self._fail(outcome, str(exc))
+                    write_image(result.image, _saved_name(save_outputs, name), replace=replace)
+                except OutputExistsError as exc:  # appeared since the check (another process?)
+                    if not outcome.skip_existing:
+                        outcome.unsaved += 1
+                        self.hooks.error(f"{exc}; not saved (still scored)")
+                except ImageError as exc:  # not written, but translated: it is still scored
+                    outcome.unsaved += 1
+                    self.hooks.error(f"{exc}; not saved (still scored)")
             results[result.key] = ImageItem(f"{item.label} (translated)", image=result.image, name=name)
         return [results[i] for i in sorted(results)], gray
 
@@ -325,10 +352,13 @@ class Evaluator:
             )  # fmt: skip
         elif remember:
             key = _memory_key(items, self.settings.resize)
-            if key not in self._remembered:
-                self._remembered[key] = extract(items, self.inception, batch_size=self.settings.batch_size, on_error=errors)
+            if key not in self._remembered:  # progress (and a stop request) checked per batch
+                self._remembered[key] = extract(
+                    items, self.inception, batch_size=self.settings.batch_size, on_error=errors, on_done=self.hooks.advance
+                )
+            else:
+                self.hooks.advance(len(items))
             found = self._remembered[key]
-            self.hooks.advance(len(items))
         else:
             found = extract(items, self.inception, batch_size=self.settings.batch_size, on_error=errors, on_done=self.hooks.advance)
         return found
@@ -409,6 +439,33 @@ class Evaluator:
         if set(metrics) & set(M.PAIRED):
             out["paired_channels"] = "model's (1: gray, 3: RGB)" if gray is not None else "gray when both images are gray, else RGB"
         return out
+
+
+def _saved_name(save_outputs: Path, name: str) -> Path:
+    """Where --save-outputs keeps the translation of the input named ``name``."""
+    return save_outputs / Path(name).with_suffix(".png")
+
+
+def _check_save_outputs(comparison: Comparison, save_outputs: Path, skip_existing: bool, outcome: _Outcome) -> None:
+    """Before any translation: outputs that exist are kept with ``skip_existing`` (noted), else
+    refused in one line naming the first and how many."""
+    from img2img.errors import exists_advice, exists_message
+
+    names = [item.name or Path(item.label).name for item in comparison.inputs or []]
+    existing = [name for name in names if _saved_name(save_outputs, name).exists()]
+    if not existing:
+        return
+    if skip_existing:
+        outcome.kept.update(existing)
+        outcome.notes.append(f"--save-outputs {save_outputs}: kept {len(existing)} outputs already there (still scored)")
+        return
+    first = _saved_name(save_outputs, existing[0])
+    if len(existing) == 1:
+        raise UsageError(f"--save-outputs: {exists_message(first)}")
+    raise UsageError(
+        f"--save-outputs: {first} and {len(existing) - 1} more of the {len(names)} outputs already exist"
+        + exists_advice(what="them")
+    )
 
 
 class _Lazy:

@@ -14,7 +14,7 @@ randomness), turned into 8-bit images; the real set's features are computed once
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -88,14 +88,31 @@ class ValidationScorer:
             return [f"val_{m}_{d}" for m in self.metrics for d in DIRECTIONS] + [f"val_{m}" for m in self.metrics]
         return [f"val_{m}" for m in self.metrics]
 
-    def score(self, batches: Iterable[Mapping[str, Any]], generators: Mapping[str, Any], direction: str = "AtoB") -> ValidationScores:
+    def score(
+        self, batches: Iterable[Mapping[str, Any]], generators: Mapping[str, Any], direction: str = "AtoB",
+        *, check_stop: Callable[[], None] | None = None,
+    ) -> ValidationScores:
         """``batches``: the validation loader's batches (CPU tensors in [-1, 1]); ``generators``:
-        the model's ``export_generators()`` (direction -> ExportedGenerator)."""
+        the model's ``export_generators()`` (direction -> ExportedGenerator). ``check_stop`` is
+        called between images and batches of every stage (translation, features, pairs); what
+        it raises ends the scoring (a stop signal during a long validation)."""
+        from img2img.eval.run import Hooks
+
+        previous = self.evaluator.hooks
+        if check_stop is not None:
+            self.evaluator.hooks = Hooks(advance=lambda n: check_stop())
+        try:
+            return self._score(batches, generators, direction, check_stop or (lambda: None))
+        finally:
+            self.evaluator.hooks = previous
+
+    def _score(self, batches, generators, direction: str, check_stop: Callable[[], None]) -> ValidationScores:
         from img2img.eval.data import Comparison
         from img2img.eval.features import ImageItem
 
         images: dict[str, dict[str, Image.Image]] = {"input": {}, "target": {}, "A": {}, "B": {}}
         for batch in batches:
+            check_stop()
             if "input" in batch:  # pix2pix: {"input", "target", "name"}, direction applied
                 for i, name in enumerate(_names(batch["name"])):
                     images["input"][name] = _to_image(batch["input"][i])

@@ -4,16 +4,18 @@ tensorboard/) and a run's config file, read back for --resume and --config."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import shutil
+import socket
 from pathlib import Path
 from typing import Any, Mapping
 
 from img2img.atomic import atomic_write_bytes
 from img2img.config import TrainConfig
 from img2img.errors import Img2ImgError, RunFolderError, UsageError
-from img2img.run_status import STATUS_FILE
+from img2img.run_status import STATUS_FILE, process_alive, read_status
 from img2img.train import distributed
 from img2img.train.checkpoint import read_checkpoint_info
 from img2img.train.progress import METRICS_FILE
@@ -21,6 +23,7 @@ from img2img.train.progress import METRICS_FILE
 
 CONFIG_FILE = "config.json"
 LATEST = "latest.safetensors"
+LOCK_FILE = "run.lock"
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -66,7 +69,8 @@ class RunFolder:
         does not count."""
         if self.root.exists() and not self.root.is_dir():
             raise UsageError(f"--out {self.root}: exists and is not a folder")
-        if self.root.is_dir() and any(self.root.iterdir()) and not overwrite and not self.never_checkpointed():
+        held = self.root.is_dir() and any(path.name != LOCK_FILE for path in self.root.iterdir())
+        if held and not overwrite and not self.never_checkpointed():
             what = "a training run" if self.config.exists() else "files"
             if self.has_checkpoint():  # --overwrite would delete its checkpoints: say so
                 raise UsageError(
@@ -120,6 +124,133 @@ class RunFolder:
 
     def weights_file(self, task: str, direction: str) -> Path:
         return self.weights / f"{task}_{direction}.safetensors"
+
+
+class RunLock:
+    """One process trains in a run folder at a time: ``RUN/run.lock``, locked with ``flock``
+    by the run's process (rank 0) from before the folder is checked until the run has ended.
+
+    The kernel releases an ``flock`` when its process ends, however it ends (``kill -9`` and
+    the OOM killer included), so a lock of a dead process never stands in the way and nothing
+    has to judge whether a recorded process is still alive. The file holds who locked it
+    (``{"pid", "host", "started"}``) for the message that refuses a second run. A run folder
+    whose status.json says "running" for a live process of this host that holds no lock (a run
+    of an older img2img) is refused too.
+
+    On file systems without ``flock`` (some network mounts) locking is skipped: the status
+    check still applies."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root)
+        self.path = self.root / LOCK_FILE
+        self._fd: int | None = None
+        self._made: list[Path] = []
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self, option: str = "--out") -> None:
+        """Lock the folder (made if missing) or raise UsageError naming the live run that
+        holds it. ``option`` names the folder in the message (--out or --resume)."""
+        if self._fd is not None:
+            return
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no flock; the status check below still applies
+            fcntl = None
+        # The folders made here (the run folder and missing parents, e.g. runs/), removed
+        # again if the run ends before writing anything in them.
+        self._made = [folder for folder in (self.root, *self.root.parents) if not folder.exists()]
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunFolderError(f"{option} {self.root}: cannot make the run folder ({exc.strerror or exc})") from None
+        if fcntl is None:
+            self._refuse_live_status(option)
+            return
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            except OSError as exc:
+                self._forget_root()
+                raise RunFolderError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_holder(fd)
+                os.close(fd)
+                raise UsageError(f"{option} {self.root}: {holder}; {_refusal_advice(option)}") from None
+            except OSError:  # ENOLCK, EINVAL: a file system without flock
+                os.close(fd)
+                self._refuse_live_status(option)
+                return
+            # The holder before us may have removed the file between our open and our lock: the
+            # lock must be on the file that has the name now.
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        self._fd = fd
+        try:
+            self._refuse_live_status(option)
+        except BaseException:
+            self.release()
+            raise
+        record = {"pid": os.getpid(), "host": socket.gethostname(),
+                  "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
+        with contextlib.suppress(OSError):  # the lock holds without its description
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+
+    def _refuse_live_status(self, option: str) -> None:
+        """A run recorded as running by a live process (of a version without the lock)."""
+        record = read_status(self.root)
+        if record is None or record["state"] != "running" or record["pid"] == os.getpid():
+            return
+        if process_alive(record["pid"], record.get("host"), record.get("process_start")):
+            raise UsageError(
+                f"{option} {self.root}: in use by a live run (pid {record['pid']} on {record.get('host')}, "
+                f"started {record.get('started')}); {_refusal_advice(option)}"
+            )
+
+    def release(self) -> None:
+        """Unlock and remove the lock file (and the folders :meth:`acquire` made, if they are
+        empty). Safe to call twice."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)  # while still locked: whoever opens it next retries
+            os.close(fd)
+        self._forget_root()
+
+    def _forget_root(self) -> None:
+        made, self._made = self._made, []
+        for folder in made:  # deepest first
+            try:
+                folder.rmdir()  # only if nothing else is there
+            except OSError:
+                break
+
+
+def _read_holder(fd: int) -> str:
+    """'in use by a live run (pid N on HOST, started T)' from a locked lock file."""
+    try:
+        record = json.loads(os.pread(fd, 4096, 0).decode("utf-8", "replace") or "{}")
+    except (OSError, ValueError):
+        record = {}
+    if not isinstance(record, dict) or not isinstance(record.get("pid"), int):
+        return "in use by a live run"
+    return f"in use by a live run (pid {record['pid']} on {record.get('host')}, started {record.get('started')})"
+
+
+def _refusal_advice(option: str) -> str:
+    if option == "--resume":
+        return "wait for it to end (or stop it: it writes a checkpoint), then resume"
+    return "wait for it to end or stop it, or choose another --out"
 
 
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:

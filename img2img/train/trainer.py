@@ -42,7 +42,7 @@ from img2img.train.checkpoint import link_or_copy, rng_state, save_checkpoint, s
 from img2img.train.divergence import NonFinite, check_iteration, check_state
 from img2img.train.model import TrainData, TrainableModel
 from img2img.train.progress import MetricsLog, Progress, TensorBoard, format_duration
-from img2img.train.run_folder import RunFolder, default_run_dir
+from img2img.train.run_folder import RunFolder, RunLock, default_run_dir
 from img2img.train.runtime import (
     Amp,
     DistInfo,
@@ -94,6 +94,7 @@ class Trainer:
         self.config = dataclasses.replace(config, out=str(run_dir))
         self.dist = dist or DistInfo.from_env()
         self.run = RunFolder(run_dir)
+        self.lock = RunLock(run_dir)  # one process trains in a run folder (rank 0 holds it)
         self.resume, self.overwrite = resume, overwrite
         self.stream = stream or sys.stderr
         self.live = live
@@ -110,6 +111,7 @@ class Trainer:
         self.status: StatusWriter | None = None  # RUN/status.json (rank 0, once the run folder is ready)
         self._saved: tuple[int, int] | None = None  # (epoch, iteration) of the last checkpoint
         self._created = False  # whether this run created its run folder (a new run)
+        self._trained = False  # whether an iteration of this session completed (work to keep)
         self._loaded_from: Path | None = None  # the checkpoint a resumed run started from
         self._loaded_info: dict[str, Any] = {}
         self._notes: list[str] = []  # said when training starts
@@ -145,6 +147,8 @@ class Trainer:
         # Every check before anything is written; with several processes they all agree on the
         # outcome, and a problem is reported once (by rank 0).
         with distributed.agreement(self.dist.rank):
+            if self.dist.is_main:  # first: a live run's folder is neither checked nor touched
+                self.lock.acquire("--resume" if self.resume else "--out")
             if not self.resume:
                 self.run.check_new(self.overwrite)
             if cfg.tensorboard:
@@ -343,11 +347,14 @@ class Trainer:
         Under torchrun every process calls this; it joins and leaves the process group. However
         it ends, RUN/status.json and report.html say how (rank 0)."""
         try:
-            result = self._run(stop_after_epochs)
-        except BaseException as exc:
-            reporting.record_end(self, exc)
-            raise
-        reporting.record_end(self, None)
+            try:
+                result = self._run(stop_after_epochs)
+            except BaseException as exc:
+                reporting.record_end(self, exc)
+                raise
+            reporting.record_end(self, None)
+        finally:
+            self.lock.release()  # after status.json has its end: the next run reads it
         return result
 
     def _run(self, stop_after_epochs: int | None) -> TrainResult:
@@ -380,10 +387,18 @@ class Trainer:
                 distributed.destroy_process_group()
 
     def _remove_unstarted_run(self) -> None:
-        """A new run that failed before its first checkpoint leaves nothing behind (so the same
-        command can be given again once the problem is fixed)."""
-        if self._created and self._saved is None and self.dist.is_main:
+        """A new run that failed while setting up (before its first iteration completed) leaves
+        nothing behind, so that the same command can be given again once the problem is fixed.
+        Once training has done work, nothing it wrote is removed, whatever ends the run."""
+        if self._created and self._saved is None and not self._trained and self.dist.is_main:
             self.run.remove_new_run()
+
+    def stop_pending(self) -> bool:
+        """Whether this process was asked to stop and may leave a long stage at the end of an
+        epoch (validation, scores, samples) early: only a single process (with several, the
+        stage's collectives need every rank, so they all stop once the epoch has ended)."""
+        signals = getattr(self, "_signals", None)
+        return signals is not None and signals.requested and not distributed.active()
 
     def _stop_requested(self, signals: StopSignals) -> bool:
         """A stop was asked for (SIGINT/SIGTERM) in any process: they all stop after the same
@@ -423,6 +438,7 @@ class Trainer:
         interval_count = 0
         try:
             with StopSignals(self.log) as signals:
+                self._signals = signals
                 self.progress.start(self.iteration)
                 while self.epoch < stop_at:
                     self.sampler.set_epoch(self.epoch, self.epoch_iter * cfg.batch_size)
@@ -434,6 +450,7 @@ class Trainer:
                         except NonFinite as exc:
                             raise failures.diverged(self, exc.what) from None
                         self.runtime.amp.end_iteration()
+                        self._trained = True
                         self.iteration += 1
                         self.epoch_iter += 1
                         interval_count += 1
