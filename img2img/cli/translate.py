@@ -53,8 +53,8 @@ _HELP = "\n\n".join(
         "Name the output: -o FILE for one input, --out-dir DIR for any number (names relative to "
         "each folder or glob are kept). INPUT - reads stdin; -o - writes stdout. An existing output "
         "is an error unless --overwrite or --skip-existing; nothing is ever left half written.",
-        "--engine auto runs ResNet generators in onnxruntime on CPUs without native bf16 when INPUT "
-        "holds 32 images or more; --tile auto translates images too large for memory in tiles.",
+        "--engine auto runs ResNet generators in onnxruntime on CPUs without native bf16, however "
+        "many images the job has; --tile auto translates images too large for memory in tiles.",
         "Exit status: 0 all written (or skipped); 1 some input failed (one line on stderr each); "
         "2 usage error; 130/143/129 stopped by SIGINT/SIGTERM/SIGHUP.",
     )
