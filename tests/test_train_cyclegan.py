@@ -178,7 +178,7 @@ def test_interrupt_mid_epoch_then_resume_is_bit_identical(palettes, tmp_path, mo
     def step_then_signal(self, batch):
         calls["n"] += 1
         if calls["n"] == 11:
-            os.kill(os.getpid(), signal.SIGTERM)  # arrives during iteration 11
+            signal.raise_signal(signal.SIGTERM)  # handled now, during iteration 11
         return real_step(self, batch)
 
     monkeypatch.setattr(CycleGANModel, "train_step", step_then_signal)
