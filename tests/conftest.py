@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,30 @@ def _cores() -> int:
 
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cores() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
+
+def _stop_signals_as_from_a_terminal() -> None:
+    """The tests that stop a run with SIGINT, SIGTERM or SIGHUP (sent to a process they start, or
+    to pytest itself) need those signals to reach it. A shell starts a background job (`pytest &`
+    in a script) with SIGINT ignored, `nohup` starts it with SIGHUP ignored, and an ignored
+    signal stays ignored in every process started from it, which img2img honours (documented):
+    the tests would then see a run that does not stop. pytest takes the signals back as a
+    terminal gives them: SIGINT raises KeyboardInterrupt; SIGTERM and SIGHUP, if they were
+    ignored, get a handler that still ignores them in pytest (so `nohup pytest` survives a
+    hang-up), and the processes the tests start get the default action back."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) is signal.SIG_IGN:
+            signal.signal(signum, _still_ignored)
+
+
+def _still_ignored(signum, frame) -> None:
+    pass
+
+
+_stop_signals_as_from_a_terminal()
 
 
 def pytest_xdist_auto_num_workers(config) -> int:

@@ -26,6 +26,7 @@ from safetensors.torch import load_file
 
 from img2img.cli import main
 from img2img.config import CycleGANConfig, Pix2PixConfig
+from img2img.testing.hold import hold_at, release, wait_until_held
 from img2img.testing.synthetic import write_palette_dataset, write_shapes_dataset
 from img2img.errors import UsageError
 from img2img.train import distributed, train_cyclegan, train_pix2pix
@@ -194,22 +195,21 @@ def test_nproc_run_with_a_killed_rank_resumes_on_one_process(shapes, tmp_path):
     with a message saying so, and the last checkpoint resumes on one process (with
     --batch-size 2: the global batch stays 2), to the weights of an uninterrupted run."""
     long = {**P2P, "n_epochs": 12, "n_epochs_decay": 0, "print_freq": 1}
-    run = tmp_path / "run"
+    run, holds = tmp_path / "run", tmp_path / "holds"
     proc = subprocess.Popen(
         [sys.executable, "-m", "img2img", "train", "pix2pix", "--data", str(shapes), "--out", str(run),
          *flags(long), "--batch-size", "1", "--nproc", "2"],
-        cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, env={**env(), **hold_at(holds, "iteration-5")}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
     )
     try:
-        line = proc.stderr.readline()
-        while "iter 4/4" not in line:  # a log line of the first epoch's end: a checkpoint exists
-            assert line, f"no progress ({proc.wait()}): {proc.stderr.read()}"
-            line = proc.stderr.readline()
+        # Both ranks held before iteration 5: the first epoch's checkpoint (iteration 4) is written.
+        held = wait_until_held(holds, "iteration-5", lambda: proc.poll() is None, count=2)
         workers = {_rank_of(pid): pid for pid in _children(proc.pid)}
-        assert set(workers) == {0, 1}, workers
+        assert set(workers) == {0, 1} and sorted(workers.values()) == held, (workers, held)
         os.kill(workers[1], signal.SIGKILL)
-        err = line + proc.stderr.read()
-        proc.wait(timeout=TIMEOUT)
+        release(holds, "iteration-5")
+        err = proc.communicate(timeout=TIMEOUT)[1]  # a hang guard
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -218,7 +218,7 @@ def test_nproc_run_with_a_killed_rank_resumes_on_one_process(shapes, tmp_path):
     assert f"resume with img2img train pix2pix --resume {run}" in err
     assert err.count("img2img: error:") <= 3 and "Traceback" not in err  # one line per process at most
     stopped_at = checkpoint_info(run)["iteration"]
-    assert 0 < stopped_at < 48
+    assert stopped_at == 4
 
     log = io.StringIO()
     config = load_run_config(run, Pix2PixConfig, {"batch_size": 2}, world_size=1)

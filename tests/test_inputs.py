@@ -150,7 +150,7 @@ def test_fifo_in_a_folder_is_skipped_with_a_note_instead_of_hanging(tiny_generat
     result = subprocess.run(
         [sys.executable, "-m", "img2img", "translate", str(tree), "-m", str(tiny_generator), "--out-dir", str(out)],
         capture_output=True,
-        timeout=90,  # before the walker, opening the FIFO blocked forever
+        timeout=300,  # a hang guard: before the walker, opening the FIFO blocked forever
     )
     stderr = result.stderr.decode()
     assert result.returncode == 0, stderr
@@ -418,7 +418,7 @@ def test_datasets_follow_symlinked_folders_and_skip_fifos_with_a_note(tmp_path, 
     os.symlink(".", train / "loop")
     os.mkfifo(train / "pipe.png")
     pre = Preprocess("none", 8, 8, flip=False)
-    with caplog.at_level("WARNING", logger="img2img"), fails_instead_of_hanging(30):
+    with caplog.at_level("WARNING", logger="img2img"), fails_instead_of_hanging(120):
         found = check_paired_data(tmp_path / "aligned", pre)
     assert sorted(p.a.name for p in found.train) == ["a.png", "s0.png", "s1.png"]
     notes = [r.getMessage() for r in caplog.records]
@@ -429,7 +429,7 @@ def test_datasets_follow_symlinked_folders_and_skip_fifos_with_a_note(tmp_path, 
     make_image(unpaired / "trainA" / "a.png", size=(8, 8))
     os.symlink(shared, unpaired / "trainB")
     os.mkfifo(unpaired / "trainA" / "pipe.png")
-    with fails_instead_of_hanging(30):
+    with fails_instead_of_hanging(120):
         found = check_unpaired_data(unpaired, Preprocess("none", 8, 8, flip=False))
     assert sorted(p.name for p in found.train_b) == ["s0.png", "s1.png"]
 

@@ -47,7 +47,7 @@ def test_plan_keeps_relative_names_and_reports_refusals(tmp_path):
 
 def test_importing_the_library_does_not_load_typer_or_torch():
     code = "import sys, img2img.jobs; assert not {'typer', 'click', 'torch'} & set(sys.modules), sys.modules.keys()"
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)  # a hang guard
 
 
 def test_a_name_the_file_system_refuses_is_an_error_for_that_input_only(tmp_path):

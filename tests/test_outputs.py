@@ -236,7 +236,7 @@ def test_two_processes_writing_one_folder_never_replace_each_others_files(tiny_g
         )
         for me in range(2)
     ]
-    results = [process.communicate(timeout=180) for process in processes]
+    results = [process.communicate(timeout=300) for process in processes]  # a hang guard
     statuses = [[json.loads(line)["status"] for line in stdout.splitlines()] for stdout, _ in results]
     # Both planned all 8 outputs; each output was written by exactly one of them, the other
     # says it already exists.
@@ -282,7 +282,7 @@ _STALLED_TRANSLATE = textwrap.dedent(
             with open(self, "wb") as handle:
                 handle.write(data[: len(data) // 2])
             marker.write_text("stalled")
-            time.sleep(60)
+            time.sleep(600)  # until the test's signal ends it (600 s: a hang guard)
         return real_write_bytes(self, data)
 
     pathlib.Path.write_bytes = write_bytes
@@ -303,12 +303,16 @@ def test_a_stop_signal_removes_the_temporary_and_says_what_was_written(tiny_gene
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
     )
-    deadline = time.monotonic() + 120
-    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert temporaries(out) != []  # the half-written one
-    process.send_signal(signum)
-    _, stderr = process.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 300  # a hang guard
+        while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert temporaries(out) != []  # the half-written one
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=120)  # a hang guard: the stall lasts until the signal
+    finally:
+        process.kill()
+        process.wait()
     assert process.returncode == code
     name = signal.Signals(signum).name
     assert stderr.decode() == f"img2img: error: interrupted by {name}: wrote 1 of 3 outputs; no partial files left\n"
@@ -490,8 +494,7 @@ def test_stop_signals_raise_interrupted_and_ignored_ones_stay_ignored(saved_hand
     _signals.install()
     assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
     with pytest.raises(_signals.Interrupted) as info:
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(1)  # the handler runs before this ends
+        signal.raise_signal(signal.SIGTERM)  # handled before it returns
     assert (info.value.signal_name, info.value.exit_code) == ("SIGTERM", 143)
 
 
@@ -500,8 +503,7 @@ def test_training_stops_after_the_iteration_on_sighup_too(saved_handlers):
 
     messages: list[str] = []
     with StopSignals(messages.append) as stop:
-        os.kill(os.getpid(), signal.SIGHUP)
-        time.sleep(0.1)
+        signal.raise_signal(signal.SIGHUP)  # handled before it returns
     assert stop.requested and stop.exit_code == 129 and messages[0].startswith("SIGHUP: stopping")
 
 

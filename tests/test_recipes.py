@@ -72,7 +72,7 @@ class Recipes:
             env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=300,  # a hang guard
             **kwargs,
         )
 

@@ -18,6 +18,7 @@ import pytest
 from img2img.config import Pix2PixConfig
 from img2img.report import read_run
 from img2img.run_status import process_start
+from img2img.testing.hold import hold_at, release, wait_until_held
 from img2img.testing.synthetic import write_shapes_dataset
 from img2img.train import train_pix2pix
 
@@ -52,23 +53,24 @@ def test_a_finished_run_says_finished(shapes, tmp_path):
 
 
 def test_a_run_stopped_by_sigterm_says_so_and_a_running_one_is_in_progress(shapes, tmp_path):
-    run = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    run, holds = tmp_path / "run", tmp_path / "holds"
+    # Held before iteration 2: iteration 1's checkpoint (--save-latest-freq 1) and status are written.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **hold_at(holds, "iteration-2")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "img2img", "train", "pix2pix", "--data", str(shapes), "--out", str(run), *FLAGS],
         cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     try:
+        wait_until_held(holds, "iteration-2", lambda: proc.poll() is None)
+        during = read_run(run).status
+        proc.send_signal(signal.SIGTERM)
         seen = ""
-        while not (run / "checkpoints" / "latest.safetensors").exists() or "epoch 1/" not in seen:
+        while "SIGTERM: stopping after this iteration" not in seen:
             line = proc.stderr.readline()
             assert line, f"no log line ({proc.wait()}): {seen}"
             seen += line
-        while _status(run)["checkpoint"] is None:  # the file follows the checkpoint
-            proc.stderr.readline()
-        during = read_run(run).status
-        proc.send_signal(signal.SIGTERM)
-        err = proc.communicate(timeout=120)[1]
+        release(holds, "iteration-2")
+        err = proc.communicate(timeout=120)[1]  # a hang guard
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -76,8 +78,8 @@ def test_a_run_stopped_by_sigterm_says_so_and_a_running_one_is_in_progress(shape
     assert during.startswith(f"in progress (pid {proc.pid} on {socket.gethostname()}, last checkpoint: "), during
     assert proc.returncode == 143, seen + err
     status = read_run(run).status
-    epoch = _status(run)["epoch"] + 1
-    assert status.startswith(f"stopped: interrupted by SIGTERM at epoch {epoch} (last checkpoint: "), status
+    assert _status(run)["epoch"] == 0 and _status(run)["checkpoint"]["iteration"] == 2
+    assert status.startswith("stopped: interrupted by SIGTERM at epoch 1 (last checkpoint: "), status
 
 
 def _stopped_run(shapes: Path, run: Path, **changes) -> Path:
@@ -105,7 +107,8 @@ def test_a_live_process_that_reused_the_run_s_process_id_is_not_the_run(shapes, 
     if ours is None:
         pytest.skip("this system does not say when a process started (/proc)")
     assert _status(run)["process_start"] == ours  # the trainer (this process) recorded its start
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # Alive until the test ends it (reads stdin until killed), however slow the machine.
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
         start = process_start(other.pid)
         boot, ticks = start.rsplit(":", 1)

@@ -178,7 +178,7 @@ def test_interrupt_mid_epoch_then_resume_is_bit_identical(palettes, tmp_path, mo
     def step_then_signal(self, batch):
         calls["n"] += 1
         if calls["n"] == 11:
-            os.kill(os.getpid(), signal.SIGTERM)  # arrives during iteration 11
+            signal.raise_signal(signal.SIGTERM)  # handled now, during iteration 11
         return real_step(self, batch)
 
     monkeypatch.setattr(CycleGANModel, "train_step", step_then_signal)
@@ -243,7 +243,7 @@ def test_translate_both_directions_with_the_exports(palettes, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "img2img", "translate", str(image), "--model", str(result.weights["BtoA"]),
          "--direction", "BtoA", "-o", str(tmp_path / "a.png")],
-        capture_output=True, text=True, timeout=300, env=env,
+        capture_output=True, text=True, timeout=900, env=env,  # a hang guard
     )
     assert done.returncode == 0, done.stderr
     for name in ("a.png", "b.png"):

@@ -10,15 +10,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from img2img.cli import main
 from img2img.config import Pix2PixConfig
+from img2img.testing.hold import hold_at, release, wait_until_held
 from img2img.testing.synthetic import write_shapes_dataset
 from img2img.errors import TrainingInterrupted, UsageError
 from img2img.train import DistInfo, Pix2PixModel, Trainer, pix2pix_data, train_pix2pix
@@ -111,7 +112,7 @@ def test_interrupt_mid_epoch_then_resume_is_bit_identical(shapes, tmp_path, monk
     def step_then_signal(self, batch):
         calls["n"] += 1
         if calls["n"] == 11:
-            os.kill(os.getpid(), signal.SIGTERM)  # arrives during iteration 11
+            signal.raise_signal(signal.SIGTERM)  # handled now, during iteration 11
         return real_step(self, batch)
 
     monkeypatch.setattr(Pix2PixModel, "train_step", step_then_signal)
@@ -134,22 +135,13 @@ def test_interrupt_mid_epoch_then_resume_is_bit_identical(shapes, tmp_path, monk
     assert [int(r["iteration"]) for r in rows if r["scope"] == "epoch"] == [8, 16]
 
 
-def _start(args: list[str], cwd: Path) -> subprocess.Popen:
+def _start(args: list[str], cwd: Path, holds: Path, point: str) -> subprocess.Popen:
+    """The trainer, held at ``point`` (img2img.testing.hold) until the test releases it."""
     return subprocess.Popen(
         [sys.executable, "-m", "img2img", "train", "pix2pix", *args],
         cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **hold_at(holds, point)},
     )
-
-
-def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if proc.poll() is not None:
-            raise AssertionError(f"finished early ({proc.returncode}): {proc.stderr.read()}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError("timed out")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -164,22 +156,30 @@ LONG_FLAGS = ["--n-epochs", "4", "--n-epochs-decay", "2", "--save-latest-freq", 
 
 
 def test_sigint_writes_latest_and_exits_130_then_resume_finishes(shapes, tmp_path, long_reference):
-    run = tmp_path / "run"
-    proc = _start(["--data", str(shapes), "--out", str(run), *TINY_FLAGS, *LONG_FLAGS, "--print-freq", "1"], tmp_path)
-    line = proc.stderr.readline()
-    while not line.startswith("epoch "):  # the first log line: training has started
-        assert line, "no log line"
-        line = proc.stderr.readline()
-    proc.send_signal(signal.SIGINT)
-    err = proc.stderr.read()
-    proc.wait(timeout=120)
+    run, holds = tmp_path / "run", tmp_path / "holds"
+    proc = _start(["--data", str(shapes), "--out", str(run), *TINY_FLAGS, *LONG_FLAGS, "--print-freq", "1"], tmp_path,
+                  holds, "iteration-3")  # fmt: skip
+    try:
+        wait_until_held(holds, "iteration-3", lambda: proc.poll() is None)
+        proc.send_signal(signal.SIGINT)
+        err = ""
+        while "SIGINT: stopping after this iteration" not in err:  # handled while held
+            line = proc.stderr.readline()
+            assert line, err
+            err += line
+        release(holds, "iteration-3")
+        err += proc.communicate(timeout=120)[1]  # a hang guard
+    finally:
+        proc.kill()
+        proc.wait()
     assert proc.returncode == 130, err
+    assert "interrupted (SIGINT) at epoch 1, iteration 3; checkpoint written" in err, err  # the iteration ran
     assert f"resume with: img2img train pix2pix --resume {run}" in err
     assert (run / "checkpoints" / "latest.safetensors").exists()
     assert list((run / "weights").glob("*.safetensors"))
     done = subprocess.run(
         [sys.executable, "-m", "img2img", "train", "pix2pix", "--resume", str(run)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path, capture_output=True, text=True, timeout=900,  # a hang guard
     )
     assert done.returncode == 0, done.stderr
     assert "resuming pix2pix" in done.stderr and "finished: pix2pix, 6 epochs" in done.stderr
@@ -187,14 +187,20 @@ def test_sigint_writes_latest_and_exits_130_then_resume_finishes(shapes, tmp_pat
 
 
 def test_kill_9_loses_only_the_work_since_the_last_checkpoint(shapes, tmp_path, long_reference):
-    run = tmp_path / "run"
+    run, holds = tmp_path / "run", tmp_path / "holds"
     latest = run / "checkpoints" / "latest.safetensors"
-    proc = _start(["--data", str(shapes), "--out", str(run), *TINY_FLAGS, *LONG_FLAGS], tmp_path)
-    _wait_for(latest.exists, proc)
-    time.sleep(0.3)
-    proc.kill()
-    proc.wait()
+    # Held before iteration 8: the checkpoint of iteration 5 is written, iterations 6 and 7 are not.
+    proc = _start(["--data", str(shapes), "--out", str(run), *TINY_FLAGS, *LONG_FLAGS], tmp_path, holds, "iteration-8")
+    try:
+        wait_until_held(holds, "iteration-8", lambda: proc.poll() is None)
+        proc.kill()
+        proc.wait()
+    finally:
+        proc.kill()
+        proc.wait()
     assert proc.returncode == -signal.SIGKILL
+    stored = json.loads(safe_open(str(latest), "pt").metadata()["img2img_checkpoint"])
+    assert stored["iteration"] == 5
     code = _run_main(["train", "pix2pix", "--resume", str(run)])
     assert code == 0
     assert_same_weights(long_reference, weights_of(run))

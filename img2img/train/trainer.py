@@ -37,6 +37,7 @@ from img2img.devices import resolve_device
 from img2img.errors import DatasetError, Img2ImgError, TrainingInterrupted, UsageError
 from img2img.eval.validation import BestEpoch, ValidationScorer, check_validation_size, parse_metrics, scorer_for
 from img2img.run_status import StatusWriter
+from img2img.testing.hold import hold as test_hold
 from img2img.train import distributed, evaluation, failures, reporting, resume
 from img2img.train.checkpoint import link_or_copy, rng_state, save_checkpoint, seed_everything
 from img2img.train.divergence import NonFinite, check_iteration, check_state
@@ -444,6 +445,7 @@ class Trainer:
                     self.sampler.set_epoch(self.epoch, self.epoch_iter * cfg.batch_size)
                     self.model.train()
                     for batch in self._batches(signals):
+                        test_hold(f"iteration-{self.iteration + 1}")  # off unless a test asks (img2img.testing.hold)
                         try:
                             losses = self.model.train_step(self.runtime.to_device(batch))
                             check_iteration(losses, self.model.networks)
