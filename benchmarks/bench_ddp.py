@@ -31,10 +31,10 @@ from pathlib import Path
 
 def make_data(root: Path, args: argparse.Namespace, images: int) -> Path:
     if args.model == "cyclegan":
-        from img2img.testing.synthetic import write_palette_dataset
+        from img2img.data.synthetic import write_palette_dataset
 
         return write_palette_dataset(root / "palettes", n_a=images, n_b=images, n_test=0, size=args.size)
-    from img2img.testing.synthetic import write_shapes_dataset
+    from img2img.data.synthetic import write_shapes_dataset
 
     return write_shapes_dataset(root / "shapes", n_train=images, n_val=0, size=args.size)
 

@@ -1,5 +1,5 @@
 """Whole `img2img translate` runs with each engine: what the onnxruntime export costs, what it
-saves per image, and after how many images it pays for itself (img2img.engines).
+saves per image, and after how many images it pays for itself (img2img.translate.engines).
 
     python benchmarks/bench_engine.py                         # resnet_9blocks and unet_256 at 256²
     python benchmarks/bench_engine.py --images 8 --rounds 3 --cases resnet_9blocks@256
@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from img2img.config import GeneratorConfig
-from img2img.devices import machine_summary
-from img2img.networks import build_generator, init_weights
-from img2img.weights import WeightsMetadata, save_generator
+from img2img.models.config import GeneratorConfig
+from img2img.runtime.devices import machine_summary
+from img2img.models.networks import build_generator, init_weights
+from img2img.models.weights import WeightsMetadata, save_generator
 
 # name -> (generator, image side, eval_mode). The U-Net runs as a pix2pix model trained at batch
 # size 1 does (each image normalised by its own statistics: eval_mode False); "-eval" runs its

@@ -62,10 +62,10 @@ def main() -> None:
 
     from img2img.eval import EvalSettings, Evaluator
     from img2img.eval.inception import FIDInception
-    from img2img.eval.weights import load_tensors
+    from img2img.eval.pretrained import load_tensors
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()}")
-    from img2img.devices import machine_summary
+    from img2img.runtime.devices import machine_summary
 
     print(machine_summary())
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,7 +83,7 @@ def main() -> None:
         contiguous._memory_format = torch.contiguous_format
         contiguous.net = contiguous.net.to(memory_format=torch.contiguous_format)
         nets["contiguous"] = contiguous
-        from img2img.imageio import read_image
+        from img2img.files.imageio import read_image
 
         images = [nets["channels_last"].prepare(read_image(p)) for p in sorted((root / "fake").iterdir())]
         variants = [(name, batch) for name in nets for batch in (1, 8)]

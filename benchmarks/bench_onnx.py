@@ -43,11 +43,11 @@ from pathlib import Path
 
 import torch
 
-from img2img.config import GeneratorConfig
-from img2img.inference import Translator
-from img2img.networks import build_generator, init_weights
-from img2img.onnx_export import export_onnx
-from img2img.weights import WeightsMetadata, save_generator
+from img2img.models.config import GeneratorConfig
+from img2img.translate.translator import Translator
+from img2img.models.networks import build_generator, init_weights
+from img2img.onnx.export import export_onnx
+from img2img.models.weights import WeightsMetadata, save_generator
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = {
@@ -102,7 +102,7 @@ def speed(rounds: int, sizes: list[int], bf16_sizes: list[int], tmp: Path) -> No
             "ort_fp32": Translator(onnx_path, device="cpu"),
         }
         if not MODELS[name][1]:
-            from img2img.networks import use_per_image_batch_norm
+            from img2img.models.networks import use_per_image_batch_norm
 
             use_per_image_batch_norm(reference)  # what translate computes for this model
         for size in sizes:
@@ -188,13 +188,13 @@ def image_tensor(image, channels: str) -> "torch.Tensor":
 
 def calibration_images(channels: str, count: int = 8) -> list["torch.Tensor"]:
     """Calibration inputs, none of which is an evaluation image: procedural scenes (the library's
-    default calibration set, img2img.onnx_quantize.procedural_scenes: palette scenes with noise
+    default calibration set, img2img.onnx.quantize.procedural_scenes: palette scenes with noise
     and a gradient) and random crops of the example photos at another scale (resized to 384 on
     the short side, 256x256 crops, flipped), as a user would calibrate on images of the kind the
     model is meant for."""
     from PIL import Image
 
-    from img2img.onnx_quantize import CALIBRATION_SEED, procedural_scenes
+    from img2img.onnx.quantize import CALIBRATION_SEED, procedural_scenes
 
     rng = random.Random(0)
     scenes = procedural_scenes(count // 2, (INT8_SIZE, INT8_SIZE), 1 if channels == "L" else 3, CALIBRATION_SEED)
@@ -249,8 +249,8 @@ def int8(rounds: int, tmp: Path, shipped: bool, random_init: bool, variants: lis
     import onnxruntime
     from onnxruntime import quantization as q
 
-    from img2img.devices import machine_summary
-    from img2img.onnx_quantize import psnr, to_pixels
+    from img2img.runtime.devices import machine_summary
+    from img2img.onnx.quantize import psnr, to_pixels
 
     print(machine_summary())
     print(f"onnxruntime {onnxruntime.__version__}, {torch.get_num_threads()} threads, CPU flags {cpu_flags()}; "

@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--seconds-per-iter", type=float, default=0.33,
                         help="default pix2pix on the CPU (README); 400 iterations an epoch on facades")
     args = parser.parse_args()
-    from img2img.devices import machine_summary
+    from img2img.runtime.devices import machine_summary
 
     print(machine_summary())
     print(f"load average before: {os.getloadavg()[0]:.2f}")
@@ -70,7 +70,7 @@ def main() -> None:
         make_run(run, args.epochs, args.rows, args.grid)
         times = []
         for _ in range(args.rounds):
-            code = ("import time; t = time.perf_counter(); from img2img.report import write_report; "
+            code = ("import time; t = time.perf_counter(); from img2img.report.page import write_report; "
                     f"write_report({str(run)!r}, status='in progress'); print(time.perf_counter() - t)")
             done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
             times.append(float(done.stdout.strip()))

@@ -84,7 +84,7 @@ def photo(name: str, size: int):
 
 
 def quality(args, workdir: Path) -> None:
-    from img2img.inference import Translator
+    from img2img.translate.translator import Translator
 
     print("| model | size | stats | PSNR whole | PSNR border bands | bands - whole | PSNR elsewhere | seconds | × one pass |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
@@ -128,7 +128,7 @@ def _child(model: str, size: int, mode: str, limit_gb: float, device: str, budge
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     from PIL import Image
 
-    from img2img.inference import Translator
+    from img2img.translate.translator import Translator
 
     budget = int(budget_gb * (1 << 30))
     translator = Translator(model, device=device, tile="off" if mode == "one pass" else "auto", memory_budget=budget, engine="torch")
@@ -204,7 +204,7 @@ def main() -> None:
     parser.add_argument("--tiled-budget", type=float, default=1.0, help="GB: the memory budget of --tile auto")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()}")
-    from img2img.devices import machine_summary
+    from img2img.runtime.devices import machine_summary
 
     print(machine_summary())
     with tempfile.TemporaryDirectory() as workdir:

@@ -79,7 +79,7 @@ def worker(conn, options: dict, args: argparse.Namespace, data_dir: str) -> None
         torch.set_num_threads(args.threads)
 
     from img2img.data import EpochSampler
-    from img2img.devices import resolve_device
+    from img2img.runtime.devices import resolve_device
     from img2img.train.runtime import Amp, Runtime, default_amp, default_channels_last, default_num_workers
 
     config_cls, model_cls, make_data = trainer_parts(args.model)
@@ -168,11 +168,11 @@ def worker(conn, options: dict, args: argparse.Namespace, data_dir: str) -> None
 def trainer_parts(model: str):
     """(config class, model class, data function) of a trainer."""
     if model == "cyclegan":
-        from img2img.config import CycleGANConfig
+        from img2img.models.config import CycleGANConfig
         from img2img.train.cyclegan import CycleGANModel, cyclegan_data
 
         return CycleGANConfig, CycleGANModel, cyclegan_data
-    from img2img.config import Pix2PixConfig
+    from img2img.models.config import Pix2PixConfig
     from img2img.train.pix2pix import Pix2PixModel, pix2pix_data
 
     return Pix2PixConfig, Pix2PixModel, pix2pix_data
@@ -357,8 +357,8 @@ def main() -> None:
 
     import torch
 
-    from img2img.devices import cpu_has_native_bf16, machine_summary
-    from img2img.testing.synthetic import write_palette_dataset, write_shapes_dataset
+    from img2img.runtime.devices import cpu_has_native_bf16, machine_summary
+    from img2img.data.synthetic import write_palette_dataset, write_shapes_dataset
 
     print(machine_summary())
     if not cpu_has_native_bf16() and any("amp" in name for name in names):

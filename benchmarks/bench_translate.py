@@ -5,7 +5,7 @@
     python benchmarks/bench_translate.py --part determinism   # thread-count independent layers
 
 Reference: model.eval(), torch.no_grad(), fp32, contiguous -- what pytorch-CycleGAN-and-pix2pix's
-test.py does. translate: img2img.inference.Translator.translate_tensor with its defaults
+test.py does. translate: img2img.translate.translator.Translator.translate_tensor with its defaults
 (--precision auto, memory layout chosen by CPU class), and each speed option forced on and off,
 so every default is compared with its variants on the machine at hand. The first line printed
 names the CPU, its features (AVX2 / AVX-512 / AVX512-BF16 / AMX) and the torch build. Random-init networks (reference init, batch norm
@@ -36,11 +36,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from img2img.config import GeneratorConfig
-from img2img.networks import build_generator, init_weights
-from img2img.devices import cpu_has_native_bf16, machine_summary
-from img2img.inference import Translator
-from img2img.weights import WeightsMetadata, save_generator
+from img2img.models.config import GeneratorConfig
+from img2img.models.networks import build_generator, init_weights
+from img2img.runtime.devices import cpu_has_native_bf16, machine_summary
+from img2img.translate.translator import Translator
+from img2img.models.weights import WeightsMetadata, save_generator
 
 LOAD_BEFORE = f"{os.getloadavg()[0]:.2f}"
 
@@ -88,7 +88,7 @@ def variants(path: Path, device: torch.device) -> dict[str, Translator]:
     precision and engine by CPU class) and each speed option forced on and off in float32 in
     PyTorch, plus onnxruntime's fp32 when the onnx extra is installed and the CPU is fp32; bf16
     only where the CPU has it natively (emulated bf16 takes minutes per image)."""
-    from img2img.engines import has_onnx_extra
+    from img2img.translate.engines import has_onnx_extra
 
     paths = {
         "translate (default)": Translator(path, device=device, precision="auto", engine="auto"),
@@ -147,7 +147,7 @@ def bench_case(name: str, size: int, cfg: GeneratorConfig, device: torch.device,
     return rows
 
 
-# --- --part determinism: what thread-count independence costs (img2img.determinism) ---------
+# --- --part determinism: what thread-count independence costs (img2img.models.determinism) ---------
 
 
 class _GroupNorm(torch.nn.Module):
@@ -185,7 +185,7 @@ class _StatsNorm(torch.nn.Module):
         self.norm, self.stats = norm, stats
 
     def forward(self, x):
-        from img2img.determinism import normalise
+        from img2img.models.determinism import normalise
 
         mean, var = self.stats(x)
         return normalise(x, mean, var, self.norm.eps, self.norm.weight, self.norm.bias)
@@ -194,7 +194,7 @@ class _StatsNorm(torch.nn.Module):
 def _swap(net, norm=None, deconv=None):
     """Replace translate's layers: ``norm(layer)`` for each InstanceNormInference, the plain
     oneDNN nn.ConvTranspose2d for each ConvTranspose2dInference when ``deconv == "onednn"``."""
-    from img2img.determinism import ConvTranspose2dInference, InstanceNormInference
+    from img2img.models.determinism import ConvTranspose2dInference, InstanceNormInference
 
     for name, child in net.named_children():
         if isinstance(child, InstanceNormInference) and norm is not None:
@@ -247,7 +247,7 @@ def bench_determinism(args, tmp: Path) -> None:
         path = tmp / f"det_{name.split()[0]}_{size}.safetensors"
         make_model(cfg, min(size, 256), path)
         if not eval_mode:
-            from img2img.weights import load_generator
+            from img2img.models.weights import load_generator
             loaded = load_generator(path, "cpu")
             save_generator(path, loaded.net.state_dict(), WeightsMetadata(generator=cfg, eval_mode=False))
         variants = {}
@@ -297,7 +297,7 @@ OP_GROUPS = [
     ("group_norm", "normalisation"),
     ("batch_norm", "normalisation"),
     ("native_layer_norm", "normalisation"),
-    # the thread-count independent norms (img2img.determinism): statistics, then one multiply-add
+    # the thread-count independent norms (img2img.models.determinism): statistics, then one multiply-add
     ("var_mean", "normalisation"),
     ("addcmul", "normalisation"),
     ("reflection_pad", "padding"),
@@ -359,7 +359,7 @@ def image_path_ms(size: int, rounds: int, tmp: Path) -> tuple[float, float]:
     encode_image): the image path around the network in `img2img translate`."""
     from PIL import Image
 
-    from img2img import imageio
+    from img2img.files import imageio
 
     photo = sorted((Path(__file__).resolve().parent.parent / "examples" / "inputs").glob("*.png"))[0]
     path = tmp / "input.png"
@@ -386,7 +386,7 @@ def floor_case(name: str, size: int, cfg: GeneratorConfig, rounds: int, warmup: 
     # PyTorch's path is profiled (its operators are what the table groups); onnxruntime's fp32,
     # the default on CPUs without native bf16 when the onnx extra is installed, is timed beside it.
     translators = {"PyTorch": Translator(path, device="cpu", precision="auto", engine="torch")}
-    from img2img.engines import has_onnx_extra
+    from img2img.translate.engines import has_onnx_extra
 
     if has_onnx_extra() and not cpu_has_native_bf16():
         translators["onnxruntime"] = Translator(path, device="cpu", precision="fp32", engine="onnxruntime")

@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace, tally=None) -> int:
     from img2img.cli import _signals
-    from img2img.ray import Tally, Translate, check_arguments, import_ray, plan_inputs, write_outputs
+    from img2img.translate.ray import Tally, Translate, check_arguments, import_ray, plan_inputs, write_outputs
 
     tally = tally if tally is not None else Tally()
     ray = import_ray()
@@ -135,7 +135,7 @@ def _interrupted(signal_name: str, tally, out_dir: Path) -> None:
     workers are stopped first, then the temporary files of those killed mid-write removed."""
     import contextlib
 
-    from img2img.atomic import TEMP_PREFIX, remove_stale_temporaries
+    from img2img.files.atomic import TEMP_PREFIX, remove_stale_temporaries
 
     with contextlib.suppress(Exception):
         import ray
@@ -158,10 +158,10 @@ def _interrupted(signal_name: str, tally, out_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from img2img.errors import Img2ImgError
-    from img2img.ray import find_error
+    from img2img.translate.ray import find_error
 
     from img2img.cli import _signals
-    from img2img.ray import Tally
+    from img2img.translate.ray import Tally
 
     args = parse_args(argv)
     tally = Tally()

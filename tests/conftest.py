@@ -15,7 +15,7 @@ import pytest
 os.environ.setdefault("IMG2IMG_ENGINE", "torch")
 
 # Every default that depends on the CPU's class (precision auto, engine auto, the trainers' AMP
-# and layout) reads img2img.devices.cpu_class, which this variable overrides: the suite runs as
+# and layout) reads img2img.runtime.devices.cpu_class, which this variable overrides: the suite runs as
 # on an AVX2 CPU whatever the machine (AVX-512, native bf16, AMX), and the tests of
 # class-dependent behaviour simulate each class they cover with the ``cpu_class`` fixture
 # (monkeypatch.setenv, which the processes a test starts inherit).
@@ -89,9 +89,9 @@ def make_generator_file(path: Path, *, seed: int = 0, **config_options) -> Path:
     """Write a small randomly initialised generator in the weights format and return its path."""
     import torch
 
-    from img2img.config import GeneratorConfig
-    from img2img.networks import build_generator, init_weights
-    from img2img.weights import WeightsMetadata, save_generator
+    from img2img.models.config import GeneratorConfig
+    from img2img.models.networks import build_generator, init_weights
+    from img2img.models.weights import WeightsMetadata, save_generator
 
     options = {"arch": "resnet", "ngf": 4, "n_blocks": 1, **config_options}
     metadata_options = {

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from img2img import __version__
 from img2img.cli import main
-from img2img.weights import load_generator, read_metadata
+from img2img.models.weights import load_generator, read_metadata
 
 
 def run_main(args, capsys):

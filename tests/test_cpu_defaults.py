@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from img2img import devices
-from img2img.inference import Translator, default_channels_last
+from img2img.runtime import devices
+from img2img.translate.translator import Translator, default_channels_last
 
 
 def test_cpu_features_follow_torchs_own_probes(monkeypatch):
@@ -22,9 +22,9 @@ def test_cpu_features_follow_torchs_own_probes(monkeypatch):
 
 
 def test_the_environment_overrides_the_class_and_every_default_follows(cpu_class):
-    from img2img.config import GeneratorConfig
-    from img2img.engines import resolve_engine
-    from img2img.inference import resolve_precision
+    from img2img.models.config import GeneratorConfig
+    from img2img.translate.engines import resolve_engine
+    from img2img.translate.translator import resolve_precision
     from img2img.train import runtime
 
     cpu = torch.device("cpu")
@@ -67,7 +67,7 @@ def test_translator_layout_default_and_override_give_the_same_output(tiny_genera
 
 
 def test_training_speed_defaults_follow_native_bf16(monkeypatch):
-    from img2img.config import GeneratorConfig
+    from img2img.models.config import GeneratorConfig
     from img2img.train import runtime
 
     cpu = torch.device("cpu")

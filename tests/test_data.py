@@ -12,7 +12,7 @@ from PIL import Image
 
 from img2img.cli import main
 from img2img.data import EpochSampler, PairedDataset, Preprocess, check_paired_data, combine_folders
-from img2img.testing.synthetic import write_shapes_dataset
+from img2img.data.synthetic import write_shapes_dataset
 from img2img.errors import DatasetError
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from img2img.cli import main
-from img2img.testing.synthetic import write_shapes_dataset
+from img2img.data.synthetic import write_shapes_dataset
 
 ENV = "IMG2IMG_MAX_PIXELS"
 

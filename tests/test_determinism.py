@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from conftest import make_generator_file
-from img2img.determinism import ConvTranspose2dInference, InstanceNormInference
-from img2img.inference import Translator
+from img2img.models.determinism import ConvTranspose2dInference, InstanceNormInference
+from img2img.translate.translator import Translator
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def test_translator_output_is_bit_identical_at_1_2_and_3_threads(tmp_path, resto
 
 def test_transposed_convolution_is_bit_identical_across_thread_counts(restore_threads):
     """oneDNN's kernel differed at 4 threads for this shape; a tiny input differed in MKL's
-    GEMM at 2 threads unless MKL runs in strict CNR mode (set by img2img.determinism)."""
+    GEMM at 2 threads unless MKL runs in strict CNR mode (set by img2img.models.determinism)."""
     torch.manual_seed(0)
     for conv, shape in [
         (nn.ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=1), (1, 64, 60, 76)),
@@ -87,7 +87,7 @@ def test_instance_norm_matches_torchs_within_rounding(affine):
 def test_statistics_of_a_single_channel_are_bit_identical_across_thread_counts(restore_threads):
     """One image of one channel: a single output of the reduction (the case torch could split
     over the threads); the statistics are the exact ones within float32 rounding."""
-    from img2img.determinism import instance_norm_statistics
+    from img2img.models.determinism import instance_norm_statistics
 
     x = torch.randn(1, 1, 300, 280, generator=torch.Generator().manual_seed(0)) * 2 + 3
     outputs = _at_threads(lambda: instance_norm_statistics(x), counts=(1, 2, 3, 4))
@@ -100,7 +100,7 @@ def test_statistics_of_a_single_channel_are_bit_identical_across_thread_counts(r
 def test_the_faster_thread_count_dependent_path_gives_the_same_images(tmp_path):
     """thread_count_independent=False (group norm, oneDNN's transposed convolution) computes the
     same function: the two differ by float32 rounding only."""
-    from img2img.determinism import ConvTranspose2dInference, GroupNormInference
+    from img2img.models.determinism import ConvTranspose2dInference, GroupNormInference
 
     path = make_generator_file(tmp_path / "g.safetensors", norm="instance")
     exact = Translator(path, device="cpu", precision="fp32", tile="off")

@@ -25,9 +25,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from img2img.cli import main
-from img2img.config import CycleGANConfig, Pix2PixConfig
+from img2img.models.config import CycleGANConfig, Pix2PixConfig
 from img2img.testing.hold import hold_at, release, wait_until_held
-from img2img.testing.synthetic import write_palette_dataset, write_shapes_dataset
+from img2img.data.synthetic import write_palette_dataset, write_shapes_dataset
 from img2img.errors import UsageError
 from img2img.train import distributed, train_cyclegan, train_pix2pix
 from img2img.train.checkpoint import save_checkpoint
@@ -384,8 +384,8 @@ def test_resume_batch_size_may_change_only_to_keep_the_global_batch(tmp_path):
 
 
 def test_sync_batchnorm_conversion_keeps_the_weights_format():
-    from img2img.config import GeneratorConfig
-    from img2img.networks import build_generator
+    from img2img.models.config import GeneratorConfig
+    from img2img.models.networks import build_generator
 
     torch.manual_seed(0)
     net = build_generator(GeneratorConfig(arch="unet", num_downs=5, ngf=4, norm="batch"))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from img2img import registry
+from img2img.hub import registry
 from img2img.errors import DownloadError
 from test_registry import closed_port_url, tiny_entry, write_registry
 

@@ -1,6 +1,6 @@
 """Downloads never hang and never leave debris: a server that stalls or trickles is abandoned
 with a clear message, a stopped download removes its partial file (a killed one's leftovers are
-img2img.atomic's, tested in test_outputs.py), and with no network an `hf:` model (or a registry download)
+img2img.files.atomic's, tested in test_outputs.py), and with no network an `hf:` model (or a registry download)
 fails at once with one line. Every server here is on 127.0.0.1; the Hub's endpoint is a closed
 port."""
 
@@ -21,10 +21,10 @@ import pytest
 import torch
 from PIL import Image
 
-from img2img import registry
-from img2img.config import GeneratorConfig
+from img2img.hub import registry
+from img2img.models.config import GeneratorConfig
 from img2img.errors import DownloadError, Img2ImgError, UsageError
-from img2img.networks import build_generator
+from img2img.models.networks import build_generator
 from test_registry import closed_port_url, tiny_entry, write_registry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

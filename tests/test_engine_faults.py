@@ -1,4 +1,4 @@
-"""Faults found by trying `translate --engine` as a new user would (img2img.engines): a typo in
+"""Faults found by trying `translate --engine` as a new user would (img2img.translate.engines): a typo in
 $IMG2IMG_ENGINE, a cache folder that cannot be made, a damaged cached export, leftovers of
 killed exports, and a stop signal the exporter's imports turn into another error.
 
@@ -14,10 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
-from img2img import engines
+from img2img.translate import engines
 from test_engines import avx2, image, model, needs_onnx, pixels, run  # noqa: F401 (avx2: a fixture)
 
-from img2img.inference import Translator
+from img2img.translate.translator import Translator
 
 
 @needs_onnx
@@ -79,7 +79,7 @@ def test_leftovers_of_killed_exports_go_even_when_the_cache_holds_the_file(tmp_p
     import subprocess
     import sys
 
-    from img2img.atomic import TEMP_PREFIX, _HOST
+    from img2img.files.atomic import TEMP_PREFIX, _HOST
 
     weights = model(tmp_path)
     engines.cached_export(weights)
@@ -87,9 +87,9 @@ def test_leftovers_of_killed_exports_go_even_when_the_cache_holds_the_file(tmp_p
     dead.wait()
     leftover = avx2 / f"{TEMP_PREFIX}{_HOST}.{dead.pid}.0123abcd"
     leftover.write_bytes(b"half an export")
-    import img2img.atomic
+    import img2img.files.atomic
 
-    img2img.atomic._cleaned_folders.clear()  # a new process
+    img2img.files.atomic._cleaned_folders.clear()  # a new process
     assert Translator(weights, device="cpu").engine.name == "onnxruntime"
     assert not leftover.exists()
 
@@ -97,8 +97,8 @@ def test_leftovers_of_killed_exports_go_even_when_the_cache_holds_the_file(tmp_p
 @needs_onnx
 def test_an_onnxruntime_that_cannot_be_imported_is_no_reason_to_export_again(tmp_path, avx2, monkeypatch):
     """A broken install (found, but its import fails) must not re-export a good cached file."""
-    import img2img.onnx_export
-    import img2img.onnx_runtime
+    import img2img.onnx.export
+    import img2img.onnx.runtime
     from img2img.errors import MissingExtraError
 
     weights = model(tmp_path)
@@ -107,8 +107,8 @@ def test_an_onnxruntime_that_cannot_be_imported_is_no_reason_to_export_again(tmp
     def broken(*modules):
         raise MissingExtraError("ONNX support needs the onnx extra (onnxruntime: initialization failed)")
 
-    monkeypatch.setattr(img2img.onnx_runtime, "import_extra", broken)
-    monkeypatch.setattr(img2img.onnx_export, "export_onnx", lambda *a, **k: pytest.fail("exported again"))
+    monkeypatch.setattr(img2img.onnx.runtime, "import_extra", broken)
+    monkeypatch.setattr(img2img.onnx.export, "export_onnx", lambda *a, **k: pytest.fail("exported again"))
     assert Translator(weights, device="cpu").engine.name == "torch"
 
 
@@ -117,7 +117,7 @@ def test_an_onnxruntime_that_cannot_be_imported_is_no_reason_to_export_again(tmp
 def test_a_stop_signal_an_import_turns_into_another_error_still_ends_as_the_signal(tmp_path, avx2, monkeypatch, capsys, command):
     """SIGTERM while onnxruntime is imported made its import fail ("initialization failed"):
     the run said "needs the onnx extra" and exited 1, instead of 143."""
-    import img2img.onnx_export
+    import img2img.onnx.export
     from img2img.cli import _signals
     from img2img.errors import MissingExtraError
 
@@ -125,7 +125,7 @@ def test_a_stop_signal_an_import_turns_into_another_error_still_ends_as_the_sign
         monkeypatch.setattr(_signals, "_received", signal.SIGTERM)  # the handler ran in the import
         raise MissingExtraError("ONNX support needs the onnx extra (onnxruntime is not installed: initialization failed)")
 
-    monkeypatch.setattr(img2img.onnx_export, "export_onnx", imported_into_a_signal)
+    monkeypatch.setattr(img2img.onnx.export, "export_onnx", imported_into_a_signal)
     weights = model(tmp_path)
     image().save(tmp_path / "a.png")
     if command == "export":

@@ -1,4 +1,4 @@
-"""`--engine`: which library runs translate's forward pass (img2img.engines). auto picks
+"""`--engine`: which library runs translate's forward pass (img2img.translate.engines). auto picks
 onnxruntime for a ResNet's fp32 on CPUs without native bf16 when the onnx extra is installed,
 however many images the job has, exporting the weights once into the cache; everything else
 stays in PyTorch. The CPU class is simulated through $IMG2IMG_CPU_CLASS.
@@ -17,10 +17,10 @@ import torch
 from PIL import Image
 
 from conftest import make_generator_file
-from img2img import engines
+from img2img.translate import engines
 from img2img.cli import main
 from img2img.errors import ExportError, MissingExtraError, UsageError
-from img2img.inference import NonFiniteOutputError, Translator
+from img2img.translate.translator import NonFiniteOutputError, Translator
 
 CPU = torch.device("cpu")
 needs_onnx = pytest.mark.skipif(not engines.has_onnx_extra(), reason="needs the onnx extra")
@@ -43,7 +43,7 @@ def model(tmp_path: Path, name: str = "g.safetensors", seed: int = 0, **options)
     # wrong network could not pass as the right one.
     from safetensors.torch import load_file
 
-    from img2img.weights import read_metadata, save_generator
+    from img2img.models.weights import read_metadata, save_generator
 
     torch.manual_seed(seed)
     state = {k: v + torch.randn_like(v) * 0.2 if v.ndim == 4 else v for k, v in load_file(path).items()}
@@ -152,9 +152,9 @@ def test_auto_exports_once_and_matches_pytorch(tmp_path, avx2, monkeypatch, opti
         assert np.abs(a - b).max() <= 1, "onnxruntime and PyTorch differ by more than a rounding"
         assert a.std() > 10  # the network does something visible
     # the second translator reads the cache: exporting again would fail here
-    import img2img.onnx_export
+    import img2img.onnx.export
 
-    monkeypatch.setattr(img2img.onnx_export, "export_onnx", lambda *a, **k: pytest.fail("exported twice"))
+    monkeypatch.setattr(img2img.onnx.export, "export_onnx", lambda *a, **k: pytest.fail("exported twice"))
     again = Translator(weights, device="cpu", engine="onnxruntime" if unet else None)
     assert again.engine.name == "onnxruntime"
     assert np.array_equal(pixels(again.translate_image(image())), pixels(fast.translate_image(image())))
@@ -186,12 +186,12 @@ def test_a_damaged_cached_export_is_made_again(tmp_path, avx2):
 
 @needs_onnx
 def test_a_failed_export_falls_back_to_pytorch_with_a_note_under_auto_and_fails_when_asked(tmp_path, avx2, monkeypatch, caplog):
-    import img2img.onnx_export
+    import img2img.onnx.export
 
     def broken(*args, **kwargs):
         raise ExportError("the exporter could not trace this")
 
-    monkeypatch.setattr(img2img.onnx_export, "export_onnx", broken)
+    monkeypatch.setattr(img2img.onnx.export, "export_onnx", broken)
     weights = model(tmp_path)
     with caplog.at_level(logging.WARNING, logger="img2img"):
         translator = Translator(weights, device="cpu")
@@ -350,9 +350,9 @@ def test_translate_cli_engine_errors_are_one_line(tmp_path, avx2, capsys, monkey
 
 @needs_onnx
 def test_the_fast_exporter_failing_falls_back_to_the_default_one(tmp_path, avx2, monkeypatch):
-    import img2img.onnx_export
+    import img2img.onnx.export
 
-    real, calls = img2img.onnx_export.export_onnx, []
+    real, calls = img2img.onnx.export.export_onnx, []
 
     def only_default(weights, output, **kwargs):
         calls.append(kwargs.get("opset"))
@@ -360,7 +360,7 @@ def test_the_fast_exporter_failing_falls_back_to_the_default_one(tmp_path, avx2,
             raise ExportError("the TorchScript exporter is gone")
         return real(weights, output, **kwargs)
 
-    monkeypatch.setattr(img2img.onnx_export, "export_onnx", only_default)
+    monkeypatch.setattr(img2img.onnx.export, "export_onnx", only_default)
     weights = model(tmp_path)
     translator = Translator(weights, device="cpu")
     assert calls == [engines.CACHE_OPSET, None]
@@ -372,13 +372,13 @@ def test_the_fast_exporter_failing_falls_back_to_the_default_one(tmp_path, avx2,
 def test_a_stop_signal_the_exporter_swallows_still_stops_the_run(tmp_path, avx2, monkeypatch):
     """torch's exporter turns the Interrupted a SIGINT/SIGTERM raises inside its tracer into
     another error (a RecursionError was seen): that must stop the run, not fall back to PyTorch."""
-    import img2img.onnx_export
+    import img2img.onnx.export
     from img2img.cli import _signals
 
     def traced_into_a_signal(*args, **kwargs):
         monkeypatch.setattr(_signals, "_received", 15)  # the handler ran during the export
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr(img2img.onnx_export, "export_onnx", traced_into_a_signal)
+    monkeypatch.setattr(img2img.onnx.export, "export_onnx", traced_into_a_signal)
     with pytest.raises(_signals.Interrupted):
         Translator(model(tmp_path), device="cpu")

@@ -371,7 +371,7 @@ def test_too_few_images_for_fid_or_kid_stop_eval_before_any_work(capsys, tmp_pat
 
 
 def test_weights_lookup_order_and_checksum(tmp_path, monkeypatch):
-    from img2img.eval.weights import INCEPTION, KnownWeights, find_weights
+    from img2img.eval.pretrained import INCEPTION, KnownWeights, find_weights
 
     monkeypatch.setenv("IMG2IMG_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
@@ -403,7 +403,7 @@ def test_weights_lookup_order_and_checksum(tmp_path, monkeypatch):
 
 
 def test_weights_files_are_loaded_without_unpickling_code(tmp_path):
-    from img2img.eval.weights import load_tensors
+    from img2img.eval.pretrained import load_tensors
 
     marker = tmp_path / "ran"
 
@@ -565,7 +565,7 @@ def test_model_with_datasets_in_both_layouts(capsys, tmp_path, eval_files, evalu
 
 
 def test_val_metrics_options_are_checked_before_training():
-    from img2img.config import CycleGANConfig, Pix2PixConfig
+    from img2img.models.config import CycleGANConfig, Pix2PixConfig
     from img2img.eval.validation import better
 
     with pytest.raises(UsageError, match="unpaired; use fid, kid or is"):
@@ -582,9 +582,9 @@ def test_val_metrics_options_are_checked_before_training():
 def test_validation_scorer_scores_the_generators_as_exported(tmp_path, eval_files, evaluator_factory):
     from dataclasses import dataclass
 
-    from img2img.config import GeneratorConfig
+    from img2img.models.config import GeneratorConfig
     from img2img.eval.validation import ValidationScorer
-    from img2img.networks import build_generator, init_weights
+    from img2img.models.networks import build_generator, init_weights
 
     @dataclass
     class Exported:  # what TrainableModel.export_generators() gives
@@ -605,8 +605,8 @@ def test_validation_scorer_scores_the_generators_as_exported(tmp_path, eval_file
     assert set(first.figures) == {"val_fid", "val_psnr", "val_ssim"} and scorer.names() == ["val_fid", "val_psnr", "val_ssim"]
     assert first.record["AtoB"]["samples"] == {"fake": 3, "real": 3, "pairs": 3, "failed": 0}
     # The same translations as `translate` would make from the exported file, scored by `eval`.
-    from img2img.inference import Translator
-    from img2img.weights import WeightsMetadata, save_generator
+    from img2img.translate.translator import Translator
+    from img2img.models.weights import WeightsMetadata, save_generator
 
     save_generator(tmp_path / "g.safetensors", exported["AtoB"].state_dict, WeightsMetadata(generator=config, task="pix2pix"))
     translator = Translator(str(tmp_path / "g.safetensors"), device="cpu", precision="fp32")
@@ -624,9 +624,9 @@ def test_validation_scorer_scores_the_generators_as_exported(tmp_path, eval_file
 
 
 def test_exported_weights_record_validation_scores(tmp_path, capsys):
-    from img2img.config import GeneratorConfig
-    from img2img.networks import build_generator
-    from img2img.weights import WeightsMetadata, read_metadata, save_generator
+    from img2img.models.config import GeneratorConfig
+    from img2img.models.networks import build_generator
+    from img2img.models.weights import WeightsMetadata, read_metadata, save_generator
 
     config = GeneratorConfig(arch="resnet", ngf=4, n_blocks=1)
     record = {"epoch": 3, "directions": {"AtoB": {"scores": {"fid": {"value": 12.5}, "kid": {"value": 0.01, "std": 0.002}}}}}

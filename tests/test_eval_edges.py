@@ -192,7 +192,7 @@ class _StandIn:
         self.prepared = 0
 
     def prepare(self, image):
-        from img2img.imageio import to_8bit
+        from img2img.files.imageio import to_8bit
 
         self.prepared += 1
         means = np.asarray(to_8bit(image, 3)).mean(axis=(0, 1))  # no float copy of the image
@@ -407,7 +407,7 @@ def test_translator_hints_naming_options_eval_lacks_are_left_out(tmp_path):
     from img2img.eval.data import Comparison
     from img2img.eval.features import ImageItem
     from img2img.eval.run import Hooks
-    from img2img.inference import TranslateResult
+    from img2img.translate.translator import TranslateResult
 
     class OutOfMemoryTranslator:
         config = SimpleNamespace(output_nc=3)

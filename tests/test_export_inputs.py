@@ -60,7 +60,7 @@ def test_too_few_calibration_images_are_refused_with_the_limit(tiny_resnet, tmp_
 def test_calibration_images_are_cropped_at_their_own_resolution_not_resized(tmp_path):
     """A fine texture must reach the model as it will when translated: scaling a picture to the
     check size (down or up) changes its pixel statistics, and with them the measured PSNR."""
-    from img2img.onnx_quantize import folder_images
+    from img2img.onnx.quantize import folder_images
 
     folder = tmp_path / "fine"
     folder.mkdir()

@@ -1,6 +1,6 @@
 """Outputs keep the promises whatever computes them (issue 25 item 2): hostile or wrong ONNX
 graphs, built here with onnx.helper, and PyTorch networks that misbehave, through translate.
-Every network output passes img2img.inference.check_output before it becomes pixels: shape
+Every network output passes img2img.translate.translator.check_output before it becomes pixels: shape
 (the input's batch and size), the model's output channels, a float dtype, finiteness and the
 [-1, 1] range; a failure is one line naming the input, exit 1, nothing written."""
 
@@ -21,9 +21,9 @@ from onnx import TensorProto, helper  # noqa: E402
 
 from conftest import make_generator_file  # noqa: E402
 from img2img.cli import main  # noqa: E402
-from img2img.inference import BadOutputError, NonFiniteOutputError, Translator, check_output  # noqa: E402
-from img2img.onnx_export import onnx_metadata  # noqa: E402
-from img2img.weights import read_metadata  # noqa: E402
+from img2img.translate.translator import BadOutputError, NonFiniteOutputError, Translator, check_output  # noqa: E402
+from img2img.onnx.export import onnx_metadata  # noqa: E402
+from img2img.models.weights import read_metadata  # noqa: E402
 
 
 def run(args, capture):

@@ -14,11 +14,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from conftest import make_generator_file
-from img2img import weights
+from img2img.models import weights
 from img2img.cli import main
-from img2img.config import GeneratorConfig
+from img2img.models.config import GeneratorConfig
 from img2img.errors import WeightsError
-from img2img.weights import (
+from img2img.models.weights import (
     WeightsMetadata,
     check_finite,
     convert_reference_checkpoint,
@@ -181,7 +181,7 @@ def test_non_finite_weights_are_never_written(tmp_path, tiny_generator):
 
 
 def test_convert_refuses_a_checkpoint_with_nan(tmp_path, capsys):
-    from img2img.networks import build_generator
+    from img2img.models.networks import build_generator
 
     net = build_generator(GeneratorConfig.from_reference("resnet_6blocks", ngf=4))
     state = net.state_dict()
@@ -201,7 +201,7 @@ def exploding_generator(path):
     (and are cut to 0 by the first ReLU from a negative one); the last conv mixes signs, so
     inf - inf = NaN."""
     config = GeneratorConfig(arch="resnet", ngf=2, n_blocks=0, norm="none")
-    from img2img.networks import build_generator
+    from img2img.models.networks import build_generator
 
     net = build_generator(config)
     with torch.no_grad():
@@ -232,7 +232,7 @@ def test_non_finite_output_fails_that_input_and_writes_nothing(tmp_path, capsys,
 
 
 def test_translate_tensor_raises_on_non_finite_output(tmp_path):
-    from img2img.inference import NonFiniteOutputError, Translator
+    from img2img.translate.translator import NonFiniteOutputError, Translator
 
     translator = Translator(exploding_generator(tmp_path / "boom.safetensors"), device="cpu", precision="fp32")
     assert torch.isfinite(translator.translate_tensor(-torch.ones(1, 3, 8, 8))).all()
@@ -260,7 +260,7 @@ def test_weights_in_other_float_types_load_as_float32(tmp_path, tiny_generator, 
 
 
 def test_hostile_headers_are_refused_quickly_without_walking_them():
-    from img2img.reference import infer_generator
+    from img2img.models.reference import infer_generator
 
     deep = {"model.model.0.weight": [4, 3, 4, 4], "model.model.3.weight": [8, 3, 4, 4]}
     prefix = "model.model.1."

@@ -18,8 +18,8 @@ import pytest
 from PIL import Image
 
 from img2img.cli import main
-from img2img.jobs import plan_jobs
-from img2img.walk import glob_images, list_images
+from img2img.translate.jobs import plan_jobs
+from img2img.files.walk import glob_images, list_images
 
 needs_posix = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs and symbolic links")
 
@@ -119,7 +119,7 @@ def test_unreadable_folder_is_an_error_not_an_empty_folder(tree, monkeypatch):
             raise PermissionError(13, "Permission denied", str(path))
         return scandir(path)
 
-    monkeypatch.setattr("img2img.walk.os.scandir", refuse_locked)
+    monkeypatch.setattr("img2img.files.walk.os.scandir", refuse_locked)
     listing = list_images(tree)
     jobs, errors = plan_jobs([str(tree)], output=None, out_dir=tree.parent / "out", on_note=lambda _: None)
     assert listing.errors == [f"{locked}: cannot list folder: Permission denied"]
@@ -227,7 +227,7 @@ def test_out_of_memory_decoding_fails_that_input_only(tiny_generator, tmp_path, 
     ids=["MemoryError", "not-enough-memory", "cant-allocate"],
 )
 def test_out_of_memory_translating_fails_that_input_only(tiny_generator, tmp_path, capsys, monkeypatch, error):
-    from img2img.inference import Translator
+    from img2img.translate.translator import Translator
 
     folder = tmp_path / "in"
     make_image(folder / "a_big.png", size=(13, 11))
@@ -325,7 +325,7 @@ def _mode_cases() -> dict[str, tuple[Image.Image, str | None, list[float]]]:
 
 @pytest.mark.parametrize("mode", list(_mode_cases()))
 def test_every_mode_decodes_by_the_scale_table_and_8bit_is_its_rounding(mode, tmp_path):
-    from img2img.imageio import MODE_SCALES, read_image, to_8bit, to_model_input
+    from img2img.files.imageio import MODE_SCALES, read_image, to_8bit, to_model_input
 
     image, fmt, expected = _mode_cases()[mode]
     assert image.mode == mode
@@ -347,7 +347,7 @@ def test_every_mode_decodes_by_the_scale_table_and_8bit_is_its_rounding(mode, tm
 
 def test_float_image_with_nan_is_refused(tmp_path):
     from img2img.errors import ImageError
-    from img2img.imageio import read_image, to_8bit, to_model_input
+    from img2img.files.imageio import read_image, to_8bit, to_model_input
 
     path = tmp_path / "nan.tif"
     Image.fromarray(np.array([[0.5, np.nan]], dtype=np.float32), "F").save(path)
@@ -382,7 +382,7 @@ def _gradient16(path: Path, size=(8, 4)) -> Path:
 
 def test_a_16bit_png_gives_the_same_pixels_to_translate_training_and_combine(tmp_path):
     from img2img.data import PairedDataset, Preprocess, UnpairedDataset, check_paired_data, combine_folders
-    from img2img.imageio import read_image, to_model_input
+    from img2img.files.imageio import read_image, to_model_input
 
     train = tmp_path / "paired" / "train"
     a = _gradient16(train / "A" / "x.png")

@@ -1,4 +1,4 @@
-"""img2img.jobs: planning a batch from Python, without the CLI (and without loading Typer)."""
+"""img2img.translate.jobs: planning a batch from Python, without the CLI (and without loading Typer)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from img2img.errors import UsageError
-from img2img.jobs import plan_jobs
+from img2img.translate.jobs import plan_jobs
 
 
 def touch(path: Path) -> Path:
@@ -46,7 +46,7 @@ def test_plan_keeps_relative_names_and_reports_refusals(tmp_path):
 
 
 def test_importing_the_library_does_not_load_typer_or_torch():
-    code = "import sys, img2img.jobs; assert not {'typer', 'click', 'torch'} & set(sys.modules), sys.modules.keys()"
+    code = "import sys, img2img.translate.jobs; assert not {'typer', 'click', 'torch'} & set(sys.modules), sys.modules.keys()"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)  # a hang guard
 
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from img2img import registry
+from img2img.hub import registry
 from img2img.cli import main
 
 # The local server, the isolated environment (autouse) and the HF cache are shared with the

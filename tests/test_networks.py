@@ -6,9 +6,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from img2img.config import DiscriminatorConfig, GeneratorConfig, parse_generator_name
+from img2img.models.config import DiscriminatorConfig, GeneratorConfig, parse_generator_name
 from img2img.errors import UsageError
-from img2img.networks import (
+from img2img.models.networks import (
     build_discriminator,
     build_generator,
     count_parameters,

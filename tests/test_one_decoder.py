@@ -1,4 +1,4 @@
-"""Every image the package reads goes through the one decoder (img2img.imageio).
+"""Every image the package reads goes through the one decoder (img2img.files.imageio).
 
 A reader that opens or converts images itself (Pillow's ``Image.open`` or ``convert``,
 torchvision's ``read_image``/``decode_image``, OpenCV, imageio, scikit-image's ``io``) gets
@@ -60,7 +60,7 @@ def test_the_checker_sees_each_kind_of_bypass():
     }
     for source, what in samples.items():
         assert [w for _, w in bypasses(source)] == [what], source
-    assert bypasses("from img2img.imageio import read_image\nread_image('x.png')\n") == []
+    assert bypasses("from img2img.files.imageio import read_image\nread_image('x.png')\n") == []
 
 
 def test_no_module_reads_or_converts_images_outside_the_decoder():
@@ -70,4 +70,4 @@ def test_no_module_reads_or_converts_images_outside_the_decoder():
         if rel in DECODER_MODULES:
             continue
         offenders += [f"img2img/{rel}:{line}: {what}" for line, what in bypasses(path.read_text(encoding="utf-8"))]
-    assert not offenders, "images read or converted outside img2img/imageio.py:\n" + "\n".join(offenders)
+    assert not offenders, "images read or converted outside img2img/files/imageio.py:\n" + "\n".join(offenders)

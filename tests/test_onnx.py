@@ -19,8 +19,8 @@ import torch  # noqa: E402
 
 from conftest import REPO_ROOT, make_generator_file  # noqa: E402
 from img2img.cli import main  # noqa: E402
-from img2img.inference import Translator  # noqa: E402
-from img2img.onnx_export import export_onnx  # noqa: E402
+from img2img.translate.translator import Translator  # noqa: E402
+from img2img.onnx.export import export_onnx  # noqa: E402
 
 SHIPPED = sorted((REPO_ROOT / "weights").glob("*.safetensors"))
 
@@ -38,9 +38,9 @@ def tiny_model_file(path: Path, seed: int, **options) -> Path:
     """A tiny generator whose outputs spread over the grey levels (conftest's init at gain 0.02
     gives a batch-norm ResNet outputs of ~1e-5, every pixel on the 127/128 rounding edge), with
     the running statistics of a few training batches, as a trained batch-norm model has."""
-    from img2img.config import GeneratorConfig
-    from img2img.networks import build_generator, init_weights
-    from img2img.weights import WeightsMetadata, save_generator
+    from img2img.models.config import GeneratorConfig
+    from img2img.models.networks import build_generator, init_weights
+    from img2img.models.weights import WeightsMetadata, save_generator
 
     meta = {key: options.pop(key) for key in ("task", "eval_mode") if key in options}
     config = GeneratorConfig(**options)
@@ -130,7 +130,7 @@ def test_metadata_and_dynamic_shapes(exported, name):
     props = {prop.key: prop.value for prop in model.metadata_props}
     translator = Translator(weights, device="cpu", precision="fp32")
     cfg = translator.config
-    from img2img.weights import read_metadata
+    from img2img.models.weights import read_metadata
 
     assert props["img2img"] == read_metadata(weights).to_json()
     assert props["img2img.layout"] == "NCHW"
@@ -223,7 +223,7 @@ def test_an_onnx_model_out_of_memory_says_it_does_not_tile_and_what_does(exporte
     says ONNX models are not tiled and names the alternative, not onnxruntime's raw message."""
     from onnxruntime.capi.onnxruntime_pybind11_state import RuntimeException
 
-    from img2img.onnx_runtime import OnnxGenerator
+    from img2img.onnx.runtime import OnnxGenerator
 
     def out_of_memory(self, x):
         raise RuntimeException(
@@ -302,7 +302,7 @@ def test_parity_over_tolerance_fails_and_leaves_no_file(tiny_generator, tmp_path
 def test_a_graph_that_computes_something_else_fails_the_check(tiny_generator, tmp_path, capsys, monkeypatch):
     """A wrong graph (one weight perturbed after the export, as a faulty exporter would) is
     caught by the default tolerance."""
-    import img2img.onnx_export as onnx_export
+    import img2img.onnx.export as onnx_export
 
     finish = onnx_export._finish
 
@@ -352,7 +352,7 @@ def test_static_sizes_the_network_cannot_take_are_usage_errors(tiny_generator, t
 
 def test_cuda_without_its_execution_provider_is_a_device_error(monkeypatch):
     from img2img.errors import DeviceError
-    from img2img.onnx_runtime import resolve_providers
+    from img2img.onnx.runtime import resolve_providers
 
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
     assert resolve_providers("auto") == (["CPUExecutionProvider"], "cpu")

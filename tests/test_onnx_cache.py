@@ -14,10 +14,10 @@ import shutil
 import numpy as np
 import pytest
 
-from img2img import engines
+from img2img.translate import engines
 from test_engines import avx2, image, model, needs_onnx, pixels  # noqa: F401 (avx2: a fixture)
 
-from img2img.inference import Translator
+from img2img.translate.translator import Translator
 
 
 def _scale_away_from_the_probe(path, unit: int) -> None:
@@ -60,8 +60,8 @@ def _notes(caplog) -> str:
 @needs_onnx
 @pytest.mark.parametrize("forged_digest", [False, True])
 def test_a_planted_copy_that_matches_one_probe_only_is_exported_again(tmp_path, avx2, caplog, forged_digest):
-    from img2img.onnx_export import _unit
-    from img2img.weights import read_metadata
+    from img2img.onnx.export import _unit
+    from img2img.models.weights import read_metadata
 
     weights = model(tmp_path)
     expected = pixels(Translator(weights, device="cpu", engine="torch").translate_image(image()))
@@ -97,11 +97,11 @@ def test_another_models_copy_under_this_name_is_refused_by_its_metadata(tmp_path
 
 @needs_onnx
 def test_a_good_copy_is_reused_without_a_note(tmp_path, avx2, caplog, monkeypatch):
-    import img2img.onnx_export
+    import img2img.onnx.export
 
     weights = model(tmp_path)
     engines.cached_export(weights)
-    monkeypatch.setattr(img2img.onnx_export, "export_onnx", lambda *a, **k: pytest.fail("exported again"))
+    monkeypatch.setattr(img2img.onnx.export, "export_onnx", lambda *a, **k: pytest.fail("exported again"))
     caplog.clear()  # the export's own note
     with caplog.at_level(logging.WARNING, logger="img2img"):
         assert Translator(weights, device="cpu", engine="onnxruntime").engine.name == "onnxruntime"

@@ -23,7 +23,7 @@ def test_models_info_reads_an_exported_onnx_file(tiny_generator, tmp_path, capsy
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    from img2img.onnx_export import export_onnx
+    from img2img.onnx.export import export_onnx
 
     target = tmp_path / "tiny.onnx"
     export_onnx(tiny_generator, target)

@@ -1,6 +1,6 @@
 """Outputs are never clobbered, never half written, never left behind (issue #10 §2).
 
-img2img.atomic (no-replace moves, registered temporaries, stale ones of killed processes), the
+img2img.files.atomic (no-replace moves, registered temporaries, stale ones of killed processes), the
 signals every command unwinds on, --skip-existing, names the file system refuses or that are not
 UTF-8, -o -, and output formats checked before any work.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from img2img import atomic
+from img2img.files import atomic
 from test_translate import make_image, run
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -90,7 +90,7 @@ def test_the_native_no_replace_rename_is_used_where_the_system_has_one(tmp_path,
 
 def test_write_image_does_not_replace_unless_asked(tmp_path):
     from img2img.errors import OutputExistsError
-    from img2img.imageio import write_image
+    from img2img.files.imageio import write_image
 
     target = tmp_path / "out.png"
     target.write_bytes(b"theirs")
@@ -150,9 +150,9 @@ def photos(tmp_path: Path) -> Path:
 def test_an_output_written_after_planning_is_not_replaced(tiny_generator, photos, tmp_path, capsys, monkeypatch):
     """Another process writes an output between this run's planning and its write: that input
     fails (exit 1), the other file is kept; with --skip-existing it is reported as skipped."""
-    import img2img.jobs
+    import img2img.translate.jobs
 
-    real_plan = img2img.jobs.plan_jobs
+    real_plan = img2img.translate.jobs.plan_jobs
 
     def plan_then_someone_writes(*args, **kwargs):
         jobs, errors = real_plan(*args, **kwargs)
@@ -160,7 +160,7 @@ def test_an_output_written_after_planning_is_not_replaced(tiny_generator, photos
         jobs[1].output.write_bytes(b"theirs")
         return jobs, errors
 
-    monkeypatch.setattr(img2img.jobs, "plan_jobs", plan_then_someone_writes)
+    monkeypatch.setattr(img2img.translate.jobs, "plan_jobs", plan_then_someone_writes)
     out = tmp_path / "out"
     code, stdout, stderr = run([photos, "-m", tiny_generator, "--out-dir", out, "--json"], capsys)
     assert code == 1
@@ -201,9 +201,9 @@ def test_skip_existing_writes_only_the_missing_outputs(tiny_generator, photos, t
 _PLAN_THEN_WAIT = textwrap.dedent(
     """
     import pathlib, sys, time
-    import img2img.jobs
+    import img2img.translate.jobs
     barrier, me, count = pathlib.Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-    real_plan = img2img.jobs.plan_jobs
+    real_plan = img2img.translate.jobs.plan_jobs
 
     def plan_then_wait(*args, **kwargs):
         planned = real_plan(*args, **kwargs)
@@ -213,7 +213,7 @@ _PLAN_THEN_WAIT = textwrap.dedent(
             time.sleep(0.02)
         return planned
 
-    img2img.jobs.plan_jobs = plan_then_wait
+    img2img.translate.jobs.plan_jobs = plan_then_wait
     from img2img.cli import main
     main(sys.argv[4:])
     """
@@ -414,7 +414,7 @@ def test_a_size_the_format_cannot_hold_fails_that_input_before_translating(tiny_
 
 
 def test_format_size_limits():
-    from img2img.formats import check_size
+    from img2img.files.formats import check_size
 
     check_size("PNG", (100_000, 10), "x")
     check_size("JPEG", (65_500, 10), "x")
@@ -428,7 +428,7 @@ def test_format_size_limits():
 
 
 def test_convert_does_not_replace_an_output_written_meanwhile(tmp_path, reference_fixtures, capsys, monkeypatch):
-    from img2img import weights
+    from img2img.models import weights
     from img2img.cli import main
 
     out = tmp_path / "g.safetensors"
@@ -534,7 +534,7 @@ def test_data_combine_does_not_replace_an_output_written_meanwhile(tmp_path, cap
 
 
 def test_looking_in_the_model_cache_removes_stale_downloads(tmp_path, monkeypatch, tiny_generator):
-    from img2img import registry
+    from img2img.hub import registry
 
     monkeypatch.setenv("IMG2IMG_CACHE", str(tmp_path / "cache"))
     cached = registry.cached_model_path("tiny")
@@ -558,7 +558,7 @@ def test_a_signal_while_an_error_is_on_its_way_out_reports_the_error(capsys, mon
         finally:
             raise _signals.Interrupted(signal.SIGTERM)
 
-    monkeypatch.setattr("img2img.registry.list_models", fail_then_signal)
+    monkeypatch.setattr("img2img.hub.registry.list_models", fail_then_signal)
     with pytest.raises(SystemExit) as info:
         main(["models", "list"])
     assert info.value.code == 1
@@ -569,7 +569,7 @@ def test_a_signal_while_an_error_is_on_its_way_out_reports_the_error(capsys, mon
 def test_looking_in_the_model_cache_cleans_all_of_it(tmp_path, monkeypatch, tiny_generator, reference_fixtures, use):
     # Downloads (models/) and conversions (converted/) of killed processes are both removed,
     # whichever part of the cache the run looks in.
-    from img2img import registry
+    from img2img.hub import registry
 
     monkeypatch.setenv("IMG2IMG_CACHE", str(tmp_path / "cache"))
     cached = registry.cached_model_path("tiny")

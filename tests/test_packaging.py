@@ -107,7 +107,7 @@ def test_installed_wheel_lists_and_runs_the_shipped_models_from_outside_the_clon
         )  # fmt: skip
 
     where = subprocess.run(
-        [sys.executable, "-c", "import img2img.registry as r; print(r.__file__); print(r.shipped_dir())"],
+        [sys.executable, "-c", "import img2img.hub.registry as r; print(r.__file__); print(r.shipped_dir())"],
         cwd=elsewhere, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=True,
     ).stdout.split()  # fmt: skip
     assert Path(where[0]).is_relative_to(site) and Path(where[1]) == site / "img2img" / "shipped"

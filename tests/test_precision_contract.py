@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from conftest import make_generator_file
-from img2img.inference import Translator
+from img2img.translate.translator import Translator
 
 SIDE = 48
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
@@ -69,7 +69,7 @@ def model(tmp_path: Path, **options) -> Path:
     model measured: 37-39 dB on a few inputs.)"""
     from safetensors.torch import load_file
 
-    from img2img.weights import read_metadata, save_generator
+    from img2img.models.weights import read_metadata, save_generator
 
     path = make_generator_file(tmp_path / "g.safetensors", **options)
     torch.manual_seed(0)

@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 
 from img2img.cli import main
-from img2img.config import DiscriminatorConfig, GeneratorConfig, Pix2PixConfig
+from img2img.models.config import DiscriminatorConfig, GeneratorConfig, Pix2PixConfig
 from img2img.errors import DatasetError, UsageError
-from img2img.networks import build_discriminator, build_generator
-from img2img.testing.synthetic import write_shapes_dataset
+from img2img.models.networks import build_discriminator, build_generator
+from img2img.data.synthetic import write_shapes_dataset
 from img2img.train import Pix2PixModel, pix2pix_data, train_pix2pix
 from img2img.train.size_check import shape_error, smallest_working_side
 

@@ -40,7 +40,7 @@ def _with_validation(path: Path, validation: dict) -> None:
 
     from safetensors.torch import load_file
 
-    from img2img.weights import read_metadata, save_generator
+    from img2img.models.weights import read_metadata, save_generator
 
     meta = dataclasses.replace(read_metadata(path), validation=validation)
     save_generator(path, load_file(path), meta)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from img2img.atomic import atomic_write_bytes
+from img2img.files.atomic import atomic_write_bytes
 from img2img.errors import Img2ImgError, OutputError
 
 COLUMNS = "scope,epoch,iteration,elapsed_s,lr,G_GAN,val_L1\n"
@@ -81,7 +81,7 @@ def test_help_shows_bracketed_defaults(command, shown):
 
 def test_one_epoch_charts_have_whole_epoch_ticks(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
-    from img2img import report
+    from img2img.report.page import page as report
 
     run = _fake_run(tmp_path / "run", (COLUMNS + "iter,1,4,1.0,0.0002,0.7,\nepoch,1,4,1.0,0.0002,,0.5\n").encode())
     ticks = []
@@ -102,7 +102,7 @@ def test_started_is_the_first_session_not_the_last_resume(tmp_path):
     # config.json is rewritten at every --resume; the report's "started" must not move with it.
     import os
 
-    from img2img import report
+    from img2img.report.page import page as report
 
     run = _fake_run(tmp_path / "run", (COLUMNS + "epoch,1,4,10.0,0.0002,,0.5\n").encode())
     (run / "samples").mkdir()
@@ -128,7 +128,7 @@ def test_report_with_a_damaged_config_names_it(tmp_path, config):
 
 def test_report_with_non_finite_counters_in_metrics(tmp_path):
     pytest.importorskip("matplotlib")
-    from img2img import report
+    from img2img.report.page import page as report
 
     run = _fake_run(tmp_path / "run", (COLUMNS + "epoch,nan,4,1.0,0.0002,,0.5\nepoch,1,inf,1.0,0.0002,,0.5\n").encode())
     record = report.read_run(run)
@@ -142,8 +142,8 @@ def test_the_training_summary_points_at_the_report(tmp_path):
     pytest.importorskip("matplotlib")
     import io
 
-    from img2img.config import Pix2PixConfig
-    from img2img.testing.synthetic import write_shapes_dataset
+    from img2img.models.config import Pix2PixConfig
+    from img2img.data.synthetic import write_shapes_dataset
     from img2img.train import train_pix2pix
 
     data = write_shapes_dataset(tmp_path / "shapes", n_train=2, n_val=1, size=32)

@@ -1,4 +1,4 @@
-"""img2img.ray: the map_batches class alone (no Ray), then through a local Ray with 2 CPUs
+"""img2img.translate.ray: the map_batches class alone (no Ray), then through a local Ray with 2 CPUs
 (started once for this module: Ray takes tens of seconds to start on a loaded machine)."""
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def make_folder(root: Path) -> dict[str, str]:
 def actor_threads():
     """One torch thread, as Ray gives an actor with num_cpus=1, while translate (cli_outputs, a
     module fixture, so set up before this one) ran with torch's default: one per core. The
-    outputs must not depend on it (img2img.determinism)."""
+    outputs must not depend on it (img2img.models.determinism)."""
     import torch
 
     threads = torch.get_num_threads()
@@ -107,13 +107,13 @@ def _as_array(data: bytes) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def translate(model, cli_outputs):
-    from img2img.ray import Translate
+    from img2img.translate.ray import Translate
 
     return Translate(str(model), device="cpu")
 
 
 def test_binary_rows_match_the_cli_byte_for_byte_and_corrupt_is_a_row(model, folder, cli_outputs, actor_threads):
-    from img2img.ray import Translate
+    from img2img.translate.ray import Translate
 
     names = make_folder_names()
     batch = {
@@ -155,7 +155,7 @@ def test_arrays_stacked_ragged_or_listed_keep_each_size_and_mode(translate, fold
 
 
 def test_an_image_that_fails_in_the_network_is_an_error_row(model, folder, monkeypatch):
-    from img2img.ray import Translate
+    from img2img.translate.ray import Translate
 
     translate = Translate(str(model), device="cpu", batch_size=4)
     forward = translate.translator._translate_inputs
@@ -179,7 +179,7 @@ def test_a_batch_without_image_columns_is_a_clear_error(translate):
 
 
 def test_missing_ray_names_the_extra(monkeypatch):
-    from img2img.ray import import_ray
+    from img2img.translate.ray import import_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
     with pytest.raises(UsageError, match=r'pip install "img2img\[ray\]"'):
@@ -189,7 +189,7 @@ def test_missing_ray_names_the_extra(monkeypatch):
 def test_remote_listing_chooses_the_files_translate_chooses(tmp_path):
     """list_images (used for s3://, gs://... through pyarrow) against the local planner, on a
     file:// URI that pyarrow opens like any remote one."""
-    from img2img.ray import list_images, plan_inputs
+    from img2img.translate.ray import list_images, plan_inputs
 
     folder = tmp_path / "photos"
     make_folder(folder)
@@ -209,11 +209,11 @@ def test_an_error_from_the_actors_is_found_in_rays_wrapping():
     """Ray reports a model that fails to load in an actor's __init__ as an ActorDiedError whose
     text holds the remote traceback; the example prints the img2img error behind it."""
     from img2img.errors import ModelNotFoundError
-    from img2img.ray import find_error
+    from img2img.translate.ray import find_error
 
     remote = RuntimeError(
         "The actor died because of an error raised in its creation task\n"
-        "  File \"img2img/registry.py\", line 348, in _resolve\n"
+        "  File \"img2img/hub/registry.py\", line 348, in _resolve\n"
         "img2img.errors.ModelNotFoundError: /m/x.safetensors: no such file"
     )
     found = find_error(remote)
@@ -280,7 +280,7 @@ def test_example_writes_what_translate_writes_and_reports_the_corrupt_file(ray_c
 
 
 def test_entry_point_on_read_binary_files_and_read_images(ray_cluster, model, folder, cli_outputs):
-    from img2img.ray import Translate
+    from img2img.translate.ray import Translate
 
     ray = ray_cluster
     names = make_folder_names()

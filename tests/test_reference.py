@@ -3,7 +3,7 @@ the architecture is read from their keys and shapes, for every option the refere
 `convert` needs no flags, flags that contradict the checkpoint are refused, `translate --model
 X.pth` converts once into the cache; files of the wrong kind are named for what they are.
 
-The checkpoints are made here with torch.save of img2img.networks' reference-compatible
+The checkpoints are made here with torch.save of img2img.models.networks' reference-compatible
 generators (their keys are the reference's: see test_converted_reference_checkpoint_* in
 test_weights.py for the comparison with the reference's own outputs)."""
 
@@ -17,13 +17,13 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from img2img import filetypes
+from img2img.files import filetypes
 from img2img.cli import main
-from img2img.config import DiscriminatorConfig, GeneratorConfig
+from img2img.models.config import DiscriminatorConfig, GeneratorConfig
 from img2img.errors import WeightsError
-from img2img.networks import build_discriminator, build_generator, init_weights
-from img2img.reference import infer_generator
-from img2img.weights import (
+from img2img.models.networks import build_discriminator, build_generator, init_weights
+from img2img.models.reference import infer_generator
+from img2img.models.weights import (
     convert_reference_checkpoint,
     load_generator,
     load_reference_state_dict,
@@ -281,7 +281,7 @@ def test_translate_takes_a_reference_checkpoint_and_converts_it_once(tmp_path, m
         if run == 0:
             first = cached[0].stat().st_mtime_ns
     assert cached[0].stat().st_mtime_ns == first  # the second run used the cached conversion
-    from img2img.registry import file_sha256
+    from img2img.hub.registry import file_sha256
 
     assert cached[0].name == f"{file_sha256(path)}.BtoA.safetensors"  # latest_net_G_B maps B to A
     assert Image.open(tmp_path / "out0.png").tobytes() == Image.open(tmp_path / "out1.png").tobytes()
@@ -323,7 +323,8 @@ def test_a_killed_conversions_leftover_is_removed_on_a_cache_hit(tmp_path, monke
     import subprocess
     import sys
 
-    from img2img import atomic, registry
+    from img2img.files import atomic
+    from img2img.hub import registry
 
     monkeypatch.setenv("IMG2IMG_CACHE", str(tmp_path / "cache"))
     path, _, _ = reference_checkpoint(tmp_path / "latest_net_G.pth", "resnet_6blocks")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_generator_file
-from img2img import registry
+from img2img.hub import registry
 from img2img.errors import DownloadError, Img2ImgError, ModelNotFoundError, UsageError, WeightsError
 
 CYCLEGAN_NAMES = {
@@ -178,7 +178,7 @@ def test_shipped_registry_lists_the_reference_models(monkeypatch):
 def test_shipped_architectures_have_the_reference_parameter_counts():
     import torch
 
-    from img2img.networks import build_generator, count_parameters
+    from img2img.models.networks import build_generator, count_parameters
 
     entries = registry.load_registry()
     with torch.device("meta"):
@@ -271,7 +271,7 @@ def test_download_convert_cache_and_reuse(served_registry, reference_fixtures, t
     import torch
     from safetensors.torch import load_file
 
-    from img2img.weights import load_generator
+    from img2img.models.weights import load_generator
 
     path = registry.resolve_model("tiny")
     assert path == registry.cached_model_path("tiny")
@@ -417,7 +417,7 @@ def test_download_with_a_progress_bar(served_registry):
 
 def test_import_does_not_pull_in_torch_or_the_hub():
     code = (
-        "import sys, img2img.registry as r\n"
+        "import sys, img2img.hub.registry as r\n"
         "r.load_registry()\n"
         "assert 'torch' not in sys.modules and 'huggingface_hub' not in sys.modules\n"
     )
@@ -510,7 +510,7 @@ def test_hf_environment_is_honoured_in_a_fresh_process(tmp_path, tiny_generator)
         "IMG2IMG_CACHE": str(tmp_path / "cache"),
     }
     env.pop("HF_HUB_CACHE", None)
-    code = "from img2img.registry import resolve_model; print(resolve_model('hf:owner/repo'))"
+    code = "from img2img.hub.registry import resolve_model; print(resolve_model('hf:owner/repo'))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(

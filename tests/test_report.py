@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from img2img.cli import main
-from img2img.config import Pix2PixConfig
-from img2img.report import read_run, smooth, speed_table, write_report
-from img2img.testing.synthetic import write_shapes_dataset
+from img2img.models.config import Pix2PixConfig
+from img2img.report.page import read_run, smooth, speed_table, write_report
+from img2img.data.synthetic import write_shapes_dataset
 from img2img.train import train_pix2pix
 
 pytest.importorskip("matplotlib", reason='the report needs matplotlib: pip install "img2img[report]"')
@@ -141,7 +141,7 @@ def test_chart_names_and_series_are_text(runs):
 def test_runs_whose_folders_share_a_name_are_told_apart(runs, tmp_path):
     """A/facades and B/facades: title, legends and headings use the shortest end of the path
     that differs, not the bare folder name twice."""
-    from img2img.report import distinct_labels
+    from img2img.report.page import distinct_labels
 
     first, second = tmp_path / "A" / "facades", tmp_path / "B" / "facades"
     shutil.copytree(runs["a"], first)
@@ -180,12 +180,12 @@ def test_command_errors_are_one_line(tmp_path, capsys, runs):
 
 
 def test_a_failing_report_never_stops_training(shapes, tmp_path, monkeypatch):
-    import img2img.report
+    import img2img.report.page
 
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(img2img.report, "write_report", broken)
+    monkeypatch.setattr(img2img.report.page, "write_report", broken)
     stream = io.StringIO()
     result = train_pix2pix(Pix2PixConfig(**TINY, data=str(shapes), out=str(tmp_path / "run")), stream=stream)
     assert result.epochs == 2
@@ -196,16 +196,16 @@ def test_epochs_shorter_than_the_report_interval_share_one_page(shapes, tmp_path
     """Drawing the page costs seconds whatever the run's size: epochs of a second do not each
     redraw it (that took 87 % of a small run's time), the end of the run always does; with an
     interval of 0 every epoch's end writes one, as long epochs do."""
-    import img2img.report
+    import img2img.report.page
     from img2img.train import reporting
 
-    real, writes = img2img.report.write_report, []
+    real, writes = img2img.report.page.write_report, []
 
     def counting(*args, **kwargs):
         writes.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(img2img.report, "write_report", counting)
+    monkeypatch.setattr(img2img.report.page, "write_report", counting)
     monkeypatch.setattr(reporting, "REPORT_INTERVAL", 3600.0)
     log = io.StringIO()
     train_pix2pix(Pix2PixConfig(**{**TINY, "n_epochs": 3, "n_epochs_decay": 0}, data=str(shapes), out=str(tmp_path / "a")), stream=log)

@@ -1,5 +1,5 @@
 """A run's report says whether its training is in progress, how it stopped, or that its process
-is gone (RUN/status.json, img2img.run_status): a report built on demand can tell a running run
+is gone (RUN/status.json, img2img.files.run_status): a report built on demand can tell a running run
 from a killed one."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from img2img.config import Pix2PixConfig
-from img2img.report import read_run
-from img2img.run_status import process_start
+from img2img.models.config import Pix2PixConfig
+from img2img.report.page import read_run
+from img2img.files.run_status import process_start
 from img2img.testing.hold import hold_at, release, wait_until_held
-from img2img.testing.synthetic import write_shapes_dataset
+from img2img.data.synthetic import write_shapes_dataset
 from img2img.train import train_pix2pix
 
 TINY = dict(

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from img2img import engines
+from img2img.translate import engines
 from test_engines import model, run
 
 
@@ -49,7 +49,7 @@ def job(tmp_path, monkeypatch):
 @pytest.mark.parametrize("arch", ["resnet", "unet"])
 def test_an_image_alone_and_inside_a_40_image_folder_gives_the_same_bytes(job, cpu_class, capsys, arch):
     if cpu_class == "amx" or (arch == "unet" and cpu_class == "avx512"):
-        # the same defaults and code paths as avx512_bf16 / avx2 (img2img.devices.has_native_bf16,
+        # the same defaults and code paths as avx512_bf16 / avx2 (img2img.runtime.devices.has_native_bf16,
         # engines.ONNXRUNTIME_CPU_CLASSES); kept out for the suite's time
         pytest.skip("covered by the class with the same defaults")
     options = {"arch": "unet", "num_downs": 5, "ngf": 4, "norm": "batch", "eval_mode": False} if arch == "unet" else {}

@@ -42,8 +42,8 @@ def test_models_info_escapes_a_weights_files_source(tmp_path, capsys):
 def test_models_info_escapes_onnx_metadata(tmp_path, capsys):
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from img2img.onnx_export import onnx_metadata
-    from img2img.weights import read_metadata
+    from img2img.onnx.export import onnx_metadata
+    from img2img.models.weights import read_metadata
 
     from onnx import TensorProto, helper
 

@@ -1,4 +1,4 @@
-"""Tiled inference (img2img.tiling): closeness to one pass, no seams, shared statistics, the
+"""Tiled inference (img2img.translate.tiling): closeness to one pass, no seams, shared statistics, the
 automatic mode, --max-pixels, modes kept, --json."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from PIL import Image
 from conftest import make_generator_file
 from img2img.cli import main
 from img2img.errors import ImageError, UsageError
-from img2img.imageio import read_image
-from img2img.inference import Translator
-from img2img.tiling import TilePlan, _axis_starts, _axis_weights, shared_statistics
+from img2img.files.imageio import read_image
+from img2img.translate.translator import Translator
+from img2img.translate.tiling import TilePlan, _axis_starts, _axis_weights, shared_statistics
 
 WIDTH, HEIGHT = 256, 192
 
@@ -213,8 +213,8 @@ def test_tiles_below_the_networks_smallest_side_are_refused_and_the_advice_works
     """A ResNet's deepest reflection padding needs tiles of at least 8 pixels, a U-Net's
     bottleneck 2^depth: a smaller tile is a usage error before any image is read, and the tile
     the message advises translates."""
-    from img2img.inference import smallest_side
-    from img2img.weights import read_metadata
+    from img2img.translate.translator import smallest_side
+    from img2img.models.weights import read_metadata
 
     source = tmp_path / "in.png"
     size = (16, 12) if name == "resnet" else (40, 36)  # a few tiles of the advised size

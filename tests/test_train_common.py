@@ -15,10 +15,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from img2img.config import Pix2PixConfig, TrainConfig
+from img2img.models.config import Pix2PixConfig, TrainConfig
 from img2img.errors import DeviceError, Img2ImgError, UsageError, WeightsError
-from img2img.devices import resolve_device
-from img2img.losses import GANLoss, gradient_penalty
+from img2img.runtime.devices import resolve_device
+from img2img.train.losses import GANLoss, gradient_penalty
 from img2img.train import checkpoint as ckpt
 from img2img.train.run_folder import RunFolder, default_run_dir, load_run_config
 from img2img.train.runtime import Amp, DistInfo

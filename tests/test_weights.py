@@ -12,10 +12,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from img2img.config import GeneratorConfig
+from img2img.models.config import GeneratorConfig
 from img2img.errors import WeightsError
-from img2img.networks import build_generator
-from img2img.weights import (
+from img2img.models.networks import build_generator
+from img2img.models.weights import (
     SCHEMA_VERSION,
     WeightsMetadata,
     convert_reference_checkpoint,
@@ -180,7 +180,7 @@ def test_describe_reports_architecture_and_size(tiny_generator):
 
 
 def test_save_is_atomic_when_writing_fails(tmp_path, tiny_generator, monkeypatch):
-    import img2img.weights as weights
+    import img2img.models.weights as weights
 
     target = tmp_path / "out" / "model.safetensors"
     target.parent.mkdir()

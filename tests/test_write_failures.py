@@ -10,7 +10,7 @@ How each test makes the write fail, and what that stands for:
 - the safetensors writer raising the exception it raises on a full disk (SafetensorError with
   the Rust I/O error's text, not an OSError);
 - the final rename of one chosen file failing with ENOSPC: every run file goes through
-  img2img.atomic.atomic_path, so this reaches each writer (checkpoints, kept copies, exported
+  img2img.files.atomic.atomic_path, so this reaches each writer (checkpoints, kept copies, exported
   weights, samples, metrics.csv, config.json, status.json) by name.
 """
 
@@ -29,10 +29,10 @@ import pytest
 import safetensors.torch
 from safetensors import SafetensorError
 
-from img2img.atomic import TEMP_PREFIX
-from img2img.config import Pix2PixConfig
+from img2img.files.atomic import TEMP_PREFIX
+from img2img.models.config import Pix2PixConfig
 from img2img.errors import RunFolderError
-from img2img.testing.synthetic import write_shapes_dataset
+from img2img.data.synthetic import write_shapes_dataset
 from img2img.train import load_run_config, train_pix2pix
 from img2img.train.checkpoint import read_checkpoint_info
 

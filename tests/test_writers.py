@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from img2img.testing.synthetic import write_shapes_dataset
+from img2img.data.synthetic import write_shapes_dataset
 
 TRAIN = [
     "--netg", "unet_32", "--ngf", "4", "--ndf", "4", "--load-size", "36", "--crop-size", "32",
@@ -111,7 +111,7 @@ def test_the_lock_of_a_killed_run_is_gone_with_its_process(shapes, tmp_path):
 
 
 def test_a_failure_after_training_did_work_keeps_the_run_folder(shapes, tmp_path, monkeypatch):
-    from img2img.config import Pix2PixConfig
+    from img2img.models.config import Pix2PixConfig
     from img2img.errors import UsageError
     from img2img.train import evaluation, train_pix2pix
 
@@ -259,7 +259,7 @@ def test_a_file_that_appears_during_an_export_is_not_replaced(capsys, tmp_path, 
     pytest.importorskip("onnxruntime")
     from conftest import make_generator_file
 
-    import img2img.onnx_export as onnx_export
+    import img2img.onnx.export as onnx_export
 
     model = make_generator_file(tmp_path / "g.safetensors", task="pix2pix")
     output = tmp_path / "same.onnx"
@@ -294,7 +294,7 @@ def test_train_skip_existing_keeps_a_finished_run_and_points_an_unfinished_one_t
 def test_a_stop_during_validation_scores_stops_within_one_image(tmp_path, monkeypatch):
     """SIGTERM at a known point (the first validation pair scored): the rest of the validation
     is left out, the epoch's checkpoint is written and the run ends with 143."""
-    from img2img.config import Pix2PixConfig
+    from img2img.models.config import Pix2PixConfig
     from img2img.errors import TrainingInterrupted
     from img2img.eval import metrics
     from img2img.train import train_pix2pix
@@ -331,7 +331,7 @@ def test_eval_counts_a_translation_it_scored_but_could_not_save_as_not_saved(cap
     from conftest import make_generator_file
     from PIL import Image
 
-    import img2img.imageio as imageio
+    import img2img.files.imageio as imageio
     from img2img.errors import OutputExistsError
 
     model = make_generator_file(tmp_path / "g.safetensors", task="pix2pix")

@@ -15,7 +15,7 @@ from img2img.cli import _notes, _signals
 from img2img.cli._app import app
 from img2img.cli._signals import Interrupted
 from img2img.cli._text import one_line
-from img2img.atomic import written_files
+from img2img.files.atomic import written_files
 from img2img.errors import Img2ImgError
 
 # Importing the command modules registers their commands on the apps.
@@ -49,8 +49,8 @@ def _root(
 ) -> None:
     """Train and run image-to-image translation GANs (pix2pix, CycleGAN)."""
     # Checked before any command starts, whether or not it reads the class: a typo must not
-    # pass unseen (img2img.devices.cpu_class reads it; this check imports no torch).
-    from img2img.cpu_classes import cpu_class_from_environment
+    # pass unseen (img2img.runtime.devices.cpu_class reads it; this check imports no torch).
+    from img2img.runtime.cpu_classes import cpu_class_from_environment
 
     cpu_class_from_environment()
 
@@ -67,7 +67,7 @@ def error(message: str) -> None:
 def _interrupted(exc: Interrupted, written_before: int) -> None:
     """The one line for a stop signal: which signal and what had been written (by this command:
     the files after the first ``written_before`` of this process)."""
-    from img2img.atomic import remove_registered_temporaries, written_files
+    from img2img.files.atomic import remove_registered_temporaries, written_files
 
     remove_registered_temporaries()
     if exc.summary is not None:

@@ -20,7 +20,7 @@ class Norm(str, Enum):
 
 
 # The decompression-bomb limit of the commands that read a dataset (`train`, `data check`); the
-# same option, variable and default as translate's (img2img.imageio.use_max_pixels).
+# same option, variable and default as translate's (img2img.files.imageio.use_max_pixels).
 MaxPixelsOpt = Annotated[Optional[int], typer.Option(
     "--max-pixels", metavar="N", min=1, envvar="IMG2IMG_MAX_PIXELS", show_default=False,
     help="Read images of up to N pixels, lifting the decompression-bomb limit (twice Pillow's, "
@@ -62,7 +62,7 @@ def kept_existing(output, *, overwrite: bool, skip_existing: bool) -> bool:
     """The check before any work of a command that writes one file ``output``: True when it
     exists and --skip-existing keeps it (said on stderr: the command then has nothing to do);
     a UsageError naming both options when it exists and neither is given. The write itself
-    still refuses a file that appears meanwhile (img2img.atomic)."""
+    still refuses a file that appears meanwhile (img2img.files.atomic)."""
     from pathlib import Path
 
     from img2img.errors import UsageError, exists_message

@@ -1,7 +1,7 @@
 """SIGINT, SIGTERM and SIGHUP unwind every command the same way.
 
 The first of these signals raises :class:`Interrupted` in the main thread, so ``with`` blocks and
-``finally`` clauses run (temporary files are removed, see ``img2img.atomic``) and the CLI prints
+``finally`` clauses run (temporary files are removed, see ``img2img.files.atomic``) and the CLI prints
 one line saying what was written and exits 128 + the signal number (130, 143, 129). A second
 signal while unwinding removes the remaining temporaries at once and ends the process with the
 signal's default action. A signal that was ignored when the process started (``nohup``, a
@@ -94,7 +94,7 @@ def _handle(signum: int, frame: FrameType | None) -> None:
         _received = signum
         raise Interrupted(signum)
     # Already unwinding and asked again: stop now, but still leave no temporaries behind.
-    from img2img.atomic import remove_registered_temporaries
+    from img2img.files.atomic import remove_registered_temporaries
 
     remove_registered_temporaries()
     signal.signal(signum, signal.SIG_DFL)

@@ -67,7 +67,7 @@ def convert(
 
     The architecture (ResNet/U-Net, blocks or depth, ngf, norm, dropout, channels) is read from it.
     """
-    from img2img.config import parse_generator_name
+    from img2img.models.config import parse_generator_name
     from img2img.errors import OutputExistsError, WeightsError, exists_message
 
     check_existing_options(force, skip_existing)
@@ -82,8 +82,8 @@ def convert(
         use_dropout=None if no_dropout is None else not no_dropout,
         padding_type=padding_type.value if padding_type else None,
     )
-    from img2img.reference import describe_config
-    from img2img.weights import convert_reference_checkpoint
+    from img2img.models.reference import describe_config
+    from img2img.models.weights import convert_reference_checkpoint
 
     try:
         metadata = convert_reference_checkpoint(

@@ -60,7 +60,7 @@ def check(
     from img2img.data.checks import check_dataset
 
     if max_pixels is not None:
-        from img2img.imageio import use_max_pixels
+        from img2img.files.imageio import use_max_pixels
 
         use_max_pixels(max_pixels)
     found = check_dataset(data_dir, full=not header_only)

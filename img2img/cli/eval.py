@@ -95,7 +95,7 @@ def eval_(
         options=_options_of_this_command(),
     )  # fmt: skip
     if max_pixels is not None:
-        from img2img.imageio import use_max_pixels
+        from img2img.files.imageio import use_max_pixels
 
         use_max_pixels(max_pixels)  # every reader of this run, the cache key included
     reporter = _Reporter(show_progress=not quiet and sys.stderr.isatty())
@@ -191,7 +191,7 @@ def _plan(models, input_dir, real, fake, target, data, split, device, precision)
         yield folder_comparison(fake=fake, real=real, target=target), None
         return
     from img2img.errors import UsageError
-    from img2img.inference import Translator
+    from img2img.translate.translator import Translator
 
     translators = [Translator(m, device=device, precision=precision) for m in models]
     if len(translators) == 2 and translators[0].metadata.direction == translators[1].metadata.direction:

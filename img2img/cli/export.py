@@ -55,7 +55,7 @@ def export(
     """Export a generator to ONNX, checked against PyTorch."""
     from img2img.cli._text import say
     from img2img.errors import OutputExistsError, UsageError, exists_message
-    from img2img.onnx_export import DEFAULT_TOLERANCE, export_onnx, parse_static_size
+    from img2img.onnx.export import DEFAULT_TOLERANCE, export_onnx, parse_static_size
 
     check_existing_options(overwrite, skip_existing)
     if output.suffix.lower() != ".onnx":
@@ -63,7 +63,7 @@ def export(
     if kept_existing(output, overwrite=overwrite, skip_existing=skip_existing):
         return
     if max_pixels is not None:  # the limit of the --calibration images' reader
-        from img2img.imageio import use_max_pixels
+        from img2img.files.imageio import use_max_pixels
 
         use_max_pixels(max_pixels)
     size = parse_static_size(static) if static is not None else None

@@ -16,7 +16,7 @@ def list_(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per model."),
 ) -> None:
     """List the known models and where each one is: shipped, cached or downloadable."""
-    from img2img.registry import list_models
+    from img2img.hub.registry import list_models
 
     rows = list_models()
     if as_json:
@@ -41,7 +41,7 @@ def info(
 ) -> None:
     """Show a model's architecture, parameter count, size, direction and source (a known name
     that is not on this machine yet is described from the registry, without downloading it)."""
-    from img2img.registry import HF_PREFIX, find_local_model, load_registry, model_status
+    from img2img.hub.registry import HF_PREFIX, find_local_model, load_registry, model_status
 
     path = find_local_model(model)
     entry = None if model.startswith(HF_PREFIX) else load_registry().get(model)
@@ -56,18 +56,18 @@ def info(
             details.update(name=model, status="downloadable", location=model)
         details["pull"] = f"img2img models pull {model}"
     else:
-        from img2img.onnx_runtime import is_onnx_file
+        from img2img.onnx.runtime import is_onnx_file
 
         if is_onnx_file(path):
-            from img2img.onnx_info import describe_onnx as describe
+            from img2img.onnx.info import describe_onnx as describe
         else:
-            from img2img.weights import describe
+            from img2img.models.weights import describe
 
         details.update(describe(path))
         if entry is not None:
             details["location"] = entry.location
         if model.startswith(HF_PREFIX):  # what `img2img push` put on the model's card
-            from img2img.push import card_scores
+            from img2img.hub.push import card_scores
 
             scores, why = card_scores(model)
             details["card_scores"] = scores if scores else f"- ({why})"
@@ -91,7 +91,7 @@ def pull(
 ) -> None:
     """Download a model, check and convert it, and keep it in the cache ($IMG2IMG_CACHE, default
     ~/.cache/img2img; Hugging Face models stay in the Hugging Face cache); prints its path."""
-    from img2img.registry import pull_model
+    from img2img.hub.registry import pull_model
 
     result = pull_model(model, force=force, progress=False if quiet else None)
     if not quiet:

@@ -23,14 +23,14 @@ def push(
     model-index results), its sample grid, training options, licence and the exact
     `img2img translate ... --model hf:OWNER/NAME` line. The token is huggingface_hub's:
     HF_TOKEN or `hf auth login`."""
-    from img2img.push import build_folder, translate_lines
-    from img2img.push import push as upload
+    from img2img.hub.push import build_folder, translate_lines
+    from img2img.hub.push import push as upload
 
     if dry_run is not None:
         source_info = build_folder(source, repo, dry_run, revision=revision, licence=licence)
         typer.echo(f"wrote {dry_run} (nothing uploaded)", err=True)
     else:
-        from img2img.push import read_source
+        from img2img.hub.push import read_source
 
         url = upload(source, repo, private=private, revision=revision, licence=licence)
         source_info = read_source(source)

@@ -32,7 +32,7 @@ def report(
     epoch and the weights. Training writes RUN/report.html at every epoch's end; this builds it on demand, for
     finished, interrupted and running runs."""
     from img2img.errors import OutputExistsError, exists_message
-    from img2img.report import write_report
+    from img2img.report.page import write_report
 
     check_existing_options(overwrite, skip_existing)
     if output is not None and kept_existing(output, overwrite=overwrite, skip_existing=skip_existing):

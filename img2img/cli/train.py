@@ -104,7 +104,7 @@ def build_config(
 ):
     """The config for a new run (defaults < --config FILE < command line) or a resumed one
     (``world_size``: the processes it will resume with, when not this torchrun job's)."""
-    from img2img.config import TrainConfig
+    from img2img.models.config import TrainConfig
     from img2img.errors import UsageError
     from img2img.train.run_folder import load_run_config, read_config_file
 
@@ -231,7 +231,7 @@ def kept_finished_run(config: Any, *, resume: Optional[Path], overwrite: bool, s
     if not skip_existing:
         return False
     from img2img.errors import UsageError
-    from img2img.run_status import read_status
+    from img2img.files.run_status import read_status
     from img2img.train.run_folder import RunFolder, default_run_dir
 
     if resume is not None:
@@ -249,7 +249,7 @@ def kept_finished_run(config: Any, *, resume: Optional[Path], overwrite: bool, s
 def use_max_pixels(max_pixels: Optional[int]) -> None:
     """--max-pixels: the limit of every image reader of the run, loader workers and ranks included."""
     if max_pixels is not None:
-        from img2img.imageio import use_max_pixels as use
+        from img2img.files.imageio import use_max_pixels as use
 
         use(max_pixels)
 
@@ -321,7 +321,7 @@ def pix2pix(
     max_pixels: MaxPixelsOpt = None,
 ) -> None:
     """Train pix2pix on paired images (the reference's options and defaults)."""
-    from img2img.config import Pix2PixConfig
+    from img2img.models.config import Pix2PixConfig
     from img2img.train.pix2pix import train_pix2pix
 
     given = given_options(ctx, dict(locals()))
@@ -407,7 +407,7 @@ def cyclegan(
 ) -> None:
     """Train CycleGAN on two folders of unpaired images (the reference's options and defaults);
     exports a weights file for each direction."""
-    from img2img.config import CycleGANConfig
+    from img2img.models.config import CycleGANConfig
     from img2img.train.cyclegan import train_cyclegan
 
     given = given_options(ctx, dict(locals()))

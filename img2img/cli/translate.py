@@ -1,7 +1,7 @@
 """`img2img translate`: images in, translated images out (files, folders, globs, stdin/stdout).
 
-The command parses options, has img2img.jobs plan which input goes to which output, hands the
-images to img2img.inference.Translator and reports: failures of single inputs one line each on
+The command parses options, has img2img.translate.jobs plan which input goes to which output, hands the
+images to img2img.translate.translator.Translator and reports: failures of single inputs one line each on
 stderr (the others still run), JSON lines on stdout, a progress bar; the exit code says whether
 everything was written.
 """
@@ -24,8 +24,8 @@ from img2img.cli._app import app
 from img2img.cli._options import Direction, OverwriteOpt, SkipExistingOpt, check_existing_options
 from img2img.cli._signals import Interrupted
 
-if TYPE_CHECKING:  # img2img.jobs loads Pillow and numpy: imported when the command runs
-    from img2img.jobs import Job
+if TYPE_CHECKING:  # img2img.translate.jobs loads Pillow and numpy: imported when the command runs
+    from img2img.translate.jobs import Job
 
 
 class TileStatsChoice(str, Enum):
@@ -126,7 +126,7 @@ def translate(
         help="Translate only part K (0-based) of N disjoint parts of the inputs, e.g. "
         '--shard "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT" with --array=0-(N-1). Needs --out-dir.',
     ),
-    # -- tiling (img2img.tiling)
+    # -- tiling (img2img.translate.tiling)
     tile: str = typer.Option(
         "auto",
         "--tile",
@@ -157,10 +157,10 @@ def translate(
 ) -> None:
     """Translate images with a trained generator; outputs have the inputs' size."""
     # Imported here rather than at the top so that `img2img --help` does not load torch.
-    from img2img.atomic import remove_stale_temporaries
-    from img2img.imageio import parse_byte_size
-    from img2img.inference import Translator
-    from img2img.jobs import parse_shard, plan_jobs
+    from img2img.files.atomic import remove_stale_temporaries
+    from img2img.files.imageio import parse_byte_size
+    from img2img.translate.translator import Translator
+    from img2img.translate.jobs import parse_shard, plan_jobs
 
     to_stdout = _check_options(inputs, output, out_dir, ext, as_json, overwrite, skip_existing)
     part = parse_shard(shard) if shard is not None else None
@@ -228,8 +228,8 @@ def _check_options(
     """Usage errors that need no file system, the output format included (before any work);
     returns whether the output goes to stdout."""
     from img2img.errors import UsageError
-    from img2img.formats import format_for_path, output_format
-    from img2img.jobs import STDIN
+    from img2img.files.formats import format_for_path, output_format
+    from img2img.translate.jobs import STDIN
 
     if output is not None and out_dir is not None:
         raise UsageError("give either -o FILE or --out-dir DIR, not both")
@@ -275,8 +275,8 @@ def _run(
     max_pixels: int | None = None,
 ) -> None:
     from img2img.errors import ImageError, OutputExistsError
-    from img2img.formats import check_size
-    from img2img.imageio import encode_image, read_image, read_stream, write_image
+    from img2img.files.formats import check_size
+    from img2img.files.imageio import encode_image, read_image, read_stream, write_image
 
     read_seconds: dict[int, float] = {}
 

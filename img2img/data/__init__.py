@@ -25,7 +25,7 @@ crop and flip (unpaired A and B get their own). Randomness comes from a per-samp
 by :class:`EpochSampler`, so an epoch's batches do not depend on worker count or on where a run
 was resumed.
 
-Synthetic datasets for tests and examples are in :mod:`img2img.testing.synthetic`.
+Synthetic datasets for tests and examples are in :mod:`img2img.data.synthetic`.
 """
 
 from img2img.data.checks import check_paired_data, check_unpaired_data

@@ -23,7 +23,7 @@ from img2img.data.layouts import (
 )
 from img2img.data.transforms import Preprocess
 from img2img.errors import DatasetError, ImageError
-from img2img.imageio import natural_channels
+from img2img.files.imageio import natural_channels
 
 
 def _decode_all(paths: list[Path], problems: _Problems) -> None:

@@ -110,7 +110,7 @@ def prepare_cityscapes(
 
 
 def _move(staging: Path, out: Path) -> None:
-    from img2img.atomic import rename_no_replace
+    from img2img.files.atomic import rename_no_replace
 
     try:
         rename_no_replace(staging, out)
@@ -125,7 +125,7 @@ def _move(staging: Path, out: Path) -> None:
 def _resized(source: _Source, name: str):
     from PIL import Image
 
-    from img2img.imageio import read_image, to_8bit
+    from img2img.files.imageio import read_image, to_8bit
 
     label = f"{source.path}:{name}" if source.zip is not None else str(source.path.parent / name)
     image = to_8bit(read_image(source.read(name), label), 3)

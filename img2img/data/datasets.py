@@ -71,7 +71,7 @@ class PairedDataset(Dataset):
 
 
 def _channels(image: Image.Image, channels: int) -> Image.Image:
-    from img2img.imageio import to_8bit  # the one decoder's conversions, as every reader's
+    from img2img.files.imageio import to_8bit  # the one decoder's conversions, as every reader's
 
     return to_8bit(image, channels)
 

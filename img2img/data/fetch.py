@@ -7,8 +7,8 @@ pix2pix tarballs (``…/pix2pix/datasets/NAME.tar.gz``) and CycleGAN zips
 A download:
 
 1. goes to ``$IMG2IMG_CACHE/datasets/FILE.part`` under the download policy of
-   ``img2img.transfer`` (deadline, minimum rate, proxies, offline mode), resumed with HTTP Range
-   when a part is there (``img2img.downloads.download``);
+   ``img2img.files.transfer`` (deadline, minimum rate, proxies, offline mode), resumed with HTTP Range
+   when a part is there (``img2img.files.downloads.download``);
 2. is checked: the size and SHA-256 the registry pins (published by TensorFlow Datasets for the
    CycleGAN zips), a mismatch an error naming the file and both hashes. An entry without a
    pinned hash is *unverified*: the hash of its first complete download is recorded
@@ -31,10 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from img2img.atomic import atomic_write_bytes, rename_no_replace
+from img2img.files.shipped import shipped_dir
+from img2img.files.atomic import atomic_write_bytes, rename_no_replace
 from img2img.errors import DatasetError, DownloadError, Img2ImgError, UsageError
 
-DATASETS_FILE = Path(__file__).resolve().parent.parent.parent / "weights" / "datasets.json"
+DATASETS_FILE = shipped_dir() / "datasets.json"
 DATASETS_SCHEMA = 1
 ENV_DATA_BASE_URL = "IMG2IMG_DATA_BASE_URL"
 ENV_DATA_REGISTRY = "IMG2IMG_DATA_REGISTRY"  # a JSON file whose entries add to (or replace) ours
@@ -89,7 +90,7 @@ def load_datasets() -> dict[str, DatasetEntry]:
 def read_datasets_file(path: Path) -> dict[str, DatasetEntry]:
     """The entries of one dataset registry file by ``TASK/NAME``; raises Img2ImgError for a file
     that is not a valid registry (its path and the problem in the message)."""
-    from img2img.registry import _url_problem  # the model registry's URL check
+    from img2img.hub.registry import _url_problem  # the model registry's URL check
 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -146,7 +147,7 @@ def find_dataset(name: str, registry: dict[str, DatasetEntry] | None = None) -> 
 
 
 def datasets_cache() -> Path:
-    from img2img.registry import cache_dir
+    from img2img.hub.registry import cache_dir
 
     return cache_dir() / "datasets"
 
@@ -175,7 +176,7 @@ def download_dataset(
     it to ``dest`` (which must not exist yet). ``note`` receives progress lines for people.
     Raises UsageError (dest exists), DownloadError (transfer, size, hash), DatasetError (an
     unsafe archive, or one without the task's folders)."""
-    from img2img import downloads
+    from img2img.files import downloads
     from img2img.data.extract import extract_archive
 
     if dest.exists():

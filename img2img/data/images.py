@@ -1,8 +1,8 @@
 """Image files of a dataset: which files count as images, listing them, reading their
 headers (size and mode) and decoding them.
 
-All of it goes through the project's one folder walker (:mod:`img2img.walk`) and one decoder
-(:mod:`img2img.imageio`), so a dataset holds the files ``translate`` would list for the same
+All of it goes through the project's one folder walker (:mod:`img2img.files.walk`) and one decoder
+(:mod:`img2img.files.imageio`), so a dataset holds the files ``translate`` would list for the same
 folder and gets the pixels ``translate`` would get from the same file (a 16-bit PNG is scaled,
 not clipped; README, "Which files are read, and how images are decoded")."""
 
@@ -14,9 +14,9 @@ from pathlib import Path
 from PIL import Image
 
 from img2img.errors import DatasetError, ImageError
-from img2img.imageio import READABLE_EXTENSIONS, is_image_path, note_frames, probe_image
-from img2img.imageio import load_image as _decode
-from img2img.walk import list_images as _walk
+from img2img.files.imageio import READABLE_EXTENSIONS, is_image_path, note_frames, probe_image
+from img2img.files.imageio import load_image as _decode
+from img2img.files.walk import list_images as _walk
 
 IMG_EXTENSIONS = tuple(sorted(READABLE_EXTENSIONS))  # every extension Pillow can open, any case
 _log = logging.getLogger(__name__)

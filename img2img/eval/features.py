@@ -59,14 +59,14 @@ class FeatureSet:
 def folder_items(folder: Path) -> list[ImageItem]:
     """The images of a folder as ``translate`` finds them: recursively, sorted, hidden files and
     files without an image extension skipped."""
-    from img2img.jobs import _walk_folder
+    from img2img.translate.jobs import _walk_folder
 
     return [ImageItem(label, path=path, name=rel.as_posix()) for label, path, rel in _walk_folder(folder, folder, None)]
 
 
 def read_item(item: ImageItem, data: bytes | None = None) -> Image.Image:
     """Decode an item (EXIF orientation applied); ImageError names the file."""
-    from img2img.imageio import read_image
+    from img2img.files.imageio import read_image
 
     if item.image is not None:
         return item.image
@@ -106,7 +106,7 @@ def extract(
             batch.clear()
             batch_names.clear()
 
-    from img2img.imageio import naming
+    from img2img.files.imageio import naming
 
     for item in items:
         try:
@@ -230,7 +230,7 @@ def _entry_name(item: ImageItem) -> list:
 def _replay_failures(items: list[ImageItem], found: FeatureSet, on_error) -> str | None:
     """Decode again the files an entry records as failed and report their messages (today's,
     not stored ones). The label of a file that now decodes (the entry is stale), else None."""
-    from img2img.imageio import naming, to_8bit
+    from img2img.files.imageio import naming, to_8bit
 
     failed = {tuple(entry) for entry in found.failed}
     messages = []
@@ -262,7 +262,7 @@ def _save(path: Path, features: FeatureSet, key: str, settings: dict, failed: li
     folder), or None. A cache that cannot be written only costs time."""
     from safetensors.torch import save_file
 
-    from img2img.atomic import atomic_path
+    from img2img.files.atomic import atomic_path
 
     pool, logits = features.pool.float().contiguous(), features.logits.float().contiguous()
     meta = json.dumps({

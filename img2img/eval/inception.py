@@ -3,7 +3,7 @@
 The network is torch-fidelity's ``FeatureExtractorInceptionV3`` (the TF-ported Inception of the
 TTUR FID code, the one pytorch-fid uses too). torch-fidelity's constructor unpickles its weights
 file (``torch.load(weights_only=False)``); here the file is read weights-only by
-:mod:`img2img.eval.weights` and the tensors are handed to the constructor in place of its
+:mod:`img2img.eval.pretrained` and the tensors are handed to the constructor in place of its
 download, so nothing in a weights file can run code.
 
 Images are resized to 299x299 in one of two ways (``resize``):
@@ -60,7 +60,7 @@ class FIDInception:
             with _HANDOVER, _patched(module, "load_state_dict_from_url", lambda *args, **kwargs: tensors):
                 net = module.FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"])
         except RuntimeError as exc:  # load_state_dict: missing, unexpected or misshapen keys
-            from img2img.inference import _is_out_of_memory
+            from img2img.translate.translator import _is_out_of_memory
 
             if _is_out_of_memory(exc):
                 raise  # not the weights' fault: the evaluator says so, with what to lower
@@ -81,12 +81,12 @@ class FIDInception:
         float32 (3, 299, 299) in [0, 255] for "clean" (the CPU part of the resize, done where the
         images are decoded).
 
-        The 8-bit RGB pixels come from the project's decoder (:func:`img2img.imageio.to_8bit`),
+        The 8-bit RGB pixels come from the project's decoder (:func:`img2img.files.imageio.to_8bit`),
         so a 16-bit or float copy of an image gives the same features as its 8-bit copy (Pillow's
         own ``convert("RGB")`` clips 16-bit data to white and float data to black). Raises
         ImageError (without the file's name: the caller has it) for a mode that cannot be
         converted or NaN pixels."""
-        from img2img.imageio import to_8bit
+        from img2img.files.imageio import to_8bit
 
         rgb = np.array(to_8bit(image, 3))  # a writable copy
         if self.resize == "clean":

@@ -254,13 +254,13 @@ def paired_size_limits(metrics) -> dict[str, int]:
 
 class LPIPS:
     """LPIPS (Zhang et al., CVPR 2018), AlexNet variant with the v0.1 linear layers: torchmetrics'
-    network, built without its downloads, with weights from :mod:`img2img.eval.weights`."""
+    network, built without its downloads, with weights from :mod:`img2img.eval.pretrained`."""
 
     def __init__(self, tensors: dict, *, path: Path | str, device: torch.device):
         module = require("torchmetrics.functional.image.lpips")
         net = module._LPIPS(pretrained=False, net="alex", pnet_rand=True, use_dropout=True)
         expected = {k: v for k, v in net.state_dict().items() if not k.startswith("lins.")}
-        from img2img.eval.weights import check_layout
+        from img2img.eval.pretrained import check_layout
 
         check_layout(tensors, expected, Path(path), "LPIPS AlexNet weights")
         net.load_state_dict(tensors, strict=False)  # lins.* share the lin* modules

@@ -25,8 +25,8 @@ from img2img.eval import metrics as M
 from img2img.eval.data import Comparison, pair_by_name, read_folder
 from img2img.eval.features import FeatureSet, ImageItem, cached_extract, extract, read_item
 from img2img.eval.inception import RESIZE_MODES, FIDInception
-from img2img.eval.weights import ALEXNET, INCEPTION, FoundWeights, eval_cache_dir, find_weights, load_tensors
-from img2img.imageio import naming
+from img2img.eval.pretrained import ALEXNET, INCEPTION, FoundWeights, eval_cache_dir, find_weights, load_tensors
+from img2img.files.imageio import naming
 
 _SIZE_REASONS = {
     "ssim": "SSIM's 11x11 window",
@@ -93,7 +93,7 @@ class Evaluator:
     """Scores for translations. Networks and weights are found once and loaded on first use."""
 
     def __init__(self, settings: EvalSettings, hooks: Hooks | None = None):
-        from img2img.devices import resolve_device
+        from img2img.runtime.devices import resolve_device
 
         self.settings = settings
         self.hooks = hooks or Hooks()
@@ -173,7 +173,7 @@ class Evaluator:
         line naming it), counted in ``samples["failed"]`` and left out; the others are scored.
         Raises OutOfMemory (one line, no allocator internals) when the work does not fit in
         memory; the CLI adds which option to lower."""
-        from img2img.inference import _is_out_of_memory
+        from img2img.translate.translator import _is_out_of_memory
 
         try:
             return self._evaluate(
@@ -317,7 +317,7 @@ class Evaluator:
             name = item.name or Path(item.label).name
             if save_outputs is not None and name not in outcome.kept:
                 from img2img.errors import OutputExistsError
-                from img2img.imageio import write_image
+                from img2img.files.imageio import write_image
 
                 try:
                     write_image(result.image, _saved_name(save_outputs, name), replace=replace)
@@ -341,7 +341,7 @@ class Evaluator:
             assert self.inception_weights is not None
             import os
 
-            from img2img.imageio import MAX_PIXELS_ENV
+            from img2img.files.imageio import MAX_PIXELS_ENV
 
             # The pixel limit decides which files are read at all, so it is part of the key.
             settings = {"resize": self.settings.resize, "inception_sha256": self.inception_weights.sha256,
@@ -508,9 +508,9 @@ def _memory_key(items: list[ImageItem], resize: str) -> str:
 
 def _unit_float(image: Image.Image, gray: bool) -> np.ndarray:
     """float64 [0, 1] (H, W) for gray, (H, W, 3) for RGB (alpha dropped, as the Inception sees
-    it), through the project's decoder (img2img.imageio). Raises ImageError (without the file's
+    it), through the project's decoder (img2img.files.imageio). Raises ImageError (without the file's
     name) for NaN pixels or a mode that cannot be converted."""
-    from img2img.imageio import to_8bit, to_model_input
+    from img2img.files.imageio import to_8bit, to_model_input
 
     channels = 1 if gray else 3
     if image.mode in _HIGH_BIT_MODES:  # 16-bit and float gray: the project's scaling to [0, 1]
@@ -524,7 +524,7 @@ def _allocation(exc: BaseException) -> str:
     """", an allocation of 5.1 GiB failed" from an allocator's message, when it says the size."""
     import re
 
-    from img2img.imageio import format_bytes
+    from img2img.files.imageio import format_bytes
 
     found = re.search(r"tried to allocate (\d+) bytes", str(exc), re.IGNORECASE)
     if found:

@@ -165,9 +165,9 @@ def _to_image(x: torch.Tensor) -> Image.Image:
 
 def _translator(exported, device: torch.device, task: str, direction: str):
     """A Translator (float32) running ``exported`` exactly as its exported weights would run."""
-    from img2img.inference import Translator
-    from img2img.networks import build_generator, use_per_image_batch_norm
-    from img2img.weights import LoadedGenerator, WeightsMetadata
+    from img2img.translate.translator import Translator
+    from img2img.models.networks import build_generator, use_per_image_batch_norm
+    from img2img.models.weights import LoadedGenerator, WeightsMetadata
 
     net = build_generator(exported.config)
     net.load_state_dict({k: v.detach().to("cpu") for k, v in exported.state_dict.items()}, strict=True)
@@ -248,7 +248,7 @@ class BestEpoch:
         import shutil
         from pathlib import Path
 
-        from img2img.atomic import atomic_path
+        from img2img.files.atomic import atomic_path
 
         kept = []
         for source in [Path(checkpoint), *(Path(p) for p in weights)]:

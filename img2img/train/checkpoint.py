@@ -21,7 +21,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from img2img.atomic import atomic_path
+from img2img.files.atomic import atomic_path
 from img2img.errors import WeightsError
 
 CHECKPOINT_SCHEMA = 1

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from img2img.config import GeneratorConfig
-from img2img.networks import use_per_image_batch_norm
+from img2img.models.config import GeneratorConfig
+from img2img.models.networks import use_per_image_batch_norm
 from img2img.train import distributed
 from img2img.train.runtime import Runtime
 

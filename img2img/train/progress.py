@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence, TextIO
 
-from img2img.atomic import atomic_write_bytes
+from img2img.files.atomic import atomic_write_bytes
 from img2img.errors import Img2ImgError
 
 METRICS_FILE = "metrics.csv"

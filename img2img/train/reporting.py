@@ -1,6 +1,6 @@
 """What a run tells its user: the opening lines (:func:`announce`), RUN/status.json at the
 start, at each checkpoint and at the end (:func:`record_start`, :func:`record_checkpoint`,
-:func:`record_end`; see :mod:`img2img.run_status`), RUN/report.html at an epoch's end (at
+:func:`record_end`; see :mod:`img2img.files.run_status`), RUN/report.html at an epoch's end (at
 most every :data:`REPORT_INTERVAL` seconds) and when the run ends (:func:`write_report`), and
 the closing summary (:func:`summary`). Rank 0 only: the other processes of a torchrun run stay
 silent.
@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from img2img.errors import Img2ImgError, TrainingDiverged, TrainingInterrupted
-from img2img.run_status import STATUS_FILE, StatusWriter, describe
+from img2img.files.run_status import STATUS_FILE, StatusWriter, describe
 from img2img.train.progress import format_duration
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ def write_report(trainer: Trainer, *, epoch_end: bool = False) -> None:
     if epoch_end and time.monotonic() - trainer._report_time < REPORT_INTERVAL:
         return
     trainer._report_time = time.monotonic()
-    from img2img.report import matplotlib_missing, write_report as write_page
+    from img2img.report.page import matplotlib_missing, write_report as write_page
 
     try:
         if (missing := matplotlib_missing()) is not None:
@@ -141,7 +141,7 @@ def write_report(trainer: Trainer, *, epoch_end: bool = False) -> None:
 
 
 def _can_report() -> bool:
-    from img2img.report import matplotlib_missing
+    from img2img.report.page import matplotlib_missing
 
     return matplotlib_missing() is None
 

@@ -11,8 +11,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from img2img.config import GeneratorConfig
-from img2img.devices import cpu_class, has_native_bf16
+from img2img.models.config import GeneratorConfig
+from img2img.runtime.devices import cpu_class, has_native_bf16
 from img2img.errors import DeviceError, UsageError
 from img2img.train import distributed
 from img2img.train.divergence import check_gradients
@@ -58,7 +58,7 @@ def default_amp(device: torch.device, dtype_name: str) -> bool:
     a CPU with native bf16 (AVX512-BF16/AMX), with the same validation L1 (see the README).
     Without native support (AVX2, or AVX-512 without BF16) bf16 is emulated and many times
     slower, so it is off there, whatever oneDNN would accept; on CUDA it is left to --amp.
-    The class is img2img.devices.cpu_class (``$IMG2IMG_CPU_CLASS`` overrides it)."""
+    The class is img2img.runtime.devices.cpu_class (``$IMG2IMG_CPU_CLASS`` overrides it)."""
     return device.type == "cpu" and dtype_name == "bf16" and has_native_bf16(cpu_class())
 
 

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import torch
 
-from img2img.atomic import atomic_path
+from img2img.files.atomic import atomic_path
 
 
 def image_grid(rows: Sequence[Sequence[torch.Tensor]], padding: int = 2) -> torch.Tensor:

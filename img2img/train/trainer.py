@@ -31,12 +31,12 @@ from typing import Any, Callable, Iterator, Mapping, TextIO
 import torch
 from torch.utils.data import DataLoader
 
-from img2img.config import TrainConfig
+from img2img.models.config import TrainConfig
 from img2img.data.sampler import EpochSampler
-from img2img.devices import resolve_device
+from img2img.runtime.devices import resolve_device
 from img2img.errors import DatasetError, Img2ImgError, TrainingInterrupted, UsageError
 from img2img.eval.validation import BestEpoch, ValidationScorer, check_validation_size, parse_metrics, scorer_for
-from img2img.run_status import StatusWriter
+from img2img.files.run_status import StatusWriter
 from img2img.testing.hold import hold as test_hold
 from img2img.train import distributed, evaluation, failures, reporting, resume
 from img2img.train.checkpoint import link_or_copy, rng_state, save_checkpoint, seed_everything
@@ -55,7 +55,7 @@ from img2img.train.runtime import (
 from img2img.train.schedules import build_scheduler
 from img2img.train.signals import StopSignals, ignore_stop_signals, stop_loader_workers
 from img2img.train.size_check import check_network_sizes
-from img2img.weights import WeightsMetadata, save_generator
+from img2img.models.weights import WeightsMetadata, save_generator
 
 
 @dataclass

@@ -5,13 +5,13 @@ expanded into ``Job``s, each naming one input and its output, and ``InputError``
 inputs that match nothing or outputs that must not be written. Nothing is read or written here
 but the file system's listing; ``img2img translate`` runs the jobs.
 
-    from img2img.jobs import plan_jobs
+    from img2img.translate.jobs import plan_jobs
     jobs, errors = plan_jobs(["photos/", "more/*.jpg"], output=None, out_dir=Path("out"))
 
 The rules: names relative to each folder (or to a glob's fixed part) are kept under ``out_dir``;
 an input is never overwritten; an existing output is refused unless ``overwrite`` (or skipped
 with ``skip_existing``); two inputs never share one output (the second is skipped, and named);
-folders and globs are listed by :mod:`img2img.walk` (hidden files and files without an image
+folders and globs are listed by :mod:`img2img.files.walk` (hidden files and files without an image
 extension skipped, symbolic links followed, special files skipped with a note); an ``out_dir``
 inside an input folder is not read as input.
 """
@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Callable
 
 from img2img.errors import UsageError, exists_advice
-from img2img.formats import can_write, format_for_path, output_format
-from img2img.imageio import DEFAULT_FORMAT
-from img2img.walk import Listing, glob_images, has_glob_chars, list_images, special_file_kind
+from img2img.files.formats import can_write, format_for_path, output_format
+from img2img.files.imageio import DEFAULT_FORMAT
+from img2img.files.walk import Listing, glob_images, has_glob_chars, list_images, special_file_kind
 
 STDIN = "-"
 _log = logging.getLogger(__name__)
@@ -239,7 +239,7 @@ def _expand(arg: str, out_dir: Path | None) -> tuple[list[tuple[str, Path, Path]
 def _walk_folder(folder: Path, base: Path, skip_dir: Path | None):
     """(label, path, name relative to ``base``) for the images of ``folder``, by the walker;
     its notes and unreadable folders are logged. Kept for code written against the walker's
-    predecessor; new code calls :func:`img2img.walk.list_images` and handles the listing."""
+    predecessor; new code calls :func:`img2img.files.walk.list_images` and handles the listing."""
     listing = list_images(folder, exclude=[skip_dir] if skip_dir is not None else [])
     for message in listing.notes + listing.errors:
         _log.warning(message)

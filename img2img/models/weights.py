@@ -22,12 +22,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from img2img import __version__, filetypes
-from img2img.atomic import atomic_path
-from img2img.config import GeneratorConfig, preprocess_problem
+from img2img import __version__
+from img2img.files import filetypes
+from img2img.files.atomic import atomic_path
+from img2img.models.config import GeneratorConfig, preprocess_problem
 from img2img.errors import Img2ImgError, WeightsError
-from img2img.networks import build_generator, count_parameters, use_per_image_batch_norm
-from img2img.reference import (
+from img2img.models.networks import build_generator, count_parameters, use_per_image_batch_norm
+from img2img.models.reference import (
     InferredGenerator,
     check_declared,
     infer_generator,
@@ -436,7 +437,7 @@ def read_reference_checkpoint(
     path: str | os.PathLike[str], options: Mapping[str, Any] | None = None
 ) -> tuple[dict[str, torch.Tensor], InferredGenerator]:
     """A reference generator checkpoint's state dict (``module.`` prefixes removed) and the
-    architecture read from its keys and shapes (see img2img.reference).
+    architecture read from its keys and shapes (see img2img.models.reference).
 
     ``options`` (GeneratorConfig field names, None = not given) may set what the tensors cannot
     decide; one that contradicts the tensors raises a WeightsError naming what the checkpoint
@@ -517,7 +518,7 @@ def convert_reference_checkpoint(
     ``metadata_for_reference`` from what was read, ``options`` (checked against the tensors) and
     ``metadata_options`` (direction, eval_mode, task, source). Every tensor is checked (shapes,
     NaN/inf) before anything is written, atomically. ``replace=False``: raise FileExistsError
-    if ``output`` exists when it is written (see img2img.atomic). Raises WeightsError naming the
+    if ``output`` exists when it is written (see img2img.files.atomic). Raises WeightsError naming the
     checkpoint."""
     state_dict, inferred = read_reference_checkpoint(checkpoint, options)
     if metadata is None:

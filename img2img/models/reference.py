@@ -2,7 +2,7 @@
 
 A pytorch-CycleGAN-and-pix2pix (https://github.com/junyanz/pytorch-CycleGAN-and-pix2pix,
 ``models/networks.py``) generator state dict says almost everything about the network that made
-it, and ``img2img.networks`` keeps the same key names:
+it, and ``img2img.models.networks`` keeps the same key names:
 
 ResNet (``ResnetGenerator``; resnet_6blocks, resnet_9blocks)
     ``model.1.weight`` is the 7x7 stem, shape (ngf, input_nc, 7, 7); ``model.K.conv_block.*``
@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
-from img2img.config import GENERATOR_LIMITS, GeneratorConfig
+from img2img.models.config import GENERATOR_LIMITS, GeneratorConfig
 from img2img.errors import Img2ImgError, WeightsError
 
 Shapes = Mapping[str, Sequence[int]]

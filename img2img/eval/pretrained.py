@@ -4,7 +4,7 @@ Each file is looked for, in order: the path given on the command line (``--incep
 ``--lpips-weights``), img2img's cache (``$IMG2IMG_CACHE/eval``, default ``~/.cache/img2img/eval``),
 torch hub's checkpoint folder (``$TORCH_HOME/hub/checkpoints``, where torch-fidelity, pytorch-fid
 and torchvision keep theirs), and finally a download into img2img's cache with the project's
-download code (img2img.registry: size limits, sha256 check, temporary file renamed into place).
+download code (img2img.hub.registry: size limits, sha256 check, temporary file renamed into place).
 Offline (``IMG2IMG_OFFLINE`` / ``HF_HUB_OFFLINE``) or without a network, a missing file is one
 line saying which file, where to put it and how to fetch it elsewhere.
 
@@ -80,7 +80,7 @@ class FoundWeights:
 
 
 def eval_cache_dir() -> Path:
-    from img2img.registry import cache_dir
+    from img2img.hub.registry import cache_dir
 
     return cache_dir() / "eval"
 
@@ -100,7 +100,7 @@ def file_sha256(path: Path) -> str:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _DIGESTS:
-        from img2img.downloads import file_sha256 as digest
+        from img2img.files.downloads import file_sha256 as digest
 
         _DIGESTS[key] = digest(path)
     return _DIGESTS[key]
@@ -147,7 +147,7 @@ def missing_weights_error(known: KnownWeights, why: str) -> DownloadError:
 
 
 def _download_known(known: KnownWeights, *, progress: bool | None) -> tuple[Path, str, str, bool]:
-    from img2img import downloads
+    from img2img.files import downloads
 
     target = eval_cache_dir() / known.filenames[0]
     if downloads.is_offline():
@@ -195,7 +195,7 @@ def load_tensors(path: Path) -> dict:
         else:
             tensors = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 -- unpickling errors, truncated zips, bad headers
-        from img2img.inference import _is_out_of_memory
+        from img2img.translate.translator import _is_out_of_memory
 
         if _is_out_of_memory(exc):
             raise  # not the file's fault: the caller says so (img2img.eval.run.out_of_memory)

@@ -12,7 +12,7 @@ Self-contained means no request leaves the file: charts are inline SVG drawn by 
 ``link_images``, paths relative to the page), the CSS is inline, and there is no script. It
 reads only what the trainer already writes (``config.json``, ``metrics.csv``, ``samples/``,
 ``weights/``, ``checkpoints/``, ``status.json``), so it can be built for finished, interrupted
-and running runs; ``status.json`` (:mod:`img2img.run_status`) tells a run in progress from one
+and running runs; ``status.json`` (:mod:`img2img.files.run_status`) tells a run in progress from one
 whose process is gone.
 
 matplotlib is an optional dependency (``pip install "img2img[report]"``); without it the
@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from img2img.atomic import atomic_write_bytes
+from img2img.files.atomic import atomic_write_bytes
 from img2img.errors import Img2ImgError, UsageError
-from img2img.run_status import describe, read_status
+from img2img.files.run_status import describe, read_status
 
 REPORT_FILE = "report.html"
 EMBED_BUDGET_BYTES = 20 * 2**20  # of base64 text; past it the older sample grids are linked, not embedded
@@ -126,7 +126,7 @@ def _float(value: str | None) -> float | None:
 def read_run(root: str | os.PathLike[str], status: str | None = None) -> RunRecord:
     """Read ``root`` (a run folder). ``status`` is what the trainer knows (one line); without
     it, the run's ``status.json`` says (in progress, how it stopped, finished, or ended
-    unexpectedly: :func:`img2img.run_status.describe`), and for a folder without one (an older
+    unexpectedly: :func:`img2img.files.run_status.describe`), and for a folder without one (an older
     version's run), a run whose epochs are all done is finished and any other is reported as
     interrupted or in progress, with the time of its last update. ReportError when ``root`` is
     not a run folder."""
@@ -589,7 +589,7 @@ def write_report(
     (the trainer passes what it knows). Returns the page's path. ReportError for a folder that
     is not a run, Img2ImgError when matplotlib is missing, UsageError for several runs and no
     output. ``replace=False``: a file at ``output`` when the page is moved into place is left
-    alone and FileExistsError raised (img2img.atomic)."""
+    alone and FileExistsError raised (img2img.files.atomic)."""
     if isinstance(runs, (str, os.PathLike)):
         runs = [runs]
     if (error := matplotlib_missing()) is not None:

@@ -1,5 +1,5 @@
 """The CPU class names and their override, without torch (the CLI checks ``$IMG2IMG_CPU_CLASS``
-before any command, and ``--help`` must not import torch). img2img.devices.cpu_class is the
+before any command, and ``--help`` must not import torch). img2img.runtime.devices.cpu_class is the
 one function that decides the class; this module only names the classes and parses the
 variable."""
 

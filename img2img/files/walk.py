@@ -18,7 +18,7 @@ The policy (README, "Which files are read"):
   a time, ignoring case, with ``**`` for any number of folders; a folder that matches is listed
   whole.
 
-Nothing is opened but folders; images are read by :mod:`img2img.imageio`.
+Nothing is opened but folders; images are read by :mod:`img2img.files.imageio`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from img2img.imageio import is_image_path
+from img2img.files.imageio import is_image_path
 
 GLOB_CHARS = frozenset("*?[")
 

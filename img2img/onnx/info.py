@@ -2,8 +2,8 @@
 
 `img2img export` writes the weights format's JSON and how to feed the model (layout, value
 ranges, channel order, size multiple, minimum and static size) into the ONNX model's
-``metadata_props`` (:func:`img2img.onnx_export.onnx_metadata`); :func:`describe_onnx` reads them
-back and shows them as ``models info`` shows a safetensors file (:func:`img2img.weights.describe`),
+``metadata_props`` (:func:`img2img.onnx.export.onnx_metadata`); :func:`describe_onnx` reads them
+back and shows them as ``models info`` shows a safetensors file (:func:`img2img.models.weights.describe`),
 plus the graph's opset and input shape. Reading needs the ``onnx`` package of the optional extra
 ``img2img[onnx]``; without it, MissingExtraError names the install command.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from img2img.errors import WeightsError
-from img2img.onnx_runtime import (
+from img2img.onnx.runtime import (
     INPUT_CHANNELS_KEY,
     INPUT_RANGE_KEY,
     LAYOUT_KEY,

@@ -8,13 +8,13 @@
 
 Speed (see benchmarks/bench_translate.py for the numbers behind these choices): the network is
 prepared once for inference -- instance norm (and per-image batch norm) and transposed
-convolutions run as the layers of img2img.determinism, whose results do not depend on the number
+convolutions run as the layers of img2img.models.determinism, whose results do not depend on the number
 of torch threads (so translate, its shards and Ray actors write the same bytes); activations are
 channels-last; the forward runs under ``torch.inference_mode``. With ``precision="auto"`` a CPU with native bfloat16 (AVX512-BF16 or
 AMX) runs the whole network in bfloat16, and CUDA runs fp16 autocast; the output stays within
 40 dB PSNR of fp32 on every image: normalisation is computed in float32, and an image that a
 reduced precision cannot normalise faithfully (near-flat: white, black, a faint grain) is
-computed in float32 instead (img2img.determinism.watch_conditioning).
+computed in float32 instead (img2img.models.determinism.watch_conditioning).
 """
 
 from __future__ import annotations
@@ -35,15 +35,15 @@ import torch
 from PIL import Image
 from torch import nn
 
-from img2img.config import GeneratorConfig
-from img2img.determinism import InstanceNormInference, make_thread_count_independent, watch_conditioning
-from img2img.devices import cpu_class, cpu_has_native_bf16, has_native_bf16, resolve_device
-from img2img.engines import ENV_ENGINE, Engine, engine_from_environment, open_onnx_engine, resolve_engine
+from img2img.models.config import GeneratorConfig
+from img2img.models.determinism import InstanceNormInference, make_thread_count_independent, watch_conditioning
+from img2img.runtime.devices import cpu_class, cpu_has_native_bf16, has_native_bf16, resolve_device
+from img2img.translate.engines import ENV_ENGINE, Engine, engine_from_environment, open_onnx_engine, resolve_engine
 from img2img.errors import ImageError, UsageError
-from img2img.imageio import ModelInput, from_model_output, to_model_input
-from img2img.onnx_runtime import GraphAllocationError
-from img2img.tiling import TilePlan, TileSettings, translate_tiled
-from img2img.weights import LoadedGenerator, WeightsMetadata, load_generator
+from img2img.files.imageio import ModelInput, from_model_output, to_model_input
+from img2img.onnx.runtime import GraphAllocationError
+from img2img.translate.tiling import TilePlan, TileSettings, translate_tiled
+from img2img.models.weights import LoadedGenerator, WeightsMetadata, load_generator
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def default_channels_last(device: torch.device, dtype: torch.dtype) -> bool:
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     """The dtype the network computes in. 'auto' is the fastest choice measured to stay within
-    40 dB PSNR of fp32: bf16 on CPUs with native bf16 (img2img.devices.cpu_class, which
+    40 dB PSNR of fp32: bf16 on CPUs with native bf16 (img2img.runtime.devices.cpu_class, which
     ``$IMG2IMG_CPU_CLASS`` overrides), fp16 on CUDA, fp32 elsewhere."""
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
@@ -245,25 +245,25 @@ class TranslateResult:
 class Translator:
     """A generator ready to translate images: loaded on a device, in a precision, batched.
 
-    ``model`` is a weights file, a model name (resolved by img2img.registry) or a
+    ``model`` is a weights file, a model name (resolved by img2img.hub.registry) or a
     LoadedGenerator (copied, not changed). ``direction``, when given, must be the one the
     weights map; a CycleGAN run exports one file per direction.
 
-    Tiling (img2img.tiling): ``tile`` is "auto" (tile an image only when one pass would not fit
+    Tiling (img2img.translate.tiling): ``tile`` is "auto" (tile an image only when one pass would not fit
     ``memory_budget`` bytes, default: measured free memory), "off", or a tile side in pixels;
     ``tile_overlap`` in pixels (default: a quarter of the tile, at most 128, and for U-Nets at
     least three size multiples: tiling.default_overlap); ``tile_stats``
     "thumbnail", "exact" or "tile" (how tiles get their normalisation statistics).
 
     ``thread_count_independent`` (default True): on the CPU the output's bits do not depend on
-    the number of torch threads (img2img.determinism), so translate, its shards and Ray actors
+    the number of torch threads (img2img.models.determinism), so translate, its shards and Ray actors
     agree byte for byte; False uses torch's group norm and oneDNN's transposed convolution,
     faster on large images of ResNets (up to about 1.15x, README "Same bytes at any thread
     count") but not reproducible across thread counts.
 
-    ``engine``: "auto", "torch" or "onnxruntime" (img2img.engines; default ``$IMG2IMG_ENGINE``,
+    ``engine``: "auto", "torch" or "onnxruntime" (img2img.translate.engines; default ``$IMG2IMG_ENGINE``,
     else "auto"): which library runs whole images. "auto" is onnxruntime for a ResNet
-    generator's float32 forward on a CPU without native bf16 (img2img.devices.cpu_class) when
+    generator's float32 forward on a CPU without native bf16 (img2img.runtime.devices.cpu_class) when
     the onnx extra is installed (the weights are exported once and cached), PyTorch otherwise;
     never dependent on ``expected_images`` (the run's image count; None: unknown), except that
     0 (nothing to translate) exports nothing. Tiles always run in PyTorch. ``self.engine``
@@ -295,7 +295,7 @@ class Translator:
         if _is_onnx(path):
             # An exported ONNX model runs in onnxruntime, in the graph's float32, behind the same
             # call as the PyTorch network; tensors stay on the CPU (onnxruntime copies to a GPU).
-            from img2img.onnx_runtime import OnnxGenerator
+            from img2img.onnx.runtime import OnnxGenerator
 
             if precision not in ("auto", "fp32"):
                 raise UsageError(f"{path}: ONNX models run in float32, not {precision}", hint="use --precision auto or fp32")
@@ -400,7 +400,7 @@ class Translator:
         # reductions in fp32, which fp16's small range needs.
         self._cast_network = self.device.type == "cpu" and self.dtype != torch.float32
         # The float32 network, for the images a reduced precision cannot compute within 40 dB
-        # of it (near-flat ones: img2img.determinism.watch_conditioning). Under autocast it is
+        # of it (near-flat ones: img2img.models.determinism.watch_conditioning). Under autocast it is
         # the same network run without autocast; a cast network keeps a float32 copy.
         self._net32 = net
         if self._cast_network:
@@ -429,7 +429,7 @@ class Translator:
         return padding.crop(self._forward_whole(x))
 
     def _forward_whole(self, x: torch.Tensor) -> torch.Tensor:
-        """Whole padded images in one pass, by the engine (img2img.engines); tiles and memory
+        """Whole padded images in one pass, by the engine (img2img.translate.engines); tiles and memory
         probes call ``_forward``, PyTorch's."""
         if self._onnx is None:
             return self._forward(x)
@@ -450,7 +450,7 @@ class Translator:
 
     def _forward(self, x: torch.Tensor, *, fallback: bool = True) -> torch.Tensor:
         """PyTorch's forward of padded images, float32 out. In bf16/fp16 the images whose
-        normalisation is ill-conditioned in that precision (img2img.determinism.
+        normalisation is ill-conditioned in that precision (img2img.models.determinism.
         watch_conditioning) are computed again in float32, alone or together, so that each
         image's output is the same whatever else is in the batch; ``fallback=False`` skips
         that (memory probes, tiles: ``_run_tiled`` decides for the whole image)."""
@@ -615,7 +615,7 @@ class Translator:
             for i, padding in enumerate(paddings)
         ]
 
-    # -- tiling (img2img.tiling)
+    # -- tiling (img2img.translate.tiling)
 
     def tile_plan(self, height: int, width: int) -> TilePlan | None:
         """How an image of this size is tiled under this translator's settings; None: one pass."""
@@ -638,7 +638,7 @@ class Translator:
     def _forward_bytes_per_pixel(self) -> float:
         """Peak memory of a forward pass per input pixel, estimated once on a small probe."""
         if self._bytes_per_pixel is None:
-            from img2img.memory import estimate_forward_bytes
+            from img2img.models.memory import estimate_forward_bytes
 
             side = max(self.size_multiple, 64 // self.size_multiple * self.size_multiple, self.minimum_size)
             probe = torch.zeros(1, self.config.input_nc, side, side, device=self.device)
@@ -683,13 +683,13 @@ class Translator:
 
 def load_model(model: str | os.PathLike[str], device: str | torch.device = "cpu") -> LoadedGenerator:
     """The PyTorch generator ``model`` names (a weights file, a model name or ``hf:...``, resolved
-    by img2img.registry), loaded on ``device`` as translate loads it: eval mode, batch norm as the
+    by img2img.hub.registry), loaded on ``device`` as translate loads it: eval mode, batch norm as the
     weights' metadata says. Raises ModelNotFoundError, DownloadError or WeightsError."""
     return load_generator(_resolve(model), device)
 
 
 def _resolve(model: str | os.PathLike[str], direction: str | None = None) -> Path:
-    from img2img.registry import resolve_model
+    from img2img.hub.registry import resolve_model
 
     return resolve_model(os.fspath(model), direction=direction)
 
@@ -709,7 +709,7 @@ def check_direction(
     file the user named, when ``path`` is its conversion (a reference checkpoint)."""
     if direction is None or direction == metadata.direction:
         return
-    from img2img.registry import reference_direction
+    from img2img.hub.registry import reference_direction
 
     named = Path(os.fspath(given)) if given is not None else None
     if named is None or named.resolve() == Path(path).resolve() or not named.is_file():

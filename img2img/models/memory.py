@@ -1,5 +1,5 @@
 """Memory for tiled inference: a forward pass's peak estimated from a probe, and the budget
-the automatic tiling mode (img2img.tiling.TileSettings) plans with.
+the automatic tiling mode (img2img.translate.tiling.TileSettings) plans with.
 
 The budget is ``MEMORY_MARGIN`` of the free memory of a CUDA device, or on CPU of the least of
 the available RAM (psutil or /proc/meminfo), the cgroup's free memory (v2 or v1) and what the
@@ -28,8 +28,8 @@ def estimate_forward_bytes(net: nn.Module, forward: Forward, probe: torch.Tensor
     a size the network takes): the largest input + output of a single layer (with the column
     buffer of a transposed convolution run by torch's CPU kernel), plus the inputs that skip
     connections and residual blocks hold while their inner layers run."""
-    from img2img.determinism import ConvTranspose2dInference
-    from img2img.networks import ResnetBlock, UnetSkipBlock
+    from img2img.models.determinism import ConvTranspose2dInference
+    from img2img.models.networks import ResnetBlock, UnetSkipBlock
 
     largest = 0
     held = 0

@@ -26,8 +26,8 @@ from typing import BinaryIO, Callable, Iterator
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from img2img import formats
-from img2img.atomic import atomic_path
+from img2img.files import formats
+from img2img.files.atomic import atomic_path
 from img2img.errors import ImageError, OutputExistsError, UsageError, exists_message
 
 Image.init()  # registers every plugin, so the extension tables below are complete
@@ -104,7 +104,7 @@ def is_image_path(path: str | os.PathLike[str]) -> bool:
 
 def format_for_path(path: str | os.PathLike[str]) -> str:
     """The Pillow format that ``path``'s extension asks for, if a translation can be written in
-    it; a UsageError naming the file and the format otherwise (see img2img.formats)."""
+    it; a UsageError naming the file and the format otherwise (see img2img.files.formats)."""
     return formats.format_for_path(path)
 
 
@@ -419,7 +419,7 @@ def _open_path(path: Path, label: str, stream_limit: int | None) -> BinaryIO:
     if stat.S_ISDIR(mode):
         raise ImageError(f"{label}: is a directory")
     if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
-        from img2img.walk import special_file_kind  # walk imports this module
+        from img2img.files.walk import special_file_kind  # walk imports this module
 
         raise ImageError(f"{label}: is {special_file_kind(mode) or 'not a regular file'}, not an image file")
     try:

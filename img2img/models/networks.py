@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from img2img.config import DiscriminatorConfig, GeneratorConfig
+from img2img.models.config import DiscriminatorConfig, GeneratorConfig
 from img2img.errors import UsageError
 
 NormFactory = Callable[[int], nn.Module]

@@ -3,7 +3,7 @@
     result = export_onnx("photo2night", "night.onnx")          # any model translate accepts
     result.parity                                              # [ParityCheck(shape, max_abs_diff)]
 
-The network is the one translate runs (loaded by ``img2img.inference.load_model``, in float32,
+The network is the one translate runs (loaded by ``img2img.translate.translator.load_model``, in float32,
 dropout off, batch norm as the weights' metadata says): a pix2pix model trained at batch size 1
 normalises each image by its own statistics (``PerImageBatchNorm``), and instance norm is
 instance norm; both become ONNX ``InstanceNormalization`` nodes, so an image's output never
@@ -41,18 +41,18 @@ from typing import Callable
 
 import torch
 
-from img2img.atomic import atomic_path
-from img2img.config import GeneratorConfig
+from img2img.files.atomic import atomic_path
+from img2img.models.config import GeneratorConfig
 from img2img.errors import ExportError, Img2ImgError, OutputError, UsageError
-from img2img.inference import load_model, minimum_size, smallest_side, valid_side_near
-from img2img.onnx_quantize import (
+from img2img.translate.translator import load_model, minimum_size, smallest_side, valid_side_near
+from img2img.onnx.quantize import (
     DEFAULT_CALIBRATION_COUNT,
     INT8_STATIC,
     QUANTIZE_CHOICES,
     quantization_images,
     quantize_checked,
 )
-from img2img.onnx_runtime import (
+from img2img.onnx.runtime import (
     INPUT_CHANNELS_KEY,
     INPUT_RANGE_KEY,
     LAYOUT_KEY,
@@ -67,7 +67,7 @@ from img2img.onnx_runtime import (
     is_onnx_file,
     session_options,
 )
-from img2img.weights import METADATA_KEY
+from img2img.models.weights import METADATA_KEY
 
 log = logging.getLogger(__name__)
 
@@ -168,15 +168,15 @@ def export_onnx(
     be written, parity over ``tolerance``), WeightsError/ModelNotFoundError (the model),
     MissingExtraError (no onnx extra); on any error no file is left at ``output``.
 
-    ``quantize="int8"`` quantises the checked fp32 model (img2img.onnx_quantize: static,
+    ``quantize="int8"`` quantises the checked fp32 model (img2img.onnx.quantize: static,
     QOperator, per-channel) with ``calibration_count`` images of the ``calibration`` folder (every
     other one held out), or procedural scenes without a folder, and keeps it only if its PSNR
     against fp32 on the held-out images reaches 35 dB (ExportError otherwise); ``tolerance``
     applies to the fp32 model, PSNR to the int8 one. ``extra_metadata``: more metadata_props
-    (translate's cache records the weights file's SHA-256 there: img2img.engines).
+    (translate's cache records the weights file's SHA-256 there: img2img.translate.engines).
 
     ``replace=False``: a file at ``output`` when the export is moved into place (another process
-    may have written it meanwhile) is left alone and FileExistsError raised (img2img.atomic)."""
+    may have written it meanwhile) is left alone and FileExistsError raised (img2img.files.atomic)."""
     import_extra("onnx", "onnxscript", "onnxruntime")
     if quantize is not None and quantize not in QUANTIZE_CHOICES:
         raise UsageError(f"--quantize takes {', '.join(QUANTIZE_CHOICES)}, not {quantize!r}")

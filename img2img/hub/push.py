@@ -54,7 +54,7 @@ def read_source(spec: str) -> PushSource:
     """A run folder (config.json + weights/) or a model (a weights file or a model name) ->
     PushSource. Raises UsageError for a run folder without exported weights, and what
     ``resolve_model``/``read_metadata`` raise for a model."""
-    from img2img.weights import read_metadata
+    from img2img.models.weights import read_metadata
 
     path = Path(spec)
     if path.is_dir():
@@ -91,7 +91,7 @@ def read_source(spec: str) -> PushSource:
             epoch=epoch, sample=samples[-1] if samples else None, config=config_file,
             dataset=dataset, dataset_licence=licence,
         )  # fmt: skip
-    from img2img.registry import resolve_model
+    from img2img.hub.registry import resolve_model
 
     file = resolve_model(spec)
     meta = read_metadata(file)
@@ -219,7 +219,7 @@ Weights: {licence}.{licence_note}
 def build_folder(spec: str, repo: str, folder: Path, *, revision: str | None = None, licence: str = "other") -> PushSource:
     """Write what would be pushed into ``folder`` (created; it must not exist), built aside and
     moved into place. Raises UsageError (a bad repo id, folder exists) and read_source's errors."""
-    from img2img.atomic import rename_no_replace
+    from img2img.files.atomic import rename_no_replace
     from img2img.data.fetch import _temporary_folder
 
     check_repo(repo)
@@ -254,7 +254,7 @@ def push(spec: str, repo: str, *, private: bool = False, revision: str | None = 
     from huggingface_hub import HfApi, get_token
     from huggingface_hub import errors as hf
 
-    from img2img.downloads import is_offline, offline_variable
+    from img2img.files.downloads import is_offline, offline_variable
 
     check_repo(repo)
     if is_offline():
@@ -301,8 +301,8 @@ def card_scores(spec: str) -> tuple[dict[str, float], str | None]:
     (a few kB) when it is not there and the process is not offline."""
     from huggingface_hub import ModelCard
 
-    from img2img import downloads
-    from img2img.registry import parse_hf_spec
+    from img2img.files import downloads
+    from img2img.hub.registry import parse_hf_spec
 
     repo, _, revision = parse_hf_spec(spec)
     try:

@@ -14,14 +14,13 @@ tried, in this order, as:
    the entry's architecture), converted once and renamed into the cache, so a failure leaves
    nothing behind.
 
-The transfers themselves (limits, the Hub, offline messages) are ``img2img.downloads``'s.
+The transfers themselves (limits, the Hub, offline messages) are ``img2img.files.downloads``'s.
 Nothing here imports torch or huggingface_hub at module level: ``models list`` stays fast.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib.resources
 import json
 import os
 import re
@@ -30,10 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from img2img import downloads
-from img2img.atomic import remove_stale_temporaries
-from img2img.config import GeneratorConfig, preprocess_problem
-from img2img.downloads import ENV_OFFLINE, file_sha256, is_offline  # noqa: F401 (public here too)
+from img2img.files import downloads
+from img2img.files.shipped import shipped_dir
+from img2img.files.atomic import remove_stale_temporaries
+from img2img.models.config import GeneratorConfig, preprocess_problem
+from img2img.files.downloads import ENV_OFFLINE, file_sha256, is_offline  # noqa: F401 (public here too)
 from img2img.errors import (
     DownloadError,
     Img2ImgError,
@@ -44,17 +44,6 @@ from img2img.errors import (
 
 
 
-def shipped_dir() -> Path:
-    """The folder of the shipped models and ``registry.json``: the package's ``shipped/`` in an
-    installed wheel or sdist (pyproject.toml maps the clone's ``weights/`` there), else the
-    clone's ``weights/`` (a clone on the path, or an editable install).
-
-    Found from the top-level package (wherever this module sits in it), as a plain path:
-    safetensors opens files by name, and img2img is never run from a zip. Every path to a
-    shipped file is made from this (through ``WEIGHTS_DIR``, which tests point elsewhere)."""
-    package = Path(str(importlib.resources.files("img2img"))).resolve()
-    installed = package / "shipped"
-    return installed if installed.is_dir() else package.parent / "weights"
 
 
 WEIGHTS_DIR = shipped_dir()
@@ -127,8 +116,8 @@ class ModelEntry:
             return True
         return self.source == "hf" and not self.hf_file.endswith(".safetensors")
 
-    def weights_metadata(self, source: str):  # -> img2img.weights.WeightsMetadata
-        from img2img.weights import WeightsMetadata  # imports torch
+    def weights_metadata(self, source: str):  # -> img2img.models.weights.WeightsMetadata
+        from img2img.models.weights import WeightsMetadata  # imports torch
 
         return WeightsMetadata(
             generator=self.generator,
@@ -334,7 +323,7 @@ def cache_dir() -> Path:
 
 def remove_stale_cache_temporaries() -> None:
     """Remove the temporaries of killed processes anywhere in the cache: downloads (``models/``),
-    conversions (``converted/``) and translate's ONNX copies (``onnx/``, img2img.engines),
+    conversions (``converted/``) and translate's ONNX copies (``onnx/``, img2img.translate.engines),
     whichever part a run looks in. Once per folder per process."""
     for folder in ("models", "converted", "onnx"):
         remove_stale_temporaries(cache_dir() / folder)
@@ -454,7 +443,7 @@ _CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
 def _weights_file(path: Path, direction: str | None) -> Path:
     """``path`` itself, or for a reference checkpoint (``.pth``; any PyTorch checkpoint not named
     ``.safetensors``) its conversion, made once and kept in the cache under the file's sha256."""
-    from img2img import filetypes
+    from img2img.files import filetypes
 
     try:
         kind = filetypes.sniff(path)
@@ -483,7 +472,7 @@ def convert_checkpoint_file(path: Path, direction: str | None = None) -> Path:
     The recorded direction is the one the file name says (``reference_direction``), else
     ``direction``, else AtoB; each direction is converted once. Raises WeightsError naming
     ``path`` when it is not a usable generator checkpoint."""
-    from img2img.weights import convert_reference_checkpoint  # imports torch
+    from img2img.models.weights import convert_reference_checkpoint  # imports torch
 
     if direction not in (None, *DIRECTIONS):
         raise UsageError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
@@ -527,7 +516,7 @@ def _download_and_convert(entry: ModelEntry, *, force: bool, progress: bool | No
 
 
 def _convert(entry: ModelEntry, checkpoint: Path, target: Path, *, origin: str) -> None:
-    from img2img.weights import convert_reference_checkpoint  # imports torch
+    from img2img.models.weights import convert_reference_checkpoint  # imports torch
 
     try:
         # Writes through a temporary file and a rename, so the cache never holds half a model.

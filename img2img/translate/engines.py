@@ -3,7 +3,7 @@
     engine = resolve_engine("auto", device, dtype, has_file=True)   # -> Engine("onnxruntime", why)
     onnx_path = cached_export(weights_path)                          # exported once, then reused
 
-``--engine auto`` (the default) is chosen by measurement, per CPU class (img2img.devices.cpu_class,
+``--engine auto`` (the default) is chosen by measurement, per CPU class (img2img.runtime.devices.cpu_class,
 which ``$IMG2IMG_CPU_CLASS`` overrides) and architecture (README "Speed",
 ``benchmarks/bench_engine.py``): on CPUs without native bfloat16 (AVX2, and AVX-512 without
 BF16, whose defaults follow AVX2's) the network computes in float32, and onnxruntime's CPU
@@ -31,7 +31,7 @@ it was written, its graph and metadata are this weights file's, and it matches P
 probes of different sizes (``check_cached_copy``); otherwise it is exported again, with a note.
 That guards against damage and stale or misplaced entries, not against someone who can write the
 cache (and so the digest): whatever computes an image, its output is checked before it is written
-(img2img.inference.check_output). With ``auto``, an export or a cached file that fails is a note
+(img2img.translate.translator.check_output). With ``auto``, an export or a cached file that fails is a note
 on stderr and PyTorch runs instead; with ``--engine onnxruntime`` it is an error.
 """
 
@@ -49,14 +49,14 @@ from typing import Callable
 
 import torch
 
-from img2img.devices import cpu_class
+from img2img.runtime.devices import cpu_class
 from img2img.errors import ExportError, Img2ImgError, MissingExtraError, OutputError, UsageError, WeightsError
 
 log = logging.getLogger(__name__)
 
 ENGINES = ("auto", "torch", "onnxruntime")
 ENV_ENGINE = "IMG2IMG_ENGINE"
-# The CPU classes (img2img.devices.cpu_class) where onnxruntime's fp32 beat PyTorch's fp32 when
+# The CPU classes (img2img.runtime.devices.cpu_class) where onnxruntime's fp32 beat PyTorch's fp32 when
 # measured (AVX2); AVX-512 without BF16 follows AVX2 as the other speed defaults do.
 ONNXRUNTIME_CPU_CLASSES = ("avx2", "avx512")
 # The generator architectures (GeneratorConfig.arch) onnxruntime ran measurably faster in whole
@@ -159,7 +159,7 @@ def engine_from_environment(default: str = "auto") -> str:
 
 def onnx_cache_dir() -> Path:
     """Where translate keeps the ONNX copies of weights files: ``<img2img cache>/onnx``."""
-    from img2img.registry import cache_dir
+    from img2img.hub.registry import cache_dir
 
     return cache_dir() / "onnx"
 
@@ -186,16 +186,16 @@ def digest_path(copy: Path) -> Path:
 
 def cached_export(weights: str | os.PathLike[str], *, refresh: bool = False, sha256: str | None = None) -> Path:
     """The ONNX copy of the weights file ``weights``, exported and parity-checked by
-    img2img.onnx_export on first use (or when ``refresh``), else read from the cache. The copy
+    img2img.onnx.export on first use (or when ``refresh``), else read from the cache. The copy
     records the weights' SHA-256 (``sha256``, computed when not given) in its metadata, and a
     sidecar (``digest_path``) records the copy's own SHA-256, which ``open_onnx_engine`` checks.
     The file appears atomically, so processes exporting the same weights at once (shards, Ray
     actors) each find a whole file. Raises ExportError/MissingExtraError, or OutputError (the
     cache folder cannot be made or written: read-only, full, a file in the way), when it cannot
     be made."""
-    from img2img.atomic import atomic_write_bytes
-    from img2img.onnx_runtime import WEIGHTS_SHA256_KEY
-    from img2img.registry import remove_stale_cache_temporaries
+    from img2img.files.atomic import atomic_write_bytes
+    from img2img.onnx.runtime import WEIGHTS_SHA256_KEY
+    from img2img.hub.registry import remove_stale_cache_temporaries
 
     sha256 = sha256 or file_sha256(weights)
     target = cached_export_path(weights, sha256=sha256)
@@ -204,7 +204,7 @@ def cached_export(weights: str | os.PathLike[str], *, refresh: bool = False, sha
     remove_stale_cache_temporaries()
     if target.is_file() and not refresh:
         return target
-    from img2img.onnx_export import export_onnx
+    from img2img.onnx.export import export_onnx
 
     _make_cache_folder(target.parent)
     log.warning(
@@ -262,7 +262,7 @@ def open_onnx_engine(
     required: bool,
     reference: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ):
-    """An OnnxGenerator (img2img.onnx_runtime) running the cached ONNX copy of ``weights`` on the
+    """An OnnxGenerator (img2img.onnx.runtime) running the cached ONNX copy of ``weights`` on the
     CPU, checked before it is used (``check_cached_copy``): its bytes against the digest
     recorded when it was written, its graph and metadata against the weights file, and, with
     ``reference`` (the PyTorch network of ``weights``: (N, C, H, W) float32 in [-1, 1] -> the
@@ -274,9 +274,9 @@ def open_onnx_engine(
     What this guards against: accidental damage and stale or misplaced entries. Whoever can
     write the cache can also write a matching sidecar and a graph that computes the right thing
     on the probes only; against that, every output is still checked for its shape, channels,
-    dtype, range and finiteness (img2img.inference.check_output), and ``--engine torch`` does
+    dtype, range and finiteness (img2img.translate.translator.check_output), and ``--engine torch`` does
     not read the cache at all."""
-    from img2img.onnx_runtime import OnnxGenerator
+    from img2img.onnx.runtime import OnnxGenerator
 
     try:
         sha256 = file_sha256(weights)
@@ -306,12 +306,12 @@ def check_cached_copy(
     recorded; its one input is "input" and its one output "output" (the exporter's names); its
     metadata is the weights' own (the img2img JSON, the weights' SHA-256); and, with
     ``reference``, it computes what ``reference`` does (max |difference| <=
-    img2img.onnx_export.DEFAULT_TOLERANCE) on two random inputs: the smallest square the
+    img2img.onnx.export.DEFAULT_TOLERANCE) on two random inputs: the smallest square the
     export's parity check uses and a batch of 2 of another, non-square size. A few
     milliseconds for the probes, and the copy's hash (about 0.1 s per 50 MB)."""
-    from img2img.onnx_export import DEFAULT_TOLERANCE, INPUT_NAME, OUTPUT_NAME, _unit
-    from img2img.onnx_runtime import WEIGHTS_SHA256_KEY
-    from img2img.weights import METADATA_KEY, read_metadata
+    from img2img.onnx.export import DEFAULT_TOLERANCE, INPUT_NAME, OUTPUT_NAME, _unit
+    from img2img.onnx.runtime import WEIGHTS_SHA256_KEY
+    from img2img.models.weights import METADATA_KEY, read_metadata
 
     path = Path(generator.path)
     try:

@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from img2img.config import GeneratorConfig
+from img2img.models.config import GeneratorConfig
 from img2img.errors import ExportError, UsageError
-from img2img.inference import minimum_size
-from img2img.onnx_runtime import QUANTIZATION_KEY, QUANTIZATION_PSNR_KEY, import_extra, session_options
+from img2img.translate.translator import minimum_size
+from img2img.onnx.runtime import QUANTIZATION_KEY, QUANTIZATION_PSNR_KEY, import_extra, session_options
 
 INT8_STATIC = "int8-static-qoperator-per-channel"
 QUANTIZE_CHOICES = ("int8",)
@@ -62,13 +62,13 @@ def feed_size(cfg: GeneratorConfig, static: tuple[int, int] | None) -> tuple[int
 
 def procedural_scenes(count: int, size: tuple[int, int], channels: int, seed: int) -> list[np.ndarray]:
     """``count`` synthetic scenes, each a (1, channels, H, W) float32 array in [-1, 1] (input =
-    pixel / 127.5 - 1): the tests' palette scenes (img2img.testing.synthetic) blended with
+    pixel / 127.5 - 1): the tests' palette scenes (img2img.data.synthetic) blended with
     blurred noise and a smooth gradient so that they are not flat, deterministic for ``seed``.
     The default calibration set when the user gives no images, and the benchmark's."""
     from PIL import Image, ImageFilter
 
-    from img2img.imageio import to_8bit, to_model_input
-    from img2img.testing.synthetic import palette_scenes
+    from img2img.files.imageio import to_8bit, to_model_input
+    from img2img.data.synthetic import palette_scenes
 
     height, width = size
     side = max(height, width)
@@ -88,8 +88,8 @@ def procedural_scenes(count: int, size: tuple[int, int], channels: int, seed: in
 def folder_images(
     folder: str | os.PathLike[str], size: tuple[int, int], channels: int, count: int
 ) -> list[np.ndarray]:
-    """The first ``count`` images of ``folder`` (sorted, sub-folders included: img2img.walk),
-    read as translate reads them (img2img.imageio: upright, first frame, ``channels``), each
+    """The first ``count`` images of ``folder`` (sorted, sub-folders included: img2img.files.walk),
+    read as translate reads them (img2img.files.imageio: upright, first frame, ``channels``), each
     centre-cropped to ``size`` = (height, width) at its own resolution, never resized: the int8
     model is calibrated and checked on pixels like those it will translate, at the size it will
     run at (an image scaled up from a thumbnail is smoother than any photo and flatters int8).
@@ -97,8 +97,8 @@ def folder_images(
     listed or an image is smaller than ``size`` (naming it and the size); ImageError naming a
     file that cannot be read."""
     from img2img.errors import ImageError
-    from img2img.imageio import naming, read_image, to_model_input
-    from img2img.walk import list_images
+    from img2img.files.imageio import naming, read_image, to_model_input
+    from img2img.files.walk import list_images
 
     folder = Path(folder)
     if not folder.is_dir():

@@ -23,7 +23,7 @@ and the weights of all tiles sum to 1 at every pixel. Tiles are processed row by
 output is accumulated in a strip one tile row high, so the memory beyond the input and output
 images is bounded by the tile size (and the image width, for the strip).
 
-The automatic mode (``TileSettings``) plans with img2img.memory: a memory budget and a forward
+The automatic mode (``TileSettings``) plans with img2img.models.memory: a memory budget and a forward
 pass's peak estimated from a small probe.
 """
 
@@ -175,8 +175,8 @@ def _owned(starts: tuple[int, ...], tile: int, length: int) -> list[tuple[int, i
 def _norm_parameters(module: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None, float] | None:
     """(weight, bias, eps) of a layer that normalises each image by its own per-channel
     statistics (instance norm, per-image batch norm, or inference's group-norm form of both)."""
-    from img2img.inference import _GroupNormAsInstanceNorm
-    from img2img.networks import PerImageBatchNorm
+    from img2img.translate.translator import _GroupNormAsInstanceNorm
+    from img2img.models.networks import PerImageBatchNorm
 
     if isinstance(module, nn.InstanceNorm2d) and not module.track_running_stats:
         return module.weight, module.bias, module.eps
@@ -215,13 +215,13 @@ class SharedStatsNorm(nn.Module):
             self._pending = self.controller.region_statistics(x)
             raise _StopForward
         if self.mode in ("own", "record"):
-            from img2img.determinism import instance_norm_statistics, normalise  # thread-count independent
+            from img2img.models.determinism import instance_norm_statistics, normalise  # thread-count independent
 
             mean, var = instance_norm_statistics(x)
             if self.mode == "record":
                 self.mean, self.var = mean.mean(0, keepdim=True), var.mean(0, keepdim=True)
             return normalise(x, mean, var, self.eps, self.weight, self.bias)
-        from img2img.determinism import normalise
+        from img2img.models.determinism import normalise
 
         return normalise(x, self.mean, self.var, self.eps, self.weight, self.bias)
 
@@ -475,7 +475,7 @@ class TileSettings:
         (inference.smallest_side: the deepest reflection padding needs two pixels there); an
         overlap at most the tile less one size multiple (tiles start on multiples of it)."""
         from img2img.errors import UsageError
-        from img2img.inference import smallest_side, valid_side_near
+        from img2img.translate.translator import smallest_side, valid_side_near
 
         multiple, smallest = cfg.size_multiple, smallest_side(cfg)
         if isinstance(self.tile, str) and self.tile not in ("auto", "off"):
@@ -522,7 +522,7 @@ class TileSettings:
             if padded[0] <= tile and padded[1] <= tile:
                 return None
         if budget is None:
-            from img2img.memory import memory_budget
+            from img2img.models.memory import memory_budget
 
             budget = self.memory_budget if self.memory_budget is not None else memory_budget(device)
         area = budget / bytes_per_pixel()  # the most pixels one pass can take

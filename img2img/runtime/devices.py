@@ -10,7 +10,7 @@ import platform
 
 import torch
 
-from img2img.cpu_classes import CPU_CLASSES, ENV_CPU_CLASS, NATIVE_BF16_CLASSES, cpu_class_from_environment
+from img2img.runtime.cpu_classes import ENV_CPU_CLASS, NATIVE_BF16_CLASSES, cpu_class_from_environment
 from img2img.errors import DeviceError, UsageError
 
 VALID = "auto, cpu, cuda, cuda:N, mps"

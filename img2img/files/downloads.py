@@ -2,7 +2,7 @@
 
 ``download(url, dest, ...)`` fetches a registry URL into a temporary file of the cache;
 ``hf_file(repo, filename, ...)`` fetches one file through ``huggingface_hub`` into the HF cache.
-Both transfers follow the download policy of ``img2img.transfer`` (deadline for the reply
+Both transfers follow the download policy of ``img2img.files.transfer`` (deadline for the reply
 headers, stall timeout, minimum rate), both give one-line ``DownloadError`` messages that say
 what to do (offline, unreachable, too slow, cut short, wrong checksum), and neither leaves a
 partial file behind.
@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from img2img import __version__
-from img2img.atomic import create_temporary, discard_temporary
+from img2img.files.atomic import create_temporary, discard_temporary
 from img2img.errors import DownloadError, ModelNotFoundError, UsageError
-from img2img.transfer import (  # noqa: F401 (the policy's names are public here too)
+from img2img.files.transfer import (  # noqa: F401 (the policy's names are public here too)
     DOWNLOAD_MIN_RATE,
     DOWNLOAD_TIMEOUT,
     ENV_DOWNLOAD_MIN_RATE,
@@ -58,7 +58,7 @@ def _env_true(name: str) -> bool:
 
 @contextlib.contextmanager
 def temporary_file(folder: Path, name: str) -> Iterator[Path]:
-    # img2img.atomic's temporaries: removed whatever stops the process, and by the next run
+    # img2img.files.atomic's temporaries: removed whatever stops the process, and by the next run
     # after a kill -9.
     tmp = create_temporary(folder)
     try:
@@ -354,7 +354,7 @@ def hf_file(
     sha256: str | None = None,
 ) -> Path | None:
     """``filename`` from the HF repo, from the HF cache when there; None when it is not cached
-    and ``download`` is false. Transfers obey the download policy (``img2img.transfer``)."""
+    and ``download`` is false. Transfers obey the download policy (``img2img.files.transfer``)."""
     from huggingface_hub import constants as hf_constants
     from huggingface_hub import errors as hf
     from huggingface_hub import hf_hub_download

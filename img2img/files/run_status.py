@@ -3,7 +3,7 @@
 A run folder alone cannot tell a run in progress from one whose process was killed: both have a
 last checkpoint and no closing line. So the trainer (rank 0) records its state in the folder:
 at the start of every session, at every checkpoint, and when the session ends, each time
-atomically (:mod:`img2img.atomic`)::
+atomically (:mod:`img2img.files.atomic`)::
 
     {"schema": 1, "state": "running", "pid": 4242, "host": "gpu7",
      "started": "2026-11-30T15:04:32+00:00", "updated": "...",
@@ -36,7 +36,7 @@ import socket
 from pathlib import Path
 from typing import Any, Mapping
 
-from img2img.atomic import atomic_write_bytes
+from img2img.files.atomic import atomic_write_bytes
 
 STATUS_FILE = "status.json"
 SCHEMA = 1

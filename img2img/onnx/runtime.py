@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from img2img.errors import DeviceError, ImageError, MissingExtraError, UsageError, WeightsError
-from img2img.weights import METADATA_KEY, LoadedGenerator, WeightsMetadata
+from img2img.models.weights import METADATA_KEY, LoadedGenerator, WeightsMetadata
 
 ONNX_SUFFIX = ".onnx"
 EXTRA_HINT = 'pip install "img2img[onnx]"'
@@ -39,9 +39,9 @@ SIZE_MULTIPLE_KEY = "img2img.size_multiple"
 MINIMUM_SIZE_KEY = "img2img.minimum_size"
 STATIC_SIZE_KEY = "img2img.static_size"
 PIXELS_KEY = "img2img.pixels"
-QUANTIZATION_KEY = "img2img.quantization"  # set by export --quantize (img2img.onnx_quantize)
+QUANTIZATION_KEY = "img2img.quantization"  # set by export --quantize (img2img.onnx.quantize)
 QUANTIZATION_PSNR_KEY = "img2img.quantization_psnr"
-# Set on the ONNX copies translate caches (img2img.engines): the SHA-256 of the weights file.
+# Set on the ONNX copies translate caches (img2img.translate.engines): the SHA-256 of the weights file.
 WEIGHTS_SHA256_KEY = "img2img.weights_sha256"
 LOG_SEVERITY_FATAL = 4
 # The output types an image generator may declare (float32; float16/bfloat16/double graphs too).
@@ -145,7 +145,7 @@ class OnnxGenerator:
         if isinstance(shape[1], int) and shape[1] != cfg.input_nc:
             raise WeightsError(f"{self.path}: the graph takes {shape[1]} channels, its metadata says {cfg.input_nc}")
         # What the graph declares about its output, checked before any image is read; what it
-        # really returns is checked on every image (img2img.inference.check_output).
+        # really returns is checked on every image (img2img.translate.translator.check_output).
         output = outputs[0]
         if output.type not in FLOAT_TENSOR_TYPES:
             raise WeightsError(f"{self.path}: the graph's output is {output.type}, not a float image tensor")

@@ -2,7 +2,7 @@
 (listing, output names, writing) that examples/ray_translate.py puts together.
 
     import ray
-    from img2img.ray import Translate
+    from img2img.translate.ray import Translate
 
     ds = ray.data.read_binary_files("s3://bucket/photos", include_paths=True)
     ds = ds.map_batches(Translate, fn_constructor_kwargs={"model": "photo2sketch"},
@@ -28,7 +28,7 @@ shape and as a list or object array when they do not; each is padded and transla
 outputs are byte-identical to ``img2img translate`` with the same model, device and precision.
 That holds although Ray gives an actor as many torch threads as CPUs (1 by default) and
 translate one per core: on the CPU the translator's result does not depend on the thread count
-(img2img.determinism; README "Same bytes at any thread count").
+(img2img.models.determinism; README "Same bytes at any thread count").
 
 This module is named like the ``ray`` package; it imports Ray absolutely, and only inside the
 functions that need it, so ``Translate`` itself runs (and is tested) without Ray.
@@ -45,9 +45,9 @@ import numpy as np
 from PIL import Image
 
 from img2img.errors import ImageError, Img2ImgError, UsageError, exists_message
-from img2img.formats import output_format
-from img2img.imageio import encode_image, format_for_path, is_image_path, read_image
-from img2img.jobs import output_suffix
+from img2img.files.formats import output_format
+from img2img.files.imageio import encode_image, format_for_path, is_image_path, read_image
+from img2img.translate.jobs import output_suffix
 
 INSTALL_HINT = 'pip install "img2img[ray]"'
 
@@ -55,7 +55,7 @@ INSTALL_HINT = 'pip install "img2img[ray]"'
 def import_ray():
     """The ``ray`` package with Ray Data, or a UsageError naming the extra to install."""
     try:
-        import ray  # the real Ray: absolute import, this module is img2img.ray
+        import ray  # the real Ray: absolute import, this module is img2img.translate.ray
         import ray.data  # noqa: F401  (needs pyarrow, which ray[data] brings)
     except ImportError as exc:
         raise UsageError(f"Ray Data is not installed ({exc}); {INSTALL_HINT}") from None
@@ -69,7 +69,7 @@ def check_arguments(model: str | os.PathLike[str], *, device: str = "auto", enco
     a device name that is no device (UsageError; whether the actors have it is theirs to say),
     an output format Pillow cannot write. Never downloads: a known model that is not cached
     yet is fetched by the actors."""
-    from img2img.registry import find_local_model
+    from img2img.hub.registry import find_local_model
 
     if encode is not None and encode != "auto":
         output_format(encode, f"--ext {encode}")
@@ -85,7 +85,7 @@ def check_arguments(model: str | os.PathLike[str], *, device: str = "auto", enco
             raise UsageError(f"unknown device {device!r}; valid: auto, cpu, cuda, cuda:N, mps")
     path = find_local_model(os.fspath(model))
     if path is not None and path.suffix.lower() == ".safetensors":
-        from img2img.weights import read_metadata
+        from img2img.models.weights import read_metadata
 
         read_metadata(path)
 
@@ -118,7 +118,7 @@ class Translate:
         batch_size: int = 1,
         encode: str | None = None,
     ):
-        from img2img.inference import Translator  # loads torch: in the actor, not the driver
+        from img2img.translate.translator import Translator  # loads torch: in the actor, not the driver
 
         if encode is not None and encode != "auto":
             output_format(encode, f"encode={encode!r}")  # a UsageError for unknown formats
@@ -240,13 +240,13 @@ def plan_inputs(
     image files to read (as read_binary_files takes them, sorted) and error lines for inputs
     that get no output.
 
-    Local inputs are planned by img2img.jobs, exactly as ``img2img translate INPUT --out-dir``
+    Local inputs are planned by img2img.translate.jobs, exactly as ``img2img translate INPUT --out-dir``
     plans them (hidden files, extensions, the output folder inside the input, existing outputs,
     two inputs with one output). Remote folders are listed with the same rules for names; their
     existing outputs are checked when written. With ``skip_existing`` a local input whose output
     exists is left out and its output passed to ``on_skip`` (not an error line). Raises
     UsageError when INPUT does not exist; an empty folder is an error line, as in translate."""
-    from img2img.jobs import plan_jobs
+    from img2img.translate.jobs import plan_jobs
 
     if is_remote(uri):
         root, files = list_images(uri)
@@ -306,7 +306,7 @@ def write_outputs(
     ``output``, ``error`` (the translation's error, or why it could not be written) and
     ``kept`` (True for an output that existed and ``skip_existing`` kept). An existing output
     is an error unless ``overwrite`` or ``skip_existing``, as in ``img2img translate``."""
-    from img2img.atomic import atomic_write_bytes
+    from img2img.files.atomic import atomic_write_bytes
 
     rows = zip(batch["path"], batch["bytes"], batch["suffix"], batch["error"])
     paths, outputs, errors, kept = [], [], [], []

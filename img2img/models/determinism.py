@@ -40,7 +40,7 @@ os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 import torch  # noqa: E402
 from torch import nn
 
-from img2img.networks import PerImageBatchNorm
+from img2img.models.networks import PerImageBatchNorm
 
 
 def instance_norm_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

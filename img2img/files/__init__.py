@@ -1,0 +1,1 @@
+"""Files: decoding and writing images, walking folders, atomic writes, the cache folder, HTTP transfer."""

@@ -1,0 +1,1 @@
+"""Named models: the registry, Hugging Face specs, downloads and conversion."""

@@ -1,0 +1,1 @@
+"""Networks with their configs, the weights format, reading reference checkpoints."""

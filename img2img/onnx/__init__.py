@@ -1,0 +1,1 @@
+"""ONNX: export, int8 quantisation, the onnxruntime session, metadata."""

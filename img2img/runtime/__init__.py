@@ -1,0 +1,1 @@
+"""The machine: devices, the CPU class, stop requests."""

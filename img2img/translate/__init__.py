@@ -1,0 +1,1 @@
+"""Translating images: the translator, engines, tiles, job planning, Ray Data."""
