@@ -168,11 +168,11 @@ def worker(conn, options: dict, args: argparse.Namespace, data_dir: str) -> None
 def trainer_parts(model: str):
     """(config class, model class, data function) of a trainer."""
     if model == "cyclegan":
-        from img2img.models.config import CycleGANConfig
+        from img2img.train.config import CycleGANConfig
         from img2img.train.cyclegan import CycleGANModel, cyclegan_data
 
         return CycleGANConfig, CycleGANModel, cyclegan_data
-    from img2img.models.config import Pix2PixConfig
+    from img2img.train.config import Pix2PixConfig
     from img2img.train.pix2pix import Pix2PixModel, pix2pix_data
 
     return Pix2PixConfig, Pix2PixModel, pix2pix_data

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from img2img.models.config import CycleGANConfig, Pix2PixConfig
+from img2img.train.config import CycleGANConfig, Pix2PixConfig
 from img2img.data import list_images, load_image, to_tensor
 from img2img.data.synthetic import write_palette_dataset, write_shapes_dataset
 from img2img.train import train_cyclegan, train_pix2pix

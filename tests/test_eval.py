@@ -565,7 +565,7 @@ def test_model_with_datasets_in_both_layouts(capsys, tmp_path, eval_files, evalu
 
 
 def test_val_metrics_options_are_checked_before_training():
-    from img2img.models.config import CycleGANConfig, Pix2PixConfig
+    from img2img.train.config import CycleGANConfig, Pix2PixConfig
     from img2img.eval.validation import better
 
     with pytest.raises(UsageError, match="unpaired; use fid, kid or is"):

@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 from img2img.cli import main
-from img2img.models.config import DiscriminatorConfig, GeneratorConfig, Pix2PixConfig
+from img2img.models.config import DiscriminatorConfig, GeneratorConfig
+from img2img.train.config import Pix2PixConfig
 from img2img.errors import DatasetError, UsageError
 from img2img.models.networks import build_discriminator, build_generator
 from img2img.data.synthetic import write_shapes_dataset

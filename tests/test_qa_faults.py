@@ -142,7 +142,7 @@ def test_the_training_summary_points_at_the_report(tmp_path):
     pytest.importorskip("matplotlib")
     import io
 
-    from img2img.models.config import Pix2PixConfig
+    from img2img.train.config import Pix2PixConfig
     from img2img.data.synthetic import write_shapes_dataset
     from img2img.train import train_pix2pix
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from img2img.models.config import Pix2PixConfig
+from img2img.train.config import Pix2PixConfig
 from img2img.report.page import read_run
 from img2img.files.run_status import process_start
 from img2img.testing.hold import hold_at, release, wait_until_held

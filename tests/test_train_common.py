@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from img2img.models.config import Pix2PixConfig, TrainConfig
+from img2img.train.config import Pix2PixConfig, TrainConfig
 from img2img.errors import DeviceError, Img2ImgError, UsageError, WeightsError
 from img2img.runtime.devices import resolve_device
 from img2img.train.losses import GANLoss, gradient_penalty

@@ -20,7 +20,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from img2img.cli import main
-from img2img.models.config import CycleGANConfig
+from img2img.train.config import CycleGANConfig
 from img2img.data import Preprocess, UnpairedDataset, check_unpaired_data, list_images, load_image, to_tensor
 from img2img.data.synthetic import PALETTES, write_palette_dataset
 from img2img.errors import DatasetError, TrainingInterrupted, UsageError

@@ -18,7 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from img2img.cli import main
-from img2img.models.config import Pix2PixConfig
+from img2img.train.config import Pix2PixConfig
 from img2img.testing.hold import hold_at, release, wait_until_held
 from img2img.data.synthetic import write_shapes_dataset
 from img2img.errors import TrainingInterrupted, UsageError

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from img2img.models.config import CycleGANConfig, Pix2PixConfig
+from img2img.train.config import CycleGANConfig, Pix2PixConfig
 from img2img.data.synthetic import write_palette_dataset, write_shapes_dataset
 from img2img.errors import WeightsError
 from img2img.train import train_cyclegan, train_pix2pix

@@ -30,7 +30,7 @@ import safetensors.torch
 from safetensors import SafetensorError
 
 from img2img.files.atomic import TEMP_PREFIX
-from img2img.models.config import Pix2PixConfig
+from img2img.train.config import Pix2PixConfig
 from img2img.errors import RunFolderError
 from img2img.data.synthetic import write_shapes_dataset
 from img2img.train import load_run_config, train_pix2pix

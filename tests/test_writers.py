@@ -111,7 +111,7 @@ def test_the_lock_of_a_killed_run_is_gone_with_its_process(shapes, tmp_path):
 
 
 def test_a_failure_after_training_did_work_keeps_the_run_folder(shapes, tmp_path, monkeypatch):
-    from img2img.models.config import Pix2PixConfig
+    from img2img.train.config import Pix2PixConfig
     from img2img.errors import UsageError
     from img2img.train import evaluation, train_pix2pix
 
@@ -294,7 +294,7 @@ def test_train_skip_existing_keeps_a_finished_run_and_points_an_unfinished_one_t
 def test_a_stop_during_validation_scores_stops_within_one_image(tmp_path, monkeypatch):
     """SIGTERM at a known point (the first validation pair scored): the rest of the validation
     is left out, the epoch's checkpoint is written and the run ends with 143."""
-    from img2img.models.config import Pix2PixConfig
+    from img2img.train.config import Pix2PixConfig
     from img2img.errors import TrainingInterrupted
     from img2img.eval import metrics
     from img2img.train import train_pix2pix

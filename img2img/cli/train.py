@@ -104,7 +104,7 @@ def build_config(
 ):
     """The config for a new run (defaults < --config FILE < command line) or a resumed one
     (``world_size``: the processes it will resume with, when not this torchrun job's)."""
-    from img2img.models.config import TrainConfig
+    from img2img.train.config import TrainConfig
     from img2img.errors import UsageError
     from img2img.train.run_folder import load_run_config, read_config_file
 
@@ -321,7 +321,7 @@ def pix2pix(
     max_pixels: MaxPixelsOpt = None,
 ) -> None:
     """Train pix2pix on paired images (the reference's options and defaults)."""
-    from img2img.models.config import Pix2PixConfig
+    from img2img.train.config import Pix2PixConfig
     from img2img.train.pix2pix import train_pix2pix
 
     given = given_options(ctx, dict(locals()))
@@ -407,7 +407,7 @@ def cyclegan(
 ) -> None:
     """Train CycleGAN on two folders of unpaired images (the reference's options and defaults);
     exports a weights file for each direction."""
-    from img2img.models.config import CycleGANConfig
+    from img2img.train.config import CycleGANConfig
     from img2img.train.cyclegan import train_cyclegan
 
     given = given_options(ctx, dict(locals()))

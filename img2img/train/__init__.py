@@ -15,7 +15,7 @@
 
 From Python::
 
-    from img2img.models.config import Pix2PixConfig
+    from img2img.train.config import Pix2PixConfig
     from img2img.train import train_pix2pix
 
     result = train_pix2pix(Pix2PixConfig(data="datasets/facades", n_epochs=5, n_epochs_decay=5))

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from img2img.models.config import CycleGANConfig
+from img2img.train.config import CycleGANConfig
 from img2img.data.checks import check_unpaired_data, smallest_input
 from img2img.data.datasets import UnpairedDataset
 from img2img.data.transforms import Preprocess

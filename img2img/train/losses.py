@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from img2img.models.config import GAN_MODES
+from img2img.train.config import GAN_MODES
 from img2img.errors import UsageError
 
 

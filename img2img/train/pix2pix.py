@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from img2img.models.config import Pix2PixConfig
+from img2img.train.config import Pix2PixConfig
 from img2img.data.checks import check_paired_data, smallest_input
 from img2img.data.datasets import PairedDataset
 from img2img.data.transforms import Preprocess

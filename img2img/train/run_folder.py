@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from img2img.files.atomic import atomic_write_bytes
-from img2img.models.config import TrainConfig
+from img2img.train.config import TrainConfig
 from img2img.errors import Img2ImgError, RunFolderError, UsageError
 from img2img.files.run_status import STATUS_FILE, process_alive, read_status
 from img2img.train import distributed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from img2img.models.config import TrainConfig
+from img2img.train.config import TrainConfig
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from img2img.models.config import TrainConfig
+from img2img.train.config import TrainConfig
 from img2img.errors import UsageError
 
 _LARGEST_TRIED = 4096  # the search for the smallest size that works stops here

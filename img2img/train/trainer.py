@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator, Mapping, TextIO
 import torch
 from torch.utils.data import DataLoader
 
-from img2img.models.config import TrainConfig
+from img2img.train.config import TrainConfig
 from img2img.data.sampler import EpochSampler
 from img2img.runtime.devices import resolve_device
 from img2img.errors import DatasetError, Img2ImgError, TrainingInterrupted, UsageError
