@@ -213,7 +213,7 @@ def test_tiles_below_the_networks_smallest_side_are_refused_and_the_advice_works
     """A ResNet's deepest reflection padding needs tiles of at least 8 pixels, a U-Net's
     bottleneck 2^depth: a smaller tile is a usage error before any image is read, and the tile
     the message advises translates."""
-    from img2img.translate.translator import smallest_side
+    from img2img.models.config import smallest_side
     from img2img.models.weights import read_metadata
 
     source = tmp_path / "in.png"

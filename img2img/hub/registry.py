@@ -357,6 +357,18 @@ def resolve_model(spec: str, *, progress: bool | None = None, direction: str | N
     return path
 
 
+
+def load_model(model: str | os.PathLike[str], device: Any = "cpu"):
+    """The PyTorch generator ``model`` names (a weights file, a model name or ``hf:...``,
+    resolved as :func:`resolve_model` does), loaded on ``device`` (a torch.device or its name) as
+    translate loads it: eval mode, batch norm as the weights' metadata says. Returns a
+    img2img.models.weights.LoadedGenerator. Raises ModelNotFoundError, DownloadError or
+    WeightsError."""
+    from img2img.models.weights import load_generator  # imports torch
+
+    return load_generator(resolve_model(os.fspath(model)), device)
+
+
 def find_local_model(spec: str) -> Path | None:
     """Like ``resolve_model`` but never touches the network: ``None`` when a known model is not
     on disk yet. Unknown names still raise ``ModelNotFoundError``."""

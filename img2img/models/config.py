@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -97,6 +98,29 @@ class GeneratorConfig:
     def from_reference(cls, net_g: str, **options: Any) -> GeneratorConfig:
         """Map the reference's --netG name (resnet_9blocks, unet_256, unet_N) onto a config."""
         return cls(**parse_generator_name(net_g), **options)
+
+
+def minimum_size(cfg: GeneratorConfig) -> int:
+    """The smallest input side the network runs on. A ResNet's residual blocks reflect-pad by 1
+    at a quarter of the resolution, which needs at least 2 pixels there; its first layer
+    reflect-pads by 3. A U-Net needs one pixel at the bottom."""
+    if cfg.arch == "resnet":
+        return 8 if cfg.n_blocks > 0 and cfg.padding_type == "reflect" else 4
+    return cfg.size_multiple
+
+def smallest_side(cfg: GeneratorConfig) -> int:
+    """The smallest side, in pixels, that the network takes as it is (no padding added): a
+    multiple of its size multiple and at least ``minimum_size``. The one limit behind the
+    smallest --tile, the --static sizes export accepts and the advice both give (8 for ResNets
+    with reflection padding, 2^depth for U-Nets)."""
+    multiple = cfg.size_multiple
+    return multiple * math.ceil(minimum_size(cfg) / multiple)
+
+def valid_side_near(value: int, cfg: GeneratorConfig) -> int:
+    """The valid side (see ``smallest_side``) closest to ``value`` from below, or the smallest
+    valid side when none is below: what --tile and --static advise instead of ``value``."""
+    multiple = cfg.size_multiple
+    return max(smallest_side(cfg), value - value % multiple)
 
 
 def parse_generator_name(net_g: str) -> dict[str, Any]:

@@ -3,7 +3,7 @@
     result = export_onnx("photo2night", "night.onnx")          # any model translate accepts
     result.parity                                              # [ParityCheck(shape, max_abs_diff)]
 
-The network is the one translate runs (loaded by ``img2img.translate.translator.load_model``, in float32,
+The network is the one translate runs (loaded by ``img2img.hub.registry.load_model``, in float32,
 dropout off, batch norm as the weights' metadata says): a pix2pix model trained at batch size 1
 normalises each image by its own statistics (``PerImageBatchNorm``), and instance norm is
 instance norm; both become ONNX ``InstanceNormalization`` nodes, so an image's output never
@@ -44,7 +44,8 @@ import torch
 from img2img.files.atomic import atomic_path
 from img2img.models.config import GeneratorConfig
 from img2img.errors import ExportError, Img2ImgError, OutputError, UsageError
-from img2img.translate.translator import load_model, minimum_size, smallest_side, valid_side_near
+from img2img.hub.registry import load_model
+from img2img.models.config import minimum_size, smallest_side, valid_side_near
 from img2img.onnx.quantize import (
     DEFAULT_CALIBRATION_COUNT,
     INT8_STATIC,

@@ -32,7 +32,7 @@ import numpy as np
 
 from img2img.models.config import GeneratorConfig
 from img2img.errors import ExportError, UsageError
-from img2img.translate.translator import minimum_size
+from img2img.models.config import minimum_size
 from img2img.onnx.runtime import QUANTIZATION_KEY, QUANTIZATION_PSNR_KEY, import_extra, session_options
 
 INT8_STATIC = "int8-static-qoperator-per-channel"

@@ -475,7 +475,7 @@ class TileSettings:
         (inference.smallest_side: the deepest reflection padding needs two pixels there); an
         overlap at most the tile less one size multiple (tiles start on multiples of it)."""
         from img2img.errors import UsageError
-        from img2img.translate.translator import smallest_side, valid_side_near
+        from img2img.models.config import smallest_side, valid_side_near
 
         multiple, smallest = cfg.size_multiple, smallest_side(cfg)
         if isinstance(self.tile, str) and self.tile not in ("auto", "off"):

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import math
 import os
 import re
 import time
@@ -35,7 +34,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from img2img.models.config import GeneratorConfig
+from img2img.models.config import GeneratorConfig, minimum_size, smallest_side, valid_side_near
 from img2img.models.determinism import InstanceNormInference, make_thread_count_independent, watch_conditioning
 from img2img.runtime.devices import cpu_class, cpu_has_native_bf16, has_native_bf16, resolve_device
 from img2img.translate.engines import ENV_ENGINE, Engine, engine_from_environment, open_onnx_engine, resolve_engine
@@ -102,29 +101,10 @@ class Padding:
         return x[..., self.top : self.top + self.height, self.left : self.left + self.width]
 
 
-def minimum_size(cfg: GeneratorConfig) -> int:
-    """The smallest input side the network runs on. A ResNet's residual blocks reflect-pad by 1
-    at a quarter of the resolution, which needs at least 2 pixels there; its first layer
-    reflect-pads by 3. A U-Net needs one pixel at the bottom."""
-    if cfg.arch == "resnet":
-        return 8 if cfg.n_blocks > 0 and cfg.padding_type == "reflect" else 4
-    return cfg.size_multiple
 
 
-def smallest_side(cfg: GeneratorConfig) -> int:
-    """The smallest side, in pixels, that the network takes as it is (no padding added): a
-    multiple of its size multiple and at least ``minimum_size``. The one limit behind the
-    smallest --tile, the --static sizes export accepts and the advice both give (8 for ResNets
-    with reflection padding, 2^depth for U-Nets)."""
-    multiple = cfg.size_multiple
-    return multiple * math.ceil(minimum_size(cfg) / multiple)
 
 
-def valid_side_near(value: int, cfg: GeneratorConfig) -> int:
-    """The valid side (see ``smallest_side``) closest to ``value`` from below, or the smallest
-    valid side when none is below: what --tile and --static advise instead of ``value``."""
-    multiple = cfg.size_multiple
-    return max(smallest_side(cfg), value - value % multiple)
 
 
 def padded_size(height: int, width: int, multiple: int, minimum: int = 1) -> tuple[int, int]:
@@ -681,11 +661,6 @@ class Translator:
         return TranslateResult(key, image, None, time.perf_counter() - start, plan, engine="torch")  # tiles: PyTorch
 
 
-def load_model(model: str | os.PathLike[str], device: str | torch.device = "cpu") -> LoadedGenerator:
-    """The PyTorch generator ``model`` names (a weights file, a model name or ``hf:...``, resolved
-    by img2img.hub.registry), loaded on ``device`` as translate loads it: eval mode, batch norm as the
-    weights' metadata says. Raises ModelNotFoundError, DownloadError or WeightsError."""
-    return load_generator(_resolve(model), device)
 
 
 def _resolve(model: str | os.PathLike[str], direction: str | None = None) -> Path:
@@ -745,7 +720,6 @@ __all__ = [
     "TranslateResult",
     "Translator",
     "check_direction",
-    "load_model",
     "cpu_has_native_bf16",
     "default_channels_last",
     "minimum_size",
