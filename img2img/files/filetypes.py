@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import zipfile
 from pathlib import Path
 
@@ -136,4 +137,20 @@ def _is_text(head: bytes) -> bool:
     return not any(byte < 9 or 13 < byte < 32 for byte in head if byte != 27)
 
 
-__all__ = ["PYTORCH_KINDS", "PYTORCH_LEGACY", "PYTORCH_ZIP", "SAFETENSORS", "describe_kind", "sniff"]
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def special_file_kind(mode: int) -> str | None:
+    """'a FIFO (named pipe)', 'a socket', ... for a ``st_mode`` that is none of file, folder."""
+    for test, kind in _SPECIAL_KINDS:
+        if test(mode):
+            return kind
+    return None
+
+
+__all__ = ["PYTORCH_KINDS", "PYTORCH_LEGACY", "PYTORCH_ZIP", "SAFETENSORS", "describe_kind", "sniff", "special_file_kind"]

@@ -28,6 +28,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from img2img.files import formats
 from img2img.files.atomic import atomic_path
+from img2img.files.filetypes import special_file_kind
 from img2img.errors import ImageError, OutputExistsError, UsageError, exists_message
 
 Image.init()  # registers every plugin, so the extension tables below are complete
@@ -419,7 +420,6 @@ def _open_path(path: Path, label: str, stream_limit: int | None) -> BinaryIO:
     if stat.S_ISDIR(mode):
         raise ImageError(f"{label}: is a directory")
     if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
-        from img2img.files.walk import special_file_kind  # walk imports this module
 
         raise ImageError(f"{label}: is {special_file_kind(mode) or 'not a regular file'}, not an image file")
     try:

@@ -30,16 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from img2img.files.filetypes import special_file_kind
 from img2img.files.imageio import is_image_path
 
 GLOB_CHARS = frozenset("*?[")
 
-_SPECIAL_KINDS = (
-    (stat.S_ISFIFO, "a FIFO (named pipe)"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-)
 
 
 @dataclass(frozen=True)
@@ -67,12 +62,6 @@ class Listing:
         return [found.path for found in self.images]
 
 
-def special_file_kind(mode: int) -> str | None:
-    """'a FIFO (named pipe)', 'a socket', ... for a ``st_mode`` that is none of file, folder."""
-    for test, kind in _SPECIAL_KINDS:
-        if test(mode):
-            return kind
-    return None
 
 
 def list_images(
@@ -237,5 +226,4 @@ __all__ = [
     "glob_images",
     "has_glob_chars",
     "list_images",
-    "special_file_kind",
 ]

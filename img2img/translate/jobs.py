@@ -29,7 +29,8 @@ from typing import Callable
 from img2img.errors import UsageError, exists_advice
 from img2img.files.formats import can_write, format_for_path, output_format
 from img2img.files.imageio import DEFAULT_FORMAT
-from img2img.files.walk import Listing, glob_images, has_glob_chars, list_images, special_file_kind
+from img2img.files.filetypes import special_file_kind
+from img2img.files.walk import Listing, glob_images, has_glob_chars, list_images
 
 STDIN = "-"
 _log = logging.getLogger(__name__)

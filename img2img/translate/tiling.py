@@ -175,12 +175,12 @@ def _owned(starts: tuple[int, ...], tile: int, length: int) -> list[tuple[int, i
 def _norm_parameters(module: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None, float] | None:
     """(weight, bias, eps) of a layer that normalises each image by its own per-channel
     statistics (instance norm, per-image batch norm, or inference's group-norm form of both)."""
-    from img2img.translate.translator import _GroupNormAsInstanceNorm
+    from img2img.models.determinism import InstanceNormInference
     from img2img.models.networks import PerImageBatchNorm
 
     if isinstance(module, nn.InstanceNorm2d) and not module.track_running_stats:
         return module.weight, module.bias, module.eps
-    if isinstance(module, (PerImageBatchNorm, _GroupNormAsInstanceNorm)):
+    if isinstance(module, (PerImageBatchNorm, InstanceNormInference)):
         return module.weight, module.bias, module.eps
     return None
 

@@ -35,7 +35,7 @@ from PIL import Image
 from torch import nn
 
 from img2img.models.config import GeneratorConfig, minimum_size, smallest_side, valid_side_near
-from img2img.models.determinism import InstanceNormInference, make_thread_count_independent, watch_conditioning
+from img2img.models.determinism import make_thread_count_independent, watch_conditioning
 from img2img.runtime.devices import cpu_class, cpu_has_native_bf16, has_native_bf16, resolve_device
 from img2img.translate.engines import ENV_ENGINE, Engine, engine_from_environment, open_onnx_engine, resolve_engine
 from img2img.errors import ImageError, UsageError
@@ -130,10 +130,6 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, minimum: int = 1) -> tuple[t
 
 
 # --- the network, prepared for inference ---------------------------------------------------
-
-
-# The per-image norm layer of the prepared network (tiling.py recognises it by this name).
-_GroupNormAsInstanceNorm = InstanceNormInference
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
