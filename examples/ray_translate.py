@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, tally=None) -> int:
-    from img2img.cli import _signals
+    from img2img.runtime import signals as _signals
     from img2img.translate.ray import Tally, Translate, check_arguments, import_ray, plan_inputs, write_outputs
 
     tally = tally if tally is not None else Tally()
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     from img2img.errors import Img2ImgError
     from img2img.translate.ray import find_error
 
-    from img2img.cli import _signals
+    from img2img.runtime import signals as _signals
     from img2img.translate.ray import Tally
 
     args = parse_args(argv)

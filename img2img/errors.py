@@ -112,3 +112,10 @@ def exists_advice(*, options: tuple[str, ...] = EXISTING_OPTIONS, what: str = "i
 def exists_message(path: object, *, options: tuple[str, ...] = EXISTING_OPTIONS) -> str:
     """``PATH: already exists (use --overwrite to replace it, or --skip-existing to keep it)``."""
     return f"{path}: already exists{exists_advice(options=options)}"
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none: what a
+    one-line error report quotes of an error raised by other code."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

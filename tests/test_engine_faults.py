@@ -118,7 +118,7 @@ def test_a_stop_signal_an_import_turns_into_another_error_still_ends_as_the_sign
     """SIGTERM while onnxruntime is imported made its import fail ("initialization failed"):
     the run said "needs the onnx extra" and exited 1, instead of 143."""
     import img2img.onnx.export
-    from img2img.cli import _signals
+    from img2img.runtime import signals as _signals
     from img2img.errors import MissingExtraError
 
     def imported_into_a_signal(*args, **kwargs):

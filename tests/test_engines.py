@@ -373,7 +373,7 @@ def test_a_stop_signal_the_exporter_swallows_still_stops_the_run(tmp_path, avx2,
     """torch's exporter turns the Interrupted a SIGINT/SIGTERM raises inside its tracer into
     another error (a RecursionError was seen): that must stop the run, not fall back to PyTorch."""
     import img2img.onnx.export
-    from img2img.cli import _signals
+    from img2img.runtime import signals as _signals
 
     def traced_into_a_signal(*args, **kwargs):
         monkeypatch.setattr(_signals, "_received", 15)  # the handler ran during the export

@@ -450,7 +450,7 @@ def test_convert_does_not_replace_an_output_written_meanwhile(tmp_path, referenc
 def test_interrupted_commands_name_what_they_wrote(tmp_path, capsys, monkeypatch):
     """Commands without a summary of their own say which files they completed."""
     from img2img.cli import main
-    from img2img.cli._signals import Interrupted
+    from img2img.runtime.signals import Interrupted
     from img2img.data import combine
 
     for side in ("A", "B"):
@@ -488,7 +488,7 @@ def saved_handlers():
 
 
 def test_stop_signals_raise_interrupted_and_ignored_ones_stay_ignored(saved_handlers):
-    from img2img.cli import _signals
+    from img2img.runtime import signals as _signals
 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
     _signals.install()
@@ -549,7 +549,8 @@ def test_looking_in_the_model_cache_removes_stale_downloads(tmp_path, monkeypatc
 
 def test_a_signal_while_an_error_is_on_its_way_out_reports_the_error(capsys, monkeypatch):
     """torchrun SIGTERMs the other processes when one fails: the error, not the signal, is news."""
-    from img2img.cli import _signals, main
+    from img2img.cli import main
+    from img2img.runtime import signals as _signals
     from img2img.errors import Img2ImgError
 
     def fail_then_signal(*args, **kwargs):

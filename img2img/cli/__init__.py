@@ -11,9 +11,10 @@ import sys
 import typer
 
 from img2img import __version__
-from img2img.cli import _notes, _signals
+from img2img.cli import _notes
+from img2img.runtime import signals as _signals
 from img2img.cli._app import app
-from img2img.cli._signals import Interrupted
+from img2img.runtime.signals import Interrupted
 from img2img.cli._text import one_line
 from img2img.files.atomic import written_files
 from img2img.errors import Img2ImgError
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     debug = DEBUG_FLAG in args or os.environ.get("IMG2IMG_DEBUG", "") not in ("", "0")
     args = [arg for arg in args if arg != DEBUG_FLAG]
     _notes.install()
-    # The stop signals unwind every command alike (img2img.cli._signals), for its length.
+    # The stop signals unwind every command alike (img2img.runtime.signals), for its length.
     with _signals.installed():
         written_before = len(written_files())
         try:

@@ -22,7 +22,7 @@ import typer
 
 from img2img.cli._app import app
 from img2img.cli._options import Direction, OverwriteOpt, SkipExistingOpt, check_existing_options
-from img2img.cli._signals import Interrupted
+from img2img.runtime.signals import Interrupted
 
 if TYPE_CHECKING:  # img2img.translate.jobs loads Pillow and numpy: imported when the command runs
     from img2img.translate.jobs import Job

@@ -8,7 +8,7 @@ from typing import Callable
 
 from PIL import Image
 
-from img2img.data.layouts import _pair_by_name
+from img2img.data.layouts import pair_by_name
 from img2img.errors import DatasetError, ImageError, OutputExistsError, exists_message
 from img2img.files.imageio import natural_channels, read_image, to_8bit, write_image
 
@@ -57,7 +57,7 @@ def combine_folders(
     plan = [
         (pair.a, pair.b, folder_out / pair.a.name)
         for folder_a, folder_b, folder_out in jobs
-        for pair in _pair_by_name(folder_a, folder_b)
+        for pair in pair_by_name(folder_a, folder_b)
     ]
 
     failures: list[str] = []

@@ -72,7 +72,3 @@ def unreadable_reason(exc: BaseException, path: Path) -> str:
     hint = getattr(exc, "hint", None)  # e.g. how to lift the pixel limit
     return f"{text}; {hint}" if hint else text
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -7,8 +7,8 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from img2img.data.images import _first_line, is_image_file, list_images
-from img2img.errors import DatasetError
+from img2img.data.images import is_image_file, list_images
+from img2img.errors import DatasetError, first_line
 
 
 _MAX_LISTED = 5  # files named per kind of problem; the rest are counted
@@ -125,7 +125,7 @@ def _scan_split(folder: Path) -> tuple[str, list[Pair]]:
         if not (has_a and has_b):
             present, missing = ("A", "B") if has_a else ("B", "A")
             raise DatasetError(f"{folder}: has {present}/ but no {missing}/; {_EXPECTED_LAYOUT}")
-        return "two-folder", _pair_by_name(subdirs["A"], subdirs["B"])
+        return "two-folder", pair_by_name(subdirs["A"], subdirs["B"])
     images = list_images(folder, recursive=True)  # the reference walks subfolders too
     if not images:
         found = _describe_folder(folder)
@@ -136,7 +136,7 @@ def _scan_split(folder: Path) -> tuple[str, list[Pair]]:
     return "aligned", [Pair(path) for path in images]
 
 
-def _pair_by_name(dir_a: Path, dir_b: Path) -> list[Pair]:
+def pair_by_name(dir_a: Path, dir_b: Path) -> list[Pair]:
     """Pair DIR/A/x.* with DIR/B/x.* by file name (the extension may differ)."""
     files_a, files_b = list_images(dir_a), list_images(dir_b)
     if not files_a or not files_b:
@@ -176,7 +176,7 @@ def _describe_folder(folder: Path) -> str:
     try:
         entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     except OSError as exc:
-        return f"an unreadable folder ({_first_line(exc)})"
+        return f"an unreadable folder ({first_line(exc)})"
     if not entries:
         return "nothing"
     shown = [p.name + ("/" if p.is_dir() else "") for p in entries[:_MAX_LISTED]]

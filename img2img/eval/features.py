@@ -12,6 +12,7 @@ today's; a cache that cannot be written only costs time (a note).
 
 from __future__ import annotations
 
+import logging
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -22,6 +23,9 @@ import torch
 from PIL import Image
 
 from img2img.errors import ImageError
+
+_log = logging.getLogger(__name__)
+
 
 FEATURE_VERSION = 1  # bump when the features computed for the same inputs change
 DEFAULT_BATCH_SIZE = 32
@@ -59,9 +63,12 @@ class FeatureSet:
 def folder_items(folder: Path) -> list[ImageItem]:
     """The images of a folder as ``translate`` finds them: recursively, sorted, hidden files and
     files without an image extension skipped."""
-    from img2img.translate.jobs import _walk_folder
+    from img2img.files.walk import list_images
 
-    return [ImageItem(label, path=path, name=rel.as_posix()) for label, path, rel in _walk_folder(folder, folder, None)]
+    listing = list_images(folder)
+    for message in listing.notes + listing.errors:
+        _log.warning(message)
+    return [ImageItem(str(found.path), path=found.path, name=found.relative.as_posix()) for found in listing.images]
 
 
 def read_item(item: ImageItem, data: bytes | None = None) -> Image.Image:

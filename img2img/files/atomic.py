@@ -13,7 +13,7 @@ name in one step. Either the whole file is there under its name, or nothing is.
   A file that exists raises ``FileExistsError``; there is no check-then-replace window.
 - **Temporaries never outlive the process.** A temporary's name is recorded before the file is
   created, so whatever interrupts (an exception, or a signal turned into one by
-  ``img2img.cli._signals``) at whatever point, it is removed: by the ``with`` block's unwinding,
+  ``img2img.runtime.signals``) at whatever point, it is removed: by the ``with`` block's unwinding,
   or by :func:`remove_registered_temporaries` (called by the CLI on a signal and at exit).
 - **Leftovers of killed processes are cleaned.** ``kill -9`` cannot be caught, so temporary names
   carry this host and the process id, ``.img2img-tmp.HOST.PID.RANDOM``; the first time a process

@@ -26,7 +26,7 @@ from typing import Any, Iterator
 
 from img2img import __version__
 from img2img.files.atomic import create_temporary, discard_temporary
-from img2img.errors import DownloadError, ModelNotFoundError, UsageError
+from img2img.errors import DownloadError, ModelNotFoundError, UsageError, first_line
 from img2img.files.transfer import (  # noqa: F401 (the policy's names are public here too)
     DOWNLOAD_MIN_RATE,
     DOWNLOAD_TIMEOUT,
@@ -409,13 +409,13 @@ def hf_file(
     except hf.EntryNotFoundError:
         raise ModelNotFoundError(f"{label}: {repo} has no file {filename}") from None
     except hf.HFValidationError as exc:
-        raise UsageError(f"{label}: not a valid Hugging Face repo ({_first_line(exc)})") from None
+        raise UsageError(f"{label}: not a valid Hugging Face repo ({first_line(exc)})") from None
     except hf.HfHubHTTPError as exc:
-        raise DownloadError(f"{label}: download of {where} failed ({_first_line(exc)})") from None
+        raise DownloadError(f"{label}: download of {where} failed ({first_line(exc)})") from None
     except _http_errors() as exc:
         raise DownloadError(f"{label}: download of {where} was interrupted ({_network_reason(exc)})") from None
     except (OSError, ValueError) as exc:
-        raise DownloadError(f"{label}: download of {where} failed ({_first_line(exc)})") from None
+        raise DownloadError(f"{label}: download of {where} failed ({first_line(exc)})") from None
     if sha256 and file_sha256(Path(path)) != sha256:
         raise DownloadError(f"{label}: refused {where}: its sha256 does not match the registry's")
     return Path(path)
@@ -504,10 +504,6 @@ def _hf_progress(enabled: bool | None) -> Iterator[None]:
                 warnings.simplefilter("ignore")
                 enable_progress_bars()
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 __all__ = [

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from img2img.errors import Img2ImgError, PushError, UsageError
+from img2img.errors import Img2ImgError, PushError, UsageError, first_line
 
 _REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
 MAIN_FILE = "model.safetensors"
@@ -285,13 +285,13 @@ def push(spec: str, repo: str, *, private: bool = False, revision: str | None = 
                     f"push to {repo}: the Hub refused the token (HTTP {status}): use a token with "
                     "write access to this repo (HF_TOKEN, or `hf auth login`)"
                 ) from None
-            raise PushError(f"push to {repo}: the Hub answered {_first_line(exc)}") from None
+            raise PushError(f"push to {repo}: the Hub answered {first_line(exc)}") from None
         except (OSError, ValueError) as exc:
-            raise PushError(f"push to {repo}: cannot reach the Hub ({_first_line(exc)})") from None
+            raise PushError(f"push to {repo}: cannot reach the Hub ({first_line(exc)})") from None
         except Exception as exc:  # the HTTP client's connection errors (its own types)
             if isinstance(exc, Img2ImgError):
                 raise
-            raise PushError(f"push to {repo}: cannot reach the Hub ({_first_line(exc)})") from None
+            raise PushError(f"push to {repo}: cannot reach the Hub ({first_line(exc)})") from None
     return str(getattr(info, "commit_url", "") or f"https://huggingface.co/{repo}")
 
 
@@ -317,14 +317,10 @@ def card_scores(spec: str) -> tuple[dict[str, float], str | None]:
     try:
         card = ModelCard.load(path)
     except Exception as exc:  # the library's YAML/validation errors: a card we cannot read
-        return {}, f"unreadable card ({_first_line(exc)})"
+        return {}, f"unreadable card ({first_line(exc)})"
     results = getattr(card.data, "eval_results", None) or []
     return {str(r.metric_type): r.metric_value for r in results}, None if results else "the card has no model-index scores"
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 __all__ = ["PushError", "PushSource", "build_folder", "card_scores", "model_card", "push", "read_source", "repo_files", "translate_lines"]

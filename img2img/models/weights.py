@@ -26,7 +26,7 @@ from img2img import __version__
 from img2img.files import filetypes
 from img2img.files.atomic import atomic_path
 from img2img.models.config import GeneratorConfig, preprocess_problem
-from img2img.errors import Img2ImgError, WeightsError
+from img2img.errors import Img2ImgError, WeightsError, first_line
 from img2img.models.networks import build_generator, count_parameters, use_per_image_batch_norm
 from img2img.models.reference import (
     InferredGenerator,
@@ -606,7 +606,7 @@ def _open_safetensors(path: str | os.PathLike[str], device: str | torch.device):
     try:
         return safe_open(str(path), framework="pt", device=str(device))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise WeightsError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
+        raise WeightsError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
 
 
 def _metadata_of(handle: Any, path: str | os.PathLike[str]) -> WeightsMetadata:
@@ -618,10 +618,6 @@ def _metadata_of(handle: Any, path: str | os.PathLike[str]) -> WeightsMetadata:
         )
     return WeightsMetadata.from_json(raw, path)
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 __all__ = [

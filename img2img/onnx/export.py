@@ -43,7 +43,7 @@ import torch
 
 from img2img.files.atomic import atomic_path
 from img2img.models.config import GeneratorConfig
-from img2img.errors import ExportError, Img2ImgError, OutputError, UsageError
+from img2img.errors import ExportError, Img2ImgError, OutputError, UsageError, first_line
 from img2img.hub.registry import load_model
 from img2img.models.config import minimum_size, smallest_side, valid_side_near
 from img2img.onnx.quantize import (
@@ -235,7 +235,7 @@ def _export_checked(
         else:
             _export_torchscript(net, example, fp32, opset, static)
     except (RuntimeError, ValueError, TypeError, torch.onnx.errors.OnnxExporterError) as exc:
-        raise ExportError(f"{source}: the ONNX export failed ({_first_line(exc)})") from None
+        raise ExportError(f"{source}: the ONNX export failed ({first_line(exc)})") from None
     written_opset, input_shape = _finish(fp32, props, opset)
     seconds = time.perf_counter() - start
     result = ExportResult(Path(output), written_opset, exporter, input_shape, seconds=seconds)
@@ -295,7 +295,7 @@ def parity_shapes(cfg: GeneratorConfig, static: tuple[int, int] | None) -> list[
     c = cfg.input_nc
     if static is not None:
         return [(1, c, *static), (1, c, *static)]
-    unit = _unit(cfg)
+    unit = probe_side(cfg)
     step = cfg.size_multiple
     return [(2, c, unit, 2 * unit + step), (1, c, 3 * unit, unit)]
 
@@ -329,9 +329,10 @@ def check_parity(
 # --- the exporters -------------------------------------------------------------------------------
 
 
-def _unit(cfg: GeneratorConfig) -> int:
-    # The smallest valid side that is a multiple of the size multiple and at least 32 pixels, so
-    # every layer sees more than a pixel or two.
+def probe_side(cfg: GeneratorConfig) -> int:
+    """The side of the square image the parity checks run on: the smallest valid side (a
+    multiple of the size multiple) that is at least 32 pixels, so every layer sees more than a
+    pixel or two."""
     multiple = cfg.size_multiple
     return multiple * math.ceil(max(32, minimum_size(cfg)) / multiple)
 
@@ -340,7 +341,7 @@ def _example_input(cfg: GeneratorConfig, static: tuple[int, int] | None) -> torc
     if static is not None:
         return torch.zeros(1, cfg.input_nc, *static)
     # Batch 2 and sides of 2 and 3 units: torch.export specialises dimensions of size 0 or 1.
-    unit = _unit(cfg)
+    unit = probe_side(cfg)
     return torch.rand(2, cfg.input_nc, 2 * unit, 3 * unit) * 2 - 1
 
 
@@ -435,19 +436,16 @@ def _finish(path: Path, props: dict[str, str], opset: int | None) -> tuple[int, 
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
-        raise ExportError(f"the exported model is not valid ONNX ({_first_line(exc)})") from None
+        raise ExportError(f"the exported model is not valid ONNX ({first_line(exc)})") from None
     onnx.save(model, str(path))
     dims = model.graph.input[0].type.tensor_type.shape.dim
     shape = [dim.dim_param if dim.dim_param else dim.dim_value for dim in dims]
     return written, shape
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
 
 __all__ = [
+    "probe_side",
     "DEFAULT_TOLERANCE",
     "DYNAMO_MIN_OPSET",
     "ExportResult",

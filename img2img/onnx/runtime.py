@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from img2img.errors import DeviceError, ImageError, MissingExtraError, UsageError, WeightsError
+from img2img.errors import DeviceError, ImageError, MissingExtraError, UsageError, WeightsError, first_line
 from img2img.models.weights import METADATA_KEY, LoadedGenerator, WeightsMetadata
 
 ONNX_SUFFIX = ".onnx"
@@ -130,7 +130,7 @@ class OnnxGenerator:
         try:
             self.session = ort.InferenceSession(str(self.path), session_options(), providers=providers)
         except Exception as exc:
-            raise WeightsError(f"{self.path}: not an ONNX model onnxruntime can load ({_first_line(exc)})") from None
+            raise WeightsError(f"{self.path}: not an ONNX model onnxruntime can load ({first_line(exc)})") from None
         # Read through onnxruntime, so that running a model needs onnxruntime only.
         self.properties = dict(self.session.get_modelmeta().custom_metadata_map)
         self.metadata = onnx_metadata_of(self.path, self.properties)
@@ -226,10 +226,6 @@ def session_options():
     options.log_severity_level = LOG_SEVERITY_FATAL
     return options
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 __all__ = [

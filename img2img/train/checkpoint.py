@@ -22,7 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from img2img.files.atomic import atomic_path
-from img2img.errors import WeightsError
+from img2img.errors import WeightsError, first_line
 
 CHECKPOINT_SCHEMA = 1
 METADATA_KEY = "img2img_checkpoint"
@@ -156,7 +156,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
                 raise WeightsError(f"{path}: not an img2img training checkpoint")
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise WeightsError(f"{path}: not a readable checkpoint ({_first_line(exc)})") from None
+        raise WeightsError(f"{path}: not a readable checkpoint ({first_line(exc)})") from None
     info = _parse_info(path, raw)
     if "structure" not in info:
         raise WeightsError(f"{path}: damaged checkpoint (its metadata has no 'structure')")
@@ -187,10 +187,6 @@ def _parse_info(path: str | os.PathLike[str], raw: str) -> dict[str, Any]:
     return info
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
 
 def read_checkpoint_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON facts of a checkpoint (epoch, iteration, config) without loading its tensors."""
@@ -198,7 +194,7 @@ def read_checkpoint_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             raw = (handle.metadata() or {}).get(METADATA_KEY)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise WeightsError(f"{path}: not a readable checkpoint ({_first_line(exc)})") from None
+        raise WeightsError(f"{path}: not a readable checkpoint ({first_line(exc)})") from None
     if raw is None:
         raise WeightsError(f"{path}: not an img2img training checkpoint")
     info = _parse_info(path, raw)

@@ -93,7 +93,7 @@ def _ending(trainer: Trainer, exc: BaseException | None) -> tuple[str, dict[str,
             return "interrupted", {}
     if isinstance(exc, KeyboardInterrupt):  # a second Ctrl-C
         return "interrupted", {"signal": "SIGINT"}
-    if hasattr(exc, "signal_name"):  # the CLI's signal handler (img2img.cli._signals.Interrupted)
+    if hasattr(exc, "signal_name"):  # the CLI's signal handler (img2img.runtime.signals.Interrupted)
         return "interrupted", {"signal": str(exc.signal_name)}
     if isinstance(exc, TrainingDiverged):
         return "diverged", {}

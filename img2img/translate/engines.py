@@ -42,7 +42,6 @@ import importlib.util
 import logging
 import math
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -50,7 +49,15 @@ from typing import Callable
 import torch
 
 from img2img.runtime.devices import cpu_class
-from img2img.errors import ExportError, Img2ImgError, MissingExtraError, OutputError, UsageError, WeightsError
+from img2img.errors import (
+    ExportError,
+    Img2ImgError,
+    MissingExtraError,
+    OutputError,
+    UsageError,
+    WeightsError,
+    first_line,
+)
 
 log = logging.getLogger(__name__)
 
@@ -249,11 +256,11 @@ def _make_cache_folder(folder: Path) -> None:
 
 def _stop_if_signalled() -> None:
     # torch's exporters trace the network in C++, which turns the Interrupted a stop signal
-    # raises (img2img.cli._signals) into another error or loses it: Ctrl-C during an export
+    # raises (img2img.runtime.signals) into another error or loses it: Ctrl-C during an export
     # would be a fallback to PyTorch, or nothing at all. The CLI's record of the signal decides.
-    signals = sys.modules.get("img2img.cli._signals")
-    if signals is not None:
-        signals.raise_if_received()
+    from img2img.runtime.signals import raise_if_received
+
+    raise_if_received()
 
 
 def open_onnx_engine(
@@ -286,12 +293,12 @@ def open_onnx_engine(
             check_cached_copy(generator, weights, sha256, reference)
             return generator
         except WeightsError as exc:  # the file; a missing extra or a signal is no reason to export
-            log.warning("the cached ONNX copy of %s is unusable (%s); exporting it again", Path(weights).name, _one_line(exc))
+            log.warning("the cached ONNX copy of %s is unusable (%s); exporting it again", Path(weights).name, first_line(exc))
             return OnnxGenerator(cached_export(weights, refresh=True, sha256=sha256), device="cpu")
     except (Img2ImgError, OSError) as exc:
         if required:
             raise
-        log.warning("onnxruntime cannot run %s (%s); PyTorch runs it", Path(weights).name, _one_line(exc))
+        log.warning("onnxruntime cannot run %s (%s); PyTorch runs it", Path(weights).name, first_line(exc))
         return None
 
 
@@ -309,7 +316,7 @@ def check_cached_copy(
     img2img.onnx.export.DEFAULT_TOLERANCE) on two random inputs: the smallest square the
     export's parity check uses and a batch of 2 of another, non-square size. A few
     milliseconds for the probes, and the copy's hash (about 0.1 s per 50 MB)."""
-    from img2img.onnx.export import DEFAULT_TOLERANCE, INPUT_NAME, OUTPUT_NAME, _unit
+    from img2img.onnx.export import DEFAULT_TOLERANCE, INPUT_NAME, OUTPUT_NAME, probe_side
     from img2img.onnx.runtime import WEIGHTS_SHA256_KEY
     from img2img.models.weights import METADATA_KEY, read_metadata
 
@@ -333,7 +340,7 @@ def check_cached_copy(
     if reference is None:
         return
     cfg = generator.metadata.generator
-    unit, step = _unit(cfg), cfg.size_multiple
+    unit, step = probe_side(cfg), cfg.size_multiple
     probes = torch.Generator().manual_seed(0)
     for shape in ((1, cfg.input_nc, unit, unit), (2, cfg.input_nc, unit + step, 2 * unit + 3 * step)):
         x = torch.rand(shape, generator=probes) * 2 - 1
@@ -346,10 +353,6 @@ def check_cached_copy(
                 f"input (max difference {difference:.3g} > {DEFAULT_TOLERANCE:g}); damaged or not its export"
             )
 
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 __all__ = [

@@ -237,15 +237,5 @@ def _expand(arg: str, out_dir: Path | None) -> tuple[list[tuple[str, Path, Path]
     return found, None if found or listing.errors else "no files match", listing
 
 
-def _walk_folder(folder: Path, base: Path, skip_dir: Path | None):
-    """(label, path, name relative to ``base``) for the images of ``folder``, by the walker;
-    its notes and unreadable folders are logged. Kept for code written against the walker's
-    predecessor; new code calls :func:`img2img.files.walk.list_images` and handles the listing."""
-    listing = list_images(folder, exclude=[skip_dir] if skip_dir is not None else [])
-    for message in listing.notes + listing.errors:
-        _log.warning(message)
-    for found in listing.images:
-        yield str(found.path), found.path, (Path(folder) / found.relative).relative_to(base)
-
 
 __all__ = ["STDIN", "InputError", "Job", "Shard", "normalise_ext", "output_suffix", "parse_shard", "plan_jobs"]
