@@ -1,7 +1,7 @@
 """Every value read from a file and printed on a terminal is escaped (issue 25 item 2): a
 newline in a weights file's ``source`` forged a ``direction BtoA`` line in ``models info``, and
 an ANSI escape in it reached the terminal. models info (weights and ONNX metadata), notes and
-errors all print through img2img.cli._text.one_line."""
+errors all print through img2img.files.text.one_line."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from conftest import make_generator_file
 from img2img.cli import main
-from img2img.cli._text import one_line
+from img2img.files.text import one_line
 
 FORGED = "my run\ndirection        BtoA\x1b[31m red\x1b]0;title\x07 \u202egnp.exe"
 

@@ -15,7 +15,7 @@ from img2img.cli import _notes
 from img2img.runtime import signals as _signals
 from img2img.cli._app import app
 from img2img.runtime.signals import Interrupted
-from img2img.cli._text import one_line
+from img2img.files.text import one_line
 from img2img.files.atomic import written_files
 from img2img.errors import Img2ImgError
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from img2img.cli._text import one_line
+from img2img.files.text import one_line
 
 
 class _NoteHandler(logging.Handler):

@@ -292,7 +292,7 @@ class _Reporter:
         self._print(f"img2img: {message}")
 
     def _print(self, line: str) -> None:
-        from img2img.cli._text import one_line
+        from img2img.files.text import one_line
 
         # File names and messages may come from files and cache entries: never let their
         # control characters (newlines, terminal escapes) reach the terminal as they are.

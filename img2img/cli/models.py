@@ -8,7 +8,8 @@ from typing import Any
 import typer
 
 from img2img.cli._app import models_app
-from img2img.cli._text import one_line, say
+from img2img.files.text import one_line
+from img2img.cli._text import say
 
 
 @models_app.command("list")

@@ -358,7 +358,7 @@ class _Reporter:
 
     def note(self, message: str) -> None:
         """Something skipped on purpose or worth knowing (not a failure): one line on stderr."""
-        from img2img.cli._text import one_line
+        from img2img.files.text import one_line
 
         line = f"img2img: note: {one_line(message)}"
         if self._progress is not None:
@@ -367,7 +367,7 @@ class _Reporter:
             print(line, file=sys.stderr, flush=True)
 
     def failed(self, label: str, output: Path | None, message: str) -> None:
-        from img2img.cli._text import json_text, one_line
+        from img2img.files.text import json_text, one_line
 
         self.failures += 1
         line = f"img2img: error: {one_line(message)}"
@@ -410,7 +410,7 @@ class _Reporter:
 
     def _json(self, label: str, output: Path | None, fields: dict) -> None:
         if self.as_json:
-            from img2img.cli._text import json_name
+            from img2img.files.text import json_name
 
             typer.echo(json.dumps({**json_name("input", label), **json_name("output", output), **fields, **self.shard}))
 

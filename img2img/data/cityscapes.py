@@ -73,7 +73,7 @@ def prepare_cityscapes(
     archives (or folders); returns the number of pairs per output split. Raises UsageError (out
     exists, an input that is neither a zip nor a folder), DatasetError (no Cityscapes files, a
     file without its partner), ImageError (an image that cannot be decoded, naming it)."""
-    from img2img.data.fetch import _temporary_folder
+    from img2img.data.fetch import temporary_folder
 
     if out.exists():
         raise UsageError(f"{out}: already exists; remove it or choose another --out")
@@ -91,7 +91,7 @@ def prepare_cityscapes(
                 "nothing was written"
             )
         counts = {}
-        with _temporary_folder(out.parent) as staging:
+        with temporary_folder(out.parent) as staging:
             for split, folder in SPLITS:
                 keys = sorted(key for key in labels if key[0] == split)
                 for sub in (folder, f"{folder}A", f"{folder}B"):

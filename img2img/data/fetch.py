@@ -90,7 +90,7 @@ def load_datasets() -> dict[str, DatasetEntry]:
 def read_datasets_file(path: Path) -> dict[str, DatasetEntry]:
     """The entries of one dataset registry file by ``TASK/NAME``; raises Img2ImgError for a file
     that is not a valid registry (its path and the problem in the message)."""
-    from img2img.hub.registry import _url_problem  # the model registry's URL check
+    from img2img.files.transfer import url_problem
 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -101,7 +101,7 @@ def read_datasets_file(path: Path) -> dict[str, DatasetEntry]:
     base_url, origin = os.environ.get(ENV_DATA_BASE_URL, "").strip(), f"${ENV_DATA_BASE_URL}"
     if not base_url:
         base_url, origin = str(data.get("base_url") or ""), f"{path}: base_url"
-    problem = _url_problem(base_url) if base_url else None
+    problem = url_problem(base_url) if base_url else None
     if problem:
         raise Img2ImgError(f"{origin} {base_url!r} is not a usable URL ({problem})")
     entries = {}
@@ -147,7 +147,7 @@ def find_dataset(name: str, registry: dict[str, DatasetEntry] | None = None) -> 
 
 
 def datasets_cache() -> Path:
-    from img2img.hub.registry import cache_dir
+    from img2img.files.cache import cache_dir
 
     return cache_dir() / "datasets"
 
@@ -222,7 +222,7 @@ def download_dataset(
                 downloads.resume_validator(part).unlink(missing_ok=True)
             raise
         os.replace(part, archive)
-    with _temporary_folder(dest.parent) as staging:
+    with temporary_folder(dest.parent) as staging:
         try:
             extract_archive(archive, staging, compressed_size=archive.stat().st_size)
             root = _dataset_root(staging, entry)
@@ -272,7 +272,7 @@ def _read_recorded(path: Path) -> str | None:
     return text[0] if text and len(text[0]) == 64 else None
 
 
-class _temporary_folder:
+class temporary_folder:
     """A hidden folder in ``parent`` (``.img2img-data.*``) removed on exit, whatever happens."""
 
     def __init__(self, parent: Path) -> None:

@@ -280,7 +280,7 @@ def _save(path: Path, features: FeatureSet, key: str, settings: dict, failed: li
         with atomic_path(path) as tmp:
             save_file({"pool": pool, "logits": logits}, str(tmp), metadata={"img2img_eval": meta})
     except Exception as exc:  # noqa: BLE001 -- OSError, SafetensorError (no space left), OutputError
-        from img2img.cli._text import one_line
+        from img2img.files.text import one_line
 
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return one_line(f"{path.parent}: {text[:200]}")

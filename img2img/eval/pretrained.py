@@ -80,7 +80,7 @@ class FoundWeights:
 
 
 def eval_cache_dir() -> Path:
-    from img2img.hub.registry import cache_dir
+    from img2img.files.cache import cache_dir
 
     return cache_dir() / "eval"
 

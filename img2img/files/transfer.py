@@ -26,6 +26,7 @@ import contextlib
 import contextvars
 import os
 import time
+import urllib.parse
 from typing import Any, Iterator
 
 from img2img.errors import UsageError
@@ -287,7 +288,28 @@ def use_for_hub() -> None:
         _HUB_CLIENT_SET = True
 
 
+_URL_SCHEMES = ("http", "https", "file")
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be downloaded from (None when it can): an absolute http(s) URL with a
+    host, or a file: URL; no spaces or control characters."""
+    if not url.strip() or any(ch.isspace() or ord(ch) < 32 for ch in url):
+        return "it is empty or has spaces or control characters"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError on a malformed port)
+    except ValueError as exc:
+        return str(exc)
+    if parts.scheme.lower() not in _URL_SCHEMES:
+        return f"scheme {parts.scheme + ':' if parts.scheme else 'missing'}; expected http:, https: or file:"
+    if parts.scheme.lower() != "file" and not parts.hostname:
+        return "no host name"
+    return None
+
+
 __all__ = [
+    "url_problem",
     "DOWNLOAD_MIN_RATE",
     "DOWNLOAD_TIMEOUT",
     "ENV_DOWNLOAD_MIN_RATE",

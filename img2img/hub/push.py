@@ -220,13 +220,13 @@ def build_folder(spec: str, repo: str, folder: Path, *, revision: str | None = N
     """Write what would be pushed into ``folder`` (created; it must not exist), built aside and
     moved into place. Raises UsageError (a bad repo id, folder exists) and read_source's errors."""
     from img2img.files.atomic import rename_no_replace
-    from img2img.data.fetch import _temporary_folder
+    from img2img.data.fetch import temporary_folder
 
     check_repo(repo)
     if folder.exists():
         raise UsageError(f"{folder}: already exists; choose another --dry-run folder")
     source = read_source(spec)
-    with _temporary_folder(folder.parent) as staging:
+    with temporary_folder(folder.parent) as staging:
         for name, path in repo_files(source).items():
             shutil.copyfile(path, staging / name)
         if source.sample is not None:

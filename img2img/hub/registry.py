@@ -29,11 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from img2img.files import downloads
-from img2img.files.shipped import shipped_dir
-from img2img.files.atomic import remove_stale_temporaries
-from img2img.models.config import GeneratorConfig, preprocess_problem
-from img2img.files.downloads import ENV_OFFLINE, file_sha256, is_offline  # noqa: F401 (public here too)
 from img2img.errors import (
     DownloadError,
     Img2ImgError,
@@ -41,16 +36,18 @@ from img2img.errors import (
     UsageError,
     WeightsError,
 )
-
-
-
-
+from img2img.files import downloads
+from img2img.files.atomic import remove_stale_temporaries
+from img2img.files.cache import ENV_CACHE, cache_dir  # noqa: F401 (ENV_CACHE: public here too)
+from img2img.files.downloads import ENV_OFFLINE, file_sha256, is_offline  # noqa: F401 (public here too)
+from img2img.files.shipped import shipped_dir
+from img2img.files.transfer import url_problem
+from img2img.models.config import GeneratorConfig, preprocess_problem
 
 WEIGHTS_DIR = shipped_dir()
 REGISTRY_FILE = WEIGHTS_DIR / "registry.json"
 REGISTRY_SCHEMA = 1
 
-ENV_CACHE = "IMG2IMG_CACHE"
 ENV_BASE_URL = "IMG2IMG_REGISTRY_BASE_URL"  # a mirror of the reference's download server
 ENV_EXTRA_REGISTRY = "IMG2IMG_REGISTRY"  # a JSON file whose entries add to (or replace) ours
 
@@ -181,7 +178,7 @@ def read_registry_file(path: Path) -> dict[str, ModelEntry]:
     if not base_url:
         base_url, base_origin = data.get("base_url") or "", f"{path}: base_url"
     if base_url:
-        problem = _url_problem(base_url) if isinstance(base_url, str) else "it is not a string"
+        problem = url_problem(base_url) if isinstance(base_url, str) else "it is not a string"
         if problem:
             raise Img2ImgError(f"{base_origin} {base_url!r} is not a usable URL ({problem})")
     return {
@@ -189,24 +186,7 @@ def read_registry_file(path: Path) -> dict[str, ModelEntry]:
     }
 
 
-_URL_SCHEMES = ("http", "https", "file")
 
-
-def _url_problem(url: str) -> str | None:
-    """Why ``url`` cannot be downloaded from (None when it can): an absolute http(s) URL with a
-    host, or a file: URL; no spaces or control characters."""
-    if not url.strip() or any(ch.isspace() or ord(ch) < 32 for ch in url):
-        return "it is empty or has spaces or control characters"
-    try:
-        parts = urllib.parse.urlsplit(url)
-        parts.port  # noqa: B018 (raises ValueError on a malformed port)
-    except ValueError as exc:
-        return str(exc)
-    if parts.scheme.lower() not in _URL_SCHEMES:
-        return f"scheme {parts.scheme + ':' if parts.scheme else 'missing'}; expected http:, https: or file:"
-    if parts.scheme.lower() != "file" and not parts.hostname:
-        return "no host name"
-    return None
 
 
 def _entry_from_json(name: str, raw: Any, base_url: str, origin: Path) -> ModelEntry:
@@ -268,7 +248,7 @@ def _entry_from_json(name: str, raw: Any, base_url: str, origin: Path) -> ModelE
                     f"against (the registry's base_url, or ${ENV_BASE_URL})"
                 )
             url = f"{base_url.rstrip('/')}/{url.lstrip('/')}"
-        problem = _url_problem(url)
+        problem = url_problem(url)
         if problem:
             raise Img2ImgError(f"{where}: url {url!r} is malformed ({problem})")
     return ModelEntry(
@@ -312,13 +292,6 @@ def _unknown_name(spec: str, registry: Mapping[str, ModelEntry]) -> ModelNotFoun
 
 # --- the cache ------------------------------------------------------------------------------
 
-
-def cache_dir() -> Path:
-    """``$IMG2IMG_CACHE``, else ``$XDG_CACHE_HOME/img2img``, else ``~/.cache/img2img``."""
-    if os.environ.get(ENV_CACHE):
-        return Path(os.environ[ENV_CACHE]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "img2img"
 
 
 def remove_stale_cache_temporaries() -> None:

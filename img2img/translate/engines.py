@@ -166,7 +166,7 @@ def engine_from_environment(default: str = "auto") -> str:
 
 def onnx_cache_dir() -> Path:
     """Where translate keeps the ONNX copies of weights files: ``<img2img cache>/onnx``."""
-    from img2img.hub.registry import cache_dir
+    from img2img.files.cache import cache_dir
 
     return cache_dir() / "onnx"
 
