@@ -13,13 +13,13 @@ from img2img.data.layouts import (
     Pair,
     PairedData,
     UnpairedData,
-    _EXPECTED_LAYOUT,
-    _EXPECTED_UNPAIRED,
-    _MAX_LISTED,
-    _describe_folder,
-    _domain_images,
-    _scan_split,
-    _validation_split,
+    EXPECTED_LAYOUT,
+    EXPECTED_UNPAIRED,
+    MAX_LISTED,
+    describe_folder,
+    domain_images,
+    scan_split,
+    validation_split,
 )
 from img2img.data.transforms import Preprocess
 from img2img.errors import DatasetError, ImageError
@@ -82,8 +82,8 @@ class _Problems:
             return
         clauses = []
         for kind, items in self.kinds.items():
-            shown = ", ".join(items[:_MAX_LISTED])
-            more = f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else ""
+            shown = ", ".join(items[:MAX_LISTED])
+            more = f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else ""
             clauses.append(f"{kind}: {shown}{more}")
         raise DatasetError(f"dataset {self.root}: " + "; ".join(clauses))
 
@@ -104,16 +104,16 @@ def check_paired_data(
     if not root.exists():
         raise DatasetError(f"{root}: no such folder")
     if not root.is_dir():
-        raise DatasetError(f"{root}: not a folder; {_EXPECTED_LAYOUT}")
+        raise DatasetError(f"{root}: not a folder; {EXPECTED_LAYOUT}")
     _check_preprocess_options(pre, size_multiple)
     train_dir = root / "train"
     if not train_dir.is_dir():
-        raise DatasetError(f"{root}: no train/ folder; found {_describe_folder(root)}; {_EXPECTED_LAYOUT}")
-    layout, train = _scan_split(train_dir)
+        raise DatasetError(f"{root}: no train/ folder; found {describe_folder(root)}; {EXPECTED_LAYOUT}")
+    layout, train = scan_split(train_dir)
     val: list[Pair] = []
     val_dir = root / "val"
     if val_dir.is_dir():
-        val_layout, val = _scan_split(val_dir)
+        val_layout, val = scan_split(val_dir)
         if val_layout != layout:
             raise DatasetError(
                 f"{root}: train/ uses the {layout} layout but val/ the {val_layout} layout; use one"
@@ -127,7 +127,7 @@ def check_paired_data(
     if full:
         _decode_all([path for pair in train + val for path in (pair.a, pair.b) if path is not None], problems)
     _check_batch_sizes(root, pre, batch_size, [sizes[p.a] for p in train])
-    train, val, val_source = _validation_split(train, val, val_size)
+    train, val, val_source = validation_split(train, val, val_size)
     warnings = _aligned_shape_warnings(root, train + val, sizes) if layout == "aligned" else []
     return PairedData(root, layout, train, val, val_source, sizes, warnings)
 
@@ -253,7 +253,7 @@ def check_unpaired_data(
     if not root.exists():
         raise DatasetError(f"{root}: no such folder")
     if not root.is_dir():
-        raise DatasetError(f"{root}: not a folder; {_EXPECTED_UNPAIRED}")
+        raise DatasetError(f"{root}: not a folder; {EXPECTED_UNPAIRED}")
     _check_preprocess_options(pre, size_multiple)
     missing = [name for name in ("trainA", "trainB") if not (root / name).is_dir()]
     if missing:
@@ -262,9 +262,9 @@ def check_unpaired_data(
             hint = " (train/ is the paired layout of `img2img train pix2pix`)"
         raise DatasetError(
             f"{root}: no {' or '.join(m + '/' for m in missing)} folder; found "
-            f"{_describe_folder(root)}{hint}; {_EXPECTED_UNPAIRED}"
+            f"{describe_folder(root)}{hint}; {EXPECTED_UNPAIRED}"
         )
-    train_a, train_b = (_domain_images(root / name) for name in ("trainA", "trainB"))
+    train_a, train_b = (domain_images(root / name) for name in ("trainA", "trainB"))
     test_a, test_b = (list_images(root / n, recursive=True) if (root / n).is_dir() else [] for n in ("testA", "testB"))
     val_a, val_b = (test_a, test_b) if test_a and test_b else ([], [])
 
@@ -282,8 +282,8 @@ def check_unpaired_data(
         _decode_all(train_a + train_b + val_a + val_b, problems)
     _check_batch_sizes(root, pre, batch_size, [headers[p][0] for p in train_a + train_b])
 
-    train_a, val_a, source_a = _validation_split(train_a, val_a, val_size)
-    train_b, val_b, source_b = _validation_split(train_b, val_b, val_size)
+    train_a, val_a, source_a = validation_split(train_a, val_a, val_size)
+    train_b, val_b, source_b = validation_split(train_b, val_b, val_size)
     val_source = source_a if source_a == source_b else "train"  # one domain too small to hold out
     warnings = _domain_differences(
         [headers[p] for p in train_a], [headers[p] for p in train_b]

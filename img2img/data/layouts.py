@@ -11,15 +11,15 @@ from img2img.data.images import is_image_file, list_images
 from img2img.errors import DatasetError, first_line
 
 
-_MAX_LISTED = 5  # files named per kind of problem; the rest are counted
+MAX_LISTED = 5  # files named per kind of problem; the rest are counted
 
-_EXPECTED_LAYOUT = (
+EXPECTED_LAYOUT = (
     "expected DIR/train/*.jpg|png (A and B side by side) or DIR/train/A/ + DIR/train/B/ "
     "(pairs with the same file name)"
 )
 
 
-_EXPECTED_UNPAIRED = (
+EXPECTED_UNPAIRED = (
     "expected DIR/trainA/ and DIR/trainB/ (each domain's images, any number, unpaired; "
     "DIR/testA/ + DIR/testB/ optional)"
 )
@@ -89,7 +89,7 @@ class UnpairedData:
         )
 
 
-def _validation_split(train: list, val: list, val_size: int) -> tuple[list, list, str]:
+def validation_split(train: list, val: list, val_size: int) -> tuple[list, list, str]:
     """(train, val, val_source): the given validation items, else a fixed slice of train held
     out (with 10 or more), else the first training items (too few to hold any out)."""
     val_source = "val"
@@ -109,7 +109,7 @@ def _validation_split(train: list, val: list, val_size: int) -> tuple[list, list
     return train, val[:val_size], val_source
 
 
-def _scan_split(folder: Path) -> tuple[str, list[Pair]]:
+def scan_split(folder: Path) -> tuple[str, list[Pair]]:
     """The layout of one split folder and its pairs; raises a DatasetError for an empty folder,
     an unknown layout, or A/B files without a partner."""
     entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
@@ -120,19 +120,19 @@ def _scan_split(folder: Path) -> tuple[str, list[Pair]]:
         if direct_images:
             raise DatasetError(
                 f"{folder}: holds both images and {'A/' if has_a else 'B/'}; unknown layout: "
-                f"{_EXPECTED_LAYOUT}"
+                f"{EXPECTED_LAYOUT}"
             )
         if not (has_a and has_b):
             present, missing = ("A", "B") if has_a else ("B", "A")
-            raise DatasetError(f"{folder}: has {present}/ but no {missing}/; {_EXPECTED_LAYOUT}")
+            raise DatasetError(f"{folder}: has {present}/ but no {missing}/; {EXPECTED_LAYOUT}")
         return "two-folder", pair_by_name(subdirs["A"], subdirs["B"])
     images = list_images(folder, recursive=True)  # the reference walks subfolders too
     if not images:
-        found = _describe_folder(folder)
+        found = describe_folder(folder)
         hint = ""
         if any(name in subdirs for name in ("trainA", "trainB", "testA")):
             hint = " (trainA/trainB is the unpaired layout of `img2img train cyclegan`)"
-        raise DatasetError(f"{folder}: no images (found {found}){hint}; {_EXPECTED_LAYOUT}")
+        raise DatasetError(f"{folder}: no images (found {found}){hint}; {EXPECTED_LAYOUT}")
     return "aligned", [Pair(path) for path in images]
 
 
@@ -141,7 +141,7 @@ def pair_by_name(dir_a: Path, dir_b: Path) -> list[Pair]:
     files_a, files_b = list_images(dir_a), list_images(dir_b)
     if not files_a or not files_b:
         empty = dir_a if not files_a else dir_b
-        raise DatasetError(f"{empty}: no images (found {_describe_folder(empty)})")
+        raise DatasetError(f"{empty}: no images (found {describe_folder(empty)})")
     by_stem_a, by_stem_b = _by_stem(files_a), _by_stem(files_b)
     only_a = sorted(set(by_stem_a) - set(by_stem_b))
     only_b = sorted(set(by_stem_b) - set(by_stem_a))
@@ -168,24 +168,24 @@ def _by_stem(files: list[Path]) -> dict[str, Path]:
 
 
 def _names(stems: list[str], files: dict[str, Path]) -> str:
-    shown = ", ".join(files[s].name for s in stems[:_MAX_LISTED])
-    return shown + (f" and {len(stems) - _MAX_LISTED} more" if len(stems) > _MAX_LISTED else "")
+    shown = ", ".join(files[s].name for s in stems[:MAX_LISTED])
+    return shown + (f" and {len(stems) - MAX_LISTED} more" if len(stems) > MAX_LISTED else "")
 
 
-def _describe_folder(folder: Path) -> str:
+def describe_folder(folder: Path) -> str:
     try:
         entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     except OSError as exc:
         return f"an unreadable folder ({first_line(exc)})"
     if not entries:
         return "nothing"
-    shown = [p.name + ("/" if p.is_dir() else "") for p in entries[:_MAX_LISTED]]
-    more = f" and {len(entries) - _MAX_LISTED} more" if len(entries) > _MAX_LISTED else ""
+    shown = [p.name + ("/" if p.is_dir() else "") for p in entries[:MAX_LISTED]]
+    more = f" and {len(entries) - MAX_LISTED} more" if len(entries) > MAX_LISTED else ""
     return ", ".join(shown) + more
 
 
-def _domain_images(folder: Path) -> list[Path]:
+def domain_images(folder: Path) -> list[Path]:
     images = list_images(folder, recursive=True)  # the reference walks subfolders too
     if not images:
-        raise DatasetError(f"{folder}: no images (found {_describe_folder(folder)}); {_EXPECTED_UNPAIRED}")
+        raise DatasetError(f"{folder}: no images (found {describe_folder(folder)}); {EXPECTED_UNPAIRED}")
     return images

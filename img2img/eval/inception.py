@@ -60,9 +60,9 @@ class FIDInception:
             with _HANDOVER, _patched(module, "load_state_dict_from_url", lambda *args, **kwargs: tensors):
                 net = module.FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"])
         except RuntimeError as exc:  # load_state_dict: missing, unexpected or misshapen keys
-            from img2img.translate.translator import _is_out_of_memory
+            from img2img.runtime.devices import is_out_of_memory
 
-            if _is_out_of_memory(exc):
+            if is_out_of_memory(exc):
                 raise  # not the weights' fault: the evaluator says so, with what to lower
             lines = str(exc).strip().splitlines()
             detail = " ".join(line.strip() for line in lines[1:3])[:300]

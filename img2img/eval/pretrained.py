@@ -195,9 +195,9 @@ def load_tensors(path: Path) -> dict:
         else:
             tensors = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 -- unpickling errors, truncated zips, bad headers
-        from img2img.translate.translator import _is_out_of_memory
+        from img2img.runtime.devices import is_out_of_memory
 
-        if _is_out_of_memory(exc):
+        if is_out_of_memory(exc):
             raise  # not the file's fault: the caller says so (img2img.eval.run.out_of_memory)
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(f"{path}: cannot read weights ({text[:200]})") from None

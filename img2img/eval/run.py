@@ -173,14 +173,14 @@ class Evaluator:
         line naming it), counted in ``samples["failed"]`` and left out; the others are scored.
         Raises OutOfMemory (one line, no allocator internals) when the work does not fit in
         memory; the CLI adds which option to lower."""
-        from img2img.translate.translator import _is_out_of_memory
+        from img2img.runtime.devices import is_out_of_memory
 
         try:
             return self._evaluate(
                 comparison, translator, save_outputs=save_outputs, overwrite=overwrite, skip_existing=skip_existing
             )
         except Exception as exc:  # noqa: BLE001 -- only out-of-memory is translated, the rest re-raised
-            if not _is_out_of_memory(exc):
+            if not is_out_of_memory(exc):
                 raise
             raise OutOfMemory(f"out of memory measuring {comparison.label} on {self.device}{_allocation(exc)}") from None
 

@@ -173,7 +173,7 @@ class DiscriminatorConfig:
         return cls(**data)
 
 
-def _flag(name: str) -> str:
+def option_flag(name: str) -> str:
     return name.replace("_", "-")
 
 

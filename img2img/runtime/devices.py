@@ -139,3 +139,19 @@ def machine_summary() -> str:
         + (f", oneDNN {'.'.join(map(str, onednn))}" if onednn else "")
         + f"{', CUDA ' + torch.version.cuda if torch.version.cuda else ''})"
     )
+
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says the device (or the host) ran out of memory, whatever raised it."""
+    # CUDA and MPS raise OutOfMemoryError; torch's CPU allocator a plain RuntimeError
+    # ("DefaultCPUAllocator: can't allocate memory" on Linux, "not enough memory" on Windows);
+    # numpy and Python a MemoryError.
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or (
+        isinstance(exc, RuntimeError)
+        and any(text in str(exc) for text in ("can't allocate memory", "not enough memory", "DefaultCPUAllocator"))
+    ) or (
+        # onnxruntime's allocator (its exceptions are RuntimeError subclasses of its own); its
+        # arena says "BFCArena ... Available memory of N is smaller than requested bytes" too
+        "onnxruntime" in type(exc).__module__ and any(text in str(exc) for text in ("Failed to allocate memory", "BFCArena"))
+    )

@@ -13,7 +13,7 @@ from img2img.models.config import (
     PREPROCESS_CHOICES,
     DiscriminatorConfig,
     GeneratorConfig,
-    _flag,
+    option_flag,
     parse_generator_name,
 )
 
@@ -106,20 +106,20 @@ class TrainConfig:
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 raise UsageError(
-                    f"--{_flag(name)}: {getattr(self, name)!r} is not one of {', '.join(valid)}"
+                    f"--{option_flag(name)}: {getattr(self, name)!r} is not one of {', '.join(valid)}"
                 )
         parse_generator_name(self.netg)  # raises a UsageError naming the valid ones
         for name in ("input_nc", "output_nc"):
             if getattr(self, name) not in (1, 3):
-                raise UsageError(f"--{_flag(name)} must be 1 or 3, got {getattr(self, name)}")
+                raise UsageError(f"--{option_flag(name)} must be 1 or 3, got {getattr(self, name)}")
         positive = ("load_size", "crop_size", "ngf", "ndf", "n_layers_d", "batch_size",
                     "print_freq", "save_epoch_freq", "save_latest_freq", "lr_decay_iters", "val_freq")
         for name in positive:
             if getattr(self, name) < 1:
-                raise UsageError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
+                raise UsageError(f"--{option_flag(name)} must be at least 1, got {getattr(self, name)}")
         for name in ("n_epochs", "n_epochs_decay", "val_size", "n_samples"):
             if getattr(self, name) < 0:
-                raise UsageError(f"--{_flag(name)} must be 0 or more, got {getattr(self, name)}")
+                raise UsageError(f"--{option_flag(name)} must be 0 or more, got {getattr(self, name)}")
         if self.n_epochs + self.n_epochs_decay < 1:
             raise UsageError("--n-epochs plus --n-epochs-decay must be at least 1")
         if self.num_workers is not None and self.num_workers < 0:
@@ -223,7 +223,7 @@ class CycleGANConfig(TrainConfig):
         super().__post_init__()
         for name in ("lambda_a", "lambda_b", "lambda_identity", "pool_size"):
             if getattr(self, name) < 0:
-                raise UsageError(f"--{_flag(name)} must be 0 or more, got {getattr(self, name)}")
+                raise UsageError(f"--{option_flag(name)} must be 0 or more, got {getattr(self, name)}")
         if self.lambda_identity > 0 and self.input_nc != self.output_nc:
             raise UsageError(
                 f"--lambda-identity {self.lambda_identity:g} compares G_A(B) with B, so it needs "

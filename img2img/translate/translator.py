@@ -36,7 +36,7 @@ from torch import nn
 
 from img2img.models.config import GeneratorConfig, minimum_size, smallest_side, valid_side_near
 from img2img.models.determinism import make_thread_count_independent, watch_conditioning
-from img2img.runtime.devices import cpu_class, cpu_has_native_bf16, has_native_bf16, resolve_device
+from img2img.runtime.devices import is_out_of_memory, cpu_class, cpu_has_native_bf16, has_native_bf16, resolve_device
 from img2img.translate.engines import ENV_ENGINE, Engine, engine_from_environment, open_onnx_engine, resolve_engine
 from img2img.errors import ImageError, UsageError
 from img2img.files.imageio import ModelInput, from_model_output, to_model_input
@@ -131,19 +131,6 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, minimum: int = 1) -> tuple[t
 
 # --- the network, prepared for inference ---------------------------------------------------
 
-
-def _is_out_of_memory(exc: BaseException) -> bool:
-    # CUDA and MPS raise OutOfMemoryError; torch's CPU allocator a plain RuntimeError
-    # ("DefaultCPUAllocator: can't allocate memory" on Linux, "not enough memory" on Windows);
-    # numpy and Python a MemoryError.
-    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or (
-        isinstance(exc, RuntimeError)
-        and any(text in str(exc) for text in ("can't allocate memory", "not enough memory", "DefaultCPUAllocator"))
-    ) or (
-        # onnxruntime's allocator (its exceptions are RuntimeError subclasses of its own); its
-        # arena says "BFCArena ... Available memory of N is smaller than requested bytes" too
-        "onnxruntime" in type(exc).__module__ and any(text in str(exc) for text in ("Failed to allocate memory", "BFCArena"))
-    )
 
 
 # --- the translator --------------------------------------------------------------------------
@@ -415,7 +402,7 @@ class Translator:
         except NonFiniteOutputError:
             raise  # the network's own weights overflow: PyTorch would not do better
         except Exception as exc:
-            if _is_out_of_memory(exc):
+            if is_out_of_memory(exc):
                 raise
             # Never a failed image for the engine's sake: PyTorch runs the same network. An
             # output of the wrong shape, dtype or range means the cached copy is not this
@@ -538,7 +525,7 @@ class Translator:
                 yield TranslateResult(key, None, exc, 0.0)
             return
         except Exception as exc:
-            if not _is_out_of_memory(exc):
+            if not is_out_of_memory(exc):
                 raise
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -606,7 +593,7 @@ class Translator:
         try:
             budget = int(self._forward_bytes_per_pixel() * padded[0] * padded[1] / 4)
         except Exception as exc:
-            if _is_out_of_memory(exc):  # not even the small probe fits
+            if is_out_of_memory(exc):  # not even the small probe fits
                 return None
             raise
         return self.tiling.plan(height, width, padded, self.size_multiple, self._forward_bytes_per_pixel, self.device, budget)
@@ -648,7 +635,7 @@ class Translator:
         except BadOutputError as exc:  # a tile's output broke the promises: the image fails
             return TranslateResult(key, None, exc, 0.0, plan)
         except Exception as exc:
-            if not _is_out_of_memory(exc):
+            if not is_out_of_memory(exc):
                 raise
             width, height = item.size
             message = f"out of memory translating a {width}x{height} image in {plan.tile_width}x{plan.tile_height} tiles"
