@@ -377,7 +377,7 @@ def test_cli_defaults_match_the_config():
     config = Pix2PixConfig(data="x")
     renamed = {"no_flip": ("flip", lambda v: not v), "no_dropout": ("dropout", lambda v: not v)}
     for param in command.params:
-        if param.name in ("data", "out", "resume", "config_file", "overwrite", "nproc", "max_pixels", "help"):
+        if param.name in ("data", "out", "resume", "config_file", "overwrite", "skip_existing", "nproc", "max_pixels", "help"):
             continue
         field, convert = renamed.get(param.name, (param.name, lambda v: v))
         default = param.default.value if hasattr(param.default, "value") else param.default
