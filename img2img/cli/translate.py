@@ -149,6 +149,19 @@ def translate(
         "downscaled to at most 1024² or a tile: one extra pass), exact (the full image's, accumulated layer by layer: about "
         "half a tiled pass per norm layer), tile (each tile its own: visible seams).",
     ),
+    # -- videos (img2img.video; the [video] extra)
+    video_codec: Optional[str] = typer.Option(
+        None,
+        "--video-codec",
+        metavar="ENCODER",
+        help="FFmpeg encoder for video outputs, e.g. libx264, libx265, libvpx-vp9, ffv1 "
+        "(default: H.264 (libx264) where the container takes it, VP9 for .webm).",
+        show_default=False,
+    ),
+    crf: Optional[int] = typer.Option(
+        None, "--crf", min=0, max=63, help="Constant rate factor of the video encoder (lower: better; "
+        "default: the encoder's, 23 for x264)."
+    ),
     max_pixels: Optional[int] = typer.Option(
         None,
         "--max-pixels",
@@ -167,6 +180,10 @@ def translate(
     from img2img.jobs import parse_shard, plan_jobs
 
     to_stdout = _check_options(inputs, output, out_dir, ext, as_json, overwrite, skip_existing)
+    if (video_codec is not None or crf is not None) and output is not None and not _is_video_output(output):
+        from img2img.errors import UsageError
+
+        raise UsageError(f"--video-codec and --crf go with video outputs, and {output} is not one")
     part = parse_shard(shard) if shard is not None else None
     if to_stdout:
         output = None
@@ -178,8 +195,14 @@ def translate(
         skip_existing=skip_existing, to_stdout=to_stdout, on_note=notes.append, shard=part,
         on_found=found.append,
     )  # fmt: skip
+    videos = [job for job in jobs if job.video]
+    if videos:
+        from img2img.video import import_av
+
+        import_av()  # without PyAV: one line and exit 2, before the model is loaded
+        jobs = [job for job in jobs if not job.video]
     # Leftovers of killed runs go now, even if this run has nothing left to write there.
-    for folder in {path.parent for path in [*(j.output for j in jobs), *(e.output for e in errors)] if path}:
+    for folder in {path.parent for path in [*(j.output for j in jobs + videos), *(e.output for e in errors)] if path}:
         remove_stale_temporaries(folder, force=True)
     translator = Translator(
         model,
@@ -187,15 +210,17 @@ def translate(
         precision=precision.value,
         engine=engine.value if engine else None,
         # Nothing left to write (--skip-existing, an empty --shard part): no export to pay for.
-        expected_images=found[0] if jobs else 0,
+        # A video's frames are many images: unknown counts as many (None).
+        expected_images=None if videos else found[0] if jobs else 0,
         direction=direction.value if direction else None,
         tile=tile,
         tile_overlap=tile_overlap,
         tile_stats=tile_stats.value,
     )
-    reporter = _Reporter(as_json=as_json, shard=part, show_progress=not quiet and len(jobs) + len(errors) > 1 and sys.stderr.isatty())
+    total = len(jobs) + len(videos) + len(errors)
+    reporter = _Reporter(as_json=as_json, shard=part, show_progress=not quiet and (total > 1 or bool(videos)) and sys.stderr.isatty())
     try:
-        with reporter.progress(total=len(jobs) + len(errors)):
+        with reporter.progress(total=total):
             for message in notes:
                 reporter.note(message)
             for error in errors:
@@ -205,9 +230,11 @@ def translate(
                     reporter.failed(error.label, error.output, error.message)
             if jobs:
                 _run(translator, jobs, batch_size, reporter, limit, replace=overwrite, skip_existing=skip_existing, max_pixels=max_pixels)
+            if videos:
+                _run_videos(translator, videos, batch_size, reporter, replace=overwrite, skip_existing=skip_existing, codec=video_codec, crf=crf)
     except (Interrupted, KeyboardInterrupt) as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
-        raise Interrupted(signum, reporter.summary(len(jobs) + len(errors))) from None
+        raise Interrupted(signum, reporter.summary(total)) from None
     except BrokenPipeError:
         # Whoever read stdout has gone (`... --json | head -1`): stop quietly, like a tool that
         # SIGPIPE ends, and keep Python from failing again when it flushes stdout at exit.
@@ -248,7 +275,7 @@ def _check_options(
         if out_dir is None and not to_stdout:
             raise UsageError("--ext goes with --out-dir or stdout (with -o the file's extension sets the format)")
         output_format(ext, f"--ext {ext}")
-    if output is not None and not output_is_stdout:
+    if output is not None and not output_is_stdout and not _is_video_output(output):
         format_for_path(output)
     if inputs == [STDIN] and sys.stdin.isatty():
         raise UsageError("- reads an image from stdin, but stdin is a terminal; pipe an image in")
@@ -266,7 +293,41 @@ def _check_options(
     return to_stdout
 
 
+def _is_video_output(path: Path) -> bool:
+    from img2img.video import CONTAINERS
+
+    return path.suffix.lower() in CONTAINERS
+
+
 # --- running ------------------------------------------------------------------------------------
+
+
+def _run_videos(translator, jobs: list[Job], batch_size: int, reporter: _Reporter, *, replace: bool, skip_existing: bool, codec: str | None, crf: int | None) -> None:
+    """Videos one after another (img2img.video): a video that fails is one line and is left
+    out, the others still run."""
+    from img2img.errors import ImageError, OutputExistsError, UsageError
+    from img2img.video import translate_video
+
+    for job in jobs:
+        try:
+            with reporter.frames(job.label) as on_frames:
+                result = translate_video(
+                    translator, job.source, job.output, label=job.label, codec=codec, crf=crf, batch_size=batch_size,
+                    replace=replace, on_frames=on_frames, on_note=reporter.note,
+                )  # fmt: skip
+        except OutputExistsError as exc:
+            if skip_existing:
+                reporter.skipped(job.label, job.output)
+            else:
+                reporter.failed(job.label, job.output, str(exc))
+            continue
+        except UsageError:
+            raise  # an encoder choice that fits no video: the same for every one
+        except (ImageError, OSError) as exc:
+            reporter.failed(job.label, job.output, str(exc))
+            continue
+        reporter.video_done(job, result)
+
 
 
 def _run(
@@ -352,14 +413,14 @@ class _Reporter:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self._progress = Progress(
-            TextColumn("translating"),
+            TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=Console(stderr=True),
         )
-        self._task = self._progress.add_task("translate", total=total)
+        self._task = self._progress.add_task("translating", total=total)
         return self._progress
 
     def note(self, message: str) -> None:
@@ -399,6 +460,53 @@ class _Reporter:
                 "status": "ok",
                 "tiling": None if tiling is None else tiling.as_dict(),
                 "engine": engine,
+            },
+        )
+        self._advance()
+
+    @contextlib.contextmanager
+    def frames(self, label: str):
+        """A callback ``(done, total)`` for a video's frames: a progress line with frames per
+        second and ETA on stderr when progress is shown, else nothing."""
+        if not self.show_progress:
+            yield None
+            return
+        from img2img.cli._text import one_line
+
+        owner = self._progress
+        if owner is None:
+            self.progress(total=1).__enter__()
+        name, start = one_line(label), time.perf_counter()
+        task = self._progress.add_task(f"{name}: frames", total=None)
+
+        def advance(done: int, total: int | None) -> None:
+            fps = done / max(time.perf_counter() - start, 1e-9)
+            self._progress.update(task, completed=done, total=total, description=f"{name}: frames, {fps:.1f}/s")
+
+        try:
+            yield advance
+        finally:
+            self._progress.remove_task(task)
+            if owner is None:
+                self._progress.stop()
+                self._progress = None
+
+    def video_done(self, job: Job, result) -> None:
+        """A video written: JSON with its frames, frames per second and seconds."""
+        self.written += 1
+        self._json(
+            job.label,
+            job.output,
+            {
+                "width": result.width,
+                "height": result.height,
+                "frames": result.frames,
+                "fps": round(result.fps, 3),
+                "seconds": round(result.seconds, 4),
+                "status": "ok",
+                "video_codec": result.codec,
+                "pix_fmt": result.pix_fmt,
+                "copied_streams": result.copied_streams,
             },
         )
         self._advance()
