@@ -66,7 +66,7 @@ def translate(
     inputs: List[str] = typer.Argument(
         ...,
         metavar="INPUT",
-        help="Image files, folders, quoted globs (** included), or - for stdin.",
+        help="Image or video files, folders, quoted globs (** included), or - for stdin.",
         show_default=False,
     ),
     model: str = typer.Option(..., "--model", "-m", help="A weights file or a model name."),
@@ -159,7 +159,7 @@ def translate(
         show_default=False,
     ),
     crf: Optional[int] = typer.Option(
-        None, "--crf", min=0, max=63, help="Constant rate factor of the video encoder (lower: better; "
+        None, "--crf", min=0, max=63, metavar="N", help="Constant rate factor of the video encoder (lower: better; "
         "default: the encoder's, 23 for x264)."
     ),
     max_pixels: Optional[int] = typer.Option(
