@@ -29,7 +29,7 @@ from typing import Callable
 from img2img.errors import UsageError
 from img2img.formats import can_write, format_for_path, output_format
 from img2img.imageio import DEFAULT_FORMAT, is_image_path
-from img2img.video import container_for, is_video_path, video_output_suffix
+from img2img.video import CONTAINERS, container_for, is_video_path, video_output_suffix
 from img2img.walk import Listing, glob_images, has_glob_chars, list_images, special_file_kind
 
 STDIN = "-"
@@ -167,7 +167,11 @@ def plan_jobs(
             target = output
         else:
             assert out_dir is not None, "plan_jobs needs output, out_dir or to_stdout"
-            suffix = video_output_suffix(relative, ext) if video else output_suffix(relative, ext)
+            # --ext names an image format or a video container: it applies to that kind only.
+            if video:
+                suffix = video_output_suffix(relative, ext)
+            else:
+                suffix = output_suffix(relative, None if ext and normalise_ext(ext) in CONTAINERS else ext)
             if shard is not None and not shard.holds(relative.with_suffix(suffix)):
                 continue  # another part's input: not even its output is looked at
             target = out_dir / relative.with_suffix(suffix)

@@ -232,6 +232,16 @@ def choose_encoder(av: Any, container: Any, fmt: str, requested: str | None) -> 
     raise UsageError(f"no video encoder for the {fmt} container in this FFmpeg", hint="name one with --video-codec")
 
 
+def check_encoder(fmt: str, requested: str | None) -> str:
+    """The encoder a video in container ``fmt`` (an FFmpeg muxer name) would get, checked before
+    any work: UsageError as :func:`choose_encoder`."""
+    import io
+
+    av = import_av()
+    with av.open(io.BytesIO(), "w", format=fmt) as container:
+        return choose_encoder(av, container, fmt, requested).name
+
+
 def choose_pixel_format(av: Any, codec: Any, probe: _Probe) -> str:
     """The input's pixel format when the encoder takes it at this size; else a format of the
     same bit depth (4:2:0, then 4:4:4), 4:4:4 for odd sizes that 4:2:0 cannot hold; else the
@@ -287,6 +297,10 @@ def translate_video(
     note = on_note or (lambda message: None)
     start = time.perf_counter()
     fmt = container_for(target)
+    if not source.is_file():
+        # The first frame is probed before the work (size, format, rotation), then the file is
+        # opened again: a pipe would be consumed by the probe, or block the second open.
+        raise VideoError(f"{label}: videos are read from regular files, not pipes or devices")
     probe = _probe(av, source, label)
 
     inp = _open_input(av, source, label)
@@ -437,6 +451,7 @@ __all__ = [
     "VideoExtraMissing",
     "VideoResult",
     "choose_encoder",
+    "check_encoder",
     "choose_pixel_format",
     "container_for",
     "format_time",

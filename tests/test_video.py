@@ -165,6 +165,21 @@ def test_variable_frame_rate_mkv_with_opus_and_srt_stays_variable(model, tmp_pat
     assert after["payloads"] == before["payloads"] and after["payloads"]["audio"]
 
 
+def test_ext_names_the_container_of_videos_and_leaves_images_alone(model, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    make_clip(inputs / "a.mp4", [0, 40], size=(32, 24))
+    from PIL import Image
+
+    Image.new("RGB", (20, 12), (10, 200, 30)).save(inputs / "b.png")
+    out = tmp_path / "out"
+    code, _, stderr = run([inputs, "-m", model, "--out-dir", out, "--ext", "mkv"], capsys)
+    assert code == 0, stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a.mkv", "b.png"]
+    with av.open(str(out / "a.mkv")) as container:
+        assert container.format.name.startswith("matroska")
+
+
 def test_ten_bit_odd_size_stays_ten_bit_and_same_size(model, tmp_path, capsys):
     if "yuv444p10le" not in [f.name for f in av.Codec("libx264", "w").video_formats or []]:
         pytest.skip("this FFmpeg's libx264 has no 10-bit formats")
@@ -216,6 +231,13 @@ def test_a_stream_the_container_cannot_hold_fails_before_work(model, tmp_path, c
     code, _, stderr = run([clip, "-m", model, "-o", tmp_path / "s.mkv"], capsys)
     assert code == 1 and "mov_text" in stderr and "s.mp4" in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.mp4"]
+
+
+def test_an_encoder_the_container_cannot_hold_is_a_usage_error_before_work(model, tmp_path, capsys):
+    clip = make_clip(tmp_path / "a.mp4", [0, 40])
+    code, _, stderr = run([clip, "-m", model, "-o", tmp_path / "b.webm", "--video-codec", "libx264"], capsys)
+    assert code == 2 and "libx264" in stderr and "webm" in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]
 
 
 def test_without_pyav_one_line_and_exit_2(model, tmp_path, capsys, monkeypatch):

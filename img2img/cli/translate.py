@@ -197,9 +197,11 @@ def translate(
     )  # fmt: skip
     videos = [job for job in jobs if job.video]
     if videos:
-        from img2img.video import import_av
+        from img2img.video import check_encoder, import_av
 
         import_av()  # without PyAV: one line and exit 2, before the model is loaded
+        for fmt in sorted({job.fmt for job in videos}):
+            check_encoder(fmt, video_codec)  # --video-codec fits every output container
         jobs = [job for job in jobs if not job.video]
     # Leftovers of killed runs go now, even if this run has nothing left to write there.
     for folder in {path.parent for path in [*(j.output for j in jobs + videos), *(e.output for e in errors)] if path}:
@@ -274,7 +276,8 @@ def _check_options(
     if ext is not None:
         if out_dir is None and not to_stdout:
             raise UsageError("--ext goes with --out-dir or stdout (with -o the file's extension sets the format)")
-        output_format(ext, f"--ext {ext}")
+        if not _is_video_output(Path("x." + ext.lstrip("."))):  # a container applies to videos only
+            output_format(ext, f"--ext {ext}")
     if output is not None and not output_is_stdout and not _is_video_output(output):
         format_for_path(output)
     if inputs == [STDIN] and sys.stdin.isatty():
@@ -321,9 +324,7 @@ def _run_videos(translator, jobs: list[Job], batch_size: int, reporter: _Reporte
             else:
                 reporter.failed(job.label, job.output, str(exc))
             continue
-        except UsageError:
-            raise  # an encoder choice that fits no video: the same for every one
-        except (ImageError, OSError) as exc:
+        except (ImageError, OSError, UsageError) as exc:
             reporter.failed(job.label, job.output, str(exc))
             continue
         reporter.video_done(job, result)
