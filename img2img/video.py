@@ -289,7 +289,7 @@ def translate_video(
     nothing is left at ``target``."""
     from img2img.atomic import atomic_path
     from img2img.errors import OutputExistsError
-    from img2img.imageio import ModelInput
+    from img2img.imageio import rgb_array_to_model_input
 
     av = import_av()
     source, target = Path(source), Path(target)
@@ -361,7 +361,7 @@ def translate_video(
                     out.metadata.update(inp.metadata)
                     frames = _encode_all(
                         av, translator, inp, vin, out, vout, mapping, probe, pix_fmt, batch_size,
-                        label=label, on_frames=on_frames, model_input=ModelInput,
+                        label=label, on_frames=on_frames, to_input=rgb_array_to_model_input,
                     )  # fmt: skip
         except FileExistsError:
             raise OutputExistsError(f"{target}: already exists (written by another process meanwhile)") from None
@@ -373,11 +373,10 @@ def translate_video(
     )  # fmt: skip
 
 
-def _encode_all(av, translator, inp, vin, out, vout, mapping, probe, pix_fmt, batch_size, *, label, on_frames, model_input) -> int:
+def _encode_all(av, translator, inp, vin, out, vout, mapping, probe, pix_fmt, batch_size, *, label, on_frames, to_input) -> int:
     """Demux, decode, translate in batches, encode: returns the frames written."""
     deep = probe.bits > 8 and _bits(av, pix_fmt) > 8
     rgb = "rgb48le" if probe.bits > 8 else "rgb24"
-    scale = 65535.0 if probe.bits > 8 else 255.0
     channels = translator.config.input_nc
     pending: dict[int, tuple[int | None, Any]] = {}  # frame index -> (pts, duration)
     total = vin.frames or None
@@ -396,15 +395,12 @@ def _encode_all(av, translator, inp, vin, out, vout, mapping, probe, pix_fmt, ba
                 if packet.pts is not None and packet.time_base is not None:
                     last_time[0] = float(packet.pts * packet.time_base)
                 for frame in packet.decode():
-                    pixels = frame.to_ndarray(
-                        format=rgb, src_colorspace=frame.colorspace, src_color_range=frame.color_range
-                    ).astype(np.float32) / scale
-                    if channels == 1:  # ITU-R 601 luma, as Pillow's convert("L")
-                        pixels = (pixels @ np.array([0.299, 0.587, 0.114], np.float32))[:, :, None]
+                    # Pixels enter the model through the one decoder module's conversion.
+                    pixels = frame.to_ndarray(format=rgb, src_colorspace=frame.colorspace, src_color_range=frame.color_range)
                     pending[index] = (frame.pts, getattr(frame, "duration", None))
                     if frame.pts is not None and frame.time_base is not None:
                         last_time[0] = float(frame.pts * frame.time_base)
-                    yield index, model_input(np.ascontiguousarray(pixels), None, None)
+                    yield index, to_input(pixels, channels)
                     index += 1
         except av.error.FFmpegError as exc:
             raise VideoError(
@@ -422,7 +418,8 @@ def _encode_all(av, translator, inp, vin, out, vout, mapping, probe, pix_fmt, ba
     for result in translator.translate_stream(decoded(), batch_size=batch_size):
         if result.error is not None:
             raise VideoError(f"{label}: frame {result.key}: {result.error}")
-        ready[result.key] = np.asarray(result.image.convert("RGB"))
+        pixels = np.asarray(result.image)  # L (one output channel) or RGB, 8-bit
+        ready[result.key] = np.repeat(pixels[:, :, None], 3, axis=2) if pixels.ndim == 2 else pixels
         while written in ready:  # frames are encoded in decoding order
             pixels = ready.pop(written)
             if deep:

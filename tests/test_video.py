@@ -268,3 +268,24 @@ def test_sigint_and_sigterm_mid_video_leave_nothing(tmp_path):
         _, stderr = process.communicate(timeout=120)
         assert process.returncode == 128 + signum, stderr.decode()
         assert list(out.iterdir()) == []
+
+
+def test_frames_enter_the_model_as_images_do():
+    from PIL import Image
+
+    from img2img.imageio import rgb_array_to_model_input, to_model_input
+
+    pixels = np.random.default_rng(5).integers(0, 256, (7, 9, 3), dtype=np.uint8)
+    for channels in (1, 3):
+        assert np.array_equal(rgb_array_to_model_input(pixels, channels).pixels, to_model_input(Image.fromarray(pixels), channels).pixels)
+    deep = rgb_array_to_model_input(pixels.astype(np.uint16) * 257, 3).pixels
+    assert np.allclose(deep, pixels / 255.0, atol=1e-6)
+
+
+def test_grayscale_model_on_a_colour_video(tmp_path, capsys):
+    gray = make_generator_file(tmp_path / "gray.safetensors", input_nc=1, output_nc=1)
+    clip = make_clip(tmp_path / "c.mkv", [0, 40, 80], size=(32, 24))
+    code, _, stderr = run([clip, "-m", gray, "-o", tmp_path / "g.mkv"], capsys)
+    assert code == 0, stderr
+    frames = probe(tmp_path / "g.mkv")["frames"]
+    assert len(frames) == 3 and frames[0].shape == (24, 32, 3)
