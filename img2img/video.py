@@ -276,12 +276,14 @@ def translate_video(
     replace: bool = False,
     on_frames: Callable[[int, int | None], None] | None = None,
     on_note: Callable[[str], None] | None = None,
+    encoder_options: dict[str, str] | None = None,
 ) -> VideoResult:
     """Translate every frame of the video ``source`` into ``target`` (see the module's
     guarantees). ``codec`` names an FFmpeg encoder (default: H.264 where the container and this
     FFmpeg have it), ``crf`` its constant rate factor (x264/x265/VP9 scale; default: the
     encoder's). ``on_frames(done, total)`` is called as frames are written (``total`` from the
-    container, None when unknown); ``on_note`` gets one-line notes (streams left out).
+    container, None when unknown); ``on_note`` gets one-line notes (streams left out);
+    ``encoder_options`` are passed to the FFmpeg encoder as they are (e.g. ``{"preset": "slow"}``).
 
     Raises VideoExtraMissing (no PyAV), UsageError (encoder choice), VideoError (unreadable or
     truncated input, a stream the container cannot hold), OutputExistsError (``target`` exists
@@ -330,7 +332,7 @@ def translate_video(
                             )
                     encoder = choose_encoder(av, out, fmt, codec)
                     pix_fmt = choose_pixel_format(av, encoder, probe)
-                    options = {}
+                    options = dict(encoder_options or {})
                     if crf is not None:
                         options["crf"] = str(crf)
                         if "vpx" in encoder.name:
