@@ -12,8 +12,9 @@ The rules: names relative to each folder (or to a glob's fixed part) are kept un
 an input is never overwritten; an existing output is refused unless ``overwrite`` (or skipped
 with ``skip_existing``); two inputs never share one output (the second is skipped, and named);
 folders and globs are listed by :mod:`img2img.walk` (hidden files and files without an image
-extension skipped, symbolic links followed, special files skipped with a note); an ``out_dir``
-inside an input folder is not read as input.
+or video extension skipped, symbolic links followed, special files skipped with a note); an
+``out_dir`` inside an input folder is not read as input. A video (by its extension, see
+img2img.video) is a ``Job`` with ``video`` set; under ``out_dir`` it keeps its container.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """`img2img translate`: images in, translated images out (files, folders, globs, stdin/stdout).
 
 The command parses options, has img2img.jobs plan which input goes to which output, hands the
-images to img2img.inference.Translator and reports: failures of single inputs one line each on
-stderr (the others still run), JSON lines on stdout, a progress bar; the exit code says whether
-everything was written.
+images to img2img.inference.Translator (videos frame by frame, through img2img.video) and
+reports: failures of single inputs one line each on stderr (the others still run), JSON lines on
+stdout, a progress bar; the exit code says whether everything was written.
 """
 
 from __future__ import annotations
