@@ -239,6 +239,17 @@ def test_an_encoder_the_container_cannot_hold_is_a_usage_error_before_work(model
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]
 
 
+def test_encoder_options_reach_the_encoder_and_a_bad_one_is_a_usage_error(model, tmp_path, capsys):
+    clip = make_clip(tmp_path / "a.mp4", [0, 40, 80], size=(32, 24))
+    code, _, stderr = run([clip, "-m", model, "-o", tmp_path / "b.mp4", "--encoder-option", "preset=ultrafast"], capsys)
+    assert code == 0, stderr
+    with av.open(str(tmp_path / "b.mp4")) as container:  # x264 writes its settings into the stream
+        packet = next(p for p in container.demux(container.streams.video[0]) if p.size)
+        assert b"cabac=0" in bytes(packet)  # ultrafast turns CABAC off (medium: cabac=1)
+    code, _, stderr = run([clip, "-m", model, "-o", tmp_path / "c.mp4", "--encoder-option", "preset"], capsys)
+    assert code == 2 and "KEY=VALUE" in stderr
+
+
 def test_without_pyav_one_line_and_exit_2(model, tmp_path, capsys, monkeypatch):
     clip = make_clip(tmp_path / "a.mp4", [0, 40])
     monkeypatch.setitem(sys.modules, "av", None)  # import av raises ImportError

@@ -162,6 +162,14 @@ def translate(
         None, "--crf", min=0, max=63, metavar="N", help="Constant rate factor of the video encoder (lower: better; "
         "default: the encoder's, 23 for x264)."
     ),
+    encoder_option: Optional[List[str]] = typer.Option(
+        None,
+        "--encoder-option",
+        metavar="KEY=VALUE",
+        help="An option for the video encoder, as FFmpeg names it (repeatable), e.g. preset=slow, "
+        "rc-lookahead=10 (less memory for large frames).",
+        show_default=False,
+    ),
     max_pixels: Optional[int] = typer.Option(
         None,
         "--max-pixels",
@@ -180,10 +188,11 @@ def translate(
     from img2img.jobs import parse_shard, plan_jobs
 
     to_stdout = _check_options(inputs, output, out_dir, ext, as_json, overwrite, skip_existing)
-    if (video_codec is not None or crf is not None) and output is not None and not _is_video_output(output):
+    encoder_options = _parse_encoder_options(encoder_option or [])
+    if (video_codec is not None or crf is not None or encoder_options) and output is not None and not _is_video_output(output):
         from img2img.errors import UsageError
 
-        raise UsageError(f"--video-codec and --crf go with video outputs, and {output} is not one")
+        raise UsageError(f"--video-codec, --crf and --encoder-option go with video outputs, and {output} is not one")
     part = parse_shard(shard) if shard is not None else None
     if to_stdout:
         output = None
@@ -233,7 +242,7 @@ def translate(
             if jobs:
                 _run(translator, jobs, batch_size, reporter, limit, replace=overwrite, skip_existing=skip_existing, max_pixels=max_pixels)
             if videos:
-                _run_videos(translator, videos, batch_size, reporter, replace=overwrite, skip_existing=skip_existing, codec=video_codec, crf=crf)
+                _run_videos(translator, videos, batch_size, reporter, replace=overwrite, skip_existing=skip_existing, codec=video_codec, crf=crf, options=encoder_options)
     except (Interrupted, KeyboardInterrupt) as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         raise Interrupted(signum, reporter.summary(total)) from None
@@ -296,6 +305,18 @@ def _check_options(
     return to_stdout
 
 
+def _parse_encoder_options(items: list[str]) -> dict[str, str]:
+    from img2img.errors import UsageError
+
+    options = {}
+    for item in items:
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise UsageError(f"--encoder-option {item!r}: expected KEY=VALUE, e.g. preset=slow")
+        options[key.strip()] = value
+    return options
+
+
 def _is_video_output(path: Path) -> bool:
     from img2img.video import CONTAINERS
 
@@ -305,7 +326,7 @@ def _is_video_output(path: Path) -> bool:
 # --- running ------------------------------------------------------------------------------------
 
 
-def _run_videos(translator, jobs: list[Job], batch_size: int, reporter: _Reporter, *, replace: bool, skip_existing: bool, codec: str | None, crf: int | None) -> None:
+def _run_videos(translator, jobs: list[Job], batch_size: int, reporter: _Reporter, *, replace: bool, skip_existing: bool, codec: str | None, crf: int | None, options: dict[str, str]) -> None:
     """Videos one after another (img2img.video): a video that fails is one line and is left
     out, the others still run."""
     from img2img.errors import ImageError, OutputExistsError, UsageError
@@ -316,7 +337,7 @@ def _run_videos(translator, jobs: list[Job], batch_size: int, reporter: _Reporte
             with reporter.frames(job.label) as on_frames:
                 result = translate_video(
                     translator, job.source, job.output, label=job.label, codec=codec, crf=crf, batch_size=batch_size,
-                    replace=replace, on_frames=on_frames, on_note=reporter.note,
+                    replace=replace, on_frames=on_frames, on_note=reporter.note, encoder_options=options,
                 )  # fmt: skip
         except OutputExistsError as exc:
             if skip_existing:
