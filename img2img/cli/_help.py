@@ -71,6 +71,7 @@ COMPACT: dict[str, list[tuple[str, list[str]]]] = {
         ("Device and speed", ["precision", "engine", "batch_size", "direction"]),
         ("Large images", ["tile", "tile_overlap", "tile_stats", "max_pixels"]),
         ("Jobs and pipes", ["shard", "stdin_limit"]),
+        ("Videos", ["video_codec", "crf", "encoder_option"]),
     ],
     "eval": [
         ("Weights", ["resize", "inception_weights", "lpips_weights", "no_cache"]),

@@ -1,9 +1,9 @@
 """`img2img translate`: images in, translated images out (files, folders, globs, stdin/stdout).
 
 The command parses options, has img2img.translate.jobs plan which input goes to which output, hands the
-images to img2img.translate.translator.Translator and reports: failures of single inputs one line each on
-stderr (the others still run), JSON lines on stdout, a progress bar; the exit code says whether
-everything was written.
+images to img2img.translate.translator.Translator (videos frame by frame, through img2img.translate.video) and
+reports: failures of single inputs one line each on stderr (the others still run), JSON lines on
+stdout, a progress bar; the exit code says whether everything was written.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def translate(
     inputs: List[str] = typer.Argument(
         ...,
         metavar="INPUT",
-        help="Image files, folders, quoted globs (** included), or - for stdin.",
+        help="Image or video files, folders, quoted globs (** included), or - for stdin.",
         show_default=False,
     ),
     model: str = typer.Option(..., "--model", "-m", help="A weights file or a model name."),
@@ -145,6 +145,27 @@ def translate(
         "downscaled to at most 1024² or a tile: one extra pass), exact (the full image's, accumulated layer by layer: about "
         "half a tiled pass per norm layer), tile (each tile its own: visible seams).",
     ),
+    # -- videos (img2img.translate.video; the [video] extra)
+    video_codec: Optional[str] = typer.Option(
+        None,
+        "--video-codec",
+        metavar="ENCODER",
+        help="FFmpeg encoder for video outputs, e.g. libx264, libx265, libvpx-vp9, ffv1 "
+        "(default: H.264 (libx264) where the container takes it, VP9 for .webm).",
+        show_default=False,
+    ),
+    crf: Optional[int] = typer.Option(
+        None, "--crf", min=0, max=63, metavar="N", help="Constant rate factor of the video encoder (lower: better; "
+        "default: the encoder's, 23 for x264)."
+    ),
+    encoder_option: Optional[List[str]] = typer.Option(
+        None,
+        "--encoder-option",
+        metavar="KEY=VALUE",
+        help="An option for the video encoder, as FFmpeg names it (repeatable), e.g. preset=slow, "
+        "rc-lookahead=10 (less memory for large frames).",
+        show_default=False,
+    ),
     max_pixels: Optional[int] = typer.Option(
         None,
         "--max-pixels",
@@ -163,6 +184,11 @@ def translate(
     from img2img.translate.jobs import parse_shard, plan_jobs
 
     to_stdout = _check_options(inputs, output, out_dir, ext, as_json, overwrite, skip_existing)
+    encoder_options = _parse_encoder_options(encoder_option or [])
+    if (video_codec is not None or crf is not None or encoder_options) and output is not None and not _is_video_output(output):
+        from img2img.errors import UsageError
+
+        raise UsageError(f"--video-codec, --crf and --encoder-option go with video outputs, and {output} is not one")
     part = parse_shard(shard) if shard is not None else None
     if to_stdout:
         output = None
@@ -172,8 +198,16 @@ def translate(
         inputs, output=output, out_dir=out_dir, ext=ext, overwrite=overwrite,
         skip_existing=skip_existing, to_stdout=to_stdout, on_note=notes.append, shard=part,
     )  # fmt: skip
+    videos = [job for job in jobs if job.video]
+    if videos:
+        from img2img.translate.video import check_encoder, import_av
+
+        import_av()  # without PyAV: one line and exit 2, before the model is loaded
+        for fmt in sorted({job.fmt for job in videos}):
+            check_encoder(fmt, video_codec)  # --video-codec fits every output container
+        jobs = [job for job in jobs if not job.video]
     # Leftovers of killed runs go now, even if this run has nothing left to write there.
-    for folder in {path.parent for path in [*(j.output for j in jobs), *(e.output for e in errors)] if path}:
+    for folder in {path.parent for path in [*(j.output for j in jobs + videos), *(e.output for e in errors)] if path}:
         remove_stale_temporaries(folder, force=True)
     translator = Translator(
         model,
@@ -188,9 +222,10 @@ def translate(
         tile_overlap=tile_overlap,
         tile_stats=tile_stats.value,
     )
-    reporter = _Reporter(as_json=as_json, shard=part, show_progress=not quiet and len(jobs) + len(errors) > 1 and sys.stderr.isatty())
+    total = len(jobs) + len(videos) + len(errors)
+    reporter = _Reporter(as_json=as_json, shard=part, show_progress=not quiet and (total > 1 or bool(videos)) and sys.stderr.isatty())
     try:
-        with reporter.progress(total=len(jobs) + len(errors)):
+        with reporter.progress(total=total):
             for message in notes:
                 reporter.note(message)
             for error in errors:
@@ -200,9 +235,11 @@ def translate(
                     reporter.failed(error.label, error.output, error.message)
             if jobs:
                 _run(translator, jobs, batch_size, reporter, limit, replace=overwrite, skip_existing=skip_existing, max_pixels=max_pixels)
+            if videos:
+                _run_videos(translator, videos, batch_size, reporter, replace=overwrite, skip_existing=skip_existing, codec=video_codec, crf=crf, options=encoder_options)
     except (Interrupted, KeyboardInterrupt) as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
-        raise Interrupted(signum, reporter.summary(len(jobs) + len(errors))) from None
+        raise Interrupted(signum, reporter.summary(total)) from None
     except BrokenPipeError:
         # Whoever read stdout has gone (`... --json | head -1`): stop quietly, like a tool that
         # SIGPIPE ends, and keep Python from failing again when it flushes stdout at exit.
@@ -241,8 +278,9 @@ def _check_options(
     if ext is not None:
         if out_dir is None and not to_stdout:
             raise UsageError("--ext goes with --out-dir or stdout (with -o the file's extension sets the format)")
-        output_format(ext, f"--ext {ext}")
-    if output is not None and not output_is_stdout:
+        if not _is_video_output(Path("x." + ext.lstrip("."))):  # a container applies to videos only
+            output_format(ext, f"--ext {ext}")
+    if output is not None and not output_is_stdout and not _is_video_output(output):
         format_for_path(output)
     if inputs == [STDIN] and sys.stdin.isatty():
         raise UsageError("- reads an image from stdin, but stdin is a terminal; pipe an image in")
@@ -260,7 +298,51 @@ def _check_options(
     return to_stdout
 
 
+def _parse_encoder_options(items: list[str]) -> dict[str, str]:
+    from img2img.errors import UsageError
+
+    options = {}
+    for item in items:
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise UsageError(f"--encoder-option {item!r}: expected KEY=VALUE, e.g. preset=slow")
+        options[key.strip()] = value
+    return options
+
+
+def _is_video_output(path: Path) -> bool:
+    from img2img.translate.video import CONTAINERS
+
+    return path.suffix.lower() in CONTAINERS
+
+
 # --- running ------------------------------------------------------------------------------------
+
+
+def _run_videos(translator, jobs: list[Job], batch_size: int, reporter: _Reporter, *, replace: bool, skip_existing: bool, codec: str | None, crf: int | None, options: dict[str, str]) -> None:
+    """Videos one after another (img2img.translate.video): a video that fails is one line and is left
+    out, the others still run."""
+    from img2img.errors import ImageError, OutputExistsError, UsageError
+    from img2img.translate.video import translate_video
+
+    for job in jobs:
+        try:
+            with reporter.frames(job.label) as on_frames:
+                result = translate_video(
+                    translator, job.source, job.output, label=job.label, codec=codec, crf=crf, batch_size=batch_size,
+                    replace=replace, on_frames=on_frames, on_note=reporter.note, encoder_options=options,
+                )  # fmt: skip
+        except OutputExistsError as exc:
+            if skip_existing:
+                reporter.skipped(job.label, job.output)
+            else:
+                reporter.failed(job.label, job.output, str(exc))
+            continue
+        except (ImageError, OSError, UsageError) as exc:
+            reporter.failed(job.label, job.output, str(exc))
+            continue
+        reporter.video_done(job, result)
+
 
 
 def _run(
@@ -346,14 +428,14 @@ class _Reporter:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self._progress = Progress(
-            TextColumn("translating"),
+            TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=Console(stderr=True),
         )
-        self._task = self._progress.add_task("translate", total=total)
+        self._task = self._progress.add_task("translating", total=total)
         return self._progress
 
     def note(self, message: str) -> None:
@@ -395,6 +477,53 @@ class _Reporter:
                 "status": "ok",
                 "tiling": None if tiling is None else tiling.as_dict(),
                 "engine": engine,
+            },
+        )
+        self._advance()
+
+    @contextlib.contextmanager
+    def frames(self, label: str):
+        """A callback ``(done, total)`` for a video's frames: a progress line with frames per
+        second and ETA on stderr when progress is shown, else nothing."""
+        if not self.show_progress:
+            yield None
+            return
+        from img2img.cli._text import one_line
+
+        owner = self._progress
+        if owner is None:
+            self.progress(total=1).__enter__()
+        name, start = one_line(label), time.perf_counter()
+        task = self._progress.add_task(f"{name}: frames", total=None)
+
+        def advance(done: int, total: int | None) -> None:
+            fps = done / max(time.perf_counter() - start, 1e-9)
+            self._progress.update(task, completed=done, total=total, description=f"{name}: frames, {fps:.1f}/s")
+
+        try:
+            yield advance
+        finally:
+            self._progress.remove_task(task)
+            if owner is None:
+                self._progress.stop()
+                self._progress = None
+
+    def video_done(self, job: Job, result) -> None:
+        """A video written: JSON with its frames, frames per second and seconds."""
+        self.written += 1
+        self._json(
+            job.label,
+            job.output,
+            {
+                "width": result.width,
+                "height": result.height,
+                "frames": result.frames,
+                "fps": round(result.fps, 3),
+                "seconds": round(result.seconds, 4),
+                "status": "ok",
+                "video_codec": result.codec,
+                "pix_fmt": result.pix_fmt,
+                "copied_streams": result.copied_streams,
             },
         )
         self._advance()

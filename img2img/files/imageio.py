@@ -335,6 +335,25 @@ def to_model_input(image: Image.Image, channels: int) -> ModelInput:
     return ModelInput(pixels=pixels, alpha=alpha, icc_profile=icc)
 
 
+def rgb_array_to_model_input(pixels: np.ndarray, channels: int) -> ModelInput:
+    """A decoded RGB array (H x W x 3, uint8 or uint16 at full 16-bit scale: a video frame) ->
+    ``channels`` float32 pixels in [0, 1], as :func:`to_model_input` gives for an RGB image of
+    those values (grayscale by Pillow's ITU-R 601-2 luma, exactly Pillow's for 8 bits). No alpha,
+    no colour profile. Raises ImageError for another shape or dtype."""
+    _check_channels(channels)
+    if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype not in (np.uint8, np.uint16):
+        raise ImageError(f"expected an H x W x 3 uint8 or uint16 RGB array, got {pixels.shape} {pixels.dtype}")
+    if pixels.dtype == np.uint8:
+        if channels == 1:
+            gray = np.asarray(Image.fromarray(pixels, "RGB").convert("L"), dtype=np.float32) / 255.0
+            return ModelInput(np.ascontiguousarray(gray[:, :, None]), None, None)
+        return ModelInput(np.ascontiguousarray(pixels, dtype=np.float32) / 255.0, None, None)
+    values = pixels.astype(np.float32) / 65535.0
+    if channels == 1:
+        values = (values @ np.array([0.299, 0.587, 0.114], np.float32))[:, :, None]
+    return ModelInput(np.ascontiguousarray(values), None, None)
+
+
 def to_8bit(image: Image.Image, channels: int) -> Image.Image:
     """Any Pillow mode -> an 8-bit L (``channels`` 1) or RGB (3) image, alpha dropped: the
     pixels of :func:`to_model_input` rounded to 8 bits (exactly its values for 8-bit inputs), for
@@ -552,6 +571,7 @@ __all__ = [
     "DEFAULT_STREAM_LIMIT",
     "MODE_SCALES",
     "ModelInput",
+    "rgb_array_to_model_input",
     "READABLE_EXTENSIONS",
     "WRITABLE_EXTENSIONS",
     "encode_image",

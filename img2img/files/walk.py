@@ -69,10 +69,12 @@ def list_images(
     *,
     recursive: bool = True,
     exclude: Iterable[str | os.PathLike[str]] = (),
+    accept: Callable[[str], bool] = is_image_path,
 ) -> Listing:
     """The image files in ``folder`` (and in its sub-folders when ``recursive``), following
     symbolic links with loop protection; ``exclude`` names folders not to enter (e.g. an output
-    folder inside the input folder). Never raises for what it finds: see :class:`Listing`."""
+    folder inside the input folder); ``accept`` says which file names are kept (default: image
+    extensions; translate adds videos). Never raises for what it finds: see :class:`Listing`."""
     folder = Path(folder)
     listing = Listing()
     root_id = _identity(folder)
@@ -82,12 +84,14 @@ def list_images(
     visit = _Visit(lambda path, relative: True, lambda relative: True)
     if not recursive:
         visit = _Visit(lambda path, relative: True, lambda relative: False)
-    _Walker(listing, _identities(exclude)).walk(folder, Path(), frozenset({root_id}), visit)
+    _Walker(listing, _identities(exclude), accept).walk(folder, Path(), frozenset({root_id}), visit)
     listing.images.sort(key=lambda found: found.relative.parts)
     return listing
 
 
-def glob_images(pattern: str, *, exclude: Iterable[str | os.PathLike[str]] = ()) -> Listing:
+def glob_images(
+    pattern: str, *, exclude: Iterable[str | os.PathLike[str]] = (), accept: Callable[[str], bool] = is_image_path
+) -> Listing:
     """The image files that ``pattern`` matches (a folder that matches gives all its images),
     named relative to the pattern's fixed folder (:func:`glob_base`). Components are matched
     with :mod:`fnmatch` ignoring case; ``**`` stands for any number of folders, none included.
@@ -113,7 +117,7 @@ def glob_images(pattern: str, *, exclude: Iterable[str | os.PathLike[str]] = ())
         return visit if deep or len(names) < len(pattern_parts) else None
 
     visit = _Visit(lambda path, relative: _matches(pattern_parts, lowered(relative)), descend)
-    _Walker(listing, _identities(exclude)).walk(base, Path(), frozenset({root_id}), visit)
+    _Walker(listing, _identities(exclude), accept).walk(base, Path(), frozenset({root_id}), visit)
     unique: dict[Path, FoundImage] = {}
     for found in listing.images:
         unique.setdefault(found.path, found)
@@ -172,8 +176,9 @@ class _Visit:
 
 
 class _Walker:
-    def __init__(self, listing: Listing, exclude: frozenset[tuple[int, int]]):
+    def __init__(self, listing: Listing, exclude: frozenset[tuple[int, int]], accept: Callable[[str], bool] = is_image_path):
         self.listing = listing
+        self.accept = accept
         self.exclude = exclude
 
     def walk(self, folder: Path, relative: Path, ancestors: frozenset[tuple[int, int]], visit: _Visit) -> None:
@@ -189,7 +194,7 @@ class _Walker:
             path, rel = folder / entry.name, relative / entry.name
             if not entry.is_symlink() and entry.is_file(follow_symlinks=False):
                 # the common case, answered by scandir's d_type without a stat call
-                if is_image_path(entry.name) and visit.keep(path, rel):
+                if self.accept(entry.name) and visit.keep(path, rel):
                     self.listing.images.append(FoundImage(path, rel))
                 continue
             try:
@@ -211,7 +216,7 @@ class _Walker:
                 elif below:
                     self.walk(path, rel, ancestors | {identity}, visit if below is True else below)
             elif stat.S_ISREG(st.st_mode):
-                if is_image_path(entry.name) and visit.keep(path, rel):
+                if self.accept(entry.name) and visit.keep(path, rel):
                     self.listing.images.append(FoundImage(path, rel))
             elif visit.keep(path, rel):
                 kind = special_file_kind(st.st_mode) or "not a regular file"

@@ -12,8 +12,9 @@ The rules: names relative to each folder (or to a glob's fixed part) are kept un
 an input is never overwritten; an existing output is refused unless ``overwrite`` (or skipped
 with ``skip_existing``); two inputs never share one output (the second is skipped, and named);
 folders and globs are listed by :mod:`img2img.files.walk` (hidden files and files without an image
-extension skipped, symbolic links followed, special files skipped with a note); an ``out_dir``
-inside an input folder is not read as input.
+or video extension skipped, symbolic links followed, special files skipped with a note); an
+``out_dir`` inside an input folder is not read as input. A video (by its extension, see
+img2img.translate.video) is a ``Job`` with ``video`` set; under ``out_dir`` it keeps its container.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from pathlib import Path
 from typing import Callable
 
 from img2img.errors import UsageError, exists_advice
-from img2img.files.formats import can_write, format_for_path, output_format
-from img2img.files.imageio import DEFAULT_FORMAT
 from img2img.files.filetypes import special_file_kind
+from img2img.files.formats import can_write, format_for_path, output_format
+from img2img.files.imageio import DEFAULT_FORMAT, is_image_path
 from img2img.files.walk import Listing, glob_images, has_glob_chars, list_images
+from img2img.translate.video import CONTAINERS, container_for, is_video_path, video_output_suffix
 
 STDIN = "-"
 _log = logging.getLogger(__name__)
@@ -43,7 +45,8 @@ class Job:
     label: str  # the input as the user would name it: photos/sub/a.jpg, or "-"
     source: Path | None  # None: stdin
     output: Path | None  # None: stdout
-    fmt: str  # Pillow format to write
+    fmt: str  # Pillow format to write; for a video, the FFmpeg container (img2img.translate.video)
+    video: bool = False  # a video: translated frame by frame by img2img.translate.video
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,10 @@ def plan_jobs(
     jobs: list[Job] = []
     planned: dict[str, str] = {}
     for label, source, relative in found:
+        video = is_video_path(label if source is None else source)
+        if to_stdout and video:
+            errors.append(InputError(label, f"{label}: a video cannot be written to stdout; use -o FILE or --out-dir"))
+            continue
         if to_stdout:
             jobs.append(Job(label, source, None, output_format(ext, "--ext") if ext else DEFAULT_FORMAT))
             continue
@@ -162,7 +169,11 @@ def plan_jobs(
             target = output
         else:
             assert out_dir is not None, "plan_jobs needs output, out_dir or to_stdout"
-            suffix = output_suffix(relative, ext)
+            # --ext names an image format or a video container: it applies to that kind only.
+            if video:
+                suffix = video_output_suffix(relative, ext)
+            else:
+                suffix = output_suffix(relative, None if ext and normalise_ext(ext) in CONTAINERS else ext)
             if shard is not None and not shard.holds(relative.with_suffix(suffix)):
                 continue  # another part's input: not even its output is looked at
             target = out_dir / relative.with_suffix(suffix)
@@ -182,7 +193,8 @@ def plan_jobs(
                     problem = "already exists" + exists_advice()
             else:
                 planned[real_target] = label
-                jobs.append(Job(label, source, target, format_for_path(target)))
+                fmt = container_for(target) if video else format_for_path(target)
+                jobs.append(Job(label, source, target, fmt, video))
                 continue
         except OSError as exc:  # a name the file system refuses (too long, invalid): this input only
             problem = f"cannot write: {exc.strerror or exc}"
@@ -218,7 +230,7 @@ def _expand(arg: str, out_dir: Path | None) -> tuple[list[tuple[str, Path, Path]
         else:
             return [], exc.strerror or str(exc), Listing()
     if mode is not None and stat.S_ISDIR(mode):
-        listing = list_images(path, exclude=exclude)
+        listing = list_images(path, exclude=exclude, accept=_is_input)
         found = [(str(f.path), f.path, f.relative) for f in listing.images]
         return found, None if found or listing.errors else "no images in this folder", listing
     if mode is not None:
@@ -232,9 +244,14 @@ def _expand(arg: str, out_dir: Path | None) -> tuple[list[tuple[str, Path, Path]
         return [], "broken symbolic link", Listing()
     if not has_glob_chars(arg):
         return [], "no such file or directory", Listing()
-    listing = glob_images(arg, exclude=exclude)
+    listing = glob_images(arg, exclude=exclude, accept=_is_input)
     found = [(str(f.path), f.path, f.relative) for f in listing.images]
     return found, None if found or listing.errors else "no files match", listing
+
+
+def _is_input(name: str) -> bool:
+    """Files translate reads from folders and globs: images and videos, by extension."""
+    return is_image_path(name) or is_video_path(name)
 
 
 
