@@ -15,7 +15,7 @@ from pathlib import Path
 import img2img
 
 PACKAGE = Path(img2img.__file__).parent
-DECODER_MODULES = {"imageio.py"}  # relative to the package
+DECODER_MODULES = {"files/imageio.py"}  # relative to the package
 # Modules whose import means decoding images some other way.
 _FOREIGN_DECODERS = ("torchvision.io", "cv2", "imageio", "skimage.io", "matplotlib.image", "imageio.v3", "av")
 _FOREIGN_FUNCTIONS = {"read_image", "decode_image", "decode_jpeg", "decode_png", "imread"}
