@@ -32,9 +32,9 @@ import torch
 from PIL import Image
 
 from img2img.models.config import GeneratorConfig
-from img2img.runtime.devices import machine_summary
 from img2img.models.networks import build_generator, init_weights
 from img2img.models.weights import WeightsMetadata, save_generator
+from img2img.runtime.devices import machine_summary
 
 # name -> (generator, image side, eval_mode). The U-Net runs as a pix2pix model trained at batch
 # size 1 does (each image normalised by its own statistics: eval_mode False); "-eval" runs its

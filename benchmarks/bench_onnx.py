@@ -44,10 +44,10 @@ from pathlib import Path
 import torch
 
 from img2img.models.config import GeneratorConfig
-from img2img.translate.translator import Translator
 from img2img.models.networks import build_generator, init_weights
-from img2img.onnx.export import export_onnx
 from img2img.models.weights import WeightsMetadata, save_generator
+from img2img.onnx.export import export_onnx
+from img2img.translate.translator import Translator
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = {
@@ -249,8 +249,8 @@ def int8(rounds: int, tmp: Path, shipped: bool, random_init: bool, variants: lis
     import onnxruntime
     from onnxruntime import quantization as q
 
-    from img2img.runtime.devices import machine_summary
     from img2img.onnx.quantize import psnr, to_pixels
+    from img2img.runtime.devices import machine_summary
 
     print(machine_summary())
     print(f"onnxruntime {onnxruntime.__version__}, {torch.get_num_threads()} threads, CPU flags {cpu_flags()}; "

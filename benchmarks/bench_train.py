@@ -40,8 +40,8 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import resource
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -357,8 +357,8 @@ def main() -> None:
 
     import torch
 
-    from img2img.runtime.devices import cpu_has_native_bf16, machine_summary
     from img2img.data.synthetic import write_palette_dataset, write_shapes_dataset
+    from img2img.runtime.devices import cpu_has_native_bf16, machine_summary
 
     print(machine_summary())
     if not cpu_has_native_bf16() and any("amp" in name for name in names):

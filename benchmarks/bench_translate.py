@@ -38,9 +38,9 @@ import torch
 
 from img2img.models.config import GeneratorConfig
 from img2img.models.networks import build_generator, init_weights
+from img2img.models.weights import WeightsMetadata, save_generator
 from img2img.runtime.devices import cpu_has_native_bf16, machine_summary
 from img2img.translate.translator import Translator
-from img2img.models.weights import WeightsMetadata, save_generator
 
 LOAD_BEFORE = f"{os.getloadavg()[0]:.2f}"
 

@@ -29,10 +29,10 @@ from pathlib import Path
 import torch
 
 from img2img.models.config import GeneratorConfig
-from img2img.runtime.devices import machine_summary
-from img2img.translate.translator import Translator
 from img2img.models.networks import build_generator, init_weights
 from img2img.models.weights import WeightsMetadata, save_generator
+from img2img.runtime.devices import machine_summary
+from img2img.translate.translator import Translator
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 RANDOM = {

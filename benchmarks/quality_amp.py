@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from img2img.train.config import CycleGANConfig, Pix2PixConfig
 from img2img.data import list_images, load_image, to_tensor
 from img2img.data.synthetic import write_palette_dataset, write_shapes_dataset
-from img2img.train import train_cyclegan, train_pix2pix
 from img2img.models.weights import load_generator
+from img2img.train import train_cyclegan, train_pix2pix
+from img2img.train.config import CycleGANConfig, Pix2PixConfig
 
 # "defaults" is what a run gets without speed options: on a CPU with native bf16, bf16 autocast,
 # with channels-last for U-Nets (pix2pix) but not for ResNets (CycleGAN).

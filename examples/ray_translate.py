@@ -158,10 +158,8 @@ def _interrupted(signal_name: str, tally, out_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from img2img.errors import Img2ImgError
-    from img2img.translate.ray import find_error
-
     from img2img.runtime import signals as _signals
-    from img2img.translate.ray import Tally
+    from img2img.translate.ray import Tally, find_error
 
     args = parse_args(argv)
     tally = Tally()

@@ -23,9 +23,9 @@ def test_cpu_features_follow_torchs_own_probes(monkeypatch):
 
 def test_the_environment_overrides_the_class_and_every_default_follows(cpu_class):
     from img2img.models.config import GeneratorConfig
+    from img2img.train import runtime
     from img2img.translate.engines import resolve_engine
     from img2img.translate.translator import resolve_precision
-    from img2img.train import runtime
 
     cpu = torch.device("cpu")
     native = cpu_class in ("avx512_bf16", "amx")

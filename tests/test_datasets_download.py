@@ -500,12 +500,12 @@ def _cityscapes_zips(tmp_path: Path, drop: str | None = None) -> tuple[Path, Pat
     stems = [("train", "aachen", "aachen_000000_000019"), ("train", "bonn", "bonn_000001_000019"),
              ("val", "lindau", "lindau_000000_000019")]  # fmt: skip
     gt, left = tmp_path / "gtFine_trainvaltest.zip", tmp_path / "leftImg8bit_trainvaltest.zip"
-    with zipfile.ZipFile(gt, "w") as g, zipfile.ZipFile(left, "w") as l:
+    with zipfile.ZipFile(gt, "w") as g, zipfile.ZipFile(left, "w") as leftzip:
         for i, (split, city, stem) in enumerate(stems):
             g.writestr(f"gtFine/{split}/{city}/{stem}_gtFine_color.png", _solid((64, 32), (200, 0, i * 60)))
             g.writestr(f"gtFine/{split}/{city}/{stem}_gtFine_labelIds.png", _solid((64, 32), (1, 1, 1)))
             if stem != drop:
-                l.writestr(f"leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png", _solid((64, 32), (0, 150, i * 60)))
+                leftzip.writestr(f"leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png", _solid((64, 32), (0, 150, i * 60)))
     return gt, left
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import make_generator_file
 from torch import nn
 
-from conftest import make_generator_file
 from img2img.models.determinism import ConvTranspose2dInference, InstanceNormInference
 from img2img.translate.translator import Translator
 

@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,12 +24,12 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from img2img.cli import main
-from img2img.train.config import CycleGANConfig, Pix2PixConfig
-from img2img.testing.hold import hold_at, release, wait_until_held
 from img2img.data.synthetic import write_palette_dataset, write_shapes_dataset
 from img2img.errors import UsageError
+from img2img.testing.hold import hold_at, release, wait_until_held
 from img2img.train import distributed, train_cyclegan, train_pix2pix
 from img2img.train.checkpoint import save_checkpoint
+from img2img.train.config import CycleGANConfig, Pix2PixConfig
 from img2img.train.model import inference_copy
 from img2img.train.run_folder import load_run_config
 

@@ -12,10 +12,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from img2img.train.config import CycleGANConfig, Pix2PixConfig
-from img2img.errors import TrainingDiverged
 from img2img.data.synthetic import write_palette_dataset, write_shapes_dataset
+from img2img.errors import TrainingDiverged
 from img2img.train import CycleGANModel, Pix2PixModel, train_cyclegan, train_pix2pix
+from img2img.train.config import CycleGANConfig, Pix2PixConfig
 from img2img.train.divergence import NonFinite, all_finite, check_iteration
 
 TINY = dict(

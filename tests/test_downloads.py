@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from test_registry import closed_port_url, tiny_entry, write_registry
 
+from img2img.errors import DownloadError, Img2ImgError, UsageError
 from img2img.hub import registry
 from img2img.models.config import GeneratorConfig
-from img2img.errors import DownloadError, Img2ImgError, UsageError
 from img2img.models.networks import build_generator
-from test_registry import closed_port_url, tiny_entry, write_registry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,17 +6,14 @@ The rest of the suite pins IMG2IMG_ENGINE=torch (conftest), so these tests unset
 
 from __future__ import annotations
 
-import os
 import signal
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from img2img.translate import engines
 from test_engines import avx2, image, model, needs_onnx, pixels, run  # noqa: F401 (avx2: a fixture)
 
+from img2img.translate import engines
 from img2img.translate.translator import Translator
 
 
@@ -79,7 +76,7 @@ def test_leftovers_of_killed_exports_go_even_when_the_cache_holds_the_file(tmp_p
     import subprocess
     import sys
 
-    from img2img.files.atomic import TEMP_PREFIX, _HOST
+    from img2img.files.atomic import _HOST, TEMP_PREFIX
 
     weights = model(tmp_path)
     engines.cached_export(weights)
@@ -118,8 +115,8 @@ def test_a_stop_signal_an_import_turns_into_another_error_still_ends_as_the_sign
     """SIGTERM while onnxruntime is imported made its import fail ("initialization failed"):
     the run said "needs the onnx extra" and exited 1, instead of 143."""
     import img2img.onnx.export
-    from img2img.runtime import signals as _signals
     from img2img.errors import MissingExtraError
+    from img2img.runtime import signals as _signals
 
     def imported_into_a_signal(*args, **kwargs):
         monkeypatch.setattr(_signals, "_received", signal.SIGTERM)  # the handler ran in the import

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_generator_file
 from PIL import Image
 
-from conftest import make_generator_file
-from img2img.translate import engines
 from img2img.cli import main
 from img2img.errors import ExportError, MissingExtraError, UsageError
+from img2img.translate import engines
 from img2img.translate.translator import NonFiniteOutputError, Translator
 
 CPU = torch.device("cpu")

@@ -565,8 +565,8 @@ def test_model_with_datasets_in_both_layouts(capsys, tmp_path, eval_files, evalu
 
 
 def test_val_metrics_options_are_checked_before_training():
-    from img2img.train.config import CycleGANConfig, Pix2PixConfig
     from img2img.eval.validation import better
+    from img2img.train.config import CycleGANConfig, Pix2PixConfig
 
     with pytest.raises(UsageError, match="unpaired; use fid, kid or is"):
         CycleGANConfig(data="d", val_metrics="fid,psnr")
@@ -582,8 +582,8 @@ def test_val_metrics_options_are_checked_before_training():
 def test_validation_scorer_scores_the_generators_as_exported(tmp_path, eval_files, evaluator_factory):
     from dataclasses import dataclass
 
-    from img2img.models.config import GeneratorConfig
     from img2img.eval.validation import ValidationScorer
+    from img2img.models.config import GeneratorConfig
     from img2img.models.networks import build_generator, init_weights
 
     @dataclass
@@ -605,8 +605,8 @@ def test_validation_scorer_scores_the_generators_as_exported(tmp_path, eval_file
     assert set(first.figures) == {"val_fid", "val_psnr", "val_ssim"} and scorer.names() == ["val_fid", "val_psnr", "val_ssim"]
     assert first.record["AtoB"]["samples"] == {"fake": 3, "real": 3, "pairs": 3, "failed": 0}
     # The same translations as `translate` would make from the exported file, scored by `eval`.
-    from img2img.translate.translator import Translator
     from img2img.models.weights import WeightsMetadata, save_generator
+    from img2img.translate.translator import Translator
 
     save_generator(tmp_path / "g.safetensors", exported["AtoB"].state_dict, WeightsMetadata(generator=config, task="pix2pix"))
     translator = Translator(str(tmp_path / "g.safetensors"), device="cpu", precision="fp32")

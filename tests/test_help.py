@@ -99,8 +99,9 @@ def test_the_help_shows_what_it_hides_from_the_table_only_there(capsys, monkeypa
     assert "--tile-stats" not in table and "--tile-stats thumbnail" in compact
     assert "--out-dir" in table and "--out-dir" not in compact
     # The options are untouched: parsing still takes them.
-    from img2img.cli._app import app
     import typer.main
+
+    from img2img.cli._app import app
 
     command = typer.main.get_command(app).commands["translate"]
     assert all(not getattr(p, "hidden", False) for p in command.params)

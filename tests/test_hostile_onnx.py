@@ -17,13 +17,13 @@ from PIL import Image
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+from conftest import make_generator_file  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
-from conftest import make_generator_file  # noqa: E402
 from img2img.cli import main  # noqa: E402
-from img2img.translate.translator import BadOutputError, NonFiniteOutputError, Translator, check_output  # noqa: E402
-from img2img.onnx.export import onnx_metadata  # noqa: E402
 from img2img.models.weights import read_metadata  # noqa: E402
+from img2img.onnx.export import onnx_metadata  # noqa: E402
+from img2img.translate.translator import BadOutputError, NonFiniteOutputError, Translator, check_output  # noqa: E402
 
 
 def run(args, capture):

@@ -9,15 +9,15 @@ import json
 
 import pytest
 import torch
+from conftest import make_generator_file
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from conftest import make_generator_file
-from img2img.models import weights
 from img2img.cli import main
-from img2img.models.config import GeneratorConfig
 from img2img.errors import WeightsError
+from img2img.models import weights
+from img2img.models.config import GeneratorConfig
 from img2img.models.weights import (
     WeightsMetadata,
     check_finite,

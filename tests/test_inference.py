@@ -9,19 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_generator_file
 from PIL import Image
 
-from conftest import make_generator_file
-from img2img.runtime.devices import resolve_device
 from img2img.errors import DeviceError, ImageError, UsageError
 from img2img.files.imageio import encode_image, read_image, to_model_input, write_image
+from img2img.models.weights import load_generator
+from img2img.runtime.devices import resolve_device
 from img2img.translate.translator import (
     Translator,
     cpu_has_native_bf16,
     pad_to_multiple,
     resolve_precision,
 )
-from img2img.models.weights import load_generator
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ import pytest
 from PIL import Image
 
 from img2img.cli import main
-from img2img.translate.jobs import plan_jobs
 from img2img.files.walk import glob_images, list_images
+from img2img.translate.jobs import plan_jobs
 
 needs_posix = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs and symbolic links")
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from img2img.models.config import DiscriminatorConfig, GeneratorConfig, parse_generator_name
 from img2img.errors import UsageError
+from img2img.models.config import DiscriminatorConfig, GeneratorConfig, parse_generator_name
 from img2img.models.networks import (
     build_discriminator,
     build_generator,

@@ -16,11 +16,11 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 import torch  # noqa: E402
-
 from conftest import REPO_ROOT, make_generator_file  # noqa: E402
+
 from img2img.cli import main  # noqa: E402
-from img2img.translate.translator import Translator  # noqa: E402
 from img2img.onnx.export import export_onnx  # noqa: E402
+from img2img.translate.translator import Translator  # noqa: E402
 
 SHIPPED = sorted((REPO_ROOT / "weights").glob("*.safetensors"))
 

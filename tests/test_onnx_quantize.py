@@ -4,7 +4,6 @@ which translate runs; refused (exit 1, no file) when its PSNR against fp32 is un
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 
 import numpy as np

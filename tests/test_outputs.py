@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from test_translate import make_image, run
 
 from img2img.files import atomic
-from test_translate import make_image, run
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -428,8 +428,8 @@ def test_format_size_limits():
 
 
 def test_convert_does_not_replace_an_output_written_meanwhile(tmp_path, reference_fixtures, capsys, monkeypatch):
-    from img2img.models import weights
     from img2img.cli import main
+    from img2img.models import weights
 
     out = tmp_path / "g.safetensors"
     real_save = weights.save_generator
@@ -450,8 +450,8 @@ def test_convert_does_not_replace_an_output_written_meanwhile(tmp_path, referenc
 def test_interrupted_commands_name_what_they_wrote(tmp_path, capsys, monkeypatch):
     """Commands without a summary of their own say which files they completed."""
     from img2img.cli import main
-    from img2img.runtime.signals import Interrupted
     from img2img.data import combine
+    from img2img.runtime.signals import Interrupted
 
     for side in ("A", "B"):
         for index in range(2):
@@ -550,8 +550,8 @@ def test_looking_in_the_model_cache_removes_stale_downloads(tmp_path, monkeypatc
 def test_a_signal_while_an_error_is_on_its_way_out_reports_the_error(capsys, monkeypatch):
     """torchrun SIGTERMs the other processes when one fails: the error, not the signal, is news."""
     from img2img.cli import main
-    from img2img.runtime import signals as _signals
     from img2img.errors import Img2ImgError
+    from img2img.runtime import signals as _signals
 
     def fail_then_signal(*args, **kwargs):
         try:

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_generator_file
 from PIL import Image
 
-from conftest import make_generator_file
 from img2img.translate.translator import Translator
 
 SIDE = 48

@@ -13,12 +13,12 @@ import torch
 from PIL import Image
 
 from img2img.cli import main
-from img2img.models.config import DiscriminatorConfig, GeneratorConfig
-from img2img.train.config import Pix2PixConfig
-from img2img.errors import DatasetError, UsageError
-from img2img.models.networks import build_discriminator, build_generator
 from img2img.data.synthetic import write_shapes_dataset
+from img2img.errors import DatasetError, UsageError
+from img2img.models.config import DiscriminatorConfig, GeneratorConfig
+from img2img.models.networks import build_discriminator, build_generator
 from img2img.train import Pix2PixModel, pix2pix_data, train_pix2pix
+from img2img.train.config import Pix2PixConfig
 from img2img.train.size_check import shape_error, smallest_working_side
 
 TINY = dict(ngf=4, ndf=4, n_epochs=1, n_epochs_decay=0, seed=0, val_size=1, n_samples=0, device="cpu")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from img2img.files.atomic import atomic_write_bytes
 from img2img.errors import Img2ImgError, OutputError
+from img2img.files.atomic import atomic_write_bytes
 
 COLUMNS = "scope,epoch,iteration,elapsed_s,lr,G_GAN,val_L1\n"
 
@@ -142,9 +142,9 @@ def test_the_training_summary_points_at_the_report(tmp_path):
     pytest.importorskip("matplotlib")
     import io
 
-    from img2img.train.config import Pix2PixConfig
     from img2img.data.synthetic import write_shapes_dataset
     from img2img.train import train_pix2pix
+    from img2img.train.config import Pix2PixConfig
 
     data = write_shapes_dataset(tmp_path / "shapes", n_train=2, n_val=1, size=32)
     log = io.StringIO()

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import REPO_ROOT, make_generator_file
-from img2img.errors import UsageError
+from PIL import Image
 from test_translate import make_image
+
+from img2img.errors import UsageError
 
 
 def make_folder(root: Path) -> dict[str, str]:

@@ -17,10 +17,10 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from img2img.files import filetypes
 from img2img.cli import main
-from img2img.models.config import DiscriminatorConfig, GeneratorConfig
 from img2img.errors import WeightsError
+from img2img.files import filetypes
+from img2img.models.config import DiscriminatorConfig, GeneratorConfig
 from img2img.models.networks import build_discriminator, build_generator, init_weights
 from img2img.models.reference import infer_generator
 from img2img.models.weights import (

@@ -15,10 +15,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
 from conftest import make_generator_file
-from img2img.hub import registry
+
 from img2img.errors import DownloadError, Img2ImgError, ModelNotFoundError, UsageError, WeightsError
+from img2img.hub import registry
 
 CYCLEGAN_NAMES = {
     "horse2zebra", "zebra2horse", "monet2photo", "style_monet", "style_cezanne", "style_ukiyoe",

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from img2img.cli import main
-from img2img.train.config import Pix2PixConfig
-from img2img.report.page import read_run, smooth, speed_table, write_report
 from img2img.data.synthetic import write_shapes_dataset
+from img2img.report.page import read_run, smooth, speed_table, write_report
 from img2img.train import train_pix2pix
+from img2img.train.config import Pix2PixConfig
 
 pytest.importorskip("matplotlib", reason='the report needs matplotlib: pip install "img2img[report]"')
 

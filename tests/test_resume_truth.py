@@ -15,12 +15,12 @@ import pytest
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from img2img.train.config import Pix2PixConfig
-from img2img.errors import Img2ImgError, RunFolderError, TrainingInterrupted, UsageError
 from img2img.data.synthetic import write_shapes_dataset
+from img2img.errors import Img2ImgError, RunFolderError, TrainingInterrupted, UsageError
 from img2img.train import Trainer, load_run_config, pix2pix_data, train_pix2pix
 from img2img.train import trainer as trainer_module
 from img2img.train.checkpoint import METADATA_KEY
+from img2img.train.config import Pix2PixConfig
 from img2img.train.pix2pix import Pix2PixModel
 from img2img.train.progress import MetricsLog
 

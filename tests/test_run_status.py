@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from img2img.train.config import Pix2PixConfig
-from img2img.report.page import read_run
-from img2img.files.run_status import process_start
-from img2img.testing.hold import hold_at, release, wait_until_held
 from img2img.data.synthetic import write_shapes_dataset
+from img2img.files.run_status import process_start
+from img2img.report.page import read_run
+from img2img.testing.hold import hold_at, release, wait_until_held
 from img2img.train import train_pix2pix
+from img2img.train.config import Pix2PixConfig
 
 TINY = dict(
     netg="unet_32", ngf=4, ndf=4, preprocess="resize_and_crop", load_size=36, crop_size=32,

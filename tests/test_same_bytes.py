@@ -11,9 +11,9 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
+from test_engines import model, run
 
 from img2img.translate import engines
-from test_engines import model, run
 
 
 def _images(folder, count: int = 40) -> list[str]:

@@ -7,10 +7,10 @@ import random
 from pathlib import Path
 
 import pytest
+from test_translate import make_image, run
 
 from img2img.errors import UsageError
 from img2img.translate.jobs import Shard, parse_shard, plan_jobs
-from test_translate import make_image, run
 
 NAMES = [f"d{i % 4}/img{i:03d}.png" for i in range(40)] + ["top.jpg", "x.gif", "ü ñ.png"]
 

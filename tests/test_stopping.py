@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from img2img.testing.hold import hold_at, release, wait_until_held
 from img2img.data.synthetic import write_shapes_dataset
+from img2img.testing.hold import hold_at, release, wait_until_held
 
 FLAGS = [
     "--netg", "unet_32", "--ngf", "4", "--ndf", "4", "--load-size", "36", "--crop-size", "32",

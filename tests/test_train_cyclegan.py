@@ -20,12 +20,12 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from img2img.cli import main
-from img2img.train.config import CycleGANConfig
 from img2img.data import Preprocess, UnpairedDataset, check_unpaired_data, list_images, load_image, to_tensor
 from img2img.data.synthetic import PALETTES, write_palette_dataset
 from img2img.errors import DatasetError, TrainingInterrupted, UsageError
-from img2img.train import CycleGANModel, ImagePool, train_cyclegan
 from img2img.models.weights import load_generator, read_metadata
+from img2img.train import CycleGANModel, ImagePool, train_cyclegan
+from img2img.train.config import CycleGANConfig
 
 TINY = dict(
     netg="resnet_1blocks", ngf=8, ndf=8, preprocess="resize_and_crop", load_size=36, crop_size=32,

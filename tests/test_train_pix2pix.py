@@ -18,12 +18,12 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from img2img.cli import main
-from img2img.train.config import Pix2PixConfig
-from img2img.testing.hold import hold_at, release, wait_until_held
 from img2img.data.synthetic import write_shapes_dataset
-from img2img.errors import TrainingInterrupted, UsageError
-from img2img.train import DistInfo, Pix2PixModel, Trainer, pix2pix_data, train_pix2pix
+from img2img.errors import TrainingInterrupted
 from img2img.models.weights import load_generator, read_metadata
+from img2img.testing.hold import hold_at, release, wait_until_held
+from img2img.train import DistInfo, Pix2PixModel, Trainer, pix2pix_data, train_pix2pix
+from img2img.train.config import Pix2PixConfig
 
 TINY = dict(
     netg="unet_32", ngf=8, ndf=8, preprocess="resize_and_crop", load_size=36, crop_size=32,

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from img2img.train.config import CycleGANConfig, Pix2PixConfig
 from img2img.data.synthetic import write_palette_dataset, write_shapes_dataset
 from img2img.errors import WeightsError
+from img2img.models.weights import read_metadata
 from img2img.train import train_cyclegan, train_pix2pix
 from img2img.train.checkpoint import load_checkpoint
-from img2img.models.weights import read_metadata
+from img2img.train.config import CycleGANConfig, Pix2PixConfig
 
 TINY = dict(
     ngf=8, ndf=8, preprocess="resize_and_crop", load_size=36, crop_size=32,

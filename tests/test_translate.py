@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_generator_file
 from PIL import Image
 
-from conftest import make_generator_file
 from img2img.cli import main
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import make_generator_file
+
 from img2img.cli import main
 
 av = pytest.importorskip("av", reason="PyAV (the [video] extra) is not installed; CI installs it with the dev extras")

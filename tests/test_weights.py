@@ -12,8 +12,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from img2img.models.config import GeneratorConfig
 from img2img.errors import WeightsError
+from img2img.models.config import GeneratorConfig
 from img2img.models.networks import build_generator
 from img2img.models.weights import (
     SCHEMA_VERSION,

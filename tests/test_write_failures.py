@@ -29,12 +29,12 @@ import pytest
 import safetensors.torch
 from safetensors import SafetensorError
 
-from img2img.files.atomic import TEMP_PREFIX
-from img2img.train.config import Pix2PixConfig
-from img2img.errors import RunFolderError
 from img2img.data.synthetic import write_shapes_dataset
+from img2img.errors import RunFolderError
+from img2img.files.atomic import TEMP_PREFIX
 from img2img.train import load_run_config, train_pix2pix
 from img2img.train.checkpoint import read_checkpoint_info
+from img2img.train.config import Pix2PixConfig
 
 TINY = dict(
     netg="unet_32", ngf=4, ndf=4, load_size=36, crop_size=32, n_epochs=2, n_epochs_decay=0, seed=0,

@@ -111,9 +111,9 @@ def test_the_lock_of_a_killed_run_is_gone_with_its_process(shapes, tmp_path):
 
 
 def test_a_failure_after_training_did_work_keeps_the_run_folder(shapes, tmp_path, monkeypatch):
-    from img2img.train.config import Pix2PixConfig
     from img2img.errors import UsageError
     from img2img.train import evaluation, train_pix2pix
+    from img2img.train.config import Pix2PixConfig
 
     def failing_score(trainer):
         raise UsageError("FID needs at least 2 images")
@@ -294,11 +294,11 @@ def test_train_skip_existing_keeps_a_finished_run_and_points_an_unfinished_one_t
 def test_a_stop_during_validation_scores_stops_within_one_image(tmp_path, monkeypatch):
     """SIGTERM at a known point (the first validation pair scored): the rest of the validation
     is left out, the epoch's checkpoint is written and the run ends with 143."""
-    from img2img.train.config import Pix2PixConfig
     from img2img.errors import TrainingInterrupted
     from img2img.eval import metrics
     from img2img.train import train_pix2pix
     from img2img.train.checkpoint import load_checkpoint
+    from img2img.train.config import Pix2PixConfig
 
     data = write_shapes_dataset(tmp_path / "shapes", n_train=2, n_val=6, size=32)
     scored = []

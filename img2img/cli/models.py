@@ -8,8 +8,8 @@ from typing import Any
 import typer
 
 from img2img.cli._app import models_app
-from img2img.files.text import one_line
 from img2img.cli._text import say
+from img2img.files.text import one_line
 
 
 @models_app.command("list")

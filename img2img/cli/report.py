@@ -8,8 +8,8 @@ from typing import Annotated, List, Optional
 import typer
 
 from img2img.cli._app import app
-from img2img.cli._text import say
 from img2img.cli._options import SkipExistingOpt, check_existing_options, kept_existing, overwrite_option
+from img2img.cli._text import say
 
 
 @app.command("report")

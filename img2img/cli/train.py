@@ -17,7 +17,14 @@ from typing import Annotated, Any, Optional
 import typer
 
 from img2img.cli._app import train_app
-from img2img.cli._options import Direction, MaxPixelsOpt, Norm, check_existing_options, overwrite_option, skip_existing_option
+from img2img.cli._options import (
+    Direction,
+    MaxPixelsOpt,
+    Norm,
+    check_existing_options,
+    overwrite_option,
+    skip_existing_option,
+)
 
 
 class PreprocessChoice(str, Enum):
@@ -104,8 +111,8 @@ def build_config(
 ):
     """The config for a new run (defaults < --config FILE < command line) or a resumed one
     (``world_size``: the processes it will resume with, when not this torchrun job's)."""
-    from img2img.train.config import TrainConfig
     from img2img.errors import UsageError
+    from img2img.train.config import TrainConfig
     from img2img.train.run_folder import load_run_config, read_config_file
 
     if resume is not None:

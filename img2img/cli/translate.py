@@ -180,8 +180,8 @@ def translate(
     # Imported here rather than at the top so that `img2img --help` does not load torch.
     from img2img.files.atomic import remove_stale_temporaries
     from img2img.files.imageio import parse_byte_size
-    from img2img.translate.translator import Translator
     from img2img.translate.jobs import parse_shard, plan_jobs
+    from img2img.translate.translator import Translator
 
     to_stdout = _check_options(inputs, output, out_dir, ext, as_json, overwrite, skip_existing)
     encoder_options = _parse_encoder_options(encoder_option or [])
@@ -425,7 +425,14 @@ class _Reporter:
         if not self.show_progress:
             return contextlib.nullcontext()
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self._progress = Progress(
             TextColumn("{task.description}"),

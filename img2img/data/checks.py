@@ -10,12 +10,12 @@ from typing import Iterable
 
 from img2img.data.images import list_images, load_image, read_header, read_size, unreadable_reason
 from img2img.data.layouts import (
-    Pair,
-    PairedData,
-    UnpairedData,
     EXPECTED_LAYOUT,
     EXPECTED_UNPAIRED,
     MAX_LISTED,
+    Pair,
+    PairedData,
+    UnpairedData,
     describe_folder,
     domain_images,
     scan_split,

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from img2img.files.shipped import shipped_dir
-from img2img.files.atomic import atomic_write_bytes, rename_no_replace
 from img2img.errors import DatasetError, DownloadError, Img2ImgError, UsageError
+from img2img.files.atomic import atomic_write_bytes, rename_no_replace
+from img2img.files.shipped import shipped_dir
 
 DATASETS_FILE = shipped_dir() / "datasets.json"
 DATASETS_SCHEMA = 1
@@ -176,8 +176,8 @@ def download_dataset(
     it to ``dest`` (which must not exist yet). ``note`` receives progress lines for people.
     Raises UsageError (dest exists), DownloadError (transfer, size, hash), DatasetError (an
     unsafe archive, or one without the task's folders)."""
-    from img2img.files import downloads
     from img2img.data.extract import extract_archive
+    from img2img.files import downloads
 
     if dest.exists():
         raise UsageError(f"{dest}: already exists; remove it or choose another --out")

@@ -10,7 +10,6 @@ from pathlib import Path
 from img2img.data.images import is_image_file, list_images
 from img2img.errors import DatasetError, first_line
 
-
 MAX_LISTED = 5  # files named per kind of problem; the rest are counted
 
 EXPECTED_LAYOUT = (

@@ -12,7 +12,6 @@ from PIL import Image
 
 from img2img.errors import UsageError
 
-
 _SHAPE_COLOURS = {"ellipse": (220, 40, 40), "rectangle": (40, 90, 220), "triangle": (30, 170, 60)}
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from img2img.errors import DatasetError, UsageError
 from img2img.eval.features import ImageItem, folder_items
 
-
 _HALF = {"A": "left", "B": "right"}  # the reference's aligned layout: A|B
 
 

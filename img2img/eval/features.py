@@ -12,9 +12,9 @@ today's; a cache that cannot be written only costs time (a note).
 
 from __future__ import annotations
 
-import logging
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator

@@ -165,9 +165,9 @@ def _to_image(x: torch.Tensor) -> Image.Image:
 
 def _translator(exported, device: torch.device, task: str, direction: str):
     """A Translator (float32) running ``exported`` exactly as its exported weights would run."""
-    from img2img.translate.translator import Translator
     from img2img.models.networks import build_generator, use_per_image_batch_norm
     from img2img.models.weights import LoadedGenerator, WeightsMetadata
+    from img2img.translate.translator import Translator
 
     net = build_generator(exported.config)
     net.load_state_dict({k: v.detach().to("cpu") for k, v in exported.state_dict.items()}, strict=True)

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from img2img import __version__
-from img2img.files.atomic import create_temporary, discard_temporary
 from img2img.errors import DownloadError, ModelNotFoundError, UsageError, first_line
+from img2img.files.atomic import create_temporary, discard_temporary
 from img2img.files.transfer import (  # noqa: F401 (the policy's names are public here too)
     DOWNLOAD_MIN_RATE,
     DOWNLOAD_TIMEOUT,
@@ -432,8 +432,8 @@ def _check_hub_reachable(repo: str, filename: str, revision: str | None, *, forc
     without retrying. Raises _NoConnection; HTTP answers (no such repo...) raise the library's
     own errors."""
     from huggingface_hub import constants as hf_constants
-    from huggingface_hub import get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
     from huggingface_hub import errors as hf
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
 
     if not force and isinstance(try_to_load_from_cache(repo, filename, revision=revision), str):
         return

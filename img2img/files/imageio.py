@@ -26,10 +26,10 @@ from typing import BinaryIO, Callable, Iterator
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from img2img.errors import ImageError, OutputExistsError, UsageError, exists_message
 from img2img.files import formats
 from img2img.files.atomic import atomic_path
 from img2img.files.filetypes import special_file_kind
-from img2img.errors import ImageError, OutputExistsError, UsageError, exists_message
 
 Image.init()  # registers every plugin, so the extension tables below are complete
 

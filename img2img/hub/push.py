@@ -219,8 +219,8 @@ Weights: {licence}.{licence_note}
 def build_folder(spec: str, repo: str, folder: Path, *, revision: str | None = None, licence: str = "other") -> PushSource:
     """Write what would be pushed into ``folder`` (created; it must not exist), built aside and
     moved into place. Raises UsageError (a bad repo id, folder exists) and read_source's errors."""
-    from img2img.files.atomic import rename_no_replace
     from img2img.data.fetch import temporary_folder
+    from img2img.files.atomic import rename_no_replace
 
     check_repo(repo)
     if folder.exists():

@@ -240,7 +240,7 @@ def _entry_from_json(name: str, raw: Any, base_url: str, origin: Path) -> ModelE
     if url is not None:
         if not isinstance(url, str):
             raise Img2ImgError(f"{where}: url must be a string, got {url!r}")
-        if not urllib.parse.urlsplit(url).scheme and not (":" in url.split("/")[0]):
+        if not urllib.parse.urlsplit(url).scheme and ":" not in url.split("/")[0]:
             # Relative URLs keep the reference server's layout, so one base URL can point at a mirror.
             if not base_url:
                 raise Img2ImgError(

@@ -11,8 +11,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from img2img.models.config import DiscriminatorConfig, GeneratorConfig
 from img2img.errors import UsageError
+from img2img.models.config import DiscriminatorConfig, GeneratorConfig
 
 NormFactory = Callable[[int], nn.Module]
 

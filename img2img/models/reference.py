@@ -32,8 +32,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
-from img2img.models.config import GENERATOR_LIMITS, GeneratorConfig
 from img2img.errors import Img2ImgError, WeightsError
+from img2img.models.config import GENERATOR_LIMITS, GeneratorConfig
 
 Shapes = Mapping[str, Sequence[int]]
 

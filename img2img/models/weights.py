@@ -23,10 +23,10 @@ from safetensors.torch import save_file
 from torch import nn
 
 from img2img import __version__
+from img2img.errors import Img2ImgError, WeightsError, first_line
 from img2img.files import filetypes
 from img2img.files.atomic import atomic_path
 from img2img.models.config import GeneratorConfig, preprocess_problem
-from img2img.errors import Img2ImgError, WeightsError, first_line
 from img2img.models.networks import build_generator, count_parameters, use_per_image_batch_norm
 from img2img.models.reference import (
     InferredGenerator,

@@ -41,11 +41,11 @@ from typing import Callable
 
 import torch
 
-from img2img.files.atomic import atomic_path
-from img2img.models.config import GeneratorConfig
 from img2img.errors import ExportError, Img2ImgError, OutputError, UsageError, first_line
+from img2img.files.atomic import atomic_path
 from img2img.hub.registry import load_model
-from img2img.models.config import minimum_size, smallest_side, valid_side_near
+from img2img.models.config import GeneratorConfig, minimum_size, smallest_side, valid_side_near
+from img2img.models.weights import METADATA_KEY
 from img2img.onnx.quantize import (
     DEFAULT_CALIBRATION_COUNT,
     INT8_STATIC,
@@ -68,7 +68,6 @@ from img2img.onnx.runtime import (
     is_onnx_file,
     session_options,
 )
-from img2img.models.weights import METADATA_KEY
 
 log = logging.getLogger(__name__)
 

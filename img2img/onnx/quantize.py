@@ -30,9 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from img2img.models.config import GeneratorConfig
 from img2img.errors import ExportError, UsageError
-from img2img.models.config import minimum_size
+from img2img.models.config import GeneratorConfig, minimum_size
 from img2img.onnx.runtime import QUANTIZATION_KEY, QUANTIZATION_PSNR_KEY, import_extra, session_options
 
 INT8_STATIC = "int8-static-qoperator-per-channel"
@@ -67,8 +66,8 @@ def procedural_scenes(count: int, size: tuple[int, int], channels: int, seed: in
     The default calibration set when the user gives no images, and the benchmark's."""
     from PIL import Image, ImageFilter
 
-    from img2img.files.imageio import to_8bit, to_model_input
     from img2img.data.synthetic import palette_scenes
+    from img2img.files.imageio import to_8bit, to_model_input
 
     height, width = size
     side = max(height, width)

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from img2img.files.atomic import atomic_write_bytes
 from img2img.errors import Img2ImgError, UsageError
+from img2img.files.atomic import atomic_write_bytes
 from img2img.files.run_status import describe, read_status
 
 REPORT_FILE = "report.html"

@@ -10,8 +10,8 @@ import platform
 
 import torch
 
-from img2img.runtime.cpu_classes import ENV_CPU_CLASS, NATIVE_BF16_CLASSES, cpu_class_from_environment
 from img2img.errors import DeviceError, UsageError
+from img2img.runtime.cpu_classes import ENV_CPU_CLASS, NATIVE_BF16_CLASSES, cpu_class_from_environment
 
 VALID = "auto, cpu, cuda, cuda:N, mps"
 

@@ -21,8 +21,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from img2img.files.atomic import atomic_path
 from img2img.errors import WeightsError, first_line
+from img2img.files.atomic import atomic_path
 
 CHECKPOINT_SCHEMA = 1
 METADATA_KEY = "img2img_checkpoint"

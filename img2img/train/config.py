@@ -17,7 +17,6 @@ from img2img.models.config import (
     parse_generator_name,
 )
 
-
 GAN_MODES = ("vanilla", "lsgan", "wgangp", "hinge")
 LR_POLICIES = ("linear", "step", "cosine")
 DIRECTION_CHOICES = ("AtoB", "BtoA")

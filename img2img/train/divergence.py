@@ -15,6 +15,7 @@ from typing import Iterable, Mapping
 import torch
 from torch import nn
 
+
 class NonFinite(Exception):
     """Raised where a non-finite value is found; the trainer turns it into a
     :class:`~img2img.errors.TrainingDiverged` naming the epoch and iteration. ``what`` says

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from img2img.train.config import GAN_MODES
 from img2img.errors import UsageError
+from img2img.train.config import GAN_MODES
 
 
 class GANLoss(nn.Module):

@@ -9,12 +9,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from img2img.train.config import Pix2PixConfig
 from img2img.data.checks import check_paired_data, smallest_input
 from img2img.data.datasets import PairedDataset
 from img2img.data.transforms import Preprocess
-from img2img.train.losses import GANLoss, gradient_penalty
 from img2img.models.networks import build_discriminator, build_generator, init_weights
+from img2img.train.config import Pix2PixConfig
+from img2img.train.losses import GANLoss, gradient_penalty
 from img2img.train.model import ExportedGenerator, TrainableModel, TrainData, frozen, inference_copy
 from img2img.train.runtime import Runtime
 from img2img.train.trainer import Trainer, TrainResult

@@ -12,14 +12,13 @@ import socket
 from pathlib import Path
 from typing import Any, Mapping
 
-from img2img.files.atomic import atomic_write_bytes
-from img2img.train.config import TrainConfig
 from img2img.errors import Img2ImgError, RunFolderError, UsageError
+from img2img.files.atomic import atomic_write_bytes
 from img2img.files.run_status import STATUS_FILE, process_alive, read_status
 from img2img.train import distributed
 from img2img.train.checkpoint import read_checkpoint_info
+from img2img.train.config import TrainConfig
 from img2img.train.progress import METRICS_FILE
-
 
 CONFIG_FILE = "config.json"
 LATEST = "latest.safetensors"

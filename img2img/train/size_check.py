@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from img2img.train.config import TrainConfig
 from img2img.errors import UsageError
+from img2img.train.config import TrainConfig
 
 _LARGEST_TRIED = 4096  # the search for the smallest size that works stops here
 

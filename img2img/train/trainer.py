@@ -31,17 +31,18 @@ from typing import Any, Callable, Iterator, Mapping, TextIO
 import torch
 from torch.utils.data import DataLoader
 
-from img2img.train.config import TrainConfig
 from img2img.data.sampler import EpochSampler
-from img2img.runtime.devices import resolve_device
 from img2img.errors import DatasetError, Img2ImgError, TrainingInterrupted, UsageError
 from img2img.eval.validation import BestEpoch, ValidationScorer, check_validation_size, parse_metrics, scorer_for
 from img2img.files.run_status import StatusWriter
+from img2img.models.weights import WeightsMetadata, save_generator
+from img2img.runtime.devices import resolve_device
 from img2img.testing.hold import hold as test_hold
 from img2img.train import distributed, evaluation, failures, reporting, resume
 from img2img.train.checkpoint import link_or_copy, rng_state, save_checkpoint, seed_everything
+from img2img.train.config import TrainConfig
 from img2img.train.divergence import NonFinite, check_iteration, check_state
-from img2img.train.model import TrainData, TrainableModel
+from img2img.train.model import TrainableModel, TrainData
 from img2img.train.progress import MetricsLog, Progress, TensorBoard, format_duration
 from img2img.train.run_folder import RunFolder, RunLock, default_run_dir
 from img2img.train.runtime import (
@@ -55,7 +56,6 @@ from img2img.train.runtime import (
 from img2img.train.schedules import build_scheduler
 from img2img.train.signals import StopSignals, ignore_stop_signals, stop_loader_workers
 from img2img.train.size_check import check_network_sizes
-from img2img.models.weights import WeightsMetadata, save_generator
 
 
 @dataclass

@@ -48,7 +48,6 @@ from typing import Callable
 
 import torch
 
-from img2img.runtime.devices import cpu_class
 from img2img.errors import (
     ExportError,
     Img2ImgError,
@@ -58,6 +57,7 @@ from img2img.errors import (
     WeightsError,
     first_line,
 )
+from img2img.runtime.devices import cpu_class
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +201,8 @@ def cached_export(weights: str | os.PathLike[str], *, refresh: bool = False, sha
     cache folder cannot be made or written: read-only, full, a file in the way), when it cannot
     be made."""
     from img2img.files.atomic import atomic_write_bytes
-    from img2img.onnx.runtime import WEIGHTS_SHA256_KEY
     from img2img.hub.registry import remove_stale_cache_temporaries
+    from img2img.onnx.runtime import WEIGHTS_SHA256_KEY
 
     sha256 = sha256 or file_sha256(weights)
     target = cached_export_path(weights, sha256=sha256)
@@ -316,9 +316,9 @@ def check_cached_copy(
     img2img.onnx.export.DEFAULT_TOLERANCE) on two random inputs: the smallest square the
     export's parity check uses and a batch of 2 of another, non-square size. A few
     milliseconds for the probes, and the copy's hash (about 0.1 s per 50 MB)."""
+    from img2img.models.weights import METADATA_KEY, read_metadata
     from img2img.onnx.export import DEFAULT_TOLERANCE, INPUT_NAME, OUTPUT_NAME, probe_side
     from img2img.onnx.runtime import WEIGHTS_SHA256_KEY
-    from img2img.models.weights import METADATA_KEY, read_metadata
 
     path = Path(generator.path)
     try:

@@ -34,15 +34,15 @@ import torch
 from PIL import Image
 from torch import nn
 
-from img2img.models.config import GeneratorConfig, minimum_size, smallest_side, valid_side_near
-from img2img.models.determinism import make_thread_count_independent, watch_conditioning
-from img2img.runtime.devices import is_out_of_memory, cpu_class, cpu_has_native_bf16, has_native_bf16, resolve_device
-from img2img.translate.engines import ENV_ENGINE, Engine, engine_from_environment, open_onnx_engine, resolve_engine
 from img2img.errors import ImageError, UsageError
 from img2img.files.imageio import ModelInput, from_model_output, to_model_input
-from img2img.onnx.runtime import GraphAllocationError
-from img2img.translate.tiling import TilePlan, TileSettings, translate_tiled
+from img2img.models.config import GeneratorConfig, minimum_size, smallest_side, valid_side_near
+from img2img.models.determinism import make_thread_count_independent, watch_conditioning
 from img2img.models.weights import LoadedGenerator, WeightsMetadata, load_generator
+from img2img.onnx.runtime import GraphAllocationError
+from img2img.runtime.devices import cpu_class, cpu_has_native_bf16, has_native_bf16, is_out_of_memory, resolve_device
+from img2img.translate.engines import ENV_ENGINE, Engine, engine_from_environment, open_onnx_engine, resolve_engine
+from img2img.translate.tiling import TilePlan, TileSettings, translate_tiled
 
 log = logging.getLogger(__name__)
 

@@ -289,8 +289,8 @@ def translate_video(
     truncated input, a stream the container cannot hold), OutputExistsError (``target`` exists
     and not ``replace``), OutputError (cannot write), and lets Interrupted through; in every case
     nothing is left at ``target``."""
-    from img2img.files.atomic import atomic_path
     from img2img.errors import OutputExistsError
+    from img2img.files.atomic import atomic_path
     from img2img.files.imageio import rgb_array_to_model_input
 
     av = import_av()
