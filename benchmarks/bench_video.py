@@ -32,7 +32,9 @@ from pathlib import Path
 import numpy as np
 
 
-def make_frames(width: int, height: int, count: int, pan: int, noise: float, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def make_frames(
+    width: int, height: int, count: int, pan: int, noise: float, seed: int = 0
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """uint8 RGB frames (H, W, 3) and boolean masks of the disc (H, W) for each frame."""
     rng = np.random.default_rng(seed)
     wide = width + pan * count
@@ -60,7 +62,9 @@ def make_frames(width: int, height: int, count: int, pan: int, noise: float, see
 
 
 def change(frames: list[np.ndarray]) -> float:
-    return float(np.mean([np.abs(b.astype(np.float32) - a.astype(np.float32)).mean() for a, b in zip(frames, frames[1:])]))
+    return float(
+        np.mean([np.abs(b.astype(np.float32) - a.astype(np.float32)).mean() for a, b in zip(frames, frames[1:])])
+    )
 
 
 def warp_error(frames: list[np.ndarray], masks: list[np.ndarray], pan: int) -> float:
@@ -80,12 +84,17 @@ def warp_error(frames: list[np.ndarray], masks: list[np.ndarray], pan: int) -> f
     return float(np.mean(errors))
 
 
-def blend_previous(inputs: list[np.ndarray], outputs: list[np.ndarray], threshold: float, weight: float) -> list[np.ndarray]:
+def blend_previous(
+    inputs: list[np.ndarray], outputs: list[np.ndarray], threshold: float, weight: float
+) -> list[np.ndarray]:
     """The candidate stabiliser: where the input changed by less than ``threshold`` grey levels
     (mean over RGB), keep ``weight`` of the previous stabilised output."""
     result = [outputs[0].astype(np.float32)]
     for t in range(1, len(outputs)):
-        still = np.abs(inputs[t].astype(np.float32) - inputs[t - 1].astype(np.float32)).mean(axis=-1, keepdims=True) < threshold
+        still = (
+            np.abs(inputs[t].astype(np.float32) - inputs[t - 1].astype(np.float32)).mean(axis=-1, keepdims=True)
+            < threshold
+        )
         cur = outputs[t].astype(np.float32)
         result.append(np.where(still, weight * result[-1] + (1 - weight) * cur, cur))
     return [np.clip(r, 0, 255).round().astype(np.uint8) for r in result]
@@ -115,20 +124,30 @@ def main() -> None:
     from img2img.runtime.devices import cpu_class, cpu_model_name
     from img2img.translate.translator import Translator
 
-    print(f"# {cpu_model_name()} | class {cpu_class()} | {torch.get_num_threads()} torch threads | load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(
+        f"# {cpu_model_name()} | class {cpu_class()} | {torch.get_num_threads()} torch threads | load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     translator = Translator(args.model, device="cpu", engine="torch")
     inputs, masks = make_frames(width, height, args.frames, args.pan, args.noise)
     start = time.perf_counter()
-    outputs = [np.asarray(image.convert("RGB")) for image in translator.translate_images([Image.fromarray(f) for f in inputs])]
+    outputs = [
+        np.asarray(image.convert("RGB")) for image in translator.translate_images([Image.fromarray(f) for f in inputs])
+    ]
     network = time.perf_counter() - start
     clean, _ = make_frames(width, height, args.frames, args.pan, 0.0)
-    clean_out = [np.asarray(image.convert("RGB")) for image in translator.translate_images([Image.fromarray(f) for f in clean])]
+    clean_out = [
+        np.asarray(image.convert("RGB")) for image in translator.translate_images([Image.fromarray(f) for f in clean])
+    ]
     stable = blend_previous(inputs, outputs, args.blend_threshold, args.blend)
-    print(f"model {args.model}, {width}x{height}, {args.frames} frames, pan {args.pan}px/frame, noise sigma {args.noise}")
+    print(
+        f"model {args.model}, {width}x{height}, {args.frames} frames, pan {args.pan}px/frame, noise sigma {args.noise}"
+    )
     print("| clip | change in | change out | flicker gain | warp error in | warp error out |")
     print("|---|---|---|---|---|---|")
     for name, a, b in (("noisy", inputs, outputs), ("noise-free", clean, clean_out)):
-        print(f"| {name} | {change(a):.2f} | {change(b):.2f} | {change(b) / max(change(a), 1e-9):.2f} | {warp_error(a, masks, args.pan):.2f} | {warp_error(b, masks, args.pan):.2f} |")
+        print(
+            f"| {name} | {change(a):.2f} | {change(b):.2f} | {change(b) / max(change(a), 1e-9):.2f} | {warp_error(a, masks, args.pan):.2f} | {warp_error(b, masks, args.pan):.2f} |"
+        )
     print(
         f"candidate: blend {args.blend} of the previous output where the input changed < {args.blend_threshold}: "
         f"change out {change(stable):.2f}, warp error out {warp_error(stable, masks, args.pan):.2f}, "

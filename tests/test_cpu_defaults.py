@@ -49,7 +49,10 @@ def test_a_bad_class_in_the_environment_is_one_usage_line_naming_it(monkeypatch,
     with pytest.raises(UsageError, match="IMG2IMG_CPU_CLASS='avx1024'.*valid: other, avx2, avx512, avx512_bf16, amx"):
         devices.cpu_class()
     # every command refuses it before any work, whether or not it reads the class
-    for args in (["models", "list"], ["translate", str(tmp_path / "missing.png"), "-m", "x", "-o", str(tmp_path / "o.png")]):
+    for args in (
+        ["models", "list"],
+        ["translate", str(tmp_path / "missing.png"), "-m", "x", "-o", str(tmp_path / "o.png")],
+    ):
         with pytest.raises(SystemExit) as info:
             main(args)
         err = capsys.readouterr().err

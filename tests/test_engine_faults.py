@@ -19,7 +19,9 @@ from img2img.translate.translator import Translator
 
 @needs_onnx
 @pytest.mark.parametrize("onnx_model", [False, True])
-def test_a_typo_in_the_engine_variable_is_one_line_naming_it_for_every_model(tmp_path, avx2, monkeypatch, capsys, onnx_model):
+def test_a_typo_in_the_engine_variable_is_one_line_naming_it_for_every_model(
+    tmp_path, avx2, monkeypatch, capsys, onnx_model
+):
     weights = model(tmp_path)
     chosen = engines.cached_export(weights) if onnx_model else weights
     image().save(tmp_path / "a.png")
@@ -38,7 +40,9 @@ def test_a_cache_folder_that_cannot_be_made_is_one_line_or_a_note(tmp_path, avx2
     avx2.parent.mkdir(parents=True)
     avx2.write_bytes(b"")  # a file named onnx where the folder should be
     image().save(tmp_path / "a.png")
-    code, _, err = run(["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "b.png", "--engine", "onnxruntime"], capsys)
+    code, _, err = run(
+        ["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "b.png", "--engine", "onnxruntime"], capsys
+    )
     assert code == 1 and not (tmp_path / "b.png").exists()
     last = err.strip().splitlines()[-1]
     assert str(avx2) in last and "cache" in last and "IMG2IMG_CACHE" in last and "--debug" not in last
@@ -111,7 +115,9 @@ def test_an_onnxruntime_that_cannot_be_imported_is_no_reason_to_export_again(tmp
 
 @needs_onnx
 @pytest.mark.parametrize("command", ["translate-auto", "translate-onnxruntime", "export"])
-def test_a_stop_signal_an_import_turns_into_another_error_still_ends_as_the_signal(tmp_path, avx2, monkeypatch, capsys, command):
+def test_a_stop_signal_an_import_turns_into_another_error_still_ends_as_the_signal(
+    tmp_path, avx2, monkeypatch, capsys, command
+):
     """SIGTERM while onnxruntime is imported made its import fail ("initialization failed"):
     the run said "needs the onnx extra" and exited 1, instead of 143."""
     import img2img.onnx.export
@@ -120,7 +126,9 @@ def test_a_stop_signal_an_import_turns_into_another_error_still_ends_as_the_sign
 
     def imported_into_a_signal(*args, **kwargs):
         monkeypatch.setattr(_signals, "_received", signal.SIGTERM)  # the handler ran in the import
-        raise MissingExtraError("ONNX support needs the onnx extra (onnxruntime is not installed: initialization failed)")
+        raise MissingExtraError(
+            "ONNX support needs the onnx extra (onnxruntime is not installed: initialization failed)"
+        )
 
     monkeypatch.setattr(img2img.onnx.export, "export_onnx", imported_into_a_signal)
     weights = model(tmp_path)
@@ -128,7 +136,16 @@ def test_a_stop_signal_an_import_turns_into_another_error_still_ends_as_the_sign
     if command == "export":
         args = ["export", weights, "-o", tmp_path / "g.onnx"]
     else:
-        args = ["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "b.png", "--engine", command.split("-")[1]]
+        args = [
+            "translate",
+            tmp_path / "a.png",
+            "-m",
+            weights,
+            "-o",
+            tmp_path / "b.png",
+            "--engine",
+            command.split("-")[1],
+        ]
     code, _, err = run(args, capsys)
     assert code == 128 + signal.SIGTERM, err
     assert "interrupted by SIGTERM" in err and "onnx extra" not in err
@@ -171,7 +188,11 @@ def test_errors_of_an_engine_pinned_by_the_environment_name_the_variable(tmp_pat
     monkeypatch.setattr(engines, "has_onnx_extra", lambda: False)
     weights = model(tmp_path)
     image().save(tmp_path / "a.png")
-    code, _, err = run(["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "b.png", "--device", "cpu"], capsys)
+    code, _, err = run(
+        ["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "b.png", "--device", "cpu"], capsys
+    )
     assert code == 1 and "IMG2IMG_ENGINE=onnxruntime needs the onnx extra" in err and "--engine" not in err
-    code, _, err = run(["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "b.png", "--engine", "onnxruntime"], capsys)
+    code, _, err = run(
+        ["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "b.png", "--engine", "onnxruntime"], capsys
+    )
     assert code == 1 and "--engine onnxruntime needs the onnx extra" in err

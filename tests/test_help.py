@@ -78,8 +78,16 @@ def test_every_option_is_on_the_commands_docs_page(key):
 def test_compact_panel_keeps_each_option_with_its_default(capsys, monkeypatch):
     out = _help(["train", "pix2pix"], capsys, monkeypatch)
     flat = " ".join(out.split())
-    for shown in ("--preprocess resize_and_crop", "--netg unet_256", "--dropout/--no-dropout on", "--lr 0.0002",
-                  "--lr-policy linear", "--amp/--no-amp auto", "--seed INT", "--tensorboard"):
+    for shown in (
+        "--preprocess resize_and_crop",
+        "--netg unet_256",
+        "--dropout/--no-dropout on",
+        "--lr 0.0002",
+        "--lr-policy linear",
+        "--amp/--no-amp auto",
+        "--seed INT",
+        "--tensorboard",
+    ):
         assert shown in flat, shown
     # A line break never falls between an option and its default: every line of the panel
     # starts with an option.

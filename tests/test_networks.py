@@ -44,9 +44,7 @@ def build_from_reference_options(case: dict) -> torch.nn.Module:
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_reference_checkpoint_loads_strictly_and_reproduces_output(
-    name, reference_fixtures, reference_manifest
-):
+def test_reference_checkpoint_loads_strictly_and_reproduces_output(name, reference_fixtures, reference_manifest):
     case = reference_manifest["cases"][name]
     net = build_from_reference_options(case)
     assert count_parameters(net) == case["n_params"]

@@ -92,7 +92,13 @@ def test_every_shipped_model_keeps_40_db_from_fp32_on_every_kind_of_image(native
     "options",
     [
         {"arch": "resnet", "ngf": 8, "n_blocks": 2, "norm": "instance"},  # CycleGAN's
-        {"arch": "unet", "num_downs": 5, "ngf": 8, "norm": "batch", "eval_mode": False},  # pix2pix's, per-image batch norm
+        {
+            "arch": "unet",
+            "num_downs": 5,
+            "ngf": 8,
+            "norm": "batch",
+            "eval_mode": False,
+        },  # pix2pix's, per-image batch norm
         {"arch": "unet", "num_downs": 5, "ngf": 8, "norm": "instance"},
     ],
     ids=["resnet-instance", "unet-batch", "unet-instance"],

@@ -334,7 +334,10 @@ def test_http_404_is_one_line_and_leaves_nothing(served_registry, tmp_path, monk
 @pytest.mark.parametrize(
     "body, message",
     [
-        (b"<html>this is not a checkpoint</html>", "refused the checkpoint .*looks like an HTML page, not a PyTorch checkpoint"),
+        (
+            b"<html>this is not a checkpoint</html>",
+            "refused the checkpoint .*looks like an HTML page, not a PyTorch checkpoint",
+        ),
         ("half", "refused the checkpoint .*not a readable"),
         ("cut short", "cut short|interrupted"),
     ],

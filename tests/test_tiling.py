@@ -71,7 +71,9 @@ def models(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def one_pass(models) -> dict[str, Image.Image]:
     image = scene()
-    return {name: Translator(models[name], device="cpu", tile="off").translate_image(image) for name in ("resnet", "unet")}
+    return {
+        name: Translator(models[name], device="cpu", tile="off").translate_image(image) for name in ("resnet", "unet")
+    }
 
 
 def tiled(model: Path, tile: int, stats: str, image: Image.Image | None = None) -> tuple[Image.Image, TilePlan]:

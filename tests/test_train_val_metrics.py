@@ -147,7 +147,9 @@ def test_a_validation_interval_longer_than_the_run_is_refused(tmp_path):
     from img2img.errors import UsageError
 
     options = dict(TINY, data=str(tmp_path), out=str(tmp_path / "run"), netg="unet_32", val_metrics="psnr")
-    with pytest.raises(UsageError, match=r"--val-freq 3: training runs 2 epochs.*--keep-best never.*--val-freq 2 or less"):
+    with pytest.raises(
+        UsageError, match=r"--val-freq 3: training runs 2 epochs.*--keep-best never.*--val-freq 2 or less"
+    ):
         Pix2PixConfig(**options, val_freq=3, keep_best="psnr")
     Pix2PixConfig(**options, val_freq=2, keep_best="psnr")  # validates after epoch 2
 

@@ -264,7 +264,19 @@ def test_sigint_and_sigterm_mid_video_leave_nothing(tmp_path):
     runs = {}
     for signum in (signal.SIGINT, signal.SIGTERM):  # both at once: one start-up's wait
         out = tmp_path / f"out{int(signum)}"
-        command = [sys.executable, "-m", "img2img", "translate", str(clip), "-m", str(model), "--out-dir", str(out), "--engine", "torch"]
+        command = [
+            sys.executable,
+            "-m",
+            "img2img",
+            "translate",
+            str(clip),
+            "-m",
+            str(model),
+            "--out-dir",
+            str(out),
+            "--engine",
+            "torch",
+        ]
         runs[signum] = (out, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     deadline = time.monotonic() + 120  # a hang guard only
     pending = dict(runs)
@@ -288,7 +300,9 @@ def test_frames_enter_the_model_as_images_do():
 
     pixels = np.random.default_rng(5).integers(0, 256, (7, 9, 3), dtype=np.uint8)
     for channels in (1, 3):
-        assert np.array_equal(rgb_array_to_model_input(pixels, channels).pixels, to_model_input(Image.fromarray(pixels), channels).pixels)
+        assert np.array_equal(
+            rgb_array_to_model_input(pixels, channels).pixels, to_model_input(Image.fromarray(pixels), channels).pixels
+        )
     deep = rgb_array_to_model_input(pixels.astype(np.uint16) * 257, 3).pixels
     assert np.allclose(deep, pixels / 255.0, atol=1e-6)
 

@@ -38,7 +38,11 @@ def _env() -> dict:
 
 def img2img(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "img2img", *args], cwd=cwd, env=_env(), capture_output=True, text=True,
+        [sys.executable, "-m", "img2img", *args],
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        text=True,
         timeout=HANG_GUARD,
     )
 
@@ -171,7 +175,16 @@ def test_every_command_with_overwrite_also_keeps_with_skip_existing():
     commands = dict(_commands())
     options = {name: {opt for p in cmd.params for opt in getattr(p, "opts", [])} for name, cmd in commands.items()}
     writers = {name for name, opts in options.items() if "--overwrite" in opts}
-    assert {"translate", "eval", "export", "convert", "report", "data combine", "train pix2pix", "train cyclegan"} <= writers
+    assert {
+        "translate",
+        "eval",
+        "export",
+        "convert",
+        "report",
+        "data combine",
+        "train pix2pix",
+        "train cyclegan",
+    } <= writers
     for name in writers:
         assert "--skip-existing" in options[name], name
 
@@ -250,7 +263,9 @@ def test_export_convert_and_combine_keep_an_existing_output_or_name_real_options
     (out / "x.png").write_bytes(b"mine")
     code, _, err = run_cli(capsys, "data", "combine", str(tmp_path / "A"), str(tmp_path / "B"), str(out))
     assert code == 1 and _advice_options(err) <= _own_options("data combine") and "--skip-existing" in err
-    code, _, err = run_cli(capsys, "data", "combine", str(tmp_path / "A"), str(tmp_path / "B"), str(out), "--skip-existing")
+    code, _, err = run_cli(
+        capsys, "data", "combine", str(tmp_path / "A"), str(tmp_path / "B"), str(out), "--skip-existing"
+    )
     assert code == 0 and "2 kept" in err and (out / "x.png").read_bytes() == b"mine"
 
 

@@ -45,9 +45,7 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
     ),
-    debug: bool = typer.Option(
-        False, DEBUG_FLAG, help="Show full tracebacks (also accepted after the command)."
-    ),
+    debug: bool = typer.Option(False, DEBUG_FLAG, help="Show full tracebacks (also accepted after the command)."),
 ) -> None:
     """Train and run image-to-image translation GANs (pix2pix, CycleGAN)."""
     # Checked before any command starts, whether or not it reads the class: a typo must not
@@ -79,7 +77,8 @@ def _interrupted(exc: Interrupted, written_before: int) -> None:
         summary = (
             "nothing written"
             if not written
-            else f"wrote {written[0]}" if len(written) == 1
+            else f"wrote {written[0]}"
+            if len(written) == 1
             else f"wrote {len(written)} files, the last {written[-1]}"
         )
     error(f"interrupted by {exc.signal_name}: {summary}; no partial files left")

@@ -35,9 +35,7 @@ def list_(
 
 @models_app.command("info")
 def info(
-    model: str = typer.Argument(
-        ..., help="A weights file, a model name, or hf:OWNER/REPO (or hf:OWNER/REPO/FILE)."
-    ),
+    model: str = typer.Argument(..., help="A weights file, a model name, or hf:OWNER/REPO (or hf:OWNER/REPO/FILE)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Show a model's architecture, parameter count, size, direction and source (a known name

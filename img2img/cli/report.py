@@ -21,9 +21,12 @@ def report(
     link_images: bool = typer.Option(
         False, "--link-images", help="Link the sample grids by relative path instead of embedding them (large runs)."
     ),
-    overwrite: Annotated[bool, overwrite_option(
-        "Replace the -o file if it exists (RUN/report.html, the run's own page, is always brought up to date)."
-    )] = False,
+    overwrite: Annotated[
+        bool,
+        overwrite_option(
+            "Replace the -o file if it exists (RUN/report.html, the run's own page, is always brought up to date)."
+        ),
+    ] = False,
     skip_existing: SkipExistingOpt = False,
 ) -> None:
     """Write a run's self-contained HTML report (several runs: their curves overlaid).

@@ -108,9 +108,7 @@ def translate(
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images of equal (padded) size run together."),
     overwrite: OverwriteOpt = False,
     skip_existing: SkipExistingOpt = False,
-    as_json: bool = typer.Option(
-        False, "--json", help="One JSON object per input on stdout."
-    ),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per input on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (errors are still shown)."),
     stdin_limit: str = typer.Option(
         "1G",
@@ -135,8 +133,12 @@ def translate(
         "multiple); auto: only images that would not fit in memory in one pass; off: never.",
     ),
     tile_overlap: Optional[int] = typer.Option(
-        None, "--tile-overlap", metavar="PX", min=0, help="Overlap of neighbouring tiles in pixels (default: a "
-        "quarter of the tile, at most 128; for U-Nets three size multiples, 384 for unet_128)."
+        None,
+        "--tile-overlap",
+        metavar="PX",
+        min=0,
+        help="Overlap of neighbouring tiles in pixels (default: a "
+        "quarter of the tile, at most 128; for U-Nets three size multiples, 384 for unet_128).",
     ),
     tile_stats: TileStatsChoice = typer.Option(
         TileStatsChoice.thumbnail,
@@ -155,8 +157,12 @@ def translate(
         show_default=False,
     ),
     crf: Optional[int] = typer.Option(
-        None, "--crf", min=0, max=63, metavar="N", help="Constant rate factor of the video encoder (lower: better; "
-        "default: the encoder's, 23 for x264)."
+        None,
+        "--crf",
+        min=0,
+        max=63,
+        metavar="N",
+        help="Constant rate factor of the video encoder (lower: better; default: the encoder's, 23 for x264).",
     ),
     encoder_option: Optional[List[str]] = typer.Option(
         None,
@@ -185,7 +191,11 @@ def translate(
 
     to_stdout = _check_options(inputs, output, out_dir, ext, as_json, overwrite, skip_existing)
     encoder_options = _parse_encoder_options(encoder_option or [])
-    if (video_codec is not None or crf is not None or encoder_options) and output is not None and not _is_video_output(output):
+    if (
+        (video_codec is not None or crf is not None or encoder_options)
+        and output is not None
+        and not _is_video_output(output)
+    ):
         from img2img.errors import UsageError
 
         raise UsageError(f"--video-codec, --crf and --encoder-option go with video outputs, and {output} is not one")
@@ -223,7 +233,9 @@ def translate(
         tile_stats=tile_stats.value,
     )
     total = len(jobs) + len(videos) + len(errors)
-    reporter = _Reporter(as_json=as_json, shard=part, show_progress=not quiet and (total > 1 or bool(videos)) and sys.stderr.isatty())
+    reporter = _Reporter(
+        as_json=as_json, shard=part, show_progress=not quiet and (total > 1 or bool(videos)) and sys.stderr.isatty()
+    )
     try:
         with reporter.progress(total=total):
             for message in notes:
@@ -234,9 +246,28 @@ def translate(
                 else:
                     reporter.failed(error.label, error.output, error.message)
             if jobs:
-                _run(translator, jobs, batch_size, reporter, limit, replace=overwrite, skip_existing=skip_existing, max_pixels=max_pixels)
+                _run(
+                    translator,
+                    jobs,
+                    batch_size,
+                    reporter,
+                    limit,
+                    replace=overwrite,
+                    skip_existing=skip_existing,
+                    max_pixels=max_pixels,
+                )
             if videos:
-                _run_videos(translator, videos, batch_size, reporter, replace=overwrite, skip_existing=skip_existing, codec=video_codec, crf=crf, options=encoder_options)
+                _run_videos(
+                    translator,
+                    videos,
+                    batch_size,
+                    reporter,
+                    replace=overwrite,
+                    skip_existing=skip_existing,
+                    codec=video_codec,
+                    crf=crf,
+                    options=encoder_options,
+                )
     except (Interrupted, KeyboardInterrupt) as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         raise Interrupted(signum, reporter.summary(total)) from None
@@ -319,7 +350,18 @@ def _is_video_output(path: Path) -> bool:
 # --- running ------------------------------------------------------------------------------------
 
 
-def _run_videos(translator, jobs: list[Job], batch_size: int, reporter: _Reporter, *, replace: bool, skip_existing: bool, codec: str | None, crf: int | None, options: dict[str, str]) -> None:
+def _run_videos(
+    translator,
+    jobs: list[Job],
+    batch_size: int,
+    reporter: _Reporter,
+    *,
+    replace: bool,
+    skip_existing: bool,
+    codec: str | None,
+    crf: int | None,
+    options: dict[str, str],
+) -> None:
     """Videos one after another (img2img.translate.video): a video that fails is one line and is left
     out, the others still run."""
     from img2img.errors import ImageError, OutputExistsError, UsageError
@@ -342,7 +384,6 @@ def _run_videos(translator, jobs: list[Job], batch_size: int, reporter: _Reporte
             reporter.failed(job.label, job.output, str(exc))
             continue
         reporter.video_done(job, result)
-
 
 
 def _run(
@@ -370,7 +411,9 @@ def _run(
                     source, name = read_stream(typer.get_binary_stream("stdin"), "stdin", stdin_limit), "stdin"
                 else:
                     source, name = job.source, job.label
-                image = read_image(source, name=name, stream_limit=stdin_limit, on_note=reporter.note, max_pixels=max_pixels)
+                image = read_image(
+                    source, name=name, stream_limit=stdin_limit, on_note=reporter.note, max_pixels=max_pixels
+                )
                 # A size the output format cannot hold fails now, before the translation.
                 check_size(job.fmt, image.size, f"{job.label}: {job.output or 'stdout'}")
             except ImageError as exc:  # its message names the file

@@ -96,7 +96,11 @@ def read_datasets_file(path: Path) -> dict[str, DatasetEntry]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise Img2ImgError(f"{path}: cannot read the dataset registry ({exc})") from None
-    if not isinstance(data, dict) or data.get("schema") != DATASETS_SCHEMA or not isinstance(data.get("datasets"), dict):
+    if (
+        not isinstance(data, dict)
+        or data.get("schema") != DATASETS_SCHEMA
+        or not isinstance(data.get("datasets"), dict)
+    ):
         raise Img2ImgError(f"{path}: not a dataset registry of schema {DATASETS_SCHEMA}")
     base_url, origin = os.environ.get(ENV_DATA_BASE_URL, "").strip(), f"${ENV_DATA_BASE_URL}"
     if not base_url:
@@ -228,7 +232,9 @@ def download_dataset(
             root = _dataset_root(staging, entry)
         except DatasetError as exc:
             if expected:  # the file is the one expected: keep it, say where it is
-                raise DatasetError(exc.message, hint=f"the archive stays in {archive}; delete it to download again") from None
+                raise DatasetError(
+                    exc.message, hint=f"the archive stays in {archive}; delete it to download again"
+                ) from None
             # Unverified and unusable (a resume that joined two versions of the file, a host
             # serving something else): neither trusted nor kept.
             archive.unlink(missing_ok=True)

@@ -75,7 +75,6 @@ def write_shapes_dataset(
     return root
 
 
-
 # --- a synthetic unpaired task ----------------------------------------------------------------
 
 # The same kind of scene (shapes with outlines on a background) in two colour schemes: the

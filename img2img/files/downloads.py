@@ -132,7 +132,10 @@ def download(
                     while chunk := held.read(_CHUNK):
                         digest.update(chunk)
             try:
-                with open(dest, "r+b" if offset else "wb") as out, _progress_bar(label, total, progress, offset) as advance:
+                with (
+                    open(dest, "r+b" if offset else "wb") as out,
+                    _progress_bar(label, total, progress, offset) as advance,
+                ):
                     out.seek(offset)
                     out.truncate()
                     for chunk in chunks:
@@ -161,16 +164,14 @@ def download(
         raise DownloadError(f"{label}: download of {url} was cut short ({received} of {total} bytes){again}")
     if size is not None and received != size:
         raise DownloadError(
-            f"{label}: download refused: {shown} from {url} is {received} bytes, the registry "
-            f"expects {size}"
+            f"{label}: download refused: {shown} from {url} is {received} bytes, the registry expects {size}"
         )
     if resume:
         validator_file.unlink(missing_ok=True)  # complete: nothing left to resume
     found = digest.hexdigest()
     if sha256 and found != sha256:
         raise DownloadError(
-            f"{label}: download refused: sha256 of {shown} from {url} is {found}, "
-            f"{sha256_origin} {sha256}"
+            f"{label}: download refused: sha256 of {shown} from {url} is {found}, {sha256_origin} {sha256}"
         )
     return found
 
@@ -338,7 +339,6 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-
 # --- Hugging Face ---------------------------------------------------------------------------
 
 
@@ -401,9 +401,7 @@ def hf_file(
             f"{label}: {repo} is gated: accept its terms on huggingface.co, then `hf auth login`"
         ) from None
     except hf.RepositoryNotFoundError:
-        raise ModelNotFoundError(
-            f"{label}: no Hugging Face repo {repo} (or it is private: `hf auth login`)"
-        ) from None
+        raise ModelNotFoundError(f"{label}: no Hugging Face repo {repo} (or it is private: `hf auth login`)") from None
     except hf.RevisionNotFoundError:
         raise ModelNotFoundError(f"{label}: {repo} has no revision {revision}") from None
     except hf.EntryNotFoundError:
@@ -503,7 +501,6 @@ def _hf_progress(enabled: bool | None) -> Iterator[None]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 enable_progress_bars()
-
 
 
 __all__ = [

@@ -187,7 +187,6 @@ def _parse_info(path: str | os.PathLike[str], raw: str) -> dict[str, Any]:
     return info
 
 
-
 def read_checkpoint_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON facts of a checkpoint (epoch, iteration, config) without loading its tensors."""
     try:

@@ -44,8 +44,14 @@ def cyclegan_data(config: CycleGANConfig) -> TrainData:
     val = UnpairedDataset(val_a, val_b, pre, train=False, **channels) if val_a and val_b else None
     size, note = smallest_input(pre, found.sizes.values())
     return TrainData(
-        train, val, description, pre.to_dict(), found.val_source, found.warnings,
-        input_size=size, input_size_note=note,
+        train,
+        val,
+        description,
+        pre.to_dict(),
+        found.val_source,
+        found.warnings,
+        input_size=size,
+        input_size_note=note,
     )
 
 

@@ -84,4 +84,12 @@ def check_state(networks: Mapping[str, nn.Module]) -> None:
     check_buffers(networks)
 
 
-__all__ = ["NonFinite", "all_finite", "check_buffers", "check_gradients", "check_iteration", "check_losses", "check_state"]
+__all__ = [
+    "NonFinite",
+    "all_finite",
+    "check_buffers",
+    "check_gradients",
+    "check_iteration",
+    "check_losses",
+    "check_state",
+]

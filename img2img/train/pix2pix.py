@@ -36,8 +36,14 @@ def pix2pix_data(config: Pix2PixConfig) -> TrainData:
     val = PairedDataset(found.val, pre, train=False, **options) if found.val else None
     size, note = smallest_input(pre, found.sizes.values())
     return TrainData(
-        train, val, found.describe(), pre.to_dict(), found.val_source, found.warnings,
-        input_size=size, input_size_note=note,
+        train,
+        val,
+        found.describe(),
+        pre.to_dict(),
+        found.val_source,
+        found.warnings,
+        input_size=size,
+        input_size_note=note,
     )
 
 
@@ -139,9 +145,7 @@ class Pix2PixModel(TrainableModel):
     @torch.no_grad()
     def sample_rows(self, batch: Mapping[str, Any]) -> list[list[torch.Tensor]]:
         output = self.inference_generator()(batch["input"])
-        return [
-            [batch["input"][i], output[i], batch["target"][i]] for i in range(output.shape[0])
-        ]
+        return [[batch["input"][i], output[i], batch["target"][i]] for i in range(output.shape[0])]
 
     def export_generators(self) -> dict[str, ExportedGenerator]:
         return {

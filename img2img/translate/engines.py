@@ -215,8 +215,7 @@ def cached_export(weights: str | os.PathLike[str], *, refresh: bool = False, sha
 
     _make_cache_folder(target.parent)
     log.warning(
-        "exporting %s to ONNX for onnxruntime, once per weights file; kept in %s "
-        "(--engine torch skips this)",
+        "exporting %s to ONNX for onnxruntime, once per weights file; kept in %s (--engine torch skips this)",
         Path(weights).name,
         target.parent,
     )
@@ -293,7 +292,9 @@ def open_onnx_engine(
             check_cached_copy(generator, weights, sha256, reference)
             return generator
         except WeightsError as exc:  # the file; a missing extra or a signal is no reason to export
-            log.warning("the cached ONNX copy of %s is unusable (%s); exporting it again", Path(weights).name, first_line(exc))
+            log.warning(
+                "the cached ONNX copy of %s is unusable (%s); exporting it again", Path(weights).name, first_line(exc)
+            )
             return OnnxGenerator(cached_export(weights, refresh=True, sha256=sha256), device="cpu")
     except (Img2ImgError, OSError) as exc:
         if required:
@@ -326,7 +327,9 @@ def check_cached_copy(
     except (OSError, UnicodeDecodeError):
         recorded = None
     if recorded is None:
-        raise WeightsError(f"{path}: no record of its digest ({digest_path(path).name}); not known to be img2img's copy")
+        raise WeightsError(
+            f"{path}: no record of its digest ({digest_path(path).name}); not known to be img2img's copy"
+        )
     if file_sha256(path) != recorded:
         raise WeightsError(f"{path}: its bytes differ from those img2img wrote (digest mismatch); damaged or replaced")
     inputs, outputs = generator.session.get_inputs(), generator.session.get_outputs()
@@ -352,7 +355,6 @@ def check_cached_copy(
                 f"{path}: computes something else than {Path(weights).name} on a {shape[3]}x{shape[2]} "
                 f"input (max difference {difference:.3g} > {DEFAULT_TOLERANCE:g}); damaged or not its export"
             )
-
 
 
 __all__ = [

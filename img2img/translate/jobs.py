@@ -254,5 +254,4 @@ def _is_input(name: str) -> bool:
     return is_image_path(name) or is_video_path(name)
 
 
-
 __all__ = ["STDIN", "InputError", "Job", "Shard", "normalise_ext", "output_suffix", "parse_shard", "plan_jobs"]

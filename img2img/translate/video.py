@@ -50,7 +50,18 @@ EXTRA_HINT = 'pip install "img2img[video]"'
 #: Output containers by extension (FFmpeg muxer names).
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
 #: Extensions read as videos (outputs of other extensions go to .mkv under --out-dir).
-VIDEO_SUFFIXES = frozenset(CONTAINERS) | {".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ogv"}
+VIDEO_SUFFIXES = frozenset(CONTAINERS) | {
+    ".avi",
+    ".ts",
+    ".mts",
+    ".m2ts",
+    ".mpg",
+    ".mpeg",
+    ".flv",
+    ".wmv",
+    ".3gp",
+    ".ogv",
+}
 # Encoders tried in order when --video-codec is not given, per container.
 _DEFAULT_CODECS = {
     "webm": ("libvpx-vp9", "libaom-av1", "libvpx"),
@@ -189,7 +200,9 @@ def _probe(av: Any, source: Path, label: str) -> _Probe:
         try:
             frame = next(container.decode(stream), None)
         except av.error.FFmpegError as exc:
-            raise VideoError(f"{label}: unreadable video data at 0:00:00.000 ({_reason(exc)}); nothing written") from None
+            raise VideoError(
+                f"{label}: unreadable video data at 0:00:00.000 ({_reason(exc)}); nothing written"
+            ) from None
         if frame is None:
             raise VideoError(f"{label}: the video stream has no frames")
         matrix = None
@@ -261,7 +274,10 @@ def choose_pixel_format(av: Any, codec: Any, probe: _Probe) -> str:
     for name in supported:
         if fits(name) and not name.startswith("gray"):
             return name
-    raise VideoError(f"{codec.name} holds no pixel format for a {probe.width}x{probe.height} video", hint="choose another --video-codec")
+    raise VideoError(
+        f"{codec.name} holds no pixel format for a {probe.width}x{probe.height} video",
+        hint="choose another --video-codec",
+    )
 
 
 def translate_video(
@@ -318,7 +334,9 @@ def translate_video(
             else:
                 note(f"{label}: stream {stream.index} ({stream.type}) is not copied")
         if target.exists() and not replace:
-            raise OutputExistsError(f"{target}: already exists (use --overwrite to replace it, or --skip-existing to keep it)")
+            raise OutputExistsError(
+                f"{target}: already exists (use --overwrite to replace it, or --skip-existing to keep it)"
+            )
         try:
             with atomic_path(target, replace=replace) as tmp:
                 with av.open(os.fspath(tmp), "w", format=fmt) as out:
@@ -375,7 +393,9 @@ def translate_video(
     )  # fmt: skip
 
 
-def _encode_all(av, translator, inp, vin, out, vout, mapping, probe, pix_fmt, batch_size, *, label, on_frames, to_input) -> int:
+def _encode_all(
+    av, translator, inp, vin, out, vout, mapping, probe, pix_fmt, batch_size, *, label, on_frames, to_input
+) -> int:
     """Demux, decode, translate in batches, encode: returns the frames written."""
     deep = probe.bits > 8 and _bits(av, pix_fmt) > 8
     rgb = "rgb48le" if probe.bits > 8 else "rgb24"
@@ -398,7 +418,9 @@ def _encode_all(av, translator, inp, vin, out, vout, mapping, probe, pix_fmt, ba
                     last_time[0] = float(packet.pts * packet.time_base)
                 for frame in packet.decode():
                     # Pixels enter the model through the one decoder module's conversion.
-                    pixels = frame.to_ndarray(format=rgb, src_colorspace=frame.colorspace, src_color_range=frame.color_range)
+                    pixels = frame.to_ndarray(
+                        format=rgb, src_colorspace=frame.colorspace, src_color_range=frame.color_range
+                    )
                     pending[index] = (frame.pts, getattr(frame, "duration", None))
                     if frame.pts is not None and frame.time_base is not None:
                         last_time[0] = float(frame.pts * frame.time_base)
