@@ -138,13 +138,25 @@ class TricklingServer:
             def log_message(self, *args) -> None:
                 pass
 
-        # A port whose connections never complete (a firewall that drops packets): its accept
-        # queue is full and never drained.
+        # A CDN that never answers: it accepts every connection and then says nothing until the
+        # client hangs up. (A full accept queue, the earlier stand-in for dropped packets, was up
+        # to the kernel: under load it sometimes completed a connection and closed it, so the
+        # client saw a disconnect instead of a late reply.)
         self.blackhole = socket.socket()
         self.blackhole.bind(("127.0.0.1", 0))
-        self.blackhole.listen(0)
+        self.blackhole.listen(16)
+        self.blackhole.settimeout(0.05)
         self.blackhole_port = self.blackhole.getsockname()[1]
-        self.filler = socket.create_connection(("127.0.0.1", self.blackhole_port))
+        self.held: list[socket.socket] = []
+
+        def hold_connections() -> None:
+            while not self.closed.is_set():
+                try:
+                    self.held.append(self.blackhole.accept()[0])
+                except OSError:  # timeout, or closed
+                    continue
+
+        threading.Thread(target=hold_connections, daemon=True).start()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -154,7 +166,8 @@ class TricklingServer:
         self.closed.set()
         self.httpd.shutdown()
         self.httpd.server_close()
-        self.filler.close()
+        for connection in self.held:
+            connection.close()
         self.blackhole.close()
 
 

@@ -60,12 +60,12 @@ def _notes(caplog) -> str:
 @pytest.mark.parametrize("forged_digest", [False, True])
 def test_a_planted_copy_that_matches_one_probe_only_is_exported_again(tmp_path, avx2, caplog, forged_digest):
     from img2img.models.weights import read_metadata
-    from img2img.onnx.export import _unit
+    from img2img.onnx.export import probe_side
 
     weights = model(tmp_path)
     expected = pixels(Translator(weights, device="cpu", engine="torch").translate_image(image()))
     cached = engines.cached_export(weights)
-    _scale_away_from_the_probe(cached, _unit(read_metadata(weights).generator))
+    _scale_away_from_the_probe(cached, probe_side(read_metadata(weights).generator))
     if forged_digest:  # whoever planted it also wrote the sidecar: the second probe catches it
         _forge_digest(cached)
     planted = cached.read_bytes()

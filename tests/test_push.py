@@ -127,8 +127,8 @@ def test_the_card_scores_the_epoch_the_weights_come_from(cyclegan_run, tmp_path)
     from huggingface_hub import ModelCard
 
     record = {"epoch": 1, "directions": {
-        "AtoB": {"scores": {"fid": {"value": 42.5}}, "samples": 10, "settings": {"resize": 299}},
-        "BtoA": {"scores": {"fid": {"value": 40.0}}, "samples": 10, "settings": {"resize": 299}},
+        "AtoB": {"scores": {"fid": {"value": 42.5}}, "samples": {"fake": 10, "real": 10}, "settings": {"resize": 299}},
+        "BtoA": {"scores": {"fid": {"value": 40.0}}, "samples": {"fake": 10, "real": 10}, "settings": {"resize": 299}},
     }}  # fmt: skip
     _with_validation(cyclegan_run / "weights" / "cyclegan_AtoB.safetensors", record)
     out = tmp_path / "pushed"

@@ -64,8 +64,8 @@ def test_report_to_a_folder_is_one_line(tmp_path):
     pytest.importorskip("matplotlib")
     run = _fake_run(tmp_path / "run", (COLUMNS + "epoch,1,4,1.0,0.0002,,0.5\n").encode())
     result = _run("report", str(run), "-o", str(tmp_path))
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.strip() == f"img2img: error: {tmp_path}: cannot write (is a folder, not a file)"
+    assert result.returncode == 2 and "Traceback" not in result.stderr  # checked before any work: a usage error
+    assert result.stderr.strip() == f"img2img: error: {tmp_path}: is a folder, not a file"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
@@ -85,12 +85,12 @@ def test_help_shows_bracketed_defaults(command, shown):
 
 def test_one_epoch_charts_have_whole_epoch_ticks(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
-    from img2img.report.page import page as report
+    from img2img.report import page as report
 
     run = _fake_run(tmp_path / "run", (COLUMNS + "iter,1,4,1.0,0.0002,0.7,\nepoch,1,4,1.0,0.0002,,0.5\n").encode())
     ticks = []
 
-    def record(figure):
+    def record(figure, *_args, **_kwargs):
         figure.canvas.draw()
         ax = figure.axes[0]
         low, high = ax.get_xlim()
@@ -106,7 +106,7 @@ def test_started_is_the_first_session_not_the_last_resume(tmp_path):
     # config.json is rewritten at every --resume; the report's "started" must not move with it.
     import os
 
-    from img2img.report.page import page as report
+    from img2img.report import page as report
 
     run = _fake_run(tmp_path / "run", (COLUMNS + "epoch,1,4,10.0,0.0002,,0.5\n").encode())
     (run / "samples").mkdir()
@@ -132,7 +132,7 @@ def test_report_with_a_damaged_config_names_it(tmp_path, config):
 
 def test_report_with_non_finite_counters_in_metrics(tmp_path):
     pytest.importorskip("matplotlib")
-    from img2img.report.page import page as report
+    from img2img.report import page as report
 
     run = _fake_run(tmp_path / "run", (COLUMNS + "epoch,nan,4,1.0,0.0002,,0.5\nepoch,1,inf,1.0,0.0002,,0.5\n").encode())
     record = report.read_run(run)
