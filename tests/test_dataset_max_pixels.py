@@ -106,3 +106,4 @@ def test_every_data_command_that_decodes_images_takes_the_limit_it_advises(tmp_p
     assert "No such option" not in err
     code, err = run([*args, "--max-pixels", pixels], capsys)
     assert code == 0, err
+
