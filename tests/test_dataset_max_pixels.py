@@ -47,9 +47,32 @@ def test_data_check_honours_the_environment(dataset, capsys, monkeypatch):
 def test_training_checks_the_limit_before_anything_is_written(dataset, tmp_path, capsys):
     out = tmp_path / "run"
     code, err = run(
-        ["train", "pix2pix", "--data", dataset, "--out", out, "--netg", "unet_32", "--ngf", "4", "--ndf", "4",
-         "--load-size", "32", "--crop-size", "32", "--n-epochs", "1", "--n-epochs-decay", "0", "--device", "cpu",
-         "--max-pixels", 2000],
+        [
+            "train",
+            "pix2pix",
+            "--data",
+            dataset,
+            "--out",
+            out,
+            "--netg",
+            "unet_32",
+            "--ngf",
+            "4",
+            "--ndf",
+            "4",
+            "--load-size",
+            "32",
+            "--crop-size",
+            "32",
+            "--n-epochs",
+            "1",
+            "--n-epochs-decay",
+            "0",
+            "--device",
+            "cpu",
+            "--max-pixels",
+            2000,
+        ],
         capsys,
     )
     assert code == 1 and "more than the limit of 2000" in err and err.count("\n") == 1, err
@@ -100,10 +123,12 @@ def test_every_data_command_that_decodes_images_takes_the_limit_it_advises(tmp_p
         args, pixels = ["data", "combine", a, b, tmp_path / "out"], 1200
     else:
         gt, left = _cityscapes(tmp_path)
-        args, pixels = ["data", "prepare", "cityscapes", "--gtfine", gt, "--leftimg8bit", left, "--out", tmp_path / "out"], 2048
+        args, pixels = (
+            ["data", "prepare", "cityscapes", "--gtfine", gt, "--leftimg8bit", left, "--out", tmp_path / "out"],
+            2048,
+        )
     code, err = run([*args, "--max-pixels", 100], capsys)
     assert code != 0 and f"pass --max-pixels {pixels}" in err and "Traceback" not in err, err
     assert "No such option" not in err
     code, err = run([*args, "--max-pixels", pixels], capsys)
     assert code == 0, err
-

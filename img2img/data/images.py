@@ -72,4 +72,3 @@ def unreadable_reason(exc: BaseException, path: Path) -> str:
     text = (getattr(exc, "message", None) or str(exc)).removeprefix(f"{path}: ") or type(exc).__name__
     hint = getattr(exc, "hint", None)  # e.g. how to lift the pixel limit
     return f"{text}; {hint}" if hint else text
-
