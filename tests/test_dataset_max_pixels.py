@@ -77,3 +77,58 @@ def test_training_checks_the_limit_before_anything_is_written(dataset, tmp_path,
     )
     assert code == 1 and "more than the limit of 2000" in err and err.count("\n") == 1, err
     assert not out.exists()
+
+
+def test_the_advice_to_lift_the_limit_is_given_once(dataset, capsys):
+    code, err = run(["data", "check", dataset, "--max-pixels", 2000], capsys)
+    assert code == 1 and err.count("more than the limit of 2000") == 3, err  # the three files
+    assert err.count("pass --max-pixels 2048") == 3, err  # once each, not twice
+
+
+def _pair_folders(tmp_path):
+    from PIL import Image
+
+    for side in ("A", "B"):
+        (tmp_path / side).mkdir()
+        Image.new("RGB", (40, 30), (10, 200, 30)).save(tmp_path / side / "x.png")
+    return tmp_path / "A", tmp_path / "B"
+
+
+def _cityscapes(tmp_path):
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    def png() -> bytes:
+        out = io.BytesIO()
+        Image.new("RGB", (64, 32), (0, 150, 60)).save(out, "PNG")
+        return out.getvalue()
+
+    gt, left = tmp_path / "gtFine.zip", tmp_path / "leftImg8bit.zip"
+    with zipfile.ZipFile(gt, "w") as g, zipfile.ZipFile(left, "w") as photos:
+        g.writestr("gtFine/train/aachen/a_000000_000019_gtFine_color.png", png())
+        g.writestr("gtFine/train/aachen/a_000000_000019_gtFine_labelIds.png", png())
+        photos.writestr("leftImg8bit/train/aachen/a_000000_000019_leftImg8bit.png", png())
+    return gt, left
+
+
+@pytest.mark.parametrize("command", ["combine", "prepare"])
+def test_every_data_command_that_decodes_images_takes_the_limit_it_advises(tmp_path, capsys, monkeypatch, command):
+    """A pixel-limit error advises `--max-pixels N`: the command that printed it must take it."""
+    monkeypatch.setenv(ENV, "1")
+    monkeypatch.delenv(ENV)
+    if command == "combine":
+        a, b = _pair_folders(tmp_path)
+        args, pixels = ["data", "combine", a, b, tmp_path / "out"], 1200
+    else:
+        gt, left = _cityscapes(tmp_path)
+        args, pixels = (
+            ["data", "prepare", "cityscapes", "--gtfine", gt, "--leftimg8bit", left, "--out", tmp_path / "out"],
+            2048,
+        )
+    code, err = run([*args, "--max-pixels", 100], capsys)
+    assert code != 0 and f"pass --max-pixels {pixels}" in err and "Traceback" not in err, err
+    assert "No such option" not in err
+    code, err = run([*args, "--max-pixels", pixels], capsys)
+    assert code == 0, err

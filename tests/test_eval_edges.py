@@ -78,6 +78,28 @@ def test_a_nan_float_tiff_is_one_line_and_the_others_are_scored(capsys, tmp_path
     assert len(errors) == 1 and "nan.tiff" in errors[0] and "NaN" in errors[0], err
 
 
+def test_too_few_readable_images_leave_out_that_score_only(capsys, tmp_path, eval_files):
+    """Bad files that bring a side below a score's minimum (counted before work as files) lose
+    that score, in one line, not the whole run: the other scores are still given, exit 1."""
+    folders = _gray_copies(tmp_path)
+    real = tmp_path / "real"
+    real.mkdir()
+    shutil.copy(folders["8bit"] / "0.png", real / "0.png")
+    (real / "broken.png").write_bytes(b"not a png")
+    code, out, err = _run(
+        capsys, "--fake", str(folders["8bit"]), "--real", str(real), "--target", str(folders["16bit"]),
+        "--metrics", "fid,kid,psnr", "--inception-weights", str(eval_files["inception"]), "--json",
+    )  # fmt: skip
+    assert code == 1, err
+    result = json.loads(out)["evaluations"][0]
+    assert set(result["scores"]) == {"psnr"} and result["scores"]["psnr"]["pairs"] == 3
+    errors = [line for line in err.splitlines() if line.startswith("img2img: error:")]
+    assert "broken.png" in errors[0] and len(errors) == 3, err
+    for metric, line in zip(("FID", "KID"), errors[1:]):
+        assert line.startswith(f"img2img: error: {metric} left out: 1 real image could be read"), err
+    assert "Traceback" not in err
+
+
 def _eval_options() -> set[str]:
     import typer.main
 

@@ -122,6 +122,38 @@ def test_a_generator_too_deep_for_the_crop_is_a_usage_error(shapes, tmp_path, mo
     assert not (tmp_path / "run").exists()
 
 
+def test_a_crop_size_the_generator_cannot_divide_is_a_usage_error(shapes, tmp_path, monkeypatch, capsys):
+    """docs/runs.md: an option or size the networks cannot take is exit 2, like the test above
+    (a U-Net's crop that is no multiple of its size was exit 1, a dataset error)."""
+    monkeypatch.chdir(tmp_path)
+    code = run_main(
+        [
+            "train",
+            "pix2pix",
+            "--data",
+            str(shapes),
+            "--out",
+            "run",
+            "--netg",
+            "unet_32",
+            "--ngf",
+            "4",
+            "--ndf",
+            "4",
+            "--load-size",
+            "48",
+            "--crop-size",
+            "48",
+            "--device",
+            "cpu",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "--crop-size 48" in err and "multiples of 32" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_unet_sizes_state_their_minimum():
     with pytest.raises(UsageError, match="power of two, at least 32"):
         Pix2PixConfig(data="d", netg="unet_16")

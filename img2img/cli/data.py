@@ -19,6 +19,7 @@ def combine(
     out_dir: Path = typer.Argument(..., metavar="OUT_DIR", help="Where the A|B images go (split folders mirrored)."),
     overwrite: OverwriteOpt = False,
     skip_existing: SkipExistingOpt = False,
+    max_pixels: MaxPixelsOpt = None,
 ) -> None:
     """Put each A_DIR/x and B_DIR/x side by side in OUT_DIR/x, as the reference's combine_A_and_B.py.
 
@@ -30,6 +31,7 @@ def combine(
     from img2img.data.combine import combine_folders
 
     check_existing_options(overwrite, skip_existing)
+    _use_max_pixels(max_pixels)
     failures: list[str] = []
     kept: list[Path] = []
 
@@ -63,14 +65,20 @@ def check(
     Exits 1 with one line naming the files when something is wrong."""
     from img2img.data.checks import check_dataset
 
-    if max_pixels is not None:
-        from img2img.files.imageio import use_max_pixels
-
-        use_max_pixels(max_pixels)
+    _use_max_pixels(max_pixels)
     found = check_dataset(data_dir, full=not header_only)
     say(f"ok: {found.describe()}", err=True)
     for warning in found.warnings:
         say(f"warning: {warning}", err=True)
+
+
+def _use_max_pixels(max_pixels: int | None) -> None:
+    """--max-pixels: the limit of every image this command decodes (the advice of a pixel-limit
+    error names it, so every data command that decodes images takes it)."""
+    if max_pixels is not None:
+        from img2img.files.imageio import use_max_pixels
+
+        use_max_pixels(max_pixels)
 
 
 @data_app.command("list")
@@ -169,6 +177,7 @@ def prepare(
         ..., "--leftimg8bit", help="Your leftImg8bit_trainvaltest.zip (or its unzipped folder)."
     ),
     out: Path = typer.Option(Path("datasets/cityscapes"), "--out", help="The dataset folder to create."),
+    max_pixels: MaxPixelsOpt = None,
 ) -> None:
     """Build a dataset that cannot be redistributed from your own downloads. cityscapes: the
     pix2pix pairs of the reference's prepare_cityscapes_dataset.py (photo | colour labels, each
@@ -181,6 +190,7 @@ def prepare(
     for option, path in (("--gtfine", gtfine), ("--leftimg8bit", leftimg8bit)):
         if not path.exists():
             raise UsageError(f"{option} {path}: no such file or folder")
+    _use_max_pixels(max_pixels)
     counts = prepare_cityscapes(gtfine, leftimg8bit, out, note=lambda line: say(line, err=True))
     say(f"wrote {out} ({', '.join(f'{k} {v}' for k, v in counts.items())} pairs)", err=True)
     say(f"train with: img2img train pix2pix --data {out}", err=True)

@@ -22,7 +22,7 @@ from img2img.data.layouts import (
     validation_split,
 )
 from img2img.data.transforms import Preprocess
-from img2img.errors import DatasetError, ImageError
+from img2img.errors import DatasetError, ImageError, UsageError
 from img2img.files.imageio import natural_channels
 
 
@@ -158,7 +158,9 @@ def _check_preprocess_options(pre: Preprocess, size_multiple: int) -> None:
             f"(with --preprocess {pre.mode} images are resized to the load size, then cropped)"
         )
     if pre.crops and pre.crop_size % size_multiple:
-        raise DatasetError(
+        # An option the network cannot take, whatever the data: a usage error (exit 2), as the
+        # network size checks before training are.
+        raise UsageError(
             f"--crop-size {pre.crop_size} does not suit the generator, which needs sides that are "
             f"multiples of {size_multiple} (choose another --crop-size or --netg)"
         )

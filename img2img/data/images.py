@@ -68,6 +68,7 @@ def load_image(path: Path, channels: int) -> Image.Image:
 
 def unreadable_reason(exc: BaseException, path: Path) -> str:
     """The reason in an ImageError about ``path``, without the path it starts with."""
-    text = str(exc).removeprefix(f"{path}: ") or type(exc).__name__
+    # The message without the hint that str() appends, so that the hint is said once.
+    text = (getattr(exc, "message", None) or str(exc)).removeprefix(f"{path}: ") or type(exc).__name__
     hint = getattr(exc, "hint", None)  # e.g. how to lift the pixel limit
     return f"{text}; {hint}" if hint else text

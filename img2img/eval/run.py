@@ -219,7 +219,7 @@ class Evaluator:
             fake_set = self._features(fakes, outcome, cacheable=translator is None)
             samples["fake"] = len(fake_set)
             cache["fake"] = fake_set.cache
-            if "is" in metrics:
+            if "is" in metrics and self._enough("is", outcome, translated=len(fake_set)):
                 scores["is"] = M.inception_score(fake_set.logits, splits=self.settings.is_splits)
                 if "note" in scores["is"]:
                     outcome.notes.append(scores["is"]["note"])
@@ -231,11 +231,16 @@ class Evaluator:
                 real_set = self._features(reals, outcome, cacheable=True, remember=True)
                 samples["real"] = len(real_set)
                 cache["real"] = real_set.cache
-                if "fid" in metrics:
+                enough = {
+                    metric: self._enough(metric, outcome, translated=len(fake_set), real=len(real_set))
+                    for metric in ("fid", "kid")
+                    if metric in metrics
+                }
+                if enough.get("fid"):
                     scores["fid"] = M.fid(fake_set.pool, real_set.pool)
                     if "note" in scores["fid"]:
                         outcome.notes.append(scores["fid"]["note"])
-                if "kid" in metrics:
+                if enough.get("kid"):
                     scores["kid"] = M.kid(
                         fake_set.pool,
                         real_set.pool,
@@ -293,6 +298,22 @@ class Evaluator:
             if not named <= self.settings.options:
                 return getattr(error, "message", str(error))
         return str(error)
+
+    def _enough(self, metric: str, outcome: _Outcome, **counts: int) -> bool:
+        """Whether the images that could be read (``counts``: side -> number) are enough for
+        ``metric`` (metrics.MINIMUM_IMAGES). The counts were checked before any work; only
+        unreadable files can make them too few, and then this score is left out with one line
+        saying why while the others are still measured (exit 1, as for the files themselves)."""
+        minimum = M.MINIMUM_IMAGES.get(metric, 1)
+        for side, count in counts.items():
+            if count < minimum:
+                self.hooks.error(
+                    f"{metric.upper()} left out: {count} {side} image{'s' if count != 1 else ''} could be read "
+                    f"(the others failed, above), and it needs at least {minimum}"
+                )
+                outcome.failures = max(outcome.failures, 1)  # a score not given is never exit 0
+                return False
+        return True
 
     def _fail(self, outcome: _Outcome, message: str, label: str | None = None) -> None:
         """Report one failed input, once: a file that fails on the Inception path and again in
