@@ -44,7 +44,7 @@ def cores() -> int:
 
 
 def parse_configs(text: str) -> list[tuple[int, int]]:
-    """"1x2,1x1,2x1" -> [(processes, threads per process)]; "2" = 2 processes sharing the cores."""
+    """ "1x2,1x1,2x1" -> [(processes, threads per process)]; "2" = 2 processes sharing the cores."""
     configs = []
     for item in text.split(","):
         procs, _, threads = item.strip().partition("x")
@@ -56,12 +56,44 @@ def one_run(procs: int, threads: int, data: Path, out: Path, args: argparse.Name
     """Images per second of the measured iterations of one run (and its first log lines)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     command = [
-        sys.executable, "-m", "img2img", "train", args.model, "--data", str(data), "--out", str(out),
-        "--netg", args.netg, "--ngf", str(args.ngf), "--ndf", str(args.ndf),
-        "--load-size", str(args.size), "--crop-size", str(args.size), "--device", args.device,
-        "--batch-size", str(args.global_batch // procs), "--n-epochs", "1", "--n-epochs-decay", "0",
-        "--print-freq", "1", "--val-size", "0", "--n-samples", "0", "--save-latest-freq", "100000",
-        "--seed", "0", *args.extra,
+        sys.executable,
+        "-m",
+        "img2img",
+        "train",
+        args.model,
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--netg",
+        args.netg,
+        "--ngf",
+        str(args.ngf),
+        "--ndf",
+        str(args.ndf),
+        "--load-size",
+        str(args.size),
+        "--crop-size",
+        str(args.size),
+        "--device",
+        args.device,
+        "--batch-size",
+        str(args.global_batch // procs),
+        "--n-epochs",
+        "1",
+        "--n-epochs-decay",
+        "0",
+        "--print-freq",
+        "1",
+        "--val-size",
+        "0",
+        "--n-samples",
+        "0",
+        "--save-latest-freq",
+        "100000",
+        "--seed",
+        "0",
+        *args.extra,
     ]
     if procs > 1:
         command += ["--nproc", str(procs)]
@@ -80,7 +112,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=("pix2pix", "cyclegan"), default="pix2pix")
     parser.add_argument(
-        "--configs", default=None,
+        "--configs",
+        default=None,
         help="PROCESSESxTHREADS, comma-separated (default on the CPU: 1 process with every core, 1 with "
         "half of them, 2 with half each, e.g. 1x2,1x1,2x1; with CUDA: 1,2)",
     )
@@ -96,7 +129,9 @@ def main() -> None:
     parser.add_argument("extra", nargs="*", help="more training options, after --")
     args = parser.parse_args()
     args.netg = args.netg or ("resnet_6blocks" if args.model == "cyclegan" else "unet_128")
-    default = "1,2" if args.device.startswith("cuda") else f"1x{cores()},1x{max(1, cores() // 2)},2x{max(1, cores() // 2)}"
+    default = (
+        "1,2" if args.device.startswith("cuda") else f"1x{cores()},1x{max(1, cores() // 2)},2x{max(1, cores() // 2)}"
+    )
     configs = list(dict.fromkeys(parse_configs(args.configs or default)))
     if any(args.global_batch % p for p, _ in configs):
         parser.error(f"--global-batch {args.global_batch} must divide by every process count")
@@ -111,19 +146,27 @@ def main() -> None:
                 out = root / f"run_{round_}_{procs}x{threads}"
                 speed, headers[procs, threads] = one_run(procs, threads, data, out, args)
                 results[procs, threads].append(speed)
-                print(f"round {round_ + 1}/{args.rounds}: {procs} process{'es' if procs > 1 else ''} x "
-                      f"{threads} thread{'s' if threads > 1 else ''}: {speed:.2f} img/s", file=sys.stderr, flush=True)
+                print(
+                    f"round {round_ + 1}/{args.rounds}: {procs} process{'es' if procs > 1 else ''} x "
+                    f"{threads} thread{'s' if threads > 1 else ''}: {speed:.2f} img/s",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     base = statistics.median(results[configs[0]])
-    print(f"\n{args.model} {args.netg} ngf {args.ngf} ndf {args.ndf}, {args.size}x{args.size}, global batch "
-          f"{args.global_batch}, device {args.device}, {args.iters} iterations measured x {args.rounds} rounds")
+    print(
+        f"\n{args.model} {args.netg} ngf {args.ngf} ndf {args.ndf}, {args.size}x{args.size}, global batch "
+        f"{args.global_batch}, device {args.device}, {args.iters} iterations measured x {args.rounds} rounds"
+    )
     print("| processes | batch/process | threads/process | img/s (median) | img/s (best) | vs first row |")
     print("|---|---|---|---|---|---|")
     for procs, threads in configs:
         speeds = results[procs, threads]
         median = statistics.median(speeds)
-        print(f"| {procs} | {args.global_batch // procs} | {threads if args.device == 'cpu' else '-'} | "
-              f"{median:.2f} | {max(speeds):.2f} | {median / base:.2f}x |")
+        print(
+            f"| {procs} | {args.global_batch // procs} | {threads if args.device == 'cpu' else '-'} | "
+            f"{median:.2f} | {max(speeds):.2f} | {median / base:.2f}x |"
+        )
     for (procs, threads), header in headers.items():
         print(f"  {procs}x{threads}: {header}")
 

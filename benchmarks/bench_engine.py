@@ -32,9 +32,9 @@ import torch
 from PIL import Image
 
 from img2img.models.config import GeneratorConfig
-from img2img.runtime.devices import machine_summary
 from img2img.models.networks import build_generator, init_weights
 from img2img.models.weights import WeightsMetadata, save_generator
+from img2img.runtime.devices import machine_summary
 
 # name -> (generator, image side, eval_mode). The U-Net runs as a pix2pix model trained at batch
 # size 1 does (each image normalised by its own statistics: eval_mode False); "-eval" runs its
@@ -61,8 +61,22 @@ def run(weights: Path, inputs: Path, out: Path, engine: str, cache: Path) -> flo
     shutil.rmtree(out, ignore_errors=True)
     env = {**os.environ, "IMG2IMG_CACHE": str(cache)}
     env.pop("IMG2IMG_ENGINE", None)
-    command = [sys.executable, "-m", "img2img", "translate", str(inputs), "-m", str(weights),
-               "--out-dir", str(out), "--device", "cpu", "--engine", engine, "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "img2img",
+        "translate",
+        str(inputs),
+        "-m",
+        str(weights),
+        "--out-dir",
+        str(out),
+        "--device",
+        "cpu",
+        "--engine",
+        engine,
+        "--quiet",
+    ]
     start = time.perf_counter()
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -71,7 +85,9 @@ def run(weights: Path, inputs: Path, out: Path, engine: str, cache: Path) -> flo
     return seconds
 
 
-def bench_case(name: str, cfg: GeneratorConfig, size: int, eval_mode: bool, images: int, rounds: int, tmp: Path) -> None:
+def bench_case(
+    name: str, cfg: GeneratorConfig, size: int, eval_mode: bool, images: int, rounds: int, tmp: Path
+) -> None:
     weights = tmp / f"{name}.safetensors"
     torch.manual_seed(0)
     net = init_weights(build_generator(cfg))
@@ -95,21 +111,36 @@ def bench_case(name: str, cfg: GeneratorConfig, size: int, eval_mode: bool, imag
             times[key].append(fn())
         print(f"  {name}: round {index + 1}/{rounds} done", file=sys.stderr, flush=True)
     median = {key: statistics.median(values) for key, values in times.items()}
-    per_image = {engine: (median[(engine, "many")] - median[(engine, "one")]) / (images - 1) for engine in ("torch", "ort warm")}
+    per_image = {
+        engine: (median[(engine, "many")] - median[(engine, "one")]) / (images - 1) for engine in ("torch", "ort warm")
+    }
     export = median[("ort cold", "one")] - median[("ort warm", "one")]
     saving = per_image["torch"] - per_image["ort warm"]
-    norm = "" if cfg.norm != "batch" else (", batch norm with running statistics" if eval_mode else ", batch norm per image (pix2pix at batch 1)")
+    norm = (
+        ""
+        if cfg.norm != "batch"
+        else (", batch norm with running statistics" if eval_mode else ", batch norm per image (pix2pix at batch 1)")
+    )
     print(f"\n{name}{norm}, {images} images of {size}x{size} (and 1), median of {rounds} rounds:")
-    print("| engine | 1 image, whole command | " f"{images} images, whole command | per image |")
+    print(f"| engine | 1 image, whole command | {images} images, whole command | per image |")
     print("|---|---:|---:|---:|")
-    for engine, label in (("torch", "--engine torch"), ("ort cold", "--engine onnxruntime, first run (export)"),
-                          ("ort warm", "--engine onnxruntime, export cached")):
+    for engine, label in (
+        ("torch", "--engine torch"),
+        ("ort cold", "--engine onnxruntime, first run (export)"),
+        ("ort warm", "--engine onnxruntime, export cached"),
+    ):
         each = per_image.get(engine, per_image["ort warm"])
-        print(f"| {label} | {median[(engine, 'one')]:.2f} s | {median[(engine, 'many')]:.2f} s | {each * 1000:.0f} ms |")
-    print(f"export and parity check (first run minus cached run, 1 image): {export:.1f} s; "
-          f"onnxruntime saves {saving * 1000:.0f} ms per image ({per_image['ort warm'] / per_image['torch']:.2f}x torch's time)")
+        print(
+            f"| {label} | {median[(engine, 'one')]:.2f} s | {median[(engine, 'many')]:.2f} s | {each * 1000:.0f} ms |"
+        )
+    print(
+        f"export and parity check (first run minus cached run, 1 image): {export:.1f} s; "
+        f"onnxruntime saves {saving * 1000:.0f} ms per image ({per_image['ort warm'] / per_image['torch']:.2f}x torch's time)"
+    )
     if saving > 0:
-        print(f"break-even: the export pays for itself from {export / saving:.0f} images on (one run with an empty cache)")
+        print(
+            f"break-even: the export pays for itself from {export / saving:.0f} images on (one run with an empty cache)"
+        )
     else:
         print("break-even: never (onnxruntime is not faster per image here)")
 
@@ -123,7 +154,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--cases", default="resnet_9blocks@256,unet_256@256", help=f"comma-separated, from {', '.join(CASES)}")
+    parser.add_argument(
+        "--cases", default="resnet_9blocks@256,unet_256@256", help=f"comma-separated, from {', '.join(CASES)}"
+    )
     args = parser.parse_args()
     print(machine_summary())
     print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)

@@ -95,10 +95,14 @@ def main() -> None:
                     nets[name].features(images[i : i + batch])
                 times[(name, batch)].append(time.perf_counter() - start)
         base = statistics.median(times[("channels_last", 8)])
-        print(f"\n1. feature extraction, {len(images)} images of {args.size}x{args.size}, median of {args.rounds} rounds")
+        print(
+            f"\n1. feature extraction, {len(images)} images of {args.size}x{args.size}, median of {args.rounds} rounds"
+        )
         for variant in variants:
             seconds = statistics.median(times[variant])
-            print(f"   {variant[0]:14} batch {variant[1]:2}: {len(images) / seconds:6.2f} img/s  ({seconds / base:.2f}x the time of channels_last batch 8)")
+            print(
+                f"   {variant[0]:14} batch {variant[1]:2}: {len(images) / seconds:6.2f} img/s  ({seconds / base:.2f}x the time of channels_last batch 8)"
+            )
 
         # 2. whole eval
         settings = dict(inception_weights=str(weights), device="cpu", batch_size=8)
@@ -114,7 +118,9 @@ def main() -> None:
             assert result["settings"]["inception"]["feature_cache"]["real"] == "hit"
         total = 2 * args.images
         print(f"\n2. whole eval (FID, KID, IS), {args.images} fake + {args.images} real images")
-        print(f"   no cache:          {statistics.median(uncached):7.2f} s  ({total / statistics.median(uncached):.2f} img/s)")
+        print(
+            f"   no cache:          {statistics.median(uncached):7.2f} s  ({total / statistics.median(uncached):.2f} img/s)"
+        )
         print(f"   both sets cached:  {statistics.median(cached):7.2f} s")
 
         # 3. the FID statistic

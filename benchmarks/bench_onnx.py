@@ -44,10 +44,10 @@ from pathlib import Path
 import torch
 
 from img2img.models.config import GeneratorConfig
-from img2img.translate.translator import Translator
 from img2img.models.networks import build_generator, init_weights
-from img2img.onnx.export import export_onnx
 from img2img.models.weights import WeightsMetadata, save_generator
+from img2img.onnx.export import export_onnx
+from img2img.translate.translator import Translator
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = {
@@ -87,9 +87,13 @@ def cpu_flags() -> str:
 def speed(rounds: int, sizes: list[int], bf16_sizes: list[int], tmp: Path) -> None:
     import onnxruntime
 
-    print(f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, {torch.get_num_threads()} threads, "
-          f"CPU {platform.processor() or platform.machine()} ({cpu_flags()})")
-    print("| model | size | torch_ref | torch_fp32 | torch_bf16 | ort_fp32 | ort_fp32 / torch_fp32 | ort_fp32 / torch_ref | max abs diff ort-torch |")
+    print(
+        f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, {torch.get_num_threads()} threads, "
+        f"CPU {platform.processor() or platform.machine()} ({cpu_flags()})"
+    )
+    print(
+        "| model | size | torch_ref | torch_fp32 | torch_bf16 | ort_fp32 | ort_fp32 / torch_fp32 | ort_fp32 / torch_ref | max abs diff ort-torch |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for name in MODELS:
         weights = tmp / f"{name}.safetensors"
@@ -112,7 +116,10 @@ def speed(rounds: int, sizes: list[int], bf16_sizes: list[int], tmp: Path) -> No
                 with torch.no_grad():
                     return reference(x)
 
-            calls = {"torch_ref": run_reference, **{k: (lambda t=t, x=x: t.translate_tensor(x)) for k, t in variants.items()}}
+            calls = {
+                "torch_ref": run_reference,
+                **{k: (lambda t=t, x=x: t.translate_tensor(x)) for k, t in variants.items()},
+            }
             if size not in bf16_sizes:
                 del calls["torch_bf16"]
             diff = float((calls["ort_fp32"]() - calls["torch_fp32"]()).abs().max())
@@ -249,15 +256,19 @@ def int8(rounds: int, tmp: Path, shipped: bool, random_init: bool, variants: lis
     import onnxruntime
     from onnxruntime import quantization as q
 
-    from img2img.runtime.devices import machine_summary
     from img2img.onnx.quantize import psnr, to_pixels
+    from img2img.runtime.devices import machine_summary
 
     print(machine_summary())
-    print(f"onnxruntime {onnxruntime.__version__}, {torch.get_num_threads()} threads, CPU flags {cpu_flags()}; "
-          f"load average {' '.join(f'{x:.1f}' for x in __import__('os').getloadavg())}")
-    print(f"PSNR: int8 onnxruntime output vs fp32 onnxruntime output in pixels (0-255), on examples/inputs/* "
-          f"at {INT8_SIZE}x{INT8_SIZE} (min over the images); calibration on other images (calibration_images). "
-          f"Speed: one {INT8_SIZE}x{INT8_SIZE} image, median of {rounds} rounds in shuffled order.")
+    print(
+        f"onnxruntime {onnxruntime.__version__}, {torch.get_num_threads()} threads, CPU flags {cpu_flags()}; "
+        f"load average {' '.join(f'{x:.1f}' for x in __import__('os').getloadavg())}"
+    )
+    print(
+        f"PSNR: int8 onnxruntime output vs fp32 onnxruntime output in pixels (0-255), on examples/inputs/* "
+        f"at {INT8_SIZE}x{INT8_SIZE} (min over the images); calibration on other images (calibration_images). "
+        f"Speed: one {INT8_SIZE}x{INT8_SIZE} image, median of {rounds} rounds in shuffled order."
+    )
     models: list[tuple[str, Path]] = []
     if random_init:
         for name in MODELS:
@@ -290,13 +301,19 @@ def int8(rounds: int, tmp: Path, shipped: bool, random_init: bool, variants: lis
                 sessions[variant] = onnxruntime.InferenceSession(target, options, providers=["CPUExecutionProvider"])
                 sizes[variant] = target.stat().st_size
             except Exception as exc:  # a variant onnxruntime cannot build or run is a result too
-                print(f"| {label} | {variant} | failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} | | | | | |", flush=True)
+                print(
+                    f"| {label} | {variant} | failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} | | | | | |",
+                    flush=True,
+                )
         translator = Translator(weights, device="cpu", precision="fp32", engine="torch")
 
         def run(session):
             return lambda x: session.run(None, {"input": x.numpy()})[0]
 
-        calls = {"translate_fp32": lambda x: translator.translate_tensor(x).numpy(), **{k: run(v) for k, v in sessions.items()}}
+        calls = {
+            "translate_fp32": lambda x: translator.translate_tensor(x).numpy(),
+            **{k: run(v) for k, v in sessions.items()},
+        }
         reference = {name: to_pixels(calls["ort_fp32"](x)) for name, x in evaluation.items()}
         scores = {}
         for key in sessions:
@@ -314,8 +331,10 @@ def int8(rounds: int, tmp: Path, shipped: bool, random_init: bool, variants: lis
                 calls[key](x)
                 times[key].append(time.perf_counter() - start)
         median = {key: statistics.median(values) * 1000 for key, values in times.items()}
-        print(f"| {label} | translate fp32 (torch) | - | - | {median['translate_fp32']:.0f} | "
-              f"{median['translate_fp32'] / median['ort_fp32']:.2f} | 1.00 | - |")
+        print(
+            f"| {label} | translate fp32 (torch) | - | - | {median['translate_fp32']:.0f} | "
+            f"{median['translate_fp32'] / median['ort_fp32']:.2f} | 1.00 | - |"
+        )
         for key in sessions:
             low, mean = scores[key]
             print(
@@ -328,8 +347,12 @@ def int8(rounds: int, tmp: Path, shipped: bool, random_init: bool, variants: lis
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["speed", "export", "int8", "all"], default="all",
-                        help="all: speed and export (int8 only when asked)")
+    parser.add_argument(
+        "--part",
+        choices=["speed", "export", "int8", "all"],
+        default="all",
+        help="all: speed and export (int8 only when asked)",
+    )
     parser.add_argument("--int8-models", choices=["random", "shipped", "both"], default="both")
     parser.add_argument("--int8-variants", default=",".join(INT8_VARIANTS), help=f"from {', '.join(INT8_VARIANTS)}")
     parser.add_argument("--rounds", type=int, default=5)

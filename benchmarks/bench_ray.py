@@ -121,23 +121,30 @@ def main() -> None:
                 t_small = fn(small, out_small)
                 totals[name].append(t_full)
                 per_image[name].append((t_full - t_small) / (args.images - args.small))
-                print(f"round {round_ + 1} {name}: {t_full:.1f} s for {args.images}, {t_small:.1f} s for {args.small}", flush=True)
+                print(
+                    f"round {round_ + 1} {name}: {t_full:.1f} s for {args.images}, {t_small:.1f} s for {args.small}",
+                    flush=True,
+                )
         ray.shutdown()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     load = os.getloadavg()
     print()
-    print(f"model {args.model}, {args.images} JPEGs {args.min_size}-{args.max_size} px a side, "
-          f"median of {args.rounds} interleaved rounds; ray.init {ray_start:.1f} s; "
-          f"load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"model {args.model}, {args.images} JPEGs {args.min_size}-{args.max_size} px a side, "
+        f"median of {args.rounds} interleaved rounds; ray.init {ray_start:.1f} s; "
+        f"load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} CPUs"
+    )
     print()
     cli = statistics.median(per_image["cli"])
     print("| variant | total for all images | steady ms/image | images/s | vs cli |")
     print("|---|---:|---:|---:|---:|")
     for name in variants:
         seconds = statistics.median(per_image[name])
-        print(f"| {name} | {statistics.median(totals[name]):.1f} s | {seconds * 1000:.0f} | {1 / seconds:.2f} | {cli / seconds:.2f} |")
+        print(
+            f"| {name} | {statistics.median(totals[name]):.1f} s | {seconds * 1000:.0f} | {1 / seconds:.2f} | {cli / seconds:.2f} |"
+        )
     added = statistics.median(per_image["ray 1 actor"]) - statistics.median(per_image["cli 1 thread"])
     print(f"\nRay adds per image (ray 1 actor - cli 1 thread): {added * 1000:.0f} ms")
 

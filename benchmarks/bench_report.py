@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 
@@ -33,8 +32,17 @@ def make_run(root: Path, epochs: int, rows: int, grid: int) -> None:
     (root / "samples").mkdir(parents=True)
     (root / "weights").mkdir()
     (root / "checkpoints").mkdir()
-    config = {"task": "pix2pix", "data": "datasets/facades", "netg": "unet_256", "ngf": 64, "netd": "basic",
-              "ndf": 64, "batch_size": 1, "n_epochs": epochs // 2, "n_epochs_decay": epochs - epochs // 2}
+    config = {
+        "task": "pix2pix",
+        "data": "datasets/facades",
+        "netg": "unet_256",
+        "ngf": 64,
+        "netd": "basic",
+        "ndf": 64,
+        "batch_size": 1,
+        "n_epochs": epochs // 2,
+        "n_epochs_decay": epochs - epochs // 2,
+    }
     (root / "config.json").write_text(json.dumps(config, indent=2))
     lines = ["scope,epoch,iteration,elapsed_s,lr,G_GAN,G_L1,D_real,D_fake,val_L1,val_PSNR"]
     iteration, elapsed = 0, 0.0
@@ -42,9 +50,13 @@ def make_run(root: Path, epochs: int, rows: int, grid: int) -> None:
         for _ in range(rows):
             iteration += 4
             elapsed += 1.3
-            lines.append(f"iter,{epoch},{iteration},{elapsed:.2f},0.0002,{rng.random():.5f},{10 + rng.random():.5f},"
-                         f"{rng.random():.5f},{rng.random():.5f},,")
-        lines.append(f"epoch,{epoch},{iteration},{elapsed:.2f},0.0002,0.9,10.1,0.5,0.5,{rng.random():.4f},{20 + rng.random():.3f}")
+            lines.append(
+                f"iter,{epoch},{iteration},{elapsed:.2f},0.0002,{rng.random():.5f},{10 + rng.random():.5f},"
+                f"{rng.random():.5f},{rng.random():.5f},,"
+            )
+        lines.append(
+            f"epoch,{epoch},{iteration},{elapsed:.2f},0.0002,0.9,10.1,0.5,0.5,{rng.random():.4f},{20 + rng.random():.3f}"
+        )
         noise = Image.effect_noise((grid * 3, grid * 3), 40).convert("RGB")  # incompressible-ish, like photos
         noise.save(root / "samples" / f"epoch_{epoch:03d}.png")
     (root / "metrics.csv").write_text("\n".join(lines) + "\n")
@@ -58,8 +70,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100, help="log rows per epoch")
     parser.add_argument("--grid", type=int, default=256, help="sample image size")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds-per-iter", type=float, default=0.33,
-                        help="default pix2pix on the CPU (README); 400 iterations an epoch on facades")
+    parser.add_argument(
+        "--seconds-per-iter",
+        type=float,
+        default=0.33,
+        help="default pix2pix on the CPU (README); 400 iterations an epoch on facades",
+    )
     args = parser.parse_args()
     from img2img.runtime.devices import machine_summary
 
@@ -70,8 +86,10 @@ def main() -> None:
         make_run(run, args.epochs, args.rows, args.grid)
         times = []
         for _ in range(args.rounds):
-            code = ("import time; t = time.perf_counter(); from img2img.report.page import write_report; "
-                    f"write_report({str(run)!r}, status='in progress'); print(time.perf_counter() - t)")
+            code = (
+                "import time; t = time.perf_counter(); from img2img.report.page import write_report; "
+                f"write_report({str(run)!r}, status='in progress'); print(time.perf_counter() - t)"
+            )
             done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
             times.append(float(done.stdout.strip()))
         size = (run / "report.html").stat().st_size

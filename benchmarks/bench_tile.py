@@ -86,7 +86,9 @@ def photo(name: str, size: int):
 def quality(args, workdir: Path) -> None:
     from img2img.translate.translator import Translator
 
-    print("| model | size | stats | PSNR whole | PSNR border bands | bands - whole | PSNR elsewhere | seconds | × one pass |")
+    print(
+        "| model | size | stats | PSNR whole | PSNR border bands | bands - whole | PSNR elsewhere | seconds | × one pass |"
+    )
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for name, path in models(args.reference_dir, workdir).items():
         if args.models and not any(wanted in name for wanted in args.models):
@@ -100,7 +102,12 @@ def quality(args, workdir: Path) -> None:
                 print(f"| {name} | {size}² | one pass | | | | | {one_pass:.1f} | 1 |", flush=True)
                 for stats in args.stats:
                     translator = Translator(
-                        path, device=args.device, tile=args.tile or size // 2, tile_overlap=args.overlap, tile_stats=stats, engine="torch"
+                        path,
+                        device=args.device,
+                        tile=args.tile or size // 2,
+                        tile_overlap=args.overlap,
+                        tile_stats=stats,
+                        engine="torch",
                     )
                     plan = translator.tile_plan(size, size)
                     start = time.perf_counter()
@@ -131,7 +138,9 @@ def _child(model: str, size: int, mode: str, limit_gb: float, device: str, budge
     from img2img.translate.translator import Translator
 
     budget = int(budget_gb * (1 << 30))
-    translator = Translator(model, device=device, tile="off" if mode == "one pass" else "auto", memory_budget=budget, engine="torch")
+    translator = Translator(
+        model, device=device, tile="off" if mode == "one pass" else "auto", memory_budget=budget, engine="torch"
+    )
     small = photo(PHOTOS[0], 500)
     image = small.resize((size, size), Image.BICUBIC)  # a photograph-like SIZE x SIZE image
     del small
@@ -151,14 +160,26 @@ def _child(model: str, size: int, mode: str, limit_gb: float, device: str, budge
 
 def memory(args) -> None:
     model = str(ROOT / "weights" / f"{args.memory_model}.safetensors")
-    print(f"model {args.memory_model}; address space limited to {args.one_pass_limit} GB for one pass, "
-          f"{args.tiled_limit} GB tiled; tiled: --tile auto with a {args.tiled_budget} GB budget")
+    print(
+        f"model {args.memory_model}; address space limited to {args.one_pass_limit} GB for one pass, "
+        f"{args.tiled_limit} GB tiled; tiled: --tile auto with a {args.tiled_budget} GB budget"
+    )
     print("| size | megapixels | mode | peak RSS | tiles | seconds | s / MP | result |")
     print("|---|---:|---|---:|---|---:|---:|---|")
     for size in args.memory_sizes:
         for mode in ("one pass", "tiled"):
             limit = args.one_pass_limit if mode == "one pass" else args.tiled_limit
-            cmd = [sys.executable, __file__, "--child", model, str(size), mode, str(limit), args.device, str(args.tiled_budget)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                model,
+                str(size),
+                mode,
+                str(limit),
+                args.device,
+                str(args.tiled_budget),
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
             lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
             if not lines:
@@ -167,10 +188,10 @@ def memory(args) -> None:
                 continue
             r = json.loads(lines[-1])
             mp = size * size / 1e6
-            tiles = r.get("tiling") and f'{r["tiling"]["tiles"]} × {r["tiling"]["tile"][0]}²'
+            tiles = r.get("tiling") and f"{r['tiling']['tiles']} × {r['tiling']['tile'][0]}²"
             ok = r["error"] is None
-            seconds = f'{r["seconds"]:.1f}' if ok else ""
-            per_mp = f'{r["seconds"] / mp:.2f}' if ok else ""
+            seconds = f"{r['seconds']:.1f}" if ok else ""
+            per_mp = f"{r['seconds'] / mp:.2f}" if ok else ""
             print(
                 f"| {size}² | {mp:.1f} | {mode} | {r['peak_rss'] / 2**30:.2f} GB | {tiles or 'one pass'} | "
                 f"{seconds} | {per_mp} | {'ok' if ok else r['error'][:60]} |",
@@ -189,7 +210,9 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=1, help="how many of the example photos")
     parser.add_argument("--tile", type=int, default=None, help="tile side in pixels (default: half the image's)")
     parser.add_argument("--overlap", type=int, default=None, help="tile overlap in pixels (default: the network's)")
-    parser.add_argument("--models", type=lambda s: s.split(","), default=None, help="only models whose name contains one of these")
+    parser.add_argument(
+        "--models", type=lambda s: s.split(","), default=None, help="only models whose name contains one of these"
+    )
     parser.add_argument("--stats", type=lambda s: s.split(","), default=["thumbnail", "exact", "tile"])
     parser.add_argument(
         "--reference-dir",
@@ -198,7 +221,9 @@ def main() -> None:
         help="folder with reference checkpoints (NAME/checkpoint.pth) to convert",
     )
     parser.add_argument("--memory-model", default="photo2night")
-    parser.add_argument("--memory-sizes", type=lambda s: [int(v) for v in s.split(",")], default=[1000, 2000, 4000, 8000])
+    parser.add_argument(
+        "--memory-sizes", type=lambda s: [int(v) for v in s.split(",")], default=[1000, 2000, 4000, 8000]
+    )
     parser.add_argument("--one-pass-limit", type=float, default=12.0, help="GB of address space for one pass")
     parser.add_argument("--tiled-limit", type=float, default=12.0, help="GB of address space for tiled runs")
     parser.add_argument("--tiled-budget", type=float, default=1.0, help="GB: the memory budget of --tile auto")

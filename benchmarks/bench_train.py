@@ -40,8 +40,8 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import resource
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -232,8 +232,12 @@ def loader_epoch_starts(data_dir: str, args: argparse.Namespace, epochs: int = 3
     ):
         sampler = EpochSampler(len(dataset), seed=0)
         loader = DataLoader(
-            dataset, batch_size=args.batch_size, sampler=sampler, num_workers=workers,
-            persistent_workers=persistent, generator=torch.Generator(),
+            dataset,
+            batch_size=args.batch_size,
+            sampler=sampler,
+            num_workers=workers,
+            persistent_workers=persistent,
+            generator=torch.Generator(),
         )
         starts = []
         for epoch in range(epochs + 1):
@@ -252,7 +256,9 @@ def loader_epoch_starts(data_dir: str, args: argparse.Namespace, epochs: int = 3
 REFERENCE_LOG_LINE = re.compile(r"\(epoch: \d+, iters: (\d+), time: ([0-9.]+), data: ([0-9.]+)\)")
 
 
-def reference_command(reference_dir: Path, args: argparse.Namespace, data_dir: str, checkpoints: str, iters: int) -> list[str]:
+def reference_command(
+    reference_dir: Path, args: argparse.Namespace, data_dir: str, checkpoints: str, iters: int
+) -> list[str]:
     """The command line that runs the reference's train.py (junyanz/pytorch-CycleGAN-and-pix2pix)
     for ``iters`` iterations of the same workload: one epoch over the first ``iters`` images
     (--max_dataset_size), no learning-rate decay, nothing displayed or saved, and its loss log
@@ -261,20 +267,54 @@ def reference_command(reference_dir: Path, args: argparse.Namespace, data_dir: s
     epochs = ("--n_epochs", "--n_epochs_decay") if "n_epochs_decay" in options else ("--niter", "--niter_decay")
     model = "cycle_gan" if args.model == "cyclegan" else "pix2pix"
     command = [
-        sys.executable, str(reference_dir / "train.py"), "--dataroot", data_dir, "--name", "bench",
-        "--checkpoints_dir", checkpoints, "--model", model, "--netG", args.netg, "--ngf", str(args.ngf),
-        "--ndf", str(args.ndf), "--load_size", str(args.load_size), "--crop_size", str(args.size),
-        "--batch_size", str(args.batch_size), "--gpu_ids", "-1" if args.device == "cpu" else "0",
-        "--display_id", "-1", "--no_html", "--print_freq", "1", epochs[0], "1", epochs[1], "0",
-        "--max_dataset_size", str(iters * args.batch_size), "--save_epoch_freq", "1000000",
-        "--save_latest_freq", "1000000000",
+        sys.executable,
+        str(reference_dir / "train.py"),
+        "--dataroot",
+        data_dir,
+        "--name",
+        "bench",
+        "--checkpoints_dir",
+        checkpoints,
+        "--model",
+        model,
+        "--netG",
+        args.netg,
+        "--ngf",
+        str(args.ngf),
+        "--ndf",
+        str(args.ndf),
+        "--load_size",
+        str(args.load_size),
+        "--crop_size",
+        str(args.size),
+        "--batch_size",
+        str(args.batch_size),
+        "--gpu_ids",
+        "-1" if args.device == "cpu" else "0",
+        "--display_id",
+        "-1",
+        "--no_html",
+        "--print_freq",
+        "1",
+        epochs[0],
+        "1",
+        epochs[1],
+        "0",
+        "--max_dataset_size",
+        str(iters * args.batch_size),
+        "--save_epoch_freq",
+        "1000000",
+        "--save_latest_freq",
+        "1000000000",
     ]
     if args.reference_workers is not None:
         command += ["--num_threads", str(args.reference_workers)]
     return command
 
 
-def run_reference(reference_dir: Path, args: argparse.Namespace, data_dir: str, iters: int) -> tuple[list[float], float, float]:
+def run_reference(
+    reference_dir: Path, args: argparse.Namespace, data_dir: str, iters: int
+) -> tuple[list[float], float, float]:
     """Runs the reference's train.py once for ``args.warmup + iters`` iterations. Returns the
     seconds of each iteration after the warm-up (its own log's compute time + data-wait time,
     which together cover the loop body as our worker's timing does: fetching a batch, moving it
@@ -299,7 +339,7 @@ def run_reference(reference_dir: Path, args: argparse.Namespace, data_dir: str, 
     seconds = [float(row[2]) + float(row[3]) for row in rows if row]
     if len(seconds) != args.warmup + iters:
         sys.exit(f"expected {args.warmup + iters} timed iterations in the reference's loss log, found {len(seconds)}")
-    return seconds[args.warmup:], wall, usage.ru_maxrss / 1024
+    return seconds[args.warmup :], wall, usage.ru_maxrss / 1024
 
 
 def receive(conn, proc):
@@ -313,7 +353,8 @@ def receive(conn, proc):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--variants", default=None,
+        "--variants",
+        default=None,
         help=f"comma-separated, from: {', '.join(VARIANTS)} (default: {DEFAULT_VARIANTS}, and one_backward for cyclegan)",
     )
     parser.add_argument("--rounds", type=int, default=10)
@@ -330,17 +371,22 @@ def main() -> None:
     parser.add_argument("--amp-dtype", default="bf16")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per process (default: torch's)")
     parser.add_argument(
-        "--reference-dir", type=Path, default=None,
+        "--reference-dir",
+        type=Path,
+        default=None,
         help="a checkout of junyanz/pytorch-CycleGAN-and-pix2pix: its train.py runs on the same data, "
         "architecture and iteration count, once per round (a fresh process each time: start-up and "
         "--warmup iterations are excluded, see run_reference)",
     )
     parser.add_argument(
-        "--reference-pythonpath", default="",
+        "--reference-pythonpath",
+        default="",
         help="extra PYTHONPATH for the reference's own dependencies (dominate), e.g. a pip --target folder",
     )
     parser.add_argument(
-        "--reference-workers", type=int, default=None,
+        "--reference-workers",
+        type=int,
+        default=None,
         help="the reference's --num_threads (DataLoader workers; default: its own, 4)",
     )
     args = parser.parse_args()
@@ -357,13 +403,15 @@ def main() -> None:
 
     import torch
 
-    from img2img.runtime.devices import cpu_has_native_bf16, machine_summary
     from img2img.data.synthetic import write_palette_dataset, write_shapes_dataset
+    from img2img.runtime.devices import cpu_has_native_bf16, machine_summary
 
     print(machine_summary())
     if not cpu_has_native_bf16() and any("amp" in name for name in names):
-        print("note: no native bf16 on this CPU: the amp variants measure emulated bf16, which the "
-              "defaults leave off here (img2img.train.runtime.default_amp)")
+        print(
+            "note: no native bf16 on this CPU: the amp variants measure emulated bf16, which the "
+            "defaults leave off here (img2img.train.runtime.default_amp)"
+        )
     print(
         f"{args.model} {args.netg} ngf {args.ngf}, basic D ndf {args.ndf}, {args.size}x{args.size}, "
         f"batch {args.batch_size}, device {args.device}; torch {torch.__version__}, "

@@ -38,9 +38,9 @@ import torch
 
 from img2img.models.config import GeneratorConfig
 from img2img.models.networks import build_generator, init_weights
+from img2img.models.weights import WeightsMetadata, save_generator
 from img2img.runtime.devices import cpu_has_native_bf16, machine_summary
 from img2img.translate.translator import Translator
-from img2img.models.weights import WeightsMetadata, save_generator
 
 LOAD_BEFORE = f"{os.getloadavg()[0]:.2f}"
 
@@ -93,7 +93,9 @@ def variants(path: Path, device: torch.device) -> dict[str, Translator]:
     paths = {
         "translate (default)": Translator(path, device=device, precision="auto", engine="auto"),
         "fp32 NCHW (torch)": Translator(path, device=device, precision="fp32", channels_last=False, engine="torch"),
-        "fp32 channels-last (torch)": Translator(path, device=device, precision="fp32", channels_last=True, engine="torch"),
+        "fp32 channels-last (torch)": Translator(
+            path, device=device, precision="fp32", channels_last=True, engine="torch"
+        ),
     }
     if device.type == "cpu" and has_onnx_extra():
         paths["fp32 onnxruntime"] = Translator(path, device=device, precision="fp32", engine="onnxruntime")
@@ -133,17 +135,19 @@ def bench_case(name: str, size: int, cfg: GeneratorConfig, device: torch.device,
         if key == "translate (default)":
             layout = "channels-last" if default.channels_last else "NCHW"
             detail = f" ({default.precision}, {default.engine.name}{'' if default.engine.name != 'torch' else ', ' + layout})"
-        rows.append({
-            "model": f"{name} ngf{cfg.ngf} ({cfg.norm})",
-            "size": f"{size}²",
-            "device": str(device),
-            "path": key + detail,
-            "ms": median[key],
-            "ratio": median[key] / median["reference fp32"],
-            "best_ms": best[key],
-            "best_ratio": best[key] / best["reference fp32"],
-            "psnr": psnr(expected, to_uint8(paths[key]())) if key != "reference fp32" else float("inf"),
-        })
+        rows.append(
+            {
+                "model": f"{name} ngf{cfg.ngf} ({cfg.norm})",
+                "size": f"{size}²",
+                "device": str(device),
+                "path": key + detail,
+                "ms": median[key],
+                "ratio": median[key] / median["reference fp32"],
+                "best_ms": best[key],
+                "best_ratio": best[key] / best["reference fp32"],
+                "psnr": psnr(expected, to_uint8(paths[key]())) if key != "reference fp32" else float("inf"),
+            }
+        )
     return rows
 
 
@@ -201,8 +205,16 @@ def _swap(net, norm=None, deconv=None):
             setattr(net, name, norm(child))
         elif isinstance(child, ConvTranspose2dInference) and deconv == "onednn":
             w = child.weight
-            conv = torch.nn.ConvTranspose2d(w.shape[0], w.shape[1], child.kernel_size, child.stride, child.padding,
-                                            child.output_padding, bias=child.bias is not None, dilation=child.dilation)
+            conv = torch.nn.ConvTranspose2d(
+                w.shape[0],
+                w.shape[1],
+                child.kernel_size,
+                child.stride,
+                child.padding,
+                child.output_padding,
+                bias=child.bias is not None,
+                dilation=child.dilation,
+            )
             conv.weight, conv.bias = child.weight, child.bias
             setattr(net, name, conv.to(memory_format=torch.channels_last))
         else:
@@ -235,9 +247,11 @@ def bench_determinism(args, tmp: Path) -> None:
     wanted = set(args.cases.split(",")) if args.cases else None
     wanted_variants = args.variants.split(",") if args.variants else None
     print(machine_summary())
-    print(f"threads {torch.get_num_threads()}; load average before: {LOAD_BEFORE}; median (best) of {args.rounds} "
-          f"interleaved rounds after {args.warmup} warm-up; ratios to the first row; 'same at 1-4 threads' "
-          f"compares the 8-bit outputs at {args.identity_threads or 'no'} thread counts")
+    print(
+        f"threads {torch.get_num_threads()}; load average before: {LOAD_BEFORE}; median (best) of {args.rounds} "
+        f"interleaved rounds after {args.warmup} warm-up; ratios to the first row; 'same at 1-4 threads' "
+        f"compares the 8-bit outputs at {args.identity_threads or 'no'} thread counts"
+    )
     print()
     print("| model | size | variant | ms/img median (best) | ratio median (best) | same at 1-4 threads |")
     print("|---|---|---|---:|---:|---|")
@@ -248,13 +262,16 @@ def bench_determinism(args, tmp: Path) -> None:
         make_model(cfg, min(size, 256), path)
         if not eval_mode:
             from img2img.models.weights import load_generator
+
             loaded = load_generator(path, "cpu")
             save_generator(path, loaded.net.state_dict(), WeightsMetadata(generator=cfg, eval_mode=False))
         variants = {}
         for key, (norm, deconv) in DETERMINISM_VARIANTS.items():
             if wanted_variants and not any(w in key for w in wanted_variants):
                 continue
-            translator = Translator(path, device="cpu", precision="fp32", channels_last=True, tile="off", engine="torch")
+            translator = Translator(
+                path, device="cpu", precision="fp32", channels_last=True, tile="off", engine="torch"
+            )
             _swap(translator.net, norm, deconv)
             variants[key] = translator
         x = torch.rand(1, cfg.input_nc, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
@@ -278,8 +295,11 @@ def bench_determinism(args, tmp: Path) -> None:
         for key in variants:
             median, best = statistics.median(times[key]), min(times[key])
             ratio, best_ratio = median / statistics.median(times[first]), best / min(times[first])
-            print(f"| {name} ngf{cfg.ngf} | {size}² | {key} | {median * 1000:.0f} ({best * 1000:.0f}) | "
-                  f"{ratio:.3f} ({best_ratio:.3f}) | {'-' if same[key] is None else 'yes' if same[key] else 'no'} |", flush=True)
+            print(
+                f"| {name} ngf{cfg.ngf} | {size}² | {key} | {median * 1000:.0f} ({best * 1000:.0f}) | "
+                f"{ratio:.3f} ({best_ratio:.3f}) | {'-' if same[key] is None else 'yes' if same[key] else 'no'} |",
+                flush=True,
+            )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
@@ -404,14 +424,18 @@ def floor_case(name: str, size: int, cfg: GeneratorConfig, rounds: int, warmup: 
             each.translate_tensor(x)
             times[key].append(time.perf_counter() - start)
     floor_ms = flops / peak / 1e6
-    print(f"\n{name} ngf {cfg.ngf} ({cfg.norm}), {size}², {flops / 1e9:.1f} GFLOP per image; floor at "
-          f"{peak:.0f} GFLOP/s = {floor_ms:.0f} ms; translate's default engine here: {default}")
+    print(
+        f"\n{name} ngf {cfg.ngf} ({cfg.norm}), {size}², {flops / 1e9:.1f} GFLOP per image; floor at "
+        f"{peak:.0f} GFLOP/s = {floor_ms:.0f} ms; translate's default engine here: {default}"
+    )
     for key, values in times.items():
         measured = statistics.median(values) * 1000
         layout = f", {'channels-last' if translator.channels_last else 'NCHW'}" if key == "PyTorch" else ""
-        print(f"  {key} ({translators[key].precision}{layout}): {measured:.0f} ms median of {rounds} "
-              f"(best {min(values) * 1000:.0f}) = {floor_ms / measured:.0%} of the floor's speed; "
-              f"{flops / (measured / 1000) / 1e9:.0f} GFLOP/s achieved")
+        print(
+            f"  {key} ({translators[key].precision}{layout}): {measured:.0f} ms median of {rounds} "
+            f"(best {min(values) * 1000:.0f}) = {floor_ms / measured:.0%} of the floor's speed; "
+            f"{flops / (measured / 1000) / 1e9:.0f} GFLOP/s achieved"
+        )
     print("  profile below: PyTorch's path")
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(rounds):
@@ -433,8 +457,10 @@ def floor_case(name: str, size: int, cfg: GeneratorConfig, rounds: int, warmup: 
     print(f"| image path: decode PNG -> model input | {decode_ms:.1f} | {decode_ms / whole:.1%} |")
     print(f"| image path: model output -> PNG bytes | {encode_ms:.1f} | {encode_ms / whole:.1%} |")
     top = sorted(prof.key_averages(), key=lambda event: -event.self_cpu_time_total)[:12]
-    print("\ntop operators (self CPU time per image):", ", ".join(
-        f"{event.key} {event.self_cpu_time_total / rounds / 1000:.0f} ms" for event in top))
+    print(
+        "\ntop operators (self CPU time per image):",
+        ", ".join(f"{event.key} {event.self_cpu_time_total / rounds / 1000:.0f} ms" for event in top),
+    )
 
 
 def floor(args: argparse.Namespace) -> None:
@@ -459,18 +485,28 @@ def main() -> None:
     cache = tempfile.TemporaryDirectory()
     os.environ.setdefault("IMG2IMG_CACHE", cache.name)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", action="append", help="cpu, cuda, ... (repeatable) [default: cpu, and cuda if present]")
+    parser.add_argument(
+        "--device", action="append", help="cpu, cuda, ... (repeatable) [default: cpu, and cuda if present]"
+    )
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, help="torch.set_num_threads [default: torch's choice]")
     parser.add_argument("--cases", help="comma-separated subset, e.g. resnet_9blocks@256,unet_256@256")
-    parser.add_argument("--part", choices=["speed", "determinism", "floor"], default="speed",
-                        help="speed: translate against the reference [default]; determinism: the cost of "
-                        "thread-count independent norms and transposed convolutions; floor: peak conv "
-                        "throughput, FLOPs, profile")
+    parser.add_argument(
+        "--part",
+        choices=["speed", "determinism", "floor"],
+        default="speed",
+        help="speed: translate against the reference [default]; determinism: the cost of "
+        "thread-count independent norms and transposed convolutions; floor: peak conv "
+        "throughput, FLOPs, profile",
+    )
     parser.add_argument("--variants", help="--part determinism: comma-separated substrings of the variants to run")
-    parser.add_argument("--identity-threads", default="1,2,3,4", type=lambda v: [int(t) for t in v.split(",") if t],
-                        help="--part determinism: thread counts whose outputs are compared ('' to skip) [default: 1,2,3,4]")
+    parser.add_argument(
+        "--identity-threads",
+        default="1,2,3,4",
+        type=lambda v: [int(t) for t in v.split(",") if t],
+        help="--part determinism: thread counts whose outputs are compared ('' to skip) [default: 1,2,3,4]",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -490,15 +526,23 @@ def main() -> None:
                 if wanted is None or f"{name}@{size}" in wanted:
                     rows += bench_case(name, size, cfg, torch.device(device), args.rounds, args.warmup, Path(tmp))
     print(machine_summary())
-    print(f"load average before: {LOAD_BEFORE}, after: {os.getloadavg()[0]:.2f}; median of {args.rounds} interleaved rounds after {args.warmup} warm-up")
+    print(
+        f"load average before: {LOAD_BEFORE}, after: {os.getloadavg()[0]:.2f}; median of {args.rounds} interleaved rounds after {args.warmup} warm-up"
+    )
     if not cpu_has_native_bf16():
-        print("no native bf16 on this CPU: bf16 rows not measured here (emulated bf16 is minutes per image); "
-              "the defaults for the native-bf16 class come from the README's figures measured on one")
+        print(
+            "no native bf16 on this CPU: bf16 rows not measured here (emulated bf16 is minutes per image); "
+            "the defaults for the native-bf16 class come from the README's figures measured on one"
+        )
     print()
-    print("| model | size | device | path | ms/img median (best) | ratio to reference, median (best) | PSNR vs reference dB |")
+    print(
+        "| model | size | device | path | ms/img median (best) | ratio to reference, median (best) | PSNR vs reference dB |"
+    )
     print("|---|---|---|---|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['model']} | {r['size']} | {r['device']} | {r['path']} | {r['ms']:.0f} ({r['best_ms']:.0f}) | {r['ratio']:.2f} ({r['best_ratio']:.2f}) | {r['psnr']:.1f} |")
+        print(
+            f"| {r['model']} | {r['size']} | {r['device']} | {r['path']} | {r['ms']:.0f} ({r['best_ms']:.0f}) | {r['ratio']:.2f} ({r['best_ratio']:.2f}) | {r['psnr']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

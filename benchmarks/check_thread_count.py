@@ -29,10 +29,10 @@ from pathlib import Path
 import torch
 
 from img2img.models.config import GeneratorConfig
-from img2img.runtime.devices import machine_summary
-from img2img.translate.translator import Translator
 from img2img.models.networks import build_generator, init_weights
 from img2img.models.weights import WeightsMetadata, save_generator
+from img2img.runtime.devices import machine_summary
+from img2img.translate.translator import Translator
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 RANDOM = {
@@ -61,11 +61,15 @@ def leaves(net: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
 
 def check(path: Path, size: tuple[int, int], channels_last: bool, counts: list[int]) -> tuple[dict, dict, int]:
     torch.set_num_threads(1)
-    translator = Translator(path, device="cpu", precision="fp32", channels_last=channels_last, tile="off", engine="torch")
+    translator = Translator(
+        path, device="cpu", precision="fp32", channels_last=channels_last, tile="off", engine="torch"
+    )
     recorded: dict[str, list[torch.Tensor]] = {}
     hooks = []
     for name, module in leaves(translator.net):
-        hooks.append(module.register_forward_pre_hook(lambda m, a, name=name: recorded.__setitem__(name, [a[0].clone()])))
+        hooks.append(
+            module.register_forward_pre_hook(lambda m, a, name=name: recorded.__setitem__(name, [a[0].clone()]))
+        )
         hooks.append(module.register_forward_hook(lambda m, a, out, name=name: recorded[name].append(out.clone())))
     x = torch.rand(1, translator.config.input_nc, *size, generator=torch.Generator().manual_seed(1)) * 2 - 1
     first = translator.translate_tensor(x)
@@ -124,14 +128,20 @@ def main() -> None:
             path = source if isinstance(source, Path) else random_model(*source, Path(tmp) / f"{name}.safetensors")
             for size in [(256, 256), (301, 237)]:
                 if args.engine == "onnxruntime":
-                    print(f"{name} {size[0]}x{size[1]} (HxW) onnxruntime: output (float values, 8-bit values) "
-                          f"differing at {check_onnxruntime(path, size, counts)}", flush=True)
+                    print(
+                        f"{name} {size[0]}x{size[1]} (HxW) onnxruntime: output (float values, 8-bit values) "
+                        f"differing at {check_onnxruntime(path, size, counts)}",
+                        flush=True,
+                    )
                     continue
                 for channels_last in (True, False):
                     differing, outputs, n = check(path, size, channels_last, counts)
                     layout = "channels-last" if channels_last else "NCHW"
-                    print(f"{name} {size[0]}x{size[1]} (HxW) {layout}: {len(differing)} of {n} layers differ; "
-                          f"output (float values, 8-bit values) differing at {outputs}", flush=True)
+                    print(
+                        f"{name} {size[0]}x{size[1]} (HxW) {layout}: {len(differing)} of {n} layers differ; "
+                        f"output (float values, 8-bit values) differing at {outputs}",
+                        flush=True,
+                    )
                     for layer, at in differing.items():
                         print(f"    {layer}: at {at} threads")
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from img2img.train.config import CycleGANConfig, Pix2PixConfig
 from img2img.data import list_images, load_image, to_tensor
 from img2img.data.synthetic import write_palette_dataset, write_shapes_dataset
-from img2img.train import train_cyclegan, train_pix2pix
 from img2img.models.weights import load_generator
+from img2img.train import train_cyclegan, train_pix2pix
+from img2img.train.config import CycleGANConfig, Pix2PixConfig
 
 # "defaults" is what a run gets without speed options: on a CPU with native bf16, bf16 autocast,
 # with channels-last for U-Nets (pix2pix) but not for ResNets (CycleGAN).
@@ -35,9 +35,22 @@ VARIANTS = {"fp32": dict(amp=False, channels_last=False), "defaults": dict(amp=N
 def pix2pix_score(root: Path, seed: int, speed: dict) -> dict[str, float]:
     data = write_shapes_dataset(root / "shapes", n_train=96, n_val=16, size=32, seed=0)
     config = Pix2PixConfig(
-        data=str(data), out=str(root / "run"), netg="unet_32", ngf=16, ndf=16, preprocess="none",
-        load_size=32, crop_size=32, lr=1e-3, n_epochs=5, n_epochs_decay=3, seed=seed, print_freq=1000,
-        val_size=16, device="cpu", **speed,
+        data=str(data),
+        out=str(root / "run"),
+        netg="unet_32",
+        ngf=16,
+        ndf=16,
+        preprocess="none",
+        load_size=32,
+        crop_size=32,
+        lr=1e-3,
+        n_epochs=5,
+        n_epochs_decay=3,
+        seed=seed,
+        print_freq=1000,
+        val_size=16,
+        device="cpu",
+        **speed,
     )
     return {"val L1": train_pix2pix(config, stream=io.StringIO()).val_metrics["val_L1"]}
 
@@ -49,9 +62,22 @@ def _images(folder: Path) -> list[torch.Tensor]:
 def cyclegan_score(root: Path, seed: int, speed: dict) -> dict[str, float]:
     data = write_palette_dataset(root / "palettes", n_a=48, n_b=40, n_test=8, size=64, seed=0)
     config = CycleGANConfig(
-        data=str(data), out=str(root / "run"), netg="resnet_2blocks", ngf=16, ndf=16, preprocess="none",
-        load_size=64, crop_size=64, lr=5e-4, n_epochs=3, n_epochs_decay=3, seed=seed, print_freq=1000,
-        val_size=8, device="cpu", **speed,
+        data=str(data),
+        out=str(root / "run"),
+        netg="resnet_2blocks",
+        ngf=16,
+        ndf=16,
+        preprocess="none",
+        load_size=64,
+        crop_size=64,
+        lr=5e-4,
+        n_epochs=3,
+        n_epochs_decay=3,
+        seed=seed,
+        print_freq=1000,
+        val_size=8,
+        device="cpu",
+        **speed,
     )
     result = train_cyclegan(config, stream=io.StringIO())
     g_a = load_generator(result.weights["AtoB"]).net

@@ -54,9 +54,10 @@ def load_photo(name: str) -> Image.Image:
 def pencil_sketch(photo: Image.Image) -> Image.Image:
     """A colour-dodge pencil sketch: gray / (1 - blurred inverted gray), the classic recipe."""
     gray = np.asarray(ImageOps.grayscale(photo), dtype=np.float32) / 255
-    blurred_inverse = np.asarray(
-        ImageOps.invert(ImageOps.grayscale(photo)).filter(ImageFilter.GaussianBlur(3)), dtype=np.float32
-    ) / 255
+    blurred_inverse = (
+        np.asarray(ImageOps.invert(ImageOps.grayscale(photo)).filter(ImageFilter.GaussianBlur(3)), dtype=np.float32)
+        / 255
+    )
     sketch = np.clip(gray / np.maximum(1 - blurred_inverse, 1e-3), 0, 1)
     return Image.fromarray((sketch**2 * 255).round().astype(np.uint8), "L")
 
@@ -121,7 +122,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path, nargs="?", help="where to write the datasets")
     parser.add_argument(
-        "--night", nargs=2, type=Path, metavar=("PHOTO", "OUT"),
+        "--night",
+        nargs=2,
+        type=Path,
+        metavar=("PHOTO", "OUT"),
         help="instead, write the night version of one photograph (how examples/inputs/*_night.png were made)",
     )
     parser.add_argument("--train-crops", type=int, default=400, help="training crops per dataset (per domain)")

@@ -31,24 +31,40 @@ from pathlib import Path
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("input", metavar="INPUT", help="a folder or image file, local or s3://...")
-    parser.add_argument("output_dir", metavar="OUTPUT_DIR", type=Path, help="where outputs go, under the same relative names")
-    parser.add_argument("--model", "-m", required=True, help="a weights file, a model name or hf:... (resolved on each worker)")
-    parser.add_argument("--concurrency", type=int, default=1, help="number of actors, each with its own copy of the model (default 1)")
+    parser.add_argument(
+        "output_dir", metavar="OUTPUT_DIR", type=Path, help="where outputs go, under the same relative names"
+    )
+    parser.add_argument(
+        "--model", "-m", required=True, help="a weights file, a model name or hf:... (resolved on each worker)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="number of actors, each with its own copy of the model (default 1)"
+    )
     parser.add_argument("--num-gpus", type=float, default=0, help="GPUs per actor (default 0: CPU)")
     parser.add_argument(
-        "--num-cpus", type=float, default=1, help="CPUs per actor; Ray sets OMP_NUM_THREADS, so torch runs as many threads (default 1)"
+        "--num-cpus",
+        type=float,
+        default=1,
+        help="CPUs per actor; Ray sets OMP_NUM_THREADS, so torch runs as many threads (default 1)",
     )
-    parser.add_argument("--batch-size", type=int, default=16, help="images per Ray batch handed to an actor (default 16)")
+    parser.add_argument(
+        "--batch-size", type=int, default=16, help="images per Ray batch handed to an actor (default 16)"
+    )
     parser.add_argument("--device", default="auto", help="auto (CUDA when the actor has a GPU), cpu, cuda")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    parser.add_argument("--ext", default=None, help="output format (png, jpg, ...); default: the input's when writable, else png")
+    parser.add_argument(
+        "--ext", default=None, help="output format (png, jpg, ...); default: the input's when writable, else png"
+    )
     # The same pair of options as every img2img command that writes (img2img.cli._options).
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
     existing.add_argument(
-        "--skip-existing", action="store_true",
+        "--skip-existing",
+        action="store_true",
         help="keep outputs that exist and write only the missing ones (re-run an interrupted or partly failed run with it)",
     )
     parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
@@ -71,7 +87,12 @@ def run(args: argparse.Namespace, tally=None) -> int:
     out_dir = args.output_dir.absolute()
     kept: list[str] = []
     root, files, errors = plan_inputs(
-        args.input, out_dir, ext=args.ext, overwrite=args.overwrite, skip_existing=args.skip_existing, on_skip=kept.append
+        args.input,
+        out_dir,
+        ext=args.ext,
+        overwrite=args.overwrite,
+        skip_existing=args.skip_existing,
+        on_skip=kept.append,
     )
     tally.kept += len(kept)
     for line in errors:  # inputs that get no output: existing outputs, two inputs for one output
@@ -112,7 +133,12 @@ def run(args: argparse.Namespace, tally=None) -> int:
         )
         dataset = dataset.map_batches(
             write_outputs,
-            fn_kwargs={"root": root, "out_dir": str(out_dir), "overwrite": args.overwrite, "skip_existing": args.skip_existing},
+            fn_kwargs={
+                "root": root,
+                "out_dir": str(out_dir),
+                "overwrite": args.overwrite,
+                "skip_existing": args.skip_existing,
+            },
             batch_size=args.batch_size,
             **io_tasks,
         )
@@ -158,10 +184,8 @@ def _interrupted(signal_name: str, tally, out_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from img2img.errors import Img2ImgError
-    from img2img.translate.ray import find_error
-
     from img2img.runtime import signals as _signals
-    from img2img.translate.ray import Tally
+    from img2img.translate.ray import Tally, find_error
 
     args = parse_args(argv)
     tally = Tally()

@@ -94,9 +94,7 @@ def make_generator_file(path: Path, *, seed: int = 0, **config_options) -> Path:
     from img2img.models.weights import WeightsMetadata, save_generator
 
     options = {"arch": "resnet", "ngf": 4, "n_blocks": 1, **config_options}
-    metadata_options = {
-        key: options.pop(key) for key in ("task", "direction", "eval_mode", "source") if key in options
-    }
+    metadata_options = {key: options.pop(key) for key in ("task", "direction", "eval_mode", "source") if key in options}
     config = GeneratorConfig(**options)
     torch.manual_seed(seed)
     net = init_weights(build_generator(config))

@@ -87,8 +87,16 @@ def test_convert_refuses_to_overwrite(tmp_path, reference_fixtures, capsys):
 def test_convert_wrong_architecture_is_one_line_exit_1(tmp_path, reference_fixtures, capsys):
     out = tmp_path / "out.safetensors"
     code, out_text, err = run_main(
-        ["convert", str(reference_fixtures / "resnet_9blocks_ngf16/checkpoint.pth"), "-o", str(out),
-         "--arch", "resnet_9blocks", "--ngf", "64"],
+        [
+            "convert",
+            str(reference_fixtures / "resnet_9blocks_ngf16/checkpoint.pth"),
+            "-o",
+            str(out),
+            "--arch",
+            "resnet_9blocks",
+            "--ngf",
+            "64",
+        ],
         capsys,
     )
     assert code == 1
@@ -100,8 +108,14 @@ def test_convert_wrong_architecture_is_one_line_exit_1(tmp_path, reference_fixtu
 
 def test_unknown_arch_is_a_usage_error(tmp_path, reference_fixtures, capsys):
     code, _, err = run_main(
-        ["convert", str(reference_fixtures / "resnet_9blocks_ngf16/checkpoint.pth"), "-o",
-         str(tmp_path / "x.safetensors"), "--arch", "resnet9"],
+        [
+            "convert",
+            str(reference_fixtures / "resnet_9blocks_ngf16/checkpoint.pth"),
+            "-o",
+            str(tmp_path / "x.safetensors"),
+            "--arch",
+            "resnet9",
+        ],
         capsys,
     )
     assert code == 2

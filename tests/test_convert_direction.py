@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from img2img.cli import main
-from img2img.models.config import GeneratorConfig
 from img2img.files.downloads import file_sha256
+from img2img.models.config import GeneratorConfig
 from img2img.models.networks import build_generator, init_weights
 from img2img.models.weights import read_metadata
 

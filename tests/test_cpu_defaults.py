@@ -23,9 +23,9 @@ def test_cpu_features_follow_torchs_own_probes(monkeypatch):
 
 def test_the_environment_overrides_the_class_and_every_default_follows(cpu_class):
     from img2img.models.config import GeneratorConfig
+    from img2img.train import runtime
     from img2img.translate.engines import resolve_engine
     from img2img.translate.translator import resolve_precision
-    from img2img.train import runtime
 
     cpu = torch.device("cpu")
     native = cpu_class in ("avx512_bf16", "amx")
@@ -49,7 +49,10 @@ def test_a_bad_class_in_the_environment_is_one_usage_line_naming_it(monkeypatch,
     with pytest.raises(UsageError, match="IMG2IMG_CPU_CLASS='avx1024'.*valid: other, avx2, avx512, avx512_bf16, amx"):
         devices.cpu_class()
     # every command refuses it before any work, whether or not it reads the class
-    for args in (["models", "list"], ["translate", str(tmp_path / "missing.png"), "-m", "x", "-o", str(tmp_path / "o.png")]):
+    for args in (
+        ["models", "list"],
+        ["translate", str(tmp_path / "missing.png"), "-m", "x", "-o", str(tmp_path / "o.png")],
+    ):
         with pytest.raises(SystemExit) as info:
             main(args)
         err = capsys.readouterr().err

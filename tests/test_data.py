@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -265,8 +264,20 @@ def test_cli_broken_dataset_exits_1_and_writes_nothing(tmp_path, monkeypatch, ca
     root = tmp_path / "data"
     pre, needles = _broken(kind, root)
     monkeypatch.chdir(tmp_path)
-    args = ["train", "pix2pix", "--data", str(root), "--preprocess", pre.mode,
-            "--load-size", str(pre.load_size), "--crop-size", str(pre.crop_size), "--netg", "unet_32"]
+    args = [
+        "train",
+        "pix2pix",
+        "--data",
+        str(root),
+        "--preprocess",
+        pre.mode,
+        "--load-size",
+        str(pre.load_size),
+        "--crop-size",
+        str(pre.crop_size),
+        "--netg",
+        "unet_32",
+    ]
     before = sorted(p for p in tmp_path.rglob("*"))
     with pytest.raises(SystemExit) as info:
         main(args)
@@ -289,7 +300,10 @@ def test_combine_builds_the_aligned_layout(tmp_path):
             solid((16, 12), BLUE).save(tmp_path / "B" / split / f"{name}.png")
     written = combine_folders(tmp_path / "A", tmp_path / "B", tmp_path / "AB")
     assert sorted(p.relative_to(tmp_path / "AB").as_posix() for p in written) == [
-        "train/1.png", "train/2.png", "val/1.png", "val/2.png"
+        "train/1.png",
+        "train/2.png",
+        "val/1.png",
+        "val/2.png",
     ]
     with Image.open(tmp_path / "AB" / "train" / "1.png") as image:
         assert image.size == (32, 12)

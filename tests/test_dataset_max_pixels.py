@@ -47,9 +47,32 @@ def test_data_check_honours_the_environment(dataset, capsys, monkeypatch):
 def test_training_checks_the_limit_before_anything_is_written(dataset, tmp_path, capsys):
     out = tmp_path / "run"
     code, err = run(
-        ["train", "pix2pix", "--data", dataset, "--out", out, "--netg", "unet_32", "--ngf", "4", "--ndf", "4",
-         "--load-size", "32", "--crop-size", "32", "--n-epochs", "1", "--n-epochs-decay", "0", "--device", "cpu",
-         "--max-pixels", 2000],
+        [
+            "train",
+            "pix2pix",
+            "--data",
+            dataset,
+            "--out",
+            out,
+            "--netg",
+            "unet_32",
+            "--ngf",
+            "4",
+            "--ndf",
+            "4",
+            "--load-size",
+            "32",
+            "--crop-size",
+            "32",
+            "--n-epochs",
+            "1",
+            "--n-epochs-decay",
+            "0",
+            "--device",
+            "cpu",
+            "--max-pixels",
+            2000,
+        ],
         capsys,
     )
     assert code == 1 and "more than the limit of 2000" in err and err.count("\n") == 1, err

@@ -250,7 +250,11 @@ def test_wrong_hash_names_the_file_and_both_hashes(server, tmp_path, monkeypatch
     archive = cyclegan_zip()
     server.files["/x.zip"] = archive
     pinned = "0" * 64
-    registry(tmp_path, monkeypatch, **{"cyclegan/x": {"task": "cyclegan", "url": "x.zip", "sha256": pinned, "splits": ["trainA"]}})
+    registry(
+        tmp_path,
+        monkeypatch,
+        **{"cyclegan/x": {"task": "cyclegan", "url": "x.zip", "sha256": pinned, "splits": ["trainA"]}},
+    )
     assert run(["data", "download", "cyclegan/x", "--out", str(tmp_path / "d" / "x")]) == 1
     err = errors(capsys.readouterr().err)
     assert len(err) == 1 and "cyclegan-x.zip" in err[0] and sha(archive) in err[0] and pinned in err[0]
@@ -261,7 +265,11 @@ def test_wrong_hash_names_the_file_and_both_hashes(server, tmp_path, monkeypatch
 def test_wrong_size_is_refused(server, tmp_path, monkeypatch, capsys):
     archive = cyclegan_zip()
     server.files["/x.zip"] = archive
-    registry(tmp_path, monkeypatch, **{"cyclegan/x": {"task": "cyclegan", "url": "x.zip", "size": len(archive) - 1, "splits": ["trainA"]}})
+    registry(
+        tmp_path,
+        monkeypatch,
+        **{"cyclegan/x": {"task": "cyclegan", "url": "x.zip", "size": len(archive) - 1, "splits": ["trainA"]}},
+    )
     assert run(["data", "download", "cyclegan/x", "--out", str(tmp_path / "d" / "x")]) == 1
     err = capsys.readouterr().err
     assert f"cyclegan-x.zip from {server.url}/x.zip is larger than the {len(archive) - 1} bytes" in err
@@ -300,7 +308,9 @@ def test_a_file_changed_between_attempts_is_fetched_whole_again(server, tmp_path
     assert f"sha256 {sha(new)}" in capsys.readouterr().err
     assert len(list((out / "train").iterdir())) == 5
     assert sorted(p.name for p in (tmp_path / "cache" / "datasets").iterdir()) == [
-        "pix2pix-facades.tar.gz", "pix2pix-facades.tar.gz.json", "pix2pix-facades.tar.gz.sha256"
+        "pix2pix-facades.tar.gz",
+        "pix2pix-facades.tar.gz.json",
+        "pix2pix-facades.tar.gz.sha256",
     ]
 
 
@@ -436,7 +446,12 @@ def test_sigterm_mid_download_leaves_no_dataset_and_the_next_run_resumes(server,
     server.files[path] = archive
     server.block[path] = 2000
     out = tmp_path / "d" / "facades"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")])
+        ),
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "img2img", "data", "download", "pix2pix/facades", "--out", str(out)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -518,7 +533,9 @@ def _solid(size, colour) -> bytes:
 def test_prepare_cityscapes_builds_the_reference_layout(tmp_path, capsys):
     gt, left = _cityscapes_zips(tmp_path)
     out = tmp_path / "cityscapes"
-    assert run(["data", "prepare", "cityscapes", "--gtfine", str(gt), "--leftimg8bit", str(left), "--out", str(out)]) == 0
+    assert (
+        run(["data", "prepare", "cityscapes", "--gtfine", str(gt), "--leftimg8bit", str(left), "--out", str(out)]) == 0
+    )
     assert sorted(p.name for p in out.iterdir()) == ["test", "testA", "testB", "train", "trainA", "trainB"]
     assert sorted(p.name for p in (out / "train").iterdir()) == ["0.jpg", "1.jpg"]
     assert [p.name for p in (out / "test").iterdir()] == ["0.jpg"]  # val -> test, as the reference
@@ -534,11 +551,16 @@ def test_prepare_cityscapes_builds_the_reference_layout(tmp_path, capsys):
 def test_prepare_cityscapes_refuses_a_file_without_its_partner(tmp_path, capsys):
     gt, left = _cityscapes_zips(tmp_path, drop="bonn_000001_000019")
     out = tmp_path / "cityscapes"
-    assert run(["data", "prepare", "cityscapes", "--gtfine", str(gt), "--leftimg8bit", str(left), "--out", str(out)]) == 1
+    assert (
+        run(["data", "prepare", "cityscapes", "--gtfine", str(gt), "--leftimg8bit", str(left), "--out", str(out)]) == 1
+    )
     err = errors(capsys.readouterr().err)
     assert len(err) == 1 and "bonn_000001_000019_leftImg8bit.png" in err[0] and "nothing was written" in err[0]
     assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
-    assert run(["data", "prepare", "cityscapes", "--gtfine", str(left), "--leftimg8bit", str(left), "--out", str(out)]) == 1
+    assert (
+        run(["data", "prepare", "cityscapes", "--gtfine", str(left), "--leftimg8bit", str(left), "--out", str(out)])
+        == 1
+    )
     assert "no gtFine/*/*/*_gtFine_color.png files" in capsys.readouterr().err
 
 

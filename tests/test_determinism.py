@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import make_generator_file
 from torch import nn
 
-from conftest import make_generator_file
 from img2img.models.determinism import ConvTranspose2dInference, InstanceNormInference
 from img2img.translate.translator import Translator
 
@@ -40,7 +40,9 @@ def _at_threads(fn, counts=(1, 2, 3)):
 def test_translator_output_is_bit_identical_at_1_2_and_3_threads(tmp_path, restore_threads, options):
     # 80x72: the first norm layers see 5760 pixels per channel; torch's channels-last group norm
     # (the layer used before) splits sums that long over the threads.
-    translator = Translator(make_generator_file(tmp_path / "g.safetensors", **options), device="cpu", precision="fp32", tile="off")
+    translator = Translator(
+        make_generator_file(tmp_path / "g.safetensors", **options), device="cpu", precision="fp32", tile="off"
+    )
     x = torch.rand(2, 3, 72, 80, generator=torch.Generator().manual_seed(0)) * 2 - 1
     outputs = _at_threads(lambda: translator.translate_tensor(x))
     assert translator.channels_last  # the layout in which the old kernel depended on the threads
@@ -78,8 +80,12 @@ def test_instance_norm_matches_torchs_within_rounding(affine):
     layer = InstanceNormInference(6, norm.eps, norm.weight, norm.bias)
     with torch.inference_mode():
         y = layer(x)
-        expected = nn.functional.instance_norm(x.double(), weight=None if norm.weight is None else norm.weight.double(),
-                                               bias=None if norm.bias is None else norm.bias.double(), eps=norm.eps)
+        expected = nn.functional.instance_norm(
+            x.double(),
+            weight=None if norm.weight is None else norm.weight.double(),
+            bias=None if norm.bias is None else norm.bias.double(),
+            eps=norm.eps,
+        )
     assert y.dtype == torch.float32 and y.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(y, expected.float(), rtol=1e-5, atol=1e-5)
 

@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,25 +24,52 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from img2img.cli import main
-from img2img.train.config import CycleGANConfig, Pix2PixConfig
-from img2img.testing.hold import hold_at, release, wait_until_held
 from img2img.data.synthetic import write_palette_dataset, write_shapes_dataset
 from img2img.errors import UsageError
+from img2img.testing.hold import hold_at, release, wait_until_held
 from img2img.train import distributed, train_cyclegan, train_pix2pix
 from img2img.train.checkpoint import save_checkpoint
+from img2img.train.config import CycleGANConfig, Pix2PixConfig
 from img2img.train.model import inference_copy
 from img2img.train.run_folder import load_run_config
 
 # 8 images, 4 iterations an epoch at a global batch of 2; 3 epochs (the last with a decaying rate)
 P2P = dict(
-    netg="unet_32", ngf=8, ndf=8, preprocess="resize_and_crop", load_size=32, crop_size=32, norm="none",
-    dropout=False, seed=0, device="cpu", amp=False, val_size=2, n_samples=2, print_freq=2,
-    n_epochs=2, n_epochs_decay=1, save_latest_freq=3,
+    netg="unet_32",
+    ngf=8,
+    ndf=8,
+    preprocess="resize_and_crop",
+    load_size=32,
+    crop_size=32,
+    norm="none",
+    dropout=False,
+    seed=0,
+    device="cpu",
+    amp=False,
+    val_size=2,
+    n_samples=2,
+    print_freq=2,
+    n_epochs=2,
+    n_epochs_decay=1,
+    save_latest_freq=3,
 )
 CYC = dict(
-    netg="resnet_1blocks", ngf=8, ndf=8, preprocess="resize_and_crop", load_size=36, crop_size=32, norm="none",
-    seed=0, device="cpu", amp=False, val_size=2, n_samples=1, print_freq=4, pool_size=0,
-    n_epochs=1, n_epochs_decay=1,
+    netg="resnet_1blocks",
+    ngf=8,
+    ndf=8,
+    preprocess="resize_and_crop",
+    load_size=36,
+    crop_size=32,
+    norm="none",
+    seed=0,
+    device="cpu",
+    amp=False,
+    val_size=2,
+    n_samples=1,
+    print_freq=4,
+    pool_size=0,
+    n_epochs=1,
+    n_epochs_decay=1,
 )
 TIMEOUT = 240
 
@@ -69,7 +95,16 @@ def env() -> dict[str, str]:
 
 def torchrun(args: list[str], cwd: Path, *, nproc: int = 2, script: str | None = None) -> subprocess.CompletedProcess:
     target = [script] if script else ["-m", "img2img"]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc), *target, *args]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(nproc),
+        *target,
+        *args,
+    ]
     return subprocess.run(command, cwd=cwd, env=env(), capture_output=True, text=True, timeout=TIMEOUT)
 
 
@@ -134,7 +169,9 @@ def pix2pix_one_process(shapes, tmp_path_factory) -> Path:
 
 def test_pix2pix_two_processes_train_as_one_process_with_the_global_batch(shapes, pix2pix_one_process, tmp_path):
     run = tmp_path / "run"
-    done = torchrun(["train", "pix2pix", "--data", str(shapes), "--out", str(run), *flags(P2P), "--batch-size", "1"], tmp_path)
+    done = torchrun(
+        ["train", "pix2pix", "--data", str(shapes), "--out", str(run), *flags(P2P), "--batch-size", "1"], tmp_path
+    )
     assert done.returncode == 0, done.stderr
     assert_close(state_tensors(pix2pix_one_process), state_tensors(run))
     for direction_file in ("weights/pix2pix_AtoB.safetensors",):
@@ -197,10 +234,27 @@ def test_nproc_run_with_a_killed_rank_resumes_on_one_process(shapes, tmp_path):
     long = {**P2P, "n_epochs": 12, "n_epochs_decay": 0, "print_freq": 1}
     run, holds = tmp_path / "run", tmp_path / "holds"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "img2img", "train", "pix2pix", "--data", str(shapes), "--out", str(run),
-         *flags(long), "--batch-size", "1", "--nproc", "2"],
-        cwd=tmp_path, env={**env(), **hold_at(holds, "iteration-5")}, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "img2img",
+            "train",
+            "pix2pix",
+            "--data",
+            str(shapes),
+            "--out",
+            str(run),
+            *flags(long),
+            "--batch-size",
+            "1",
+            "--nproc",
+            "2",
+        ],
+        cwd=tmp_path,
+        env={**env(), **hold_at(holds, "iteration-5")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         # Both ranks held before iteration 5: the first epoch's checkpoint (iteration 4) is written.
@@ -235,14 +289,19 @@ def test_cyclegan_one_process_run_resumes_on_two_processes(palettes, tmp_path):
     epoch in one process with --batch-size 2, resumed in two with --batch-size 1, ends where an
     uninterrupted one-process run ends."""
     run, reference = tmp_path / "run", tmp_path / "reference"
-    train_cyclegan(CycleGANConfig(**CYC, data=str(palettes), out=str(run), batch_size=2), stream=io.StringIO(), stop_after_epochs=1)
+    train_cyclegan(
+        CycleGANConfig(**CYC, data=str(palettes), out=str(run), batch_size=2), stream=io.StringIO(), stop_after_epochs=1
+    )
     done = torchrun(["train", "cyclegan", "--resume", str(run), "--batch-size", "1"], tmp_path)
     assert done.returncode == 0, done.stderr
     assert "the run had 1 process, it resumes with 2: global batch 2 as before" in done.stderr
     assert done.stderr.count("finished: cyclegan, 2 epochs, 8 iterations") == 1
     train_cyclegan(CycleGANConfig(**CYC, data=str(palettes), out=str(reference), batch_size=2), stream=io.StringIO())
     assert_close(state_tensors(reference), state_tensors(run))
-    assert sorted(p.name for p in (run / "weights").iterdir()) == ["cyclegan_AtoB.safetensors", "cyclegan_BtoA.safetensors"]
+    assert sorted(p.name for p in (run / "weights").iterdir()) == [
+        "cyclegan_AtoB.safetensors",
+        "cyclegan_BtoA.safetensors",
+    ]
     assert listing(run) == listing(reference)
 
 
@@ -290,13 +349,19 @@ main(sys.argv[1:])
 def test_a_failing_rank_ends_the_run_with_a_clear_message_and_a_resumable_checkpoint(shapes, tmp_path):
     (tmp_path / "failing.py").write_text(FAILING)
     run = tmp_path / "run"
-    done = torchrun(["train", "pix2pix", "--data", str(shapes), "--out", str(run), *flags(P2P), "--batch-size", "1"],
-                    tmp_path, script="failing.py")
+    done = torchrun(
+        ["train", "pix2pix", "--data", str(shapes), "--out", str(run), *flags(P2P), "--batch-size", "1"],
+        tmp_path,
+        script="failing.py",
+    )
     assert done.returncode != 0
     ours = [line for line in done.stderr.splitlines() if line.startswith("img2img: error:")]
     assert len(ours) == 2, done.stderr
-    assert ours[0] == "img2img: error: [rank 1] RuntimeError: simulated failure (run again with --debug for the traceback)" or \
-        ours[1] == "img2img: error: [rank 1] RuntimeError: simulated failure (run again with --debug for the traceback)"
+    assert (
+        ours[0] == "img2img: error: [rank 1] RuntimeError: simulated failure (run again with --debug for the traceback)"
+        or ours[1]
+        == "img2img: error: [rank 1] RuntimeError: simulated failure (run again with --debug for the traceback)"
+    )
     stopped = next(line for line in ours if "[rank 1]" not in line)
     assert "stopped because another process of this run failed" in stopped
     assert f"resume with: img2img train pix2pix --resume {run}" in stopped
@@ -310,14 +375,33 @@ def test_set_up_problems_are_reported_once(shapes, tmp_path):
     """Every rank checks; rank 0 reports (here: SyncBatchNorm, which PyTorch runs on CUDA only);
     `--nproc` exits with the processes' exit code."""
     done = subprocess.run(
-        [sys.executable, "-m", "img2img", "train", "pix2pix", "--data", str(shapes), "--out", "run", *flags(P2P),
-         "--sync-bn", "--nproc", "2"],
-        cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=TIMEOUT,
+        [
+            sys.executable,
+            "-m",
+            "img2img",
+            "train",
+            "pix2pix",
+            "--data",
+            str(shapes),
+            "--out",
+            "run",
+            *flags(P2P),
+            "--sync-bn",
+            "--nproc",
+            "2",
+        ],
+        cwd=tmp_path,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
     )
     assert done.returncode == 2
     ours = [line for line in done.stderr.splitlines() if line.startswith("img2img: error:")]
-    assert ours == ["img2img: error: --sync-bn: PyTorch's SyncBatchNorm runs on CUDA devices only; leave it out "
-                    "on the CPU (each process then normalises over its own --batch-size images)"], done.stderr
+    assert ours == [
+        "img2img: error: --sync-bn: PyTorch's SyncBatchNorm runs on CUDA devices only; leave it out "
+        "on the CPU (each process then normalises over its own --batch-size images)"
+    ], done.stderr
     assert not (tmp_path / "run").exists()
 
 
@@ -341,18 +425,51 @@ def test_nproc_hands_over_the_command_line_to_torchrun(shapes, tmp_path, monkeyp
 
     monkeypatch.setattr(distributed, "launch_local", fake_launch)
     monkeypatch.chdir(tmp_path)
-    code = main_code(["train", "pix2pix", "--data", str(shapes), "--nproc", "2", "--no-flip", "--no-amp",
-                      "--norm", "instance", "--lr", "0.001", "--channels-last", "--device", "cpu"])
+    code = main_code(
+        [
+            "train",
+            "pix2pix",
+            "--data",
+            str(shapes),
+            "--nproc",
+            "2",
+            "--no-flip",
+            "--no-amp",
+            "--norm",
+            "instance",
+            "--lr",
+            "0.001",
+            "--channels-last",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     nproc, args, where = calls[0]
     assert nproc == 2
     assert args == [  # what was given, in the command's order, without --nproc
-        "train", "pix2pix", "--data", str(shapes), "--no-flip", "--norm", "instance", "--lr", "0.001",
-        "--device", "cpu", "--no-amp", "--channels-last",
+        "train",
+        "pix2pix",
+        "--data",
+        str(shapes),
+        "--no-flip",
+        "--norm",
+        "instance",
+        "--lr",
+        "0.001",
+        "--device",
+        "cpu",
+        "--no-amp",
+        "--channels-last",
     ]
     assert where == {"device_option": "cpu", "task": "pix2pix", "run_dir": "runs/shapes_pix2pix"}
     assert distributed.torchrun_arguments(2, args) == [
-        "--standalone", "--nproc-per-node", "2", "--module", "img2img", *args
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "--module",
+        "img2img",
+        *args,
     ]
     assert not (tmp_path / "runs").exists()  # the processes write, not the launcher
 
@@ -379,7 +496,9 @@ def test_resume_batch_size_may_change_only_to_keep_the_global_batch(tmp_path):
     assert load_run_config(run, Pix2PixConfig, {"batch_size": 4}, world_size=1).batch_size == 4
     assert load_run_config(run, Pix2PixConfig, {"batch_size": 1}, world_size=4).batch_size == 1
     assert load_run_config(run, Pix2PixConfig, {}, world_size=1).batch_size == 2  # global batch 2 then
-    with pytest.raises(UsageError, match="global batch of 4 .2 per process x 2 processes.; with 1 process give --batch-size 4"):
+    with pytest.raises(
+        UsageError, match="global batch of 4 .2 per process x 2 processes.; with 1 process give --batch-size 4"
+    ):
         load_run_config(run, Pix2PixConfig, {"batch_size": 3}, world_size=1)
 
 
@@ -415,8 +534,12 @@ def test_rank_seeds():
 
 def test_single_process_sync_bn_is_a_note(shapes, tmp_path):
     log = io.StringIO()
-    config = Pix2PixConfig(**{**P2P, "n_epochs": 1, "n_epochs_decay": 0, "norm": "batch"}, data=str(shapes),
-                           out=str(tmp_path / "run"), sync_bn=True)
+    config = Pix2PixConfig(
+        **{**P2P, "n_epochs": 1, "n_epochs_decay": 0, "norm": "batch"},
+        data=str(shapes),
+        out=str(tmp_path / "run"),
+        sync_bn=True,
+    )
     train_pix2pix(config, stream=log)
     assert "note: --sync-bn: a single process, so plain batch norm" in log.getvalue()
 

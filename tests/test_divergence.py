@@ -12,15 +12,26 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from img2img.train.config import CycleGANConfig, Pix2PixConfig
-from img2img.errors import TrainingDiverged
 from img2img.data.synthetic import write_palette_dataset, write_shapes_dataset
+from img2img.errors import TrainingDiverged
 from img2img.train import CycleGANModel, Pix2PixModel, train_cyclegan, train_pix2pix
+from img2img.train.config import CycleGANConfig, Pix2PixConfig
 from img2img.train.divergence import NonFinite, all_finite, check_iteration
 
 TINY = dict(
-    netg="unet_32", ngf=4, ndf=4, preprocess="resize_and_crop", load_size=36, crop_size=32,
-    n_epochs=1, n_epochs_decay=0, seed=0, print_freq=2, val_size=1, n_samples=0, device="cpu",
+    netg="unet_32",
+    ngf=4,
+    ndf=4,
+    preprocess="resize_and_crop",
+    load_size=36,
+    crop_size=32,
+    n_epochs=1,
+    n_epochs_decay=0,
+    seed=0,
+    print_freq=2,
+    val_size=1,
+    n_samples=0,
+    device="cpu",
 )
 
 
@@ -127,7 +138,10 @@ def test_the_gradient_penalty_has_its_own_metrics_column(shapes, tmp_path):
     assert "D_GP" in rows[0] and all(float(row["D_GP"]) >= 0 for row in rows)
     palettes = write_palette_dataset(tmp_path / "palettes", n_a=4, n_b=4, n_test=1, size=32)
     cycle = CycleGANConfig(
-        **{**TINY, "netg": "resnet_1blocks"}, data=str(palettes), out=str(tmp_path / "cycle"), gan_mode="wgangp",
+        **{**TINY, "netg": "resnet_1blocks"},
+        data=str(palettes),
+        out=str(tmp_path / "cycle"),
+        gan_mode="wgangp",
         pool_size=2,
     )
     assert {"D_A_GP", "D_B_GP"} <= set(CycleGANModel(cycle).loss_names)

@@ -22,10 +22,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
-from img2img.hub import registry
-from img2img.errors import DownloadError
 from test_registry import closed_port_url, tiny_entry, write_registry
+
+from img2img.errors import DownloadError
+from img2img.hub import registry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from test_registry import closed_port_url, tiny_entry, write_registry
 
+from img2img.errors import DownloadError, Img2ImgError, UsageError
 from img2img.hub import registry
 from img2img.models.config import GeneratorConfig
-from img2img.errors import DownloadError, Img2ImgError, UsageError
 from img2img.models.networks import build_generator
-from test_registry import closed_port_url, tiny_entry, write_registry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,7 +105,13 @@ def environment(tmp_path, monkeypatch, slow_server):
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    for name in ("IMG2IMG_OFFLINE", "HF_HUB_OFFLINE", "HF_HUB_CACHE", "IMG2IMG_DOWNLOAD_TIMEOUT", "IMG2IMG_DOWNLOAD_MIN_RATE"):
+    for name in (
+        "IMG2IMG_OFFLINE",
+        "HF_HUB_OFFLINE",
+        "HF_HUB_CACHE",
+        "IMG2IMG_DOWNLOAD_TIMEOUT",
+        "IMG2IMG_DOWNLOAD_MIN_RATE",
+    ):
         monkeypatch.delenv(name, raising=False)
     return env
 
@@ -144,7 +150,8 @@ def test_a_stalled_server_is_abandoned(environment, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "variable, value", [("IMG2IMG_DOWNLOAD_TIMEOUT", "0"), ("IMG2IMG_DOWNLOAD_TIMEOUT", "soon"), ("IMG2IMG_DOWNLOAD_MIN_RATE", "-1")]
+    "variable, value",
+    [("IMG2IMG_DOWNLOAD_TIMEOUT", "0"), ("IMG2IMG_DOWNLOAD_TIMEOUT", "soon"), ("IMG2IMG_DOWNLOAD_MIN_RATE", "-1")],
 )
 def test_download_limits_are_checked(environment, monkeypatch, variable, value):
     monkeypatch.setenv(variable, value)
@@ -159,6 +166,7 @@ def test_a_normal_download_passes_the_rate_check(environment, monkeypatch):
 
 
 # --- stopped and killed downloads -------------------------------------------------------------------
+
 
 def start_download(environment, name: str) -> subprocess.Popen:
     env = {**os.environ, **environment, "PYTHONPATH": str(REPO_ROOT), "IMG2IMG_DOWNLOAD_MIN_RATE": "0"}
@@ -201,7 +209,9 @@ def run_cli(args, environment, **extra_env):
     for name in ("HF_HUB_OFFLINE", "IMG2IMG_OFFLINE"):
         if name not in extra_env:
             env.pop(name, None)
-    result = subprocess.run([sys.executable, "-m", "img2img", *args], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "img2img", *args], env=env, capture_output=True, text=True, timeout=120
+    )
     return result
 
 
@@ -307,7 +317,9 @@ def test_malformed_registry_urls_name_the_model_and_the_file(tmp_path, url, prob
 def test_a_relative_url_without_a_base_names_the_model_and_the_file(tmp_path, monkeypatch):
     monkeypatch.delenv("IMG2IMG_REGISTRY_BASE_URL", raising=False)
     path = write_registry(tmp_path / "models.json", {"rel": tiny_entry("models/a.pth")})
-    with pytest.raises(Img2ImgError, match=rf"^{path}: model 'rel': url 'models/a.pth' is relative, and there is no base URL"):
+    with pytest.raises(
+        Img2ImgError, match=rf"^{path}: model 'rel': url 'models/a.pth' is relative, and there is no base URL"
+    ):
         registry.read_registry_file(path)
 
 

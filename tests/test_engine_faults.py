@@ -6,23 +6,22 @@ The rest of the suite pins IMG2IMG_ENGINE=torch (conftest), so these tests unset
 
 from __future__ import annotations
 
-import os
 import signal
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from img2img.translate import engines
 from test_engines import avx2, image, model, needs_onnx, pixels, run  # noqa: F401 (avx2: a fixture)
 
+from img2img.translate import engines
 from img2img.translate.translator import Translator
 
 
 @needs_onnx
 @pytest.mark.parametrize("onnx_model", [False, True])
-def test_a_typo_in_the_engine_variable_is_one_line_naming_it_for_every_model(tmp_path, avx2, monkeypatch, capsys, onnx_model):
+def test_a_typo_in_the_engine_variable_is_one_line_naming_it_for_every_model(
+    tmp_path, avx2, monkeypatch, capsys, onnx_model
+):
     weights = model(tmp_path)
     chosen = engines.cached_export(weights) if onnx_model else weights
     image().save(tmp_path / "a.png")
@@ -41,7 +40,9 @@ def test_a_cache_folder_that_cannot_be_made_is_one_line_or_a_note(tmp_path, avx2
     avx2.parent.mkdir(parents=True)
     avx2.write_bytes(b"")  # a file named onnx where the folder should be
     image().save(tmp_path / "a.png")
-    code, _, err = run(["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "b.png", "--engine", "onnxruntime"], capsys)
+    code, _, err = run(
+        ["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "b.png", "--engine", "onnxruntime"], capsys
+    )
     assert code == 1 and not (tmp_path / "b.png").exists()
     last = err.strip().splitlines()[-1]
     assert str(avx2) in last and "cache" in last and "IMG2IMG_CACHE" in last and "--debug" not in last
@@ -79,7 +80,7 @@ def test_leftovers_of_killed_exports_go_even_when_the_cache_holds_the_file(tmp_p
     import subprocess
     import sys
 
-    from img2img.files.atomic import TEMP_PREFIX, _HOST
+    from img2img.files.atomic import _HOST, TEMP_PREFIX
 
     weights = model(tmp_path)
     engines.cached_export(weights)
@@ -114,16 +115,20 @@ def test_an_onnxruntime_that_cannot_be_imported_is_no_reason_to_export_again(tmp
 
 @needs_onnx
 @pytest.mark.parametrize("command", ["translate-auto", "translate-onnxruntime", "export"])
-def test_a_stop_signal_an_import_turns_into_another_error_still_ends_as_the_signal(tmp_path, avx2, monkeypatch, capsys, command):
+def test_a_stop_signal_an_import_turns_into_another_error_still_ends_as_the_signal(
+    tmp_path, avx2, monkeypatch, capsys, command
+):
     """SIGTERM while onnxruntime is imported made its import fail ("initialization failed"):
     the run said "needs the onnx extra" and exited 1, instead of 143."""
     import img2img.onnx.export
-    from img2img.runtime import signals as _signals
     from img2img.errors import MissingExtraError
+    from img2img.runtime import signals as _signals
 
     def imported_into_a_signal(*args, **kwargs):
         monkeypatch.setattr(_signals, "_received", signal.SIGTERM)  # the handler ran in the import
-        raise MissingExtraError("ONNX support needs the onnx extra (onnxruntime is not installed: initialization failed)")
+        raise MissingExtraError(
+            "ONNX support needs the onnx extra (onnxruntime is not installed: initialization failed)"
+        )
 
     monkeypatch.setattr(img2img.onnx.export, "export_onnx", imported_into_a_signal)
     weights = model(tmp_path)
@@ -131,7 +136,16 @@ def test_a_stop_signal_an_import_turns_into_another_error_still_ends_as_the_sign
     if command == "export":
         args = ["export", weights, "-o", tmp_path / "g.onnx"]
     else:
-        args = ["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "b.png", "--engine", command.split("-")[1]]
+        args = [
+            "translate",
+            tmp_path / "a.png",
+            "-m",
+            weights,
+            "-o",
+            tmp_path / "b.png",
+            "--engine",
+            command.split("-")[1],
+        ]
     code, _, err = run(args, capsys)
     assert code == 128 + signal.SIGTERM, err
     assert "interrupted by SIGTERM" in err and "onnx extra" not in err
@@ -174,7 +188,11 @@ def test_errors_of_an_engine_pinned_by_the_environment_name_the_variable(tmp_pat
     monkeypatch.setattr(engines, "has_onnx_extra", lambda: False)
     weights = model(tmp_path)
     image().save(tmp_path / "a.png")
-    code, _, err = run(["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "b.png", "--device", "cpu"], capsys)
+    code, _, err = run(
+        ["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "b.png", "--device", "cpu"], capsys
+    )
     assert code == 1 and "IMG2IMG_ENGINE=onnxruntime needs the onnx extra" in err and "--engine" not in err
-    code, _, err = run(["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "b.png", "--engine", "onnxruntime"], capsys)
+    code, _, err = run(
+        ["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "b.png", "--engine", "onnxruntime"], capsys
+    )
     assert code == 1 and "--engine onnxruntime needs the onnx extra" in err

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_generator_file
 from PIL import Image
 
-from conftest import make_generator_file
-from img2img.translate import engines
 from img2img.cli import main
 from img2img.errors import ExportError, MissingExtraError, UsageError
+from img2img.translate import engines
 from img2img.translate.translator import NonFiniteOutputError, Translator
 
 CPU = torch.device("cpu")
@@ -79,7 +79,9 @@ def pixels(img: Image.Image) -> np.ndarray:
         ("other", "cpu", torch.float32, True, True, "torch"),
     ],
 )
-def test_auto_picks_onnxruntime_only_where_it_was_measured_faster(monkeypatch, tmp_path, simulated, device, dtype, has_file, extra, expected):
+def test_auto_picks_onnxruntime_only_where_it_was_measured_faster(
+    monkeypatch, tmp_path, simulated, device, dtype, has_file, extra, expected
+):
     monkeypatch.setenv("IMG2IMG_CPU_CLASS", simulated)
     monkeypatch.setattr(engines, "has_onnx_extra", lambda: extra)
     monkeypatch.setenv("IMG2IMG_CACHE", str(tmp_path / "cache"))
@@ -96,9 +98,14 @@ def test_auto_never_depends_on_the_number_of_images(monkeypatch, tmp_path, avx2)
     monkeypatch.setattr(engines, "has_onnx_extra", lambda: True)
     weights = model(tmp_path)
     for count in (1, 2, 31, 32, 1000, None):
-        chosen = engines.resolve_engine("auto", CPU, torch.float32, weights=weights, expected_images=count, arch="resnet")
+        chosen = engines.resolve_engine(
+            "auto", CPU, torch.float32, weights=weights, expected_images=count, arch="resnet"
+        )
         assert chosen.name == "onnxruntime", (count, chosen)
-    assert engines.resolve_engine("auto", CPU, torch.float32, weights=weights, expected_images=0, arch="resnet").name == "torch"
+    assert (
+        engines.resolve_engine("auto", CPU, torch.float32, weights=weights, expected_images=0, arch="resnet").name
+        == "torch"
+    )
     # U-Nets stay in PyTorch (measured no faster in whole runs); asked for, they run in onnxruntime
     assert engines.resolve_engine("auto", CPU, torch.float32, weights=weights, arch="unet").name == "torch"
     assert engines.resolve_engine("onnxruntime", CPU, torch.float32, weights=weights, arch="unet").name == "onnxruntime"
@@ -106,15 +113,25 @@ def test_auto_never_depends_on_the_number_of_images(monkeypatch, tmp_path, avx2)
     cached = engines.cached_export_path(weights)
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"stand-in")
-    assert engines.resolve_engine("auto", CPU, torch.float32, weights=weights, expected_images=1, arch="unet").name == "torch"
-    assert engines.resolve_engine("auto", CPU, torch.float32, weights=weights, expected_images=1, arch="resnet").name == "onnxruntime"
+    assert (
+        engines.resolve_engine("auto", CPU, torch.float32, weights=weights, expected_images=1, arch="unet").name
+        == "torch"
+    )
+    assert (
+        engines.resolve_engine("auto", CPU, torch.float32, weights=weights, expected_images=1, arch="resnet").name
+        == "onnxruntime"
+    )
 
 
 def test_an_explicit_engine_that_cannot_apply_is_refused(monkeypatch, tmp_path):
     monkeypatch.setattr(engines, "has_onnx_extra", lambda: True)
     weights = tmp_path / "w.safetensors"
     assert engines.resolve_engine("torch", CPU, torch.float32, weights=weights, arch="resnet").name == "torch"
-    for device, dtype, path in [("cuda", torch.float32, weights), ("cpu", torch.bfloat16, weights), ("cpu", torch.float32, None)]:
+    for device, dtype, path in [
+        ("cuda", torch.float32, weights),
+        ("cpu", torch.bfloat16, weights),
+        ("cpu", torch.float32, None),
+    ]:
         with pytest.raises(UsageError):
             engines.resolve_engine("onnxruntime", torch.device(device), dtype, weights=path, arch="resnet")
     with pytest.raises(UsageError, match="valid: auto, torch, onnxruntime"):
@@ -185,7 +202,9 @@ def test_a_damaged_cached_export_is_made_again(tmp_path, avx2):
 
 
 @needs_onnx
-def test_a_failed_export_falls_back_to_pytorch_with_a_note_under_auto_and_fails_when_asked(tmp_path, avx2, monkeypatch, caplog):
+def test_a_failed_export_falls_back_to_pytorch_with_a_note_under_auto_and_fails_when_asked(
+    tmp_path, avx2, monkeypatch, caplog
+):
     import img2img.onnx.export
 
     def broken(*args, **kwargs):
@@ -249,9 +268,11 @@ def test_onnxruntime_output_does_not_depend_on_the_thread_count(tmp_path, avx2):
     try:
         for threads in (1, 2, 3):
             torch.set_num_threads(threads)  # the session takes torch's thread count
-            results.append(Translator(weights, device="cpu").translate_tensor(
-                torch.from_numpy(np.array(picture)).permute(2, 0, 1)[None].float() / 127.5 - 1
-            ))
+            results.append(
+                Translator(weights, device="cpu").translate_tensor(
+                    torch.from_numpy(np.array(picture)).permute(2, 0, 1)[None].float() / 127.5 - 1
+                )
+            )
     finally:
         torch.set_num_threads(before)
     assert all(torch.equal(results[0], other) for other in results[1:])
@@ -274,7 +295,9 @@ def test_translate_cli_default_engine_on_a_folder(tmp_path, avx2, capsys, monkey
     inputs.mkdir()
     for i, size in enumerate([(40, 28), (33, 33), (64, 48)]):
         image(size, seed=i).save(inputs / f"{i}.png")
-    code, out, err = run(["translate", inputs, "--model", weights, "--out-dir", tmp_path / "out", "--device", "cpu"], capsys)
+    code, out, err = run(
+        ["translate", inputs, "--model", weights, "--out-dir", tmp_path / "out", "--device", "cpu"], capsys
+    )
     assert code == 0, err
     assert "exporting g.safetensors to ONNX" in err  # said once, on first use
     assert err.count("img2img: note:") == 1
@@ -282,10 +305,14 @@ def test_translate_cli_default_engine_on_a_folder(tmp_path, avx2, capsys, monkey
     for i in range(3):
         got = pixels(Image.open(tmp_path / "out" / f"{i}.png"))
         assert np.abs(got - pixels(slow.translate_image(Image.open(inputs / f"{i}.png")))).max() <= 1
-    code, out, err = run(["translate", inputs, "--model", weights, "--out-dir", tmp_path / "out2", "--device", "cpu"], capsys)
+    code, out, err = run(
+        ["translate", inputs, "--model", weights, "--out-dir", tmp_path / "out2", "--device", "cpu"], capsys
+    )
     assert code == 0 and err == ""  # cached: nothing to say
     for i in range(3):
-        assert np.array_equal(pixels(Image.open(tmp_path / "out" / f"{i}.png")), pixels(Image.open(tmp_path / "out2" / f"{i}.png")))
+        assert np.array_equal(
+            pixels(Image.open(tmp_path / "out" / f"{i}.png")), pixels(Image.open(tmp_path / "out2" / f"{i}.png"))
+        )
 
 
 @needs_onnx
@@ -298,7 +325,9 @@ def test_json_lines_say_which_engine_ran_each_image(tmp_path, avx2, capsys, monk
 
     def engines_of(*options) -> dict[str, str]:
         out_dir = tmp_path / f"out{len(list(tmp_path.glob('out*')))}"
-        code, out, err = run(["translate", inputs, "-m", weights, "--out-dir", out_dir, "--json", "--device", "cpu", *options], capsys)
+        code, out, err = run(
+            ["translate", inputs, "-m", weights, "--out-dir", out_dir, "--json", "--device", "cpu", *options], capsys
+        )
         assert code == 0, err
         return {Path(line["input"]).name: line["engine"] for line in map(json.loads, out.splitlines())}
 
@@ -307,7 +336,9 @@ def test_json_lines_say_which_engine_ran_each_image(tmp_path, avx2, capsys, monk
     # an image larger than --tile goes in tiles, which run in PyTorch whatever the engine
     assert engines_of("--tile", "64") == {"small.png": "onnxruntime", "large.png": "torch"}
     onnx_file = engines.cached_export_path(weights)
-    code, out, err = run(["translate", inputs / "small.png", "-m", onnx_file, "-o", tmp_path / "o.png", "--json"], capsys)
+    code, out, err = run(
+        ["translate", inputs / "small.png", "-m", onnx_file, "-o", tmp_path / "o.png", "--json"], capsys
+    )
     assert code == 0 and json.loads(out)["engine"] == "onnxruntime"
 
 
@@ -316,17 +347,23 @@ def test_translate_cli_one_image_runs_in_the_engine_of_a_folder(tmp_path, avx2, 
     """A one-image job exports (once per weights file) and runs onnxruntime, as a folder does."""
     weights = model(tmp_path)
     image().save(tmp_path / "a.png")
-    code, _, err = run(["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "b.png", "--device", "cpu", "--json"], capsys)
+    code, _, err = run(
+        ["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "b.png", "--device", "cpu", "--json"], capsys
+    )
     assert code == 0 and "exporting" in err
     assert avx2.is_dir()
-    code, _, err = run(["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "c.png", "--engine", "onnxruntime"], capsys)
+    code, _, err = run(
+        ["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "c.png", "--engine", "onnxruntime"], capsys
+    )
     assert code == 0 and err == ""  # cached
     assert np.array_equal(pixels(Image.open(tmp_path / "b.png")), pixels(Image.open(tmp_path / "c.png")))
     expected = pixels(Translator(weights, device="cpu", engine="torch").translate_image(image()))
     assert np.abs(pixels(Image.open(tmp_path / "b.png")) - expected).max() <= 1
     # an ONNX model cannot run in PyTorch
     onnx_file = engines.cached_export_path(weights)
-    code, _, err = run(["translate", tmp_path / "a.png", "-m", onnx_file, "-o", tmp_path / "d.png", "--engine", "torch"], capsys)
+    code, _, err = run(
+        ["translate", tmp_path / "a.png", "-m", onnx_file, "-o", tmp_path / "d.png", "--engine", "torch"], capsys
+    )
     assert code == 2 and "onnxruntime" in err and not (tmp_path / "d.png").exists()
 
 
@@ -339,11 +376,27 @@ def test_translate_help_says_the_engine_does_not_depend_on_the_job(capsys):
 def test_translate_cli_engine_errors_are_one_line(tmp_path, avx2, capsys, monkeypatch):
     weights = model(tmp_path)
     image().save(tmp_path / "a.png")
-    code, _, err = run(["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "b.png", "--engine", "onnxruntime", "--precision", "bf16"], capsys)
+    code, _, err = run(
+        [
+            "translate",
+            tmp_path / "a.png",
+            "-m",
+            weights,
+            "-o",
+            tmp_path / "b.png",
+            "--engine",
+            "onnxruntime",
+            "--precision",
+            "bf16",
+        ],
+        capsys,
+    )
     assert code == 2 and "float32" in err and "Traceback" not in err
     assert not (tmp_path / "b.png").exists()
     monkeypatch.setattr(engines, "has_onnx_extra", lambda: False)
-    code, _, err = run(["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "b.png", "--engine", "onnxruntime"], capsys)
+    code, _, err = run(
+        ["translate", tmp_path / "a.png", "-m", weights, "-o", tmp_path / "b.png", "--engine", "onnxruntime"], capsys
+    )
     assert code != 0 and "img2img[onnx]" in err and len(err.strip().splitlines()) <= 2
     assert not (tmp_path / "b.png").exists()
 

@@ -130,7 +130,9 @@ def test_fid_kid_is_agree_with_torch_fidelity(eval_files, evaluator_factory):
     from img2img.eval.metrics import span_coordinates
 
     # IS with 2 splits: 5 images cannot fill torch-fidelity's default 10 (a split needs 2 images).
-    ours = evaluator_factory(use_cache=False, is_splits=2).compare_folders(fake=eval_files["fake"], real=eval_files["real"])
+    ours = evaluator_factory(use_cache=False, is_splits=2).compare_folders(
+        fake=eval_files["fake"], real=eval_files["real"]
+    )
     options = dict(
         input1=str(eval_files["fake"]), input2=str(eval_files["real"]), cuda=False, verbose=False, cache=False,
         feature_extractor_weights_path=str(eval_files["inception"]), kid_subset_size=N, isc_splits=2,
@@ -198,7 +200,9 @@ def test_span_coordinates_keep_fid_exact():
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(6, 64, generator=generator)
     b = torch.randn(7, 64, generator=generator) * 1.3 + 0.2
-    direct = fid_statistics_to_metric(fid_features_to_statistics(a.double()), fid_features_to_statistics(b.double()), False)
+    direct = fid_statistics_to_metric(
+        fid_features_to_statistics(a.double()), fid_features_to_statistics(b.double()), False
+    )
     pa, pb = span_coordinates(a, b)
     assert pa.shape[1] <= 6 + 7 + 1
     projected = fid_statistics_to_metric(fid_features_to_statistics(pa), fid_features_to_statistics(pb), False)
@@ -297,19 +301,27 @@ def test_ssim_and_lpips_agree_with_the_libraries(tmp_path, eval_files, evaluator
     convert = (lambda x: np.asarray(Image.fromarray(x).convert("L"))) if mode == "L" else (lambda x: x)
     target_dir = _write(tmp_path / "target", [convert(x) for x in targets])
     fake_dir = _write(tmp_path / "fake", [convert(x) for x in fakes])
-    result = evaluator_factory(metrics=("ssim", "lpips")).evaluate(folder_comparison(fake=fake_dir, real=None, target=target_dir))
+    result = evaluator_factory(metrics=("ssim", "lpips")).evaluate(
+        folder_comparison(fake=fake_dir, real=None, target=target_dir)
+    )
 
     reference = torch.load(eval_files["alexnet"], weights_only=True)
     lpips_net = _LPIPS(pretrained=True, net="alex", pnet_rand=True).eval()  # its own v0.1 linear layers
     lpips_net.net.load_state_dict(
-        {f"slice{s}.{i}.{p}": reference[f"features.{i}.{p}"] for s, i in ((1, 0), (2, 3), (3, 6), (4, 8), (5, 10)) for p in ("weight", "bias")}
+        {
+            f"slice{s}.{i}.{p}": reference[f"features.{i}.{p}"]
+            for s, i in ((1, 0), (2, 3), (3, 6), (4, 8), (5, 10))
+            for p in ("weight", "bias")
+        }
     )
     ssims, lpipses = [], []
     for fake, target in zip(fakes, targets):
         a, b = convert(fake) / 255.0, convert(target) / 255.0
         ssims.append(structural_similarity(b, a, gaussian_weights=True, sigma=1.5, win_size=11, use_sample_covariance=False,
                                            data_range=1.0, channel_axis=2 if a.ndim == 3 else None))  # fmt: skip
-        ta, tb = (torch.from_numpy(np.dstack([x] * 3) if x.ndim == 2 else x).permute(2, 0, 1)[None].float() for x in (a, b))
+        ta, tb = (
+            torch.from_numpy(np.dstack([x] * 3) if x.ndim == 2 else x).permute(2, 0, 1)[None].float() for x in (a, b)
+        )
         lpipses.append(float(lpips_net(ta, tb, normalize=True)))
     assert result["scores"]["ssim"]["value"] == pytest.approx(np.mean(ssims), rel=1e-6)
     assert result["scores"]["lpips"]["value"] == pytest.approx(np.mean(lpipses), rel=1e-5)
@@ -386,7 +398,12 @@ def test_weights_lookup_order_and_checksum(tmp_path, monkeypatch):
     with pytest.raises(DownloadError) as missing:
         find_weights(known)
     message = str(missing.value)
-    assert "w.pth" in message and str(tmp_path / "cache" / "eval") in message and "curl" in message and "--test-weights" in message
+    assert (
+        "w.pth" in message
+        and str(tmp_path / "cache" / "eval") in message
+        and "curl" in message
+        and "--test-weights" in message
+    )
     (hub / "other-name.pth").write_bytes(payload)  # torch-fidelity's name for the same file
     assert find_weights(known).source == "torch hub cache"
     (tmp_path / "cache" / "eval").mkdir(parents=True)
@@ -473,9 +490,13 @@ def test_usage_errors_exit_2(capsys, args, message):
 
 
 def test_metrics_the_inputs_cannot_give_are_usage_errors(capsys, eval_files, evaluator_factory):
-    code, _, err = _run(capsys, "--fake", str(eval_files["fake"]), "--real", str(eval_files["real"]), "--metrics", "psnr")
+    code, _, err = _run(
+        capsys, "--fake", str(eval_files["fake"]), "--real", str(eval_files["real"]), "--metrics", "psnr"
+    )
     assert code == 2 and "psnr needs targets" in err
-    code, _, err = _run(capsys, "--fake", str(eval_files["fake"]), "--real", str(eval_files["real"]), "--metrics", "fid,bogus")
+    code, _, err = _run(
+        capsys, "--fake", str(eval_files["fake"]), "--real", str(eval_files["real"]), "--metrics", "fid,bogus"
+    )
     assert code == 2 and "unknown metric 'bogus'" in err
 
 
@@ -536,9 +557,17 @@ def test_model_with_datasets_in_both_layouts(capsys, tmp_path, eval_files, evalu
 
     rng = np.random.default_rng(6)
     aligned = tmp_path / "facades" / "val"
-    _write(aligned, [np.concatenate([a, b], axis=1) for a, b in zip(_smooth_images(rng, 2, (32, 32)), _smooth_images(rng, 2, (32, 32)))])
+    _write(
+        aligned,
+        [
+            np.concatenate([a, b], axis=1)
+            for a, b in zip(_smooth_images(rng, 2, (32, 32)), _smooth_images(rng, 2, (32, 32)))
+        ],
+    )
     p2p = make_generator_file(tmp_path / "p2p.safetensors", task="pix2pix")
-    code, out, err = _run(capsys, "--model", str(p2p), "--data", str(tmp_path / "facades"), "--metrics", "psnr,ssim", "--json")
+    code, out, err = _run(
+        capsys, "--model", str(p2p), "--data", str(tmp_path / "facades"), "--metrics", "psnr,ssim", "--json"
+    )
     assert code == 0, err
     result = json.loads(out)["evaluations"][0]
     assert result["inputs"]["layout"] == "aligned" and result["samples"]["pairs"] == 2
@@ -565,8 +594,8 @@ def test_model_with_datasets_in_both_layouts(capsys, tmp_path, eval_files, evalu
 
 
 def test_val_metrics_options_are_checked_before_training():
-    from img2img.train.config import CycleGANConfig, Pix2PixConfig
     from img2img.eval.validation import better
+    from img2img.train.config import CycleGANConfig, Pix2PixConfig
 
     with pytest.raises(UsageError, match="unpaired; use fid, kid or is"):
         CycleGANConfig(data="d", val_metrics="fid,psnr")
@@ -582,8 +611,8 @@ def test_val_metrics_options_are_checked_before_training():
 def test_validation_scorer_scores_the_generators_as_exported(tmp_path, eval_files, evaluator_factory):
     from dataclasses import dataclass
 
-    from img2img.models.config import GeneratorConfig
     from img2img.eval.validation import ValidationScorer
+    from img2img.models.config import GeneratorConfig
     from img2img.models.networks import build_generator, init_weights
 
     @dataclass
@@ -600,15 +629,23 @@ def test_validation_scorer_scores_the_generators_as_exported(tmp_path, eval_file
         {"input": torch.rand(1, 3, 32, 32, generator=generator) * 2 - 1, "target": torch.rand(1, 3, 32, 32, generator=generator) * 2 - 1, "name": [f"{i}.png"]}
         for i in range(3)
     ]  # fmt: skip
-    scorer = ValidationScorer(("fid", "psnr", "ssim"), task="pix2pix", device="cpu", inception_weights=str(eval_files["inception"]))
+    scorer = ValidationScorer(
+        ("fid", "psnr", "ssim"), task="pix2pix", device="cpu", inception_weights=str(eval_files["inception"])
+    )
     first = scorer.score(batches, exported)
-    assert set(first.figures) == {"val_fid", "val_psnr", "val_ssim"} and scorer.names() == ["val_fid", "val_psnr", "val_ssim"]
+    assert set(first.figures) == {"val_fid", "val_psnr", "val_ssim"} and scorer.names() == [
+        "val_fid",
+        "val_psnr",
+        "val_ssim",
+    ]
     assert first.record["AtoB"]["samples"] == {"fake": 3, "real": 3, "pairs": 3, "failed": 0}
     # The same translations as `translate` would make from the exported file, scored by `eval`.
-    from img2img.translate.translator import Translator
     from img2img.models.weights import WeightsMetadata, save_generator
+    from img2img.translate.translator import Translator
 
-    save_generator(tmp_path / "g.safetensors", exported["AtoB"].state_dict, WeightsMetadata(generator=config, task="pix2pix"))
+    save_generator(
+        tmp_path / "g.safetensors", exported["AtoB"].state_dict, WeightsMetadata(generator=config, task="pix2pix")
+    )
     translator = Translator(str(tmp_path / "g.safetensors"), device="cpu", precision="fp32")
     from img2img.eval.validation import _to_image
 
@@ -629,7 +666,10 @@ def test_exported_weights_record_validation_scores(tmp_path, capsys):
     from img2img.models.weights import WeightsMetadata, read_metadata, save_generator
 
     config = GeneratorConfig(arch="resnet", ngf=4, n_blocks=1)
-    record = {"epoch": 3, "directions": {"AtoB": {"scores": {"fid": {"value": 12.5}, "kid": {"value": 0.01, "std": 0.002}}}}}
+    record = {
+        "epoch": 3,
+        "directions": {"AtoB": {"scores": {"fid": {"value": 12.5}, "kid": {"value": 0.01, "std": 0.002}}}},
+    }
     path = tmp_path / "g.safetensors"
     save_generator(path, build_generator(config).state_dict(), WeightsMetadata(generator=config, validation=record))
     assert read_metadata(path).validation == record

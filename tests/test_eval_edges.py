@@ -116,7 +116,9 @@ _ALLOCATOR = (
         ("network", RuntimeError(_ALLOCATOR)),  # building the Inception: not the weights' fault
     ],
 )
-def test_out_of_memory_is_one_line_with_the_batch_size_hint(capsys, monkeypatch, eval_files, evaluator_factory, where, error):
+def test_out_of_memory_is_one_line_with_the_batch_size_hint(
+    capsys, monkeypatch, eval_files, evaluator_factory, where, error
+):
     from img2img.eval import inception
 
     def fail(*args, **kwargs):
@@ -265,7 +267,9 @@ DAMAGE = {
     "truncated": lambda entry: entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2]),
     "not safetensors": lambda entry: entry.write_bytes(b"\x00" * 64),
     "narrow pool": lambda entry: _rewrite(entry, pool=lambda t: t[:, :2047].contiguous()),
-    "one row short": lambda entry: _rewrite(entry, pool=lambda t: t[1:].contiguous(), logits=lambda t: t[1:].contiguous()),
+    "one row short": lambda entry: _rewrite(
+        entry, pool=lambda t: t[1:].contiguous(), logits=lambda t: t[1:].contiguous()
+    ),
     "float64": lambda entry: _rewrite(entry, pool=lambda t: t.double()),
     "nan": lambda entry: _rewrite(entry, pool=_nan_first),
     "changed value": lambda entry: _rewrite(entry, pool=_nudged, checksum=False),
@@ -346,7 +350,9 @@ def test_a_cache_that_cannot_be_written_only_costs_time(tmp_path, monkeypatch):
     folder = _folder(tmp_path / "real", 3, seed=1)
 
     def full_disk(*args, **kwargs):
-        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })')
+        raise SafetensorError(
+            'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+        )
 
     with monkeypatch.context() as patch:
         patch.setattr(safetensors.torch, "save_file", full_disk)
@@ -417,7 +423,9 @@ def test_translator_hints_naming_options_eval_lacks_are_left_out(tmp_path):
 
         def translate_stream(self, items, batch_size=1):
             for key, _ in items:
-                error = ImageError("out of memory translating a 48x40 image in 32x32 tiles", hint="try a smaller --tile")
+                error = ImageError(
+                    "out of memory translating a 48x40 image in 32x32 tiles", hint="try a smaller --tile"
+                )
                 yield TranslateResult(key, None, error, 0.0)
 
     folder = _gray_copies(tmp_path, count=1)["8bit"]
@@ -425,7 +433,9 @@ def test_translator_hints_naming_options_eval_lacks_are_left_out(tmp_path):
     messages = {}
     for options in (None, _eval_options()):
         errors: list[str] = []
-        evaluator = Evaluator(EvalSettings(metrics=("psnr",), device="cpu", options=options), Hooks(error=errors.append))
+        evaluator = Evaluator(
+            EvalSettings(metrics=("psnr",), device="cpu", options=options), Hooks(error=errors.append)
+        )
         comparison = Comparison(label="x", inputs=[item], targets={"0.png": item})
         assert evaluator.evaluate(comparison, OutOfMemoryTranslator())["samples"]["failed"] == 1
         (messages[options is None],) = errors

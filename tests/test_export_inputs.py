@@ -39,7 +39,9 @@ def photos(folder: Path, count: int, size: tuple[int, int], seed: int = 0) -> Pa
 def test_thumbnails_are_refused_naming_one_and_the_size(tiny_resnet, tmp_path, capsys):
     """The issue's four 20x12 thumbnails, scaled up to 256x256, recorded 38.7 dB; photos got 30.8."""
     folder = photos(tmp_path / "thumbs", 8, (20, 12))
-    code, _, err = run_cli(["export", tiny_resnet, "-o", tmp_path / "a.onnx", "--quantize", "int8", "--calibration", folder], capsys)
+    code, _, err = run_cli(
+        ["export", tiny_resnet, "-o", tmp_path / "a.onnx", "--quantize", "int8", "--calibration", folder], capsys
+    )
     assert code == 2
     [line] = err.strip().splitlines()
     assert str(folder / "00.png") in line and "20x12 is smaller than 256x256" in line and "--static" in line
@@ -109,7 +111,18 @@ def test_a_full_temporary_folder_names_it_and_tmpdir_not_the_output(tiny_resnet,
 def test_the_pixel_limits_advice_names_an_option_export_has(tiny_resnet, tmp_path, capsys, monkeypatch):
     folder = photos(tmp_path / "big", 8, (120, 100))
     monkeypatch.setenv("IMG2IMG_MAX_PIXELS", "10000")  # restored after the test, as export's option sets it
-    args = ["export", tiny_resnet, "-o", tmp_path / "a.onnx", "--quantize", "int8", "--calibration", folder, "--static", "32x32"]
+    args = [
+        "export",
+        tiny_resnet,
+        "-o",
+        tmp_path / "a.onnx",
+        "--quantize",
+        "int8",
+        "--calibration",
+        folder,
+        "--static",
+        "32x32",
+    ]
     code, _, err = run_cli(args, capsys)
     assert code == 1
     [line] = err.strip().splitlines()

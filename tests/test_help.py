@@ -78,8 +78,16 @@ def test_every_option_is_on_the_commands_docs_page(key):
 def test_compact_panel_keeps_each_option_with_its_default(capsys, monkeypatch):
     out = _help(["train", "pix2pix"], capsys, monkeypatch)
     flat = " ".join(out.split())
-    for shown in ("--preprocess resize_and_crop", "--netg unet_256", "--dropout/--no-dropout on", "--lr 0.0002",
-                  "--lr-policy linear", "--amp/--no-amp auto", "--seed INT", "--tensorboard"):
+    for shown in (
+        "--preprocess resize_and_crop",
+        "--netg unet_256",
+        "--dropout/--no-dropout on",
+        "--lr 0.0002",
+        "--lr-policy linear",
+        "--amp/--no-amp auto",
+        "--seed INT",
+        "--tensorboard",
+    ):
         assert shown in flat, shown
     # A line break never falls between an option and its default: every line of the panel
     # starts with an option.
@@ -99,8 +107,9 @@ def test_the_help_shows_what_it_hides_from_the_table_only_there(capsys, monkeypa
     assert "--tile-stats" not in table and "--tile-stats thumbnail" in compact
     assert "--out-dir" in table and "--out-dir" not in compact
     # The options are untouched: parsing still takes them.
-    from img2img.cli._app import app
     import typer.main
+
+    from img2img.cli._app import app
 
     command = typer.main.get_command(app).commands["translate"]
     assert all(not getattr(p, "hidden", False) for p in command.params)

@@ -17,13 +17,13 @@ from PIL import Image
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+from conftest import make_generator_file  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
-from conftest import make_generator_file  # noqa: E402
 from img2img.cli import main  # noqa: E402
-from img2img.translate.translator import BadOutputError, NonFiniteOutputError, Translator, check_output  # noqa: E402
-from img2img.onnx.export import onnx_metadata  # noqa: E402
 from img2img.models.weights import read_metadata  # noqa: E402
+from img2img.onnx.export import onnx_metadata  # noqa: E402
+from img2img.translate.translator import BadOutputError, NonFiniteOutputError, Translator, check_output  # noqa: E402
 
 
 def run(args, capture):
@@ -33,8 +33,9 @@ def run(args, capture):
     return info.value.code or 0, out, err
 
 
-def hostile_model(path: Path, weights: Path, nodes, *, initializers=(), output_type=TensorProto.FLOAT,
-                  output_shape=("N", 3, "H", "W")) -> Path:
+def hostile_model(
+    path: Path, weights: Path, nodes, *, initializers=(), output_type=TensorProto.FLOAT, output_shape=("N", 3, "H", "W")
+) -> Path:
     """An ONNX file carrying ``weights``' img2img metadata (so translate takes it) whose graph
     is ``nodes``, from "input" to "output"."""
     metadata = read_metadata(weights)
@@ -77,7 +78,10 @@ def picture(tmp_path: Path) -> Path:
 GRAPHS = {
     # the issue's: the mean over H and W, a 1x1 image for a 32x32 input
     "mean over H and W": (
-        [helper.make_node("ReduceMean", ["input", "axes"], ["m"], keepdims=1), helper.make_node("Tanh", ["m"], ["output"])],
+        [
+            helper.make_node("ReduceMean", ["input", "axes"], ["m"], keepdims=1),
+            helper.make_node("Tanh", ["m"], ["output"]),
+        ],
         [ints("axes", [2, 3])],
         "1x1",
     ),
@@ -104,7 +108,9 @@ GRAPHS = {
 @pytest.mark.parametrize("case", list(GRAPHS))
 def test_a_hostile_graph_fails_the_image_in_one_line_and_writes_nothing(case, weights, picture, tmp_path, capsys):
     nodes, initializers, said = GRAPHS[case]
-    model = hostile_model(tmp_path / "bad.onnx", weights, nodes, initializers=initializers, output_shape=("N", "C", "H2", "W2"))
+    model = hostile_model(
+        tmp_path / "bad.onnx", weights, nodes, initializers=initializers, output_shape=("N", "C", "H2", "W2")
+    )
     out_path = tmp_path / "out.png"
     code, out, err = run(["translate", picture, "--model", model, "-o", out_path, "--json"], capsys)
     assert code == 1, err
@@ -118,7 +124,10 @@ def test_a_hostile_graph_fails_the_image_in_one_line_and_writes_nothing(case, we
 LOAD_TIME = {
     # integers where a generator gives floats in [-1, 1]
     "int64": (
-        [helper.make_node("Cast", ["input"], ["output"], to=TensorProto.INT64)], [], TensorProto.INT64, "tensor(int64)"
+        [helper.make_node("Cast", ["input"], ["output"], to=TensorProto.INT64)],
+        [],
+        TensorProto.INT64,
+        "tensor(int64)",
     ),
     # one channel where the metadata says three (onnxruntime infers the graph's output shape)
     "channels": (
@@ -133,8 +142,14 @@ LOAD_TIME = {
 @pytest.mark.parametrize("case", list(LOAD_TIME))
 def test_what_a_graph_declares_is_checked_before_any_image(case, weights, picture, tmp_path, capsys):
     nodes, initializers, output_type, said = LOAD_TIME[case]
-    model = hostile_model(tmp_path / "bad.onnx", weights, nodes, initializers=initializers, output_type=output_type,
-                          output_shape=("N", "C", "H", "W"))
+    model = hostile_model(
+        tmp_path / "bad.onnx",
+        weights,
+        nodes,
+        initializers=initializers,
+        output_type=output_type,
+        output_shape=("N", "C", "H", "W"),
+    )
     code, _, err = run(["translate", picture, "--model", model, "-o", tmp_path / "out.png"], capsys)
     assert code == 1
     [line] = err.strip().splitlines()
@@ -219,7 +234,9 @@ def test_a_graph_that_asks_for_too_much_memory_is_one_line_saying_so(weights, pi
 
 def test_eval_models_translations_pass_the_same_check(weights, tmp_path, capsys):
     nodes, initializers, said = GRAPHS["mean over H and W"]
-    model = hostile_model(tmp_path / "bad.onnx", weights, nodes, initializers=initializers, output_shape=("N", "C", "H2", "W2"))
+    model = hostile_model(
+        tmp_path / "bad.onnx", weights, nodes, initializers=initializers, output_shape=("N", "C", "H2", "W2")
+    )
     rng = np.random.default_rng(2)
     for folder in ("inputs", "targets"):
         (tmp_path / folder).mkdir()

@@ -9,15 +9,15 @@ import json
 
 import pytest
 import torch
+from conftest import make_generator_file
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from conftest import make_generator_file
-from img2img.models import weights
 from img2img.cli import main
-from img2img.models.config import GeneratorConfig
 from img2img.errors import WeightsError
+from img2img.models import weights
+from img2img.models.config import GeneratorConfig
 from img2img.models.weights import (
     WeightsMetadata,
     check_finite,
@@ -164,7 +164,9 @@ def test_non_finite_weights_are_refused_when_loading(tmp_path, tiny_generator, b
     bad = tmp_path / "nan.safetensors"
     metadata = safe_open(tiny_generator, "pt").metadata()
     save_file(tensors, bad, metadata=metadata)  # written around save_generator's own check
-    with pytest.raises(WeightsError, match=r"nan.safetensors: refused: tensor model.4.weight holds NaN or infinite values \(1 in"):
+    with pytest.raises(
+        WeightsError, match=r"nan.safetensors: refused: tensor model.4.weight holds NaN or infinite values \(1 in"
+    ):
         load_generator(bad)
 
 
@@ -206,7 +208,9 @@ def exploding_generator(path):
     net = build_generator(config)
     with torch.no_grad():
         for name, parameter in net.named_parameters():
-            parameter.copy_(torch.full_like(parameter, 1e15) if name.endswith("weight") else torch.zeros_like(parameter))
+            parameter.copy_(
+                torch.full_like(parameter, 1e15) if name.endswith("weight") else torch.zeros_like(parameter)
+            )
         last = net.model[-2].weight
         last[:, 1::2] *= -1
     save_generator(path, net.state_dict(), WeightsMetadata(generator=config))
@@ -277,7 +281,8 @@ def test_hostile_headers_are_refused_quickly_without_walking_them():
 
 
 @pytest.mark.parametrize(
-    "field, value", [("direction", "sideways"), ("eval_mode", "false"), ("task", "stylegan"), ("preprocess", {"a": [1]})]
+    "field, value",
+    [("direction", "sideways"), ("eval_mode", "false"), ("task", "stylegan"), ("preprocess", {"a": [1]})],
 )
 def test_metadata_that_loading_would_refuse_is_never_written(tmp_path, field, value):
     with pytest.raises(WeightsError, match=f"invalid weights metadata: {field}"):

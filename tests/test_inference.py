@@ -9,19 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_generator_file
 from PIL import Image
 
-from conftest import make_generator_file
-from img2img.runtime.devices import resolve_device
 from img2img.errors import DeviceError, ImageError, UsageError
 from img2img.files.imageio import encode_image, read_image, to_model_input, write_image
+from img2img.models.weights import load_generator
+from img2img.runtime.devices import resolve_device
 from img2img.translate.translator import (
     Translator,
     cpu_has_native_bf16,
     pad_to_multiple,
     resolve_precision,
 )
-from img2img.models.weights import load_generator
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +32,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
         "unet": make_generator_file(root / "unet.safetensors", arch="unet", num_downs=5, ngf=4, norm="batch"),
         "gray": make_generator_file(root / "gray.safetensors", input_nc=1, output_nc=1),
         "gray_in": make_generator_file(root / "gray_in.safetensors", input_nc=1, output_nc=3),
-        "per_image_bn": make_generator_file(
-            root / "per_image_bn.safetensors", norm="batch", eval_mode=False, seed=3
-        ),
+        "per_image_bn": make_generator_file(root / "per_image_bn.safetensors", norm="batch", eval_mode=False, seed=3),
     }
 
 
@@ -236,7 +234,10 @@ def test_stream_batches_equal_padded_sizes(resnet):
 
     resnet._forward = spy
     try:
-        items = [(i, resnet.to_input(noise(size, seed=i))) for i, size in enumerate([(8, 8), (16, 8), (8, 8), (7, 6), (8, 8)])]
+        items = [
+            (i, resnet.to_input(noise(size, seed=i)))
+            for i, size in enumerate([(8, 8), (16, 8), (8, 8), (7, 6), (8, 8)])
+        ]
         results = list(resnet.translate_stream(items, batch_size=3))
     finally:
         del resnet._forward
@@ -263,7 +264,11 @@ def test_out_of_memory_retries_singly_then_reports(resnet, monkeypatch):
 
     monkeypatch.setattr(resnet, "_forward", forward)
     monkeypatch.setattr(resnet.tiling, "tile", "off")  # else "big" is retried in tiles (test_tiling)
-    items = [("small", resnet.to_input(noise((8, 8)))), ("small2", resnet.to_input(noise((8, 8)))), ("big", resnet.to_input(noise((32, 8))))]
+    items = [
+        ("small", resnet.to_input(noise((8, 8)))),
+        ("small2", resnet.to_input(noise((8, 8)))),
+        ("big", resnet.to_input(noise((32, 8)))),
+    ]
     results = {r.key: r for r in resnet.translate_stream(items, batch_size=2)}
     assert results["small"].image is not None and results["small2"].image is not None
     assert results["big"].image is None and "out of memory" in str(results["big"].error)

@@ -18,8 +18,8 @@ import pytest
 from PIL import Image
 
 from img2img.cli import main
-from img2img.translate.jobs import plan_jobs
 from img2img.files.walk import glob_images, list_images
+from img2img.translate.jobs import plan_jobs
 
 needs_posix = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs and symbolic links")
 
@@ -305,7 +305,11 @@ def _mode_cases() -> dict[str, tuple[Image.Image, str | None, list[float]]]:
         "P": (palette, "PNG", [200 / 255, 10 / 255]),
         "PA": (palette.convert("PA"), "TIFF", [200 / 255, 10 / 255]),
         "LA": (Image.fromarray(np.array([[[51, 9], [255, 255]]], dtype=np.uint8), "LA"), "PNG", [0.2, 1.0]),
-        "La": (Image.fromarray(np.array([[[51, 255], [255, 255]]], dtype=np.uint8), "LA").convert("La"), None, [0.2, 1.0]),
+        "La": (
+            Image.fromarray(np.array([[[51, 255], [255, 255]]], dtype=np.uint8), "LA").convert("La"),
+            None,
+            [0.2, 1.0],
+        ),
         "RGB": (Image.fromarray(rgb, "RGB"), "PNG", [1.0, 0.0]),
         "RGBA": (rgba, "PNG", [1.0, 0.0]),
         "RGBa": (rgba.convert("RGBa"), None, [1.0, 0.0]),

@@ -26,7 +26,9 @@ def test_plan_keeps_relative_names_and_reports_refusals(tmp_path):
     touch(out / "sub" / "c.png")  # exists: refused without overwrite
 
     jobs, errors = plan_jobs([str(photos), str(tmp_path / "missing.png")], output=None, out_dir=out, ext="PNG")
-    assert [(Path(j.label).relative_to(photos).as_posix(), j.output.relative_to(out).as_posix(), j.fmt) for j in jobs] == [
+    assert [
+        (Path(j.label).relative_to(photos).as_posix(), j.output.relative_to(out).as_posix(), j.fmt) for j in jobs
+    ] == [
         ("a.jpg", "a.png", "PNG"),
         ("b.gif", "b.png", "PNG"),
     ]
@@ -36,7 +38,11 @@ def test_plan_keeps_relative_names_and_reports_refusals(tmp_path):
         f"{photos}/b.png: skipped: its output {out}/b.png is also the output of {photos}/b.gif",
         f"{out}/sub/c.png: already exists (use --overwrite to replace it, or --skip-existing to keep it)",
     ]
-    assert [e.label for e in errors] == [str(tmp_path / "missing.png"), str(photos / "b.png"), str(photos / "sub/c.tif")]
+    assert [e.label for e in errors] == [
+        str(tmp_path / "missing.png"),
+        str(photos / "b.png"),
+        str(photos / "sub/c.tif"),
+    ]
     jobs, errors = plan_jobs([str(photos)], output=None, out_dir=out, ext="PNG", skip_existing=True)
     assert [(e.status, e.output) for e in errors] == [("error", out / "b.png"), ("skipped", out / "sub" / "c.png")]
     jobs, errors = plan_jobs([str(photos)], output=None, out_dir=photos, overwrite=True)

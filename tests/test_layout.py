@@ -23,7 +23,9 @@ def private_imports(root: Path = PACKAGE) -> list[str]:
                     if submodule.with_suffix(".py").is_file() or submodule.is_dir():
                         continue  # a private module of the package: import-linter's contract
                     if alias.name.startswith("_") and not alias.name.startswith("__"):
-                        found.append(f"{path.relative_to(root.parent)}:{node.lineno}: from {node.module} import {alias.name}")
+                        found.append(
+                            f"{path.relative_to(root.parent)}:{node.lineno}: from {node.module} import {alias.name}"
+                        )
     return found
 
 

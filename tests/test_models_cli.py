@@ -9,9 +9,6 @@ import sys
 
 import pytest
 
-from img2img.hub import registry
-from img2img.cli import main
-
 # The local server, the isolated environment (autouse) and the HF cache are shared with the
 # registry tests.
 from test_registry import (  # noqa: F401
@@ -21,9 +18,12 @@ from test_registry import (  # noqa: F401
     checkpoint_bytes,
     hf_cache,
     isolated_environment,
-    server,
     served_registry,
+    server,
 )
+
+from img2img.cli import main
+from img2img.hub import registry
 
 
 def run(args, capsys):

@@ -6,8 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from img2img.models.config import DiscriminatorConfig, GeneratorConfig, parse_generator_name
 from img2img.errors import UsageError
+from img2img.models.config import DiscriminatorConfig, GeneratorConfig, parse_generator_name
 from img2img.models.networks import (
     build_discriminator,
     build_generator,
@@ -44,9 +44,7 @@ def build_from_reference_options(case: dict) -> torch.nn.Module:
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_reference_checkpoint_loads_strictly_and_reproduces_output(
-    name, reference_fixtures, reference_manifest
-):
+def test_reference_checkpoint_loads_strictly_and_reproduces_output(name, reference_fixtures, reference_manifest):
     case = reference_manifest["cases"][name]
     net = build_from_reference_options(case)
     assert count_parameters(net) == case["n_params"]

@@ -16,11 +16,11 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 import torch  # noqa: E402
-
 from conftest import REPO_ROOT, make_generator_file  # noqa: E402
+
 from img2img.cli import main  # noqa: E402
-from img2img.translate.translator import Translator  # noqa: E402
 from img2img.onnx.export import export_onnx  # noqa: E402
+from img2img.translate.translator import Translator  # noqa: E402
 
 SHIPPED = sorted((REPO_ROOT / "weights").glob("*.safetensors"))
 
@@ -28,8 +28,12 @@ SHIPPED = sorted((REPO_ROOT / "weights").glob("*.safetensors"))
 # with running statistics and per image (pix2pix at batch 1), instance norm, 1 and 3 channels.
 TINY = {
     "resnet_instance_rgb": dict(arch="resnet", ngf=4, n_blocks=2, norm="instance"),
-    "resnet_batch_eval_gray": dict(arch="resnet", ngf=4, n_blocks=1, norm="batch", input_nc=1, output_nc=1, eval_mode=True),
-    "unet_batch_per_image_rgb_to_gray": dict(arch="unet", ngf=4, num_downs=5, norm="batch", output_nc=1, eval_mode=False, task="pix2pix"),
+    "resnet_batch_eval_gray": dict(
+        arch="resnet", ngf=4, n_blocks=1, norm="batch", input_nc=1, output_nc=1, eval_mode=True
+    ),
+    "unet_batch_per_image_rgb_to_gray": dict(
+        arch="unet", ngf=4, num_downs=5, norm="batch", output_nc=1, eval_mode=False, task="pix2pix"
+    ),
     "unet_instance_gray_to_rgb": dict(arch="unet", ngf=4, num_downs=5, norm="instance", input_nc=1),
 }
 
@@ -156,7 +160,9 @@ def test_independent_session_matches_translate_at_unseen_sizes(exported, name, t
     sizes = [(unit * 5, unit * 3), (unit * 3, unit * 2)] if unit < 32 else [(unit, unit), (unit * 2, unit)]
     mode = "RGB" if cfg.input_nc == 3 else "L"
     images = [random_image(tmp_path / f"in{i}.png", size, mode, seed=i) for i, size in enumerate(sizes)]
-    code, _, err = run_cli(["translate", *images, "--model", weights, "--out-dir", tmp_path / "torch", "--precision", "fp32"], capsys)
+    code, _, err = run_cli(
+        ["translate", *images, "--model", weights, "--out-dir", tmp_path / "torch", "--precision", "fp32"], capsys
+    )
     assert code == 0, err
 
     raw = session(path)
@@ -209,7 +215,10 @@ def test_translate_runs_onnx_models_like_weights(exported, tmp_path, capsys):
     assert code == 0, err
     records = [json.loads(line) for line in out.splitlines()]
     assert sorted(r["status"] for r in records) == ["ok"] * 3
-    code, _, err = run_cli(["translate", tmp_path / "in", "--model", weights, "--out-dir", tmp_path / "torch", "--precision", "fp32"], capsys)
+    code, _, err = run_cli(
+        ["translate", tmp_path / "in", "--model", weights, "--out-dir", tmp_path / "torch", "--precision", "fp32"],
+        capsys,
+    )
     assert code == 0, err
     for image in images:
         got = np.asarray(Image.open(tmp_path / "onnx" / image.name)).astype(int)
@@ -243,7 +252,9 @@ def test_an_onnx_model_out_of_memory_says_it_does_not_tile_and_what_does(exporte
 def test_translate_onnx_rejects_other_precisions(exported, tmp_path, capsys):
     _, path = exported["resnet_instance_rgb"]
     image = random_image(tmp_path / "a.png", (16, 16), "RGB", 0)
-    code, _, err = run_cli(["translate", image, "--model", path, "-o", tmp_path / "b.png", "--precision", "bf16"], capsys)
+    code, _, err = run_cli(
+        ["translate", image, "--model", path, "-o", tmp_path / "b.png", "--precision", "bf16"], capsys
+    )
     assert code == 2 and "float32" in err and "Traceback" not in err
     assert not (tmp_path / "b.png").exists()
 
@@ -337,7 +348,9 @@ def test_static_export_fixes_the_shape_and_translate_pads_to_it(tmp_path, capsys
     fits = random_image(tmp_path / "in" / "fits.png", (31, 22), "RGB", 0)  # pads to 24x32
     random_image(tmp_path / "in" / "other.png", (32, 24), "RGB", 1)  # also 24x32
     random_image(tmp_path / "in" / "wrong.png", (48, 40), "RGB", 2)  # pads to 40x48
-    code, _, err = run_cli(["translate", tmp_path / "in", "--model", target, "--out-dir", tmp_path / "out", "--batch-size", "2"], capsys)
+    code, _, err = run_cli(
+        ["translate", tmp_path / "in", "--model", target, "--out-dir", tmp_path / "out", "--batch-size", "2"], capsys
+    )
     assert code == 1
     assert err.count("\n") == 1 and "wrong.png" in err and "24x32" in err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fits.png", "other.png"]

@@ -13,10 +13,9 @@ import shutil
 
 import numpy as np
 import pytest
-
-from img2img.translate import engines
 from test_engines import avx2, image, model, needs_onnx, pixels  # noqa: F401 (avx2: a fixture)
 
+from img2img.translate import engines
 from img2img.translate.translator import Translator
 
 
@@ -60,8 +59,8 @@ def _notes(caplog) -> str:
 @needs_onnx
 @pytest.mark.parametrize("forged_digest", [False, True])
 def test_a_planted_copy_that_matches_one_probe_only_is_exported_again(tmp_path, avx2, caplog, forged_digest):
-    from img2img.onnx.export import _unit
     from img2img.models.weights import read_metadata
+    from img2img.onnx.export import _unit
 
     weights = model(tmp_path)
     expected = pixels(Translator(weights, device="cpu", engine="torch").translate_image(image()))

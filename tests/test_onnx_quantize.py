@@ -4,7 +4,6 @@ which translate runs; refused (exit 1, no file) when its PSNR against fp32 is un
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +50,9 @@ def test_int8_export_writes_a_quantised_model_translate_runs(tiny_resnet, tmp_pa
     code, _, err = run_cli(["translate", source, "--model", target, "-o", tmp_path / "out.png"], capsys)
     assert code == 0, err
     assert Image.open(tmp_path / "out.png").size == (45, 30)
-    code, _, err = run_cli(["translate", source, "--model", tmp_path / "tiny.safetensors", "-o", tmp_path / "ref.png"], capsys)
+    code, _, err = run_cli(
+        ["translate", source, "--model", tmp_path / "tiny.safetensors", "-o", tmp_path / "ref.png"], capsys
+    )
     assert code == 0, err
     got = np.asarray(Image.open(tmp_path / "out.png"), dtype=np.float64)
     expected = np.asarray(Image.open(tmp_path / "ref.png"), dtype=np.float64)
@@ -71,7 +72,8 @@ def test_int8_below_the_bar_is_refused_and_writes_nothing(tiny_generator, tmp_pa
         Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8), "RGB").save(folder / f"{index}b.png")
     target = tmp_path / "out" / "tiny8.onnx"
     code, _, err = run_cli(
-        ["export", tiny_generator, "-o", target, "--quantize", "int8", "--calibration", folder, "--static", "40x40"], capsys
+        ["export", tiny_generator, "-o", target, "--quantize", "int8", "--calibration", folder, "--static", "40x40"],
+        capsys,
     )
     assert code == 1
     last = err.strip().splitlines()[-1]
@@ -83,7 +85,9 @@ def test_calibration_needs_images_and_quantize(tiny_resnet, tmp_path, capsys):
     folder = tmp_path / "one"
     folder.mkdir()
     Image.new("L", (256, 256), 0).save(folder / "a.png")
-    code, _, err = run_cli(["export", tiny_resnet, "-o", tmp_path / "a.onnx", "--quantize", "int8", "--calibration", folder], capsys)
+    code, _, err = run_cli(
+        ["export", tiny_resnet, "-o", tmp_path / "a.onnx", "--quantize", "int8", "--calibration", folder], capsys
+    )
     assert code == 2 and "at least 8 images" in err and err.count("\n") == 1
     code, _, err = run_cli(["export", tiny_resnet, "-o", tmp_path / "a.onnx", "--calibration", folder], capsys)
     assert code == 2 and "need --quantize int8" in err

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from test_translate import make_image, run
 
 from img2img.files import atomic
-from test_translate import make_image, run
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -164,7 +164,10 @@ def test_an_output_written_after_planning_is_not_replaced(tiny_generator, photos
     out = tmp_path / "out"
     code, stdout, stderr = run([photos, "-m", tiny_generator, "--out-dir", out, "--json"], capsys)
     assert code == 1
-    assert stderr == f"img2img: error: {photos}/p1.png: {out}/p1.png: already exists (use --overwrite to replace it, or --skip-existing to keep it)\n"
+    assert (
+        stderr
+        == f"img2img: error: {photos}/p1.png: {out}/p1.png: already exists (use --overwrite to replace it, or --skip-existing to keep it)\n"
+    )
     assert (out / "p1.png").read_bytes() == b"theirs"
     assert [json.loads(line)["status"] for line in stdout.splitlines()] == ["ok", "error", "ok"]
     (out / "p1.png").unlink()
@@ -185,7 +188,11 @@ def test_skip_existing_writes_only_the_missing_outputs(tiny_generator, photos, t
     code, stdout, stderr = run([photos, "-m", tiny_generator, "--out-dir", out, "--skip-existing", "--json"], capsys)
     assert (code, stderr) == (0, "")
     records = {Path(r["input"]).name: r for r in map(json.loads, stdout.splitlines())}
-    assert {name: r["status"] for name, r in records.items()} == {"p0.png": "skipped", "p1.png": "skipped", "p2.png": "ok"}
+    assert {name: r["status"] for name, r in records.items()} == {
+        "p0.png": "skipped",
+        "p1.png": "skipped",
+        "p2.png": "ok",
+    }
     assert records["p0.png"]["output"] == str(out / "p0.png")
     assert (out / "p0.png").read_bytes() == b"not an image, but there"
     assert Image.open(out / "p2.png").size == (12, 8) and kept
@@ -228,8 +235,23 @@ def test_two_processes_writing_one_folder_never_replace_each_others_files(tiny_g
     barrier.mkdir()
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", _PLAN_THEN_WAIT, str(barrier), str(me), "2", "translate", str(photos),
-             "-m", str(tiny_generator), "--out-dir", str(out), "--json", "--device", "cpu"],  # fmt: skip
+            [
+                sys.executable,
+                "-c",
+                _PLAN_THEN_WAIT,
+                str(barrier),
+                str(me),
+                "2",
+                "translate",
+                str(photos),
+                "-m",
+                str(tiny_generator),
+                "--out-dir",
+                str(out),
+                "--json",
+                "--device",
+                "cpu",
+            ],  # fmt: skip
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
@@ -253,7 +275,10 @@ def test_a_run_removes_stale_temporaries_in_its_output_folder(tiny_generator, ph
     out = tmp_path / "out"
     (out / "sub").mkdir(parents=True)
     host = atomic.temporary_name().split(".")[2]
-    stale = [out / f".img2img-tmp.{host}.{dead_pid()}.00000000", out / "sub" / f".img2img-tmp.{host}.{dead_pid()}.00000001"]
+    stale = [
+        out / f".img2img-tmp.{host}.{dead_pid()}.00000000",
+        out / "sub" / f".img2img-tmp.{host}.{dead_pid()}.00000001",
+    ]
     for path in stale:
         path.write_bytes(b"half an image")
     make_image(photos / "sub" / "q.png", (8, 8))
@@ -297,8 +322,20 @@ def test_a_stop_signal_removes_the_temporary_and_says_what_was_written(tiny_gene
     out = tmp_path / "out"
     marker = tmp_path / "stalled"
     process = subprocess.Popen(
-        [sys.executable, "-c", _STALLED_TRANSLATE, str(marker), "translate", str(photos), "-m",
-         str(tiny_generator), "--out-dir", str(out), "--device", "cpu"],  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            _STALLED_TRANSLATE,
+            str(marker),
+            "translate",
+            str(photos),
+            "-m",
+            str(tiny_generator),
+            "--out-dir",
+            str(out),
+            "--device",
+            "cpu",
+        ],  # fmt: skip
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
@@ -408,7 +445,10 @@ def test_a_size_the_format_cannot_hold_fails_that_input_before_translating(tiny_
     out = tmp_path / "out"
     code, _, stderr = run([photos, "-m", tiny_generator, "--out-dir", out, "--ext", "ico"], capsys)
     assert code == 1
-    assert stderr == f"img2img: error: {photos}/big.png: {out}/big.ico: ICO holds at most 256×256 pixels, the image is 300×20 (choose another format with --ext or the output's extension)\n"
+    assert (
+        stderr
+        == f"img2img: error: {photos}/big.png: {out}/big.ico: ICO holds at most 256×256 pixels, the image is 300×20 (choose another format with --ext or the output's extension)\n"
+    )
     assert [p.name for p in out.iterdir()] == ["small.ico"]
     assert Image.open(out / "small.ico").size == (40, 30)  # not shrunk to an icon size
 
@@ -428,8 +468,8 @@ def test_format_size_limits():
 
 
 def test_convert_does_not_replace_an_output_written_meanwhile(tmp_path, reference_fixtures, capsys, monkeypatch):
-    from img2img.models import weights
     from img2img.cli import main
+    from img2img.models import weights
 
     out = tmp_path / "g.safetensors"
     real_save = weights.save_generator
@@ -443,15 +483,18 @@ def test_convert_does_not_replace_an_output_written_meanwhile(tmp_path, referenc
         main(["convert", str(reference_fixtures / "resnet_9blocks_ngf16/checkpoint.pth"), "-o", str(out),
               "--arch", "resnet_9blocks", "--ngf", "16"])  # fmt: skip
     assert info.value.code == 1
-    assert capsys.readouterr().err == f"img2img: error: {out}: already exists (use --overwrite to replace it, or --skip-existing to keep it)\n"
+    assert (
+        capsys.readouterr().err
+        == f"img2img: error: {out}: already exists (use --overwrite to replace it, or --skip-existing to keep it)\n"
+    )
     assert out.read_bytes() == b"theirs" and temporaries(tmp_path) == []
 
 
 def test_interrupted_commands_name_what_they_wrote(tmp_path, capsys, monkeypatch):
     """Commands without a summary of their own say which files they completed."""
     from img2img.cli import main
-    from img2img.runtime.signals import Interrupted
     from img2img.data import combine
+    from img2img.runtime.signals import Interrupted
 
     for side in ("A", "B"):
         for index in range(2):
@@ -550,8 +593,8 @@ def test_looking_in_the_model_cache_removes_stale_downloads(tmp_path, monkeypatc
 def test_a_signal_while_an_error_is_on_its_way_out_reports_the_error(capsys, monkeypatch):
     """torchrun SIGTERMs the other processes when one fails: the error, not the signal, is news."""
     from img2img.cli import main
-    from img2img.runtime import signals as _signals
     from img2img.errors import Img2ImgError
+    from img2img.runtime import signals as _signals
 
     def fail_then_signal(*args, **kwargs):
         try:

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_generator_file
 from PIL import Image
 
-from conftest import make_generator_file
 from img2img.translate.translator import Translator
 
 SIDE = 48
@@ -92,7 +92,13 @@ def test_every_shipped_model_keeps_40_db_from_fp32_on_every_kind_of_image(native
     "options",
     [
         {"arch": "resnet", "ngf": 8, "n_blocks": 2, "norm": "instance"},  # CycleGAN's
-        {"arch": "unet", "num_downs": 5, "ngf": 8, "norm": "batch", "eval_mode": False},  # pix2pix's, per-image batch norm
+        {
+            "arch": "unet",
+            "num_downs": 5,
+            "ngf": 8,
+            "norm": "batch",
+            "eval_mode": False,
+        },  # pix2pix's, per-image batch norm
         {"arch": "unet", "num_downs": 5, "ngf": 8, "norm": "instance"},
     ],
     ids=["resnet-instance", "unet-batch", "unet-instance"],

@@ -13,12 +13,12 @@ import torch
 from PIL import Image
 
 from img2img.cli import main
-from img2img.models.config import DiscriminatorConfig, GeneratorConfig
-from img2img.train.config import Pix2PixConfig
-from img2img.errors import DatasetError, UsageError
-from img2img.models.networks import build_discriminator, build_generator
 from img2img.data.synthetic import write_shapes_dataset
+from img2img.errors import DatasetError, UsageError
+from img2img.models.config import DiscriminatorConfig, GeneratorConfig
+from img2img.models.networks import build_discriminator, build_generator
 from img2img.train import Pix2PixModel, pix2pix_data, train_pix2pix
+from img2img.train.config import Pix2PixConfig
 from img2img.train.size_check import shape_error, smallest_working_side
 
 TINY = dict(ngf=4, ndf=4, n_epochs=1, n_epochs_decay=0, seed=0, val_size=1, n_samples=0, device="cpu")
@@ -42,16 +42,47 @@ def shapes(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize(
     "netd, n_layers, crop, norm, batch",
-    [("basic", 3, 16, "batch", 1), ("n_layers", 5, 32, "instance", 1), ("n_layers", 4, 32, "batch", 2),
-     ("basic", 3, 20, "instance", 4)],
+    [
+        ("basic", 3, 16, "batch", 1),
+        ("n_layers", 5, 32, "instance", 1),
+        ("n_layers", 4, 32, "batch", 2),
+        ("basic", 3, 20, "instance", 4),
+    ],
 )
-def test_a_discriminator_too_deep_for_the_crop_is_a_usage_error(shapes, tmp_path, monkeypatch, capsys, netd, n_layers, crop, norm, batch):
+def test_a_discriminator_too_deep_for_the_crop_is_a_usage_error(
+    shapes, tmp_path, monkeypatch, capsys, netd, n_layers, crop, norm, batch
+):
     monkeypatch.chdir(tmp_path)
-    code = run_main([
-        "train", "pix2pix", "--data", str(shapes), "--out", "run", "--netg", "resnet_1blocks", "--ngf", "4",
-        "--ndf", "4", "--netd", netd, "--n-layers-d", str(n_layers), "--load-size", str(crop), "--crop-size", str(crop),
-        "--norm", norm, "--batch-size", str(batch), "--device", "cpu",
-    ])
+    code = run_main(
+        [
+            "train",
+            "pix2pix",
+            "--data",
+            str(shapes),
+            "--out",
+            "run",
+            "--netg",
+            "resnet_1blocks",
+            "--ngf",
+            "4",
+            "--ndf",
+            "4",
+            "--netd",
+            netd,
+            "--n-layers-d",
+            str(n_layers),
+            "--load-size",
+            str(crop),
+            "--crop-size",
+            str(crop),
+            "--norm",
+            norm,
+            "--batch-size",
+            str(batch),
+            "--device",
+            "cpu",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2, err
     assert f"--netd {netd}" in err and f"--crop-size {crop}" in err and "at least" in err
@@ -61,10 +92,30 @@ def test_a_discriminator_too_deep_for_the_crop_is_a_usage_error(shapes, tmp_path
 
 def test_a_generator_too_deep_for_the_crop_is_a_usage_error(shapes, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    code = run_main([
-        "train", "pix2pix", "--data", str(shapes), "--out", "run", "--netg", "resnet_1blocks", "--ngf", "4",
-        "--ndf", "4", "--netd", "pixel", "--load-size", "4", "--crop-size", "4", "--device", "cpu",
-    ])
+    code = run_main(
+        [
+            "train",
+            "pix2pix",
+            "--data",
+            str(shapes),
+            "--out",
+            "run",
+            "--netg",
+            "resnet_1blocks",
+            "--ngf",
+            "4",
+            "--ndf",
+            "4",
+            "--netd",
+            "pixel",
+            "--load-size",
+            "4",
+            "--crop-size",
+            "4",
+            "--device",
+            "cpu",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2, err
     assert "--netg resnet_1blocks" in err and "at least 8" in err
@@ -84,7 +135,9 @@ def test_unet_sizes_state_their_minimum():
 def test_the_meta_check_agrees_with_real_training_steps():
     """The up-front check (on the meta device) says a network trains exactly when a real
     forward and backward on the CPU succeed, over depths, sizes, norms and batch sizes."""
-    cases = itertools.product(("basic", "n_layers", "pixel"), (1, 2, 4), (12, 16, 24, 32), ("batch", "instance"), (1, 2))
+    cases = itertools.product(
+        ("basic", "n_layers", "pixel"), (1, 2, 4), (12, 16, 24, 32), ("batch", "instance"), (1, 2)
+    )
     for arch, n_layers, side, norm, batch in cases:
         if arch != "n_layers" and n_layers != 1:
             continue
@@ -147,7 +200,9 @@ def test_aligned_images_far_from_two_to_one_get_a_warning(tmp_path):
     (root / "train").mkdir(parents=True)
     for index in range(3):
         Image.new("RGB", (48, 40), (index * 40, 0, 0)).save(root / "train" / f"{index}.png")
-    config = Pix2PixConfig(**TINY, data=str(root), netg="unet_32", preprocess="resize_and_crop", load_size=32, crop_size=32)
+    config = Pix2PixConfig(
+        **TINY, data=str(root), netg="unet_32", preprocess="resize_and_crop", load_size=32, crop_size=32
+    )
     data = pix2pix_data(config)
     assert len(data.warnings) == 1
     assert "far from the 2:1" in data.warnings[0] and "train/A/" in data.warnings[0]
@@ -173,7 +228,20 @@ def test_check_data_full_and_data_check_decode_every_image(tmp_path, monkeypatch
     assert run_main(["data", "check", str(data)]) == 1
     err = capsys.readouterr().err
     assert "cannot be decoded" in err and "0002.png" in err and err.count("\n") == 1
-    flags = ["--netg", "unet_32", "--ngf", "4", "--ndf", "4", "--load-size", "32", "--crop-size", "32", "--device", "cpu"]
+    flags = [
+        "--netg",
+        "unet_32",
+        "--ngf",
+        "4",
+        "--ndf",
+        "4",
+        "--load-size",
+        "32",
+        "--crop-size",
+        "32",
+        "--device",
+        "cpu",
+    ]
     assert run_main(["train", "pix2pix", "--data", str(data), "--out", "run", "--check-data", "full", *flags]) == 1
     assert "0002.png" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
@@ -188,8 +256,9 @@ def test_an_image_that_fails_to_decode_during_training_ends_it_like_a_signal(tmp
     data = write_shapes_dataset(tmp_path / "shapes", n_train=4, n_val=1, size=32)
     broken = truncate(data / "train" / "0001.png")
     run = tmp_path / "run"
-    config = Pix2PixConfig(**TINY, data=str(data), netg="unet_32", load_size=32, crop_size=32, out=str(run),
-                           save_latest_freq=100)
+    config = Pix2PixConfig(
+        **TINY, data=str(data), netg="unet_32", load_size=32, crop_size=32, out=str(run), save_latest_freq=100
+    )
     with pytest.raises(DatasetError) as info:
         train_pix2pix(config, stream=io.StringIO())
     message = str(info.value)

@@ -30,7 +30,9 @@ def _run_folder(tmp_path) -> Path:
     run_dir = tmp_path / "run"
     (run_dir / "weights").mkdir(parents=True)
     for direction, seed in (("AtoB", 1), ("BtoA", 2)):
-        make_generator_file(run_dir / "weights" / f"cyclegan_{direction}.safetensors", seed=seed, task="cyclegan", direction=direction)
+        make_generator_file(
+            run_dir / "weights" / f"cyclegan_{direction}.safetensors", seed=seed, task="cyclegan", direction=direction
+        )
     return run_dir
 
 
@@ -51,8 +53,12 @@ def cyclegan_run(tmp_path) -> Path:
     run_dir = _run_folder(tmp_path)
     data = tmp_path / "horse2zebra"
     data.mkdir()
-    (data / "img2img-dataset.json").write_text(json.dumps({"name": "cyclegan/horse2zebra", "licence": "ImageNet terms"}))
-    (run_dir / "config.json").write_text(json.dumps({"task": "cyclegan", "data": str(data), "direction": "AtoB", "netg": "resnet_1blocks", "lr": 0.0002}))
+    (data / "img2img-dataset.json").write_text(
+        json.dumps({"name": "cyclegan/horse2zebra", "licence": "ImageNet terms"})
+    )
+    (run_dir / "config.json").write_text(
+        json.dumps({"task": "cyclegan", "data": str(data), "direction": "AtoB", "netg": "resnet_1blocks", "lr": 0.0002})
+    )
     (run_dir / "metrics.csv").write_text(
         "scope,epoch,iteration,elapsed_s,lr,G_A,val_cycle_A,val_cycle_B\n"
         "iter,1,2,1.0,0.0002,0.5,,\n"
@@ -69,13 +75,35 @@ def test_dry_run_writes_what_a_push_uploads_and_huggingface_hub_reads_the_card(c
     from huggingface_hub import ModelCard
 
     out = tmp_path / "pushed"
-    assert run(["push", str(cyclegan_run), "--repo", "owner/h2z", "--revision", "v1", "--license", "mit", "--dry-run", str(out)]) == 0
+    assert (
+        run(
+            [
+                "push",
+                str(cyclegan_run),
+                "--repo",
+                "owner/h2z",
+                "--revision",
+                "v1",
+                "--license",
+                "mit",
+                "--dry-run",
+                str(out),
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert lines == [
         "img2img translate INPUT... --model hf:owner/h2z@v1 --out-dir OUT",
         "img2img translate INPUT... --model hf:owner/h2z@v1/model_BtoA.safetensors --out-dir OUT",
     ]
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "model.safetensors", "model_BtoA.safetensors", "sample.png", "training_config.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
+        "model.safetensors",
+        "model_BtoA.safetensors",
+        "sample.png",
+        "training_config.json",
+    ]
     weights = cyclegan_run / "weights"
     assert (out / "model.safetensors").read_bytes() == (weights / "cyclegan_AtoB.safetensors").read_bytes()
     assert (out / "model_BtoA.safetensors").read_bytes() == (weights / "cyclegan_BtoA.safetensors").read_bytes()
@@ -107,7 +135,10 @@ def test_the_card_scores_the_epoch_the_weights_come_from(cyclegan_run, tmp_path)
     assert run(["push", str(cyclegan_run), "--repo", "owner/h2z", "--dry-run", str(out)]) == 0
     card = ModelCard.load(out / "README.md")
     assert {r.metric_type: r.metric_value for r in card.data.eval_results} == {
-        "val_cycle_A": 0.31, "val_cycle_B": 0.29, "val_fid_AtoB": 42.5, "val_fid_BtoA": 40.0,
+        "val_cycle_A": 0.31,
+        "val_cycle_B": 0.29,
+        "val_fid_AtoB": 42.5,
+        "val_fid_BtoA": 40.0,
     }
     assert "(epoch 1)" in card.text
 
@@ -144,7 +175,19 @@ def test_round_trip_through_the_hub_cache_gives_the_same_bytes(cyclegan_run, tmp
     for spec, local in pairs:
         a, b = tmp_path / f"{local}-hub.png", tmp_path / f"{local}-local.png"
         assert run(["translate", str(image), "--model", spec, "-o", str(a)]) == 0
-        assert run(["translate", str(image), "--model", str(cyclegan_run / "weights" / f"{local}.safetensors"), "-o", str(b)]) == 0
+        assert (
+            run(
+                [
+                    "translate",
+                    str(image),
+                    "--model",
+                    str(cyclegan_run / "weights" / f"{local}.safetensors"),
+                    "-o",
+                    str(b),
+                ]
+            )
+            == 0
+        )
         assert a.read_bytes() == b.read_bytes()
 
     # models info shows the scores the card carries.
@@ -269,7 +312,9 @@ class StandInUploadHub:
                     self._reply({})
                 elif "/preupload/" in path:
                     files = json.loads(body)["files"]
-                    self._reply({"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]})
+                    self._reply(
+                        {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
+                    )
                 elif "/commit/" in path:
                     revision = path.rsplit("/commit/", 1)[1]
                     files = {}
@@ -296,7 +341,9 @@ class StandInUploadHub:
         self.httpd.server_close()
 
 
-def test_push_uploads_the_dry_run_folder_through_huggingface_hub(cyclegan_run, no_stored_token, tmp_path, monkeypatch, capsys):
+def test_push_uploads_the_dry_run_folder_through_huggingface_hub(
+    cyclegan_run, no_stored_token, tmp_path, monkeypatch, capsys
+):
     from huggingface_hub import constants
 
     dry = tmp_path / "dry"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from img2img.files.atomic import atomic_write_bytes
 from img2img.errors import Img2ImgError, OutputError
+from img2img.files.atomic import atomic_write_bytes
 
 COLUMNS = "scope,epoch,iteration,elapsed_s,lr,G_GAN,val_L1\n"
 
@@ -70,7 +70,11 @@ def test_report_to_a_folder_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "command, shown", [(("report",), "RUN/report.html; required for several runs"), (("convert",), "batch, instance or none [default: read from the checkpoint]")]
+    "command, shown",
+    [
+        (("report",), "RUN/report.html; required for several runs"),
+        (("convert",), "batch, instance or none [default: read from the checkpoint]"),
+    ],
 )
 def test_help_shows_bracketed_defaults(command, shown):
     # Rich markup ate "[default: ...]" as an unknown tag.
@@ -142,15 +146,25 @@ def test_the_training_summary_points_at_the_report(tmp_path):
     pytest.importorskip("matplotlib")
     import io
 
-    from img2img.train.config import Pix2PixConfig
     from img2img.data.synthetic import write_shapes_dataset
     from img2img.train import train_pix2pix
+    from img2img.train.config import Pix2PixConfig
 
     data = write_shapes_dataset(tmp_path / "shapes", n_train=2, n_val=1, size=32)
     log = io.StringIO()
     config = Pix2PixConfig(
-        netg="unet_32", ngf=8, ndf=8, load_size=32, crop_size=32, n_epochs=1, n_epochs_decay=0,
-        seed=0, val_size=1, n_samples=1, data=str(data), out=str(tmp_path / "run"),
+        netg="unet_32",
+        ngf=8,
+        ndf=8,
+        load_size=32,
+        crop_size=32,
+        n_epochs=1,
+        n_epochs_decay=0,
+        seed=0,
+        val_size=1,
+        n_samples=1,
+        data=str(data),
+        out=str(tmp_path / "run"),
     )
     train_pix2pix(config, stream=log)
     assert f"report:     {tmp_path / 'run' / 'report.html'}" in log.getvalue()

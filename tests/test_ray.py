@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import REPO_ROOT, make_generator_file
-from img2img.errors import UsageError
+from PIL import Image
 from test_translate import make_image
+
+from img2img.errors import UsageError
 
 
 def make_folder(root: Path) -> dict[str, str]:
@@ -89,7 +89,17 @@ def cli_outputs(model, folder, tmp_path_factory) -> Path:
 
 
 def make_folder_names() -> list[str]:
-    return ["rgb.png", "sub/gray.png", "sub/alpha.png", "photo.jpg", "deep/er/small.png", "gray16.png", "palette.gif", "exif.jpg", "broken.png"]
+    return [
+        "rgb.png",
+        "sub/gray.png",
+        "sub/alpha.png",
+        "photo.jpg",
+        "deep/er/small.png",
+        "gray16.png",
+        "palette.gif",
+        "exif.jpg",
+        "broken.png",
+    ]
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -213,7 +223,7 @@ def test_an_error_from_the_actors_is_found_in_rays_wrapping():
 
     remote = RuntimeError(
         "The actor died because of an error raised in its creation task\n"
-        "  File \"img2img/hub/registry.py\", line 348, in _resolve\n"
+        '  File "img2img/hub/registry.py", line 348, in _resolve\n'
         "img2img.errors.ModelNotFoundError: /m/x.safetensors: no such file"
     )
     found = find_error(remote)
@@ -235,7 +245,9 @@ def test_an_error_from_the_actors_is_found_in_rays_wrapping():
 def ray_cluster():
     ray = pytest.importorskip("ray")
     # loopback only: the tests send no traffic to any other address
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False, _node_ip_address="127.0.0.1")
+    ray.init(
+        num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False, _node_ip_address="127.0.0.1"
+    )
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray
     ray.shutdown()
@@ -260,7 +272,9 @@ def _load_example():
     return module
 
 
-def test_example_writes_what_translate_writes_and_reports_the_corrupt_file(ray_cluster, model, folder, cli_outputs, tmp_path, capsys):
+def test_example_writes_what_translate_writes_and_reports_the_corrupt_file(
+    ray_cluster, model, folder, cli_outputs, tmp_path, capsys
+):
     out = tmp_path / "out"
     # Two actors with a CPU each take both of the cluster's CPUs: reading and writing still run.
     example = ["--model", str(model), "--batch-size", "4", "--concurrency", "2", "--quiet"]
@@ -289,7 +303,9 @@ def test_entry_point_on_read_binary_files_and_read_images(ray_cluster, model, fo
     files = [str(folder / n) for n in names]
     rows = (
         ray.data.read_binary_files(files, include_paths=True)
-        .map_batches(Translate, fn_constructor_kwargs={"model": str(model), "device": "cpu"}, batch_size=4, compute=pool)
+        .map_batches(
+            Translate, fn_constructor_kwargs={"model": str(model), "device": "cpu"}, batch_size=4, compute=pool
+        )
         .take_all()
     )
     by_name = {Path(row["path"]).relative_to(folder).as_posix(): row for row in rows}
@@ -306,7 +322,9 @@ def test_entry_point_on_read_binary_files_and_read_images(ray_cluster, model, fo
     rgb = [n for n in names if n in ("rgb.png", "sub/alpha.png", "deep/er/small.png")]
     rows = (
         ray.data.read_images([str(folder / n) for n in rgb], include_paths=True)
-        .map_batches(Translate, fn_constructor_kwargs={"model": str(model), "device": "cpu"}, batch_size=8, compute=pool)
+        .map_batches(
+            Translate, fn_constructor_kwargs={"model": str(model), "device": "cpu"}, batch_size=8, compute=pool
+        )
         .take_all()
     )
     assert len(rows) == len(rgb)
@@ -324,7 +342,9 @@ def test_entry_point_on_read_binary_files_and_read_images(ray_cluster, model, fo
         ("--ext", "xyz", "--ext xyz: extension '.xyz' is not an image format"),
     ],
 )
-def test_example_checks_its_arguments_before_starting_ray(model, folder, tmp_path, capsys, monkeypatch, option, value, message):
+def test_example_checks_its_arguments_before_starting_ray(
+    model, folder, tmp_path, capsys, monkeypatch, option, value, message
+):
     """A mistyped model (or device, or format) is one line before Ray starts, not every actor's
     traceback followed by that line."""
     ray = pytest.importorskip("ray")
@@ -332,7 +352,9 @@ def test_example_checks_its_arguments_before_starting_ray(model, folder, tmp_pat
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda *a, **k: started.append(1))
     args = {"--model": str(model), "--device": "cpu", "--ext": "png", option: value}
-    code = _load_example().main([str(folder), str(tmp_path / "out"), *[x for kv in args.items() for x in kv], "--quiet"])
+    code = _load_example().main(
+        [str(folder), str(tmp_path / "out"), *[x for kv in args.items() for x in kv], "--quiet"]
+    )
     stdout, stderr = capsys.readouterr()
     assert code in (1, 2) and started == [] and stdout == ""
     assert stderr.count("\n") == 1 and stderr.startswith("ray_translate: error: ") and message in stderr, stderr

@@ -18,9 +18,8 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from conftest import REPO_ROOT, make_generator_file
+from PIL import Image
 from test_translate import make_image
 
 RECIPES = REPO_ROOT / "examples" / "recipes"

@@ -17,10 +17,10 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from img2img.files import filetypes
 from img2img.cli import main
-from img2img.models.config import DiscriminatorConfig, GeneratorConfig
 from img2img.errors import WeightsError
+from img2img.files import filetypes
+from img2img.models.config import DiscriminatorConfig, GeneratorConfig
 from img2img.models.networks import build_discriminator, build_generator, init_weights
 from img2img.models.reference import infer_generator
 from img2img.models.weights import (
@@ -55,9 +55,7 @@ def run_main(args, capsys):
 # --- reading the architecture ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "netg, norm, dropout", list(itertools.product(REFERENCE_NETS, NORMS, [False, True]))
-)
+@pytest.mark.parametrize("netg, norm, dropout", list(itertools.product(REFERENCE_NETS, NORMS, [False, True])))
 def test_every_reference_architecture_is_read_from_its_keys(tmp_path, netg, norm, dropout):
     for input_nc, output_nc in CHANNELS:
         path, config, net = reference_checkpoint(
@@ -113,9 +111,7 @@ def test_old_checkpoints_with_module_prefixes_and_instance_norm_statistics(tmp_p
     assert set(load_file(tmp_path / "old.safetensors")) == set(net.state_dict())
 
 
-def test_reference_fixtures_are_read_with_no_options(
-    tmp_path, reference_fixtures, reference_manifest
-):
+def test_reference_fixtures_are_read_with_no_options(tmp_path, reference_fixtures, reference_manifest):
     for case, entry in reference_manifest["cases"].items():
         if entry["network"] != "generator":
             continue
@@ -136,7 +132,9 @@ def test_a_discriminator_is_named_as_one(tmp_path):
     for arch in ("basic", "pixel"):
         net = build_discriminator(DiscriminatorConfig(arch=arch, input_nc=6, ndf=4))
         torch.save(net.state_dict(), tmp_path / "latest_net_D.pth")
-        with pytest.raises(WeightsError, match=r"latest_net_D.pth: a (PatchGAN|PixelGAN) discriminator .* not a generator"):
+        with pytest.raises(
+            WeightsError, match=r"latest_net_D.pth: a (PatchGAN|PixelGAN) discriminator .* not a generator"
+        ):
             read_reference_checkpoint(tmp_path / "latest_net_D.pth")
 
 
@@ -191,7 +189,10 @@ FOREIGN_FILES = {
     "json.pth": (b'{"error": "not found"}', "a JSON text file"),
     "archive.pth": (gzip.compress(b"x" * 100), "a gzip-compressed file"),
     # A safetensors download cut short inside its header (8-byte length, then JSON).
-    "cut.pth": ((300).to_bytes(8, "little") + b'{"__metadata__": {"format": "pt"}, "model.0.weight": {"dt', "a truncated safetensors file"),
+    "cut.pth": (
+        (300).to_bytes(8, "little") + b'{"__metadata__": {"format": "pt"}, "model.0.weight": {"dt',
+        "a truncated safetensors file",
+    ),
 }
 
 
@@ -226,7 +227,9 @@ def test_a_truncated_checkpoint_is_still_called_a_checkpoint(tmp_path):
 
 
 def test_convert_needs_no_flags_for_a_resnet_trained_with_dropout(tmp_path, capsys):
-    path, config, _ = reference_checkpoint(tmp_path / "latest_net_G_A.pth", "resnet_9blocks", use_dropout=True, norm="batch")
+    path, config, _ = reference_checkpoint(
+        tmp_path / "latest_net_G_A.pth", "resnet_9blocks", use_dropout=True, norm="batch"
+    )
     out = tmp_path / "g.safetensors"
     code, _, err = run_main(["convert", str(path), "-o", str(out)], capsys)
     assert code in (0, None), err
@@ -292,11 +295,21 @@ def test_translate_names_a_broken_checkpoint(tmp_path, monkeypatch, capsys):
     (tmp_path / "latest_net_G.pth").write_bytes(FOREIGN_FILES["page.pth"][0])
     Image.new("RGB", (8, 8)).save(tmp_path / "in.png")
     code, _, err = run_main(
-        ["translate", str(tmp_path / "in.png"), "--model", str(tmp_path / "latest_net_G.pth"), "-o", str(tmp_path / "o.png")],
+        [
+            "translate",
+            str(tmp_path / "in.png"),
+            "--model",
+            str(tmp_path / "latest_net_G.pth"),
+            "-o",
+            str(tmp_path / "o.png"),
+        ],
         capsys,
     )
     assert code == 1
-    assert err == f"img2img: error: {tmp_path / 'latest_net_G.pth'}: looks like an HTML page, not a PyTorch checkpoint ({filetypes.describe_kind('html')[1]})\n"
+    assert (
+        err
+        == f"img2img: error: {tmp_path / 'latest_net_G.pth'}: looks like an HTML page, not a PyTorch checkpoint ({filetypes.describe_kind('html')[1]})\n"
+    )
     assert not (tmp_path / "o.png").exists()
     assert not (tmp_path / "cache" / "converted").exists() or not any((tmp_path / "cache" / "converted").iterdir())
 
@@ -314,7 +327,9 @@ def test_translate_names_a_cache_it_cannot_write(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("IMG2IMG_CACHE", str(tmp_path / "cache"))
     path, _, _ = reference_checkpoint(tmp_path / "latest_net_G.pth", "resnet_6blocks")
     Image.new("RGB", (8, 8)).save(tmp_path / "in.png")
-    code, _, err = run_main(["translate", str(tmp_path / "in.png"), "--model", str(path), "-o", str(tmp_path / "o.png")], capsys)
+    code, _, err = run_main(
+        ["translate", str(tmp_path / "in.png"), "--model", str(path), "-o", str(tmp_path / "o.png")], capsys
+    )
     assert code == 1 and err.count("\n") == 1
     assert f"cannot write the conversion of {path}" in err and "IMG2IMG_CACHE" in err
 

@@ -15,10 +15,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
 from conftest import make_generator_file
-from img2img.hub import registry
+
 from img2img.errors import DownloadError, Img2ImgError, ModelNotFoundError, UsageError, WeightsError
+from img2img.hub import registry
 
 CYCLEGAN_NAMES = {
     "horse2zebra", "zebra2horse", "monet2photo", "style_monet", "style_cezanne", "style_ukiyoe",
@@ -334,7 +334,10 @@ def test_http_404_is_one_line_and_leaves_nothing(served_registry, tmp_path, monk
 @pytest.mark.parametrize(
     "body, message",
     [
-        (b"<html>this is not a checkpoint</html>", "refused the checkpoint .*looks like an HTML page, not a PyTorch checkpoint"),
+        (
+            b"<html>this is not a checkpoint</html>",
+            "refused the checkpoint .*looks like an HTML page, not a PyTorch checkpoint",
+        ),
         ("half", "refused the checkpoint .*not a readable"),
         ("cut short", "cut short|interrupted"),
     ],

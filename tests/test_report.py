@@ -16,16 +16,26 @@ from pathlib import Path
 import pytest
 
 from img2img.cli import main
-from img2img.train.config import Pix2PixConfig
-from img2img.report.page import read_run, smooth, speed_table, write_report
 from img2img.data.synthetic import write_shapes_dataset
+from img2img.report.page import read_run, smooth, speed_table, write_report
 from img2img.train import train_pix2pix
+from img2img.train.config import Pix2PixConfig
 
 pytest.importorskip("matplotlib", reason='the report needs matplotlib: pip install "img2img[report]"')
 
 TINY = dict(
-    netg="unet_32", ngf=8, ndf=8, preprocess="resize_and_crop", load_size=36, crop_size=32,
-    n_epochs=1, n_epochs_decay=1, seed=0, print_freq=2, val_size=2, n_samples=2,
+    netg="unet_32",
+    ngf=8,
+    ndf=8,
+    preprocess="resize_and_crop",
+    load_size=36,
+    crop_size=32,
+    n_epochs=1,
+    n_epochs_decay=1,
+    seed=0,
+    print_freq=2,
+    val_size=2,
+    n_samples=2,
 )
 EXTERNAL = re.compile(r"""(https?:|ftp:|//[a-z0-9.-]+\.[a-z]{2,}|<script|<link|@import|url\((?!#))""", re.I)
 
@@ -208,12 +218,18 @@ def test_epochs_shorter_than_the_report_interval_share_one_page(shapes, tmp_path
     monkeypatch.setattr(img2img.report.page, "write_report", counting)
     monkeypatch.setattr(reporting, "REPORT_INTERVAL", 3600.0)
     log = io.StringIO()
-    train_pix2pix(Pix2PixConfig(**{**TINY, "n_epochs": 3, "n_epochs_decay": 0}, data=str(shapes), out=str(tmp_path / "a")), stream=log)
+    train_pix2pix(
+        Pix2PixConfig(**{**TINY, "n_epochs": 3, "n_epochs_decay": 0}, data=str(shapes), out=str(tmp_path / "a")),
+        stream=log,
+    )
     assert len(writes) == 1 and (tmp_path / "a" / "report.html").is_file()  # the end of the run
     assert f"report:     {tmp_path / 'a' / 'report.html'}" in log.getvalue()
     monkeypatch.setattr(reporting, "REPORT_INTERVAL", 0.0)
     writes.clear()
-    train_pix2pix(Pix2PixConfig(**{**TINY, "n_epochs": 3, "n_epochs_decay": 0}, data=str(shapes), out=str(tmp_path / "b")), stream=io.StringIO())
+    train_pix2pix(
+        Pix2PixConfig(**{**TINY, "n_epochs": 3, "n_epochs_decay": 0}, data=str(shapes), out=str(tmp_path / "b")),
+        stream=io.StringIO(),
+    )
     assert len(writes) == 3 + 1  # each epoch's end, and the end
 
 
@@ -257,9 +273,16 @@ def _chromium() -> str | None:
 
 def _headless(browser: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
     flags = [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--hide-scrollbars", f"--user-data-dir={profile}",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
     ]
     return subprocess.run([browser, *flags, *args], capture_output=True, text=True, timeout=120)
 
@@ -272,8 +295,12 @@ def test_report_renders_in_a_browser(runs, tmp_path, width, height):
     probe = tmp_path / "probe.html"
     probe.write_text(page.read_text().replace("</body>", _MEASURE + "</body>"))
     done = _headless(
-        browser, tmp_path / "profile", f"--window-size={width},{height}", "--virtual-time-budget=5000",
-        "--dump-dom", probe.as_uri(),
+        browser,
+        tmp_path / "profile",
+        f"--window-size={width},{height}",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        probe.as_uri(),
     )
     found = re.search(r'<pre id="measured">(.*?)</pre>', done.stdout, re.S)
     assert found, done.stderr[-2000:]

@@ -15,18 +15,29 @@ import pytest
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from img2img.train.config import Pix2PixConfig
-from img2img.errors import Img2ImgError, RunFolderError, TrainingInterrupted, UsageError
 from img2img.data.synthetic import write_shapes_dataset
+from img2img.errors import Img2ImgError, RunFolderError, TrainingInterrupted, UsageError
 from img2img.train import Trainer, load_run_config, pix2pix_data, train_pix2pix
 from img2img.train import trainer as trainer_module
 from img2img.train.checkpoint import METADATA_KEY
+from img2img.train.config import Pix2PixConfig
 from img2img.train.pix2pix import Pix2PixModel
 from img2img.train.progress import MetricsLog
 
 TINY = dict(
-    netg="unet_32", ngf=4, ndf=4, load_size=36, crop_size=32, n_epochs=2, n_epochs_decay=0, seed=0,
-    print_freq=2, val_size=1, n_samples=0, device="cpu", save_epoch_freq=1,
+    netg="unet_32",
+    ngf=4,
+    ndf=4,
+    load_size=36,
+    crop_size=32,
+    n_epochs=2,
+    n_epochs_decay=0,
+    seed=0,
+    print_freq=2,
+    val_size=1,
+    n_samples=0,
+    device="cpu",
+    save_epoch_freq=1,
 )
 
 
@@ -105,7 +116,10 @@ def test_a_refused_new_run_over_kept_checkpoints_never_advises_overwrite_alone(o
         (lambda text: json.dumps({**json.loads(text), "epoch_iter": 99}), "iteration 99 of an epoch of 4"),
         (lambda text: json.dumps({**json.loads(text), "epoch": "one"}), "epoch is 'one', not a number"),
         (lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "structure"}), "no 'structure'"),
-        (lambda text: json.dumps({**json.loads(text), "structure": {"networks": {"__tensor__": "nope"}}}), "structure does not match"),
+        (
+            lambda text: json.dumps({**json.loads(text), "structure": {"networks": {"__tensor__": "nope"}}}),
+            "structure does not match",
+        ),
     ],
     ids=["truncated", "a list", "negative iteration", "past the epoch", "wrong type", "incomplete", "wrong structure"],
 )

@@ -15,21 +15,57 @@ from pathlib import Path
 
 import pytest
 
-from img2img.train.config import Pix2PixConfig
-from img2img.report.page import read_run
-from img2img.files.run_status import process_start
-from img2img.testing.hold import hold_at, release, wait_until_held
 from img2img.data.synthetic import write_shapes_dataset
+from img2img.files.run_status import process_start
+from img2img.report.page import read_run
+from img2img.testing.hold import hold_at, release, wait_until_held
 from img2img.train import train_pix2pix
+from img2img.train.config import Pix2PixConfig
 
 TINY = dict(
-    netg="unet_32", ngf=4, ndf=4, preprocess="resize_and_crop", load_size=36, crop_size=32,
-    n_epochs=1, n_epochs_decay=0, seed=0, print_freq=1, val_size=1, n_samples=0, device="cpu",
+    netg="unet_32",
+    ngf=4,
+    ndf=4,
+    preprocess="resize_and_crop",
+    load_size=36,
+    crop_size=32,
+    n_epochs=1,
+    n_epochs_decay=0,
+    seed=0,
+    print_freq=1,
+    val_size=1,
+    n_samples=0,
+    device="cpu",
 )
 FLAGS = [
-    "--netg", "unet_32", "--ngf", "4", "--ndf", "4", "--load-size", "36", "--crop-size", "32",
-    "--seed", "0", "--val-size", "1", "--n-samples", "0", "--print-freq", "1", "--device", "cpu",
-    "--num-workers", "0", "--n-epochs", "50", "--n-epochs-decay", "0", "--save-latest-freq", "1",
+    "--netg",
+    "unet_32",
+    "--ngf",
+    "4",
+    "--ndf",
+    "4",
+    "--load-size",
+    "36",
+    "--crop-size",
+    "32",
+    "--seed",
+    "0",
+    "--val-size",
+    "1",
+    "--n-samples",
+    "0",
+    "--print-freq",
+    "1",
+    "--device",
+    "cpu",
+    "--num-workers",
+    "0",
+    "--n-epochs",
+    "50",
+    "--n-epochs-decay",
+    "0",
+    "--save-latest-freq",
+    "1",
 ]
 
 
@@ -58,7 +94,11 @@ def test_a_run_stopped_by_sigterm_says_so_and_a_running_one_is_in_progress(shape
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **hold_at(holds, "iteration-2")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "img2img", "train", "pix2pix", "--data", str(shapes), "--out", str(run), *FLAGS],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         wait_until_held(holds, "iteration-2", lambda: proc.poll() is None)
@@ -117,8 +157,12 @@ def test_a_live_process_that_reused_the_run_s_process_id_is_not_the_run(shapes, 
             (run / "status.json").write_text(json.dumps({**_status(run), "pid": other.pid, **changes}))
             return read_run(run).status
 
-        assert status_with(process_start=f"{boot}:{int(ticks) - 1}").startswith("ended unexpectedly (the process is gone;")
-        assert status_with(process_start=f"{'1' if boot[0] == '0' else '0'}{boot[1:]}:{ticks}").startswith("ended unexpectedly")  # another boot
+        assert status_with(process_start=f"{boot}:{int(ticks) - 1}").startswith(
+            "ended unexpectedly (the process is gone;"
+        )
+        assert status_with(process_start=f"{'1' if boot[0] == '0' else '0'}{boot[1:]}:{ticks}").startswith(
+            "ended unexpectedly"
+        )  # another boot
         assert status_with(process_start=start).startswith(f"in progress (pid {other.pid} on ")
         assert status_with(process_start=None).startswith(f"in progress (pid {other.pid} on ")  # older records
     finally:
@@ -131,8 +175,13 @@ def test_a_run_of_another_host_is_unknown(tmp_path):
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"task": "pix2pix", "n_epochs": 2, "n_epochs_decay": 0}))
     record = {
-        "schema": 1, "state": "running", "pid": os.getpid(), "host": socket.gethostname() + "-elsewhere",
-        "epoch": 1, "iteration": 5, "checkpoint": {"epoch": 1, "epoch_iter": 3, "iteration": 5},
+        "schema": 1,
+        "state": "running",
+        "pid": os.getpid(),
+        "host": socket.gethostname() + "-elsewhere",
+        "epoch": 1,
+        "iteration": 5,
+        "checkpoint": {"epoch": 1, "epoch_iter": 3, "iteration": 5},
     }
     (run / "status.json").write_text(json.dumps(record))
     status = read_run(run).status

@@ -11,9 +11,9 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
+from test_engines import model, run
 
 from img2img.translate import engines
-from test_engines import model, run
 
 
 def _images(folder, count: int = 40) -> list[str]:
@@ -81,5 +81,9 @@ def test_an_image_alone_and_inside_a_40_image_folder_gives_the_same_bytes(job, c
         shutil.copy(inputs / names[old], shuffled / f"{new:02d}.png")
     translate(shuffled, "--out-dir", job / "batched", "--batch-size", "3")
     for new, old in enumerate(order):
-        assert (job / "sharded" / names[old]).read_bytes() == folder[names[old]], f"{names[old]} in a shard differs ({cpu_class})"
-        assert (job / "batched" / f"{new:02d}.png").read_bytes() == folder[names[old]], f"{names[old]} in batches of 3 differs ({cpu_class})"
+        assert (job / "sharded" / names[old]).read_bytes() == folder[names[old]], (
+            f"{names[old]} in a shard differs ({cpu_class})"
+        )
+        assert (job / "batched" / f"{new:02d}.png").read_bytes() == folder[names[old]], (
+            f"{names[old]} in batches of 3 differs ({cpu_class})"
+        )

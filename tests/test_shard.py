@@ -7,10 +7,10 @@ import random
 from pathlib import Path
 
 import pytest
+from test_translate import make_image, run
 
 from img2img.errors import UsageError
 from img2img.translate.jobs import Shard, parse_shard, plan_jobs
-from test_translate import make_image, run
 
 NAMES = [f"d{i % 4}/img{i:03d}.png" for i in range(40)] + ["top.jpg", "x.gif", "ü ñ.png"]
 
@@ -102,7 +102,9 @@ def test_parse_shard():
 
 def test_cli_parts_write_the_same_bytes_as_one_run(tiny_generator, tmp_path, capsys):
     photos = tmp_path / "photos"
-    for i, (size, mode) in enumerate([((20, 12), "RGB"), ((9, 9), "L"), ((16, 24), "RGBA"), ((30, 8), "RGB"), ((12, 12), "L")]):
+    for i, (size, mode) in enumerate(
+        [((20, 12), "RGB"), ((9, 9), "L"), ((16, 24), "RGBA"), ((30, 8), "RGB"), ((12, 12), "L")]
+    ):
         make_image(photos / f"sub{i % 2}" / f"p{i}.png", size, mode, seed=i)
     assert run([photos, "-m", tiny_generator, "--out-dir", tmp_path / "whole"], capsys)[0] == 0
     lines = []
@@ -123,7 +125,9 @@ def test_cli_empty_part_exits_0_and_bad_part_exits_2(tiny_generator, tmp_path, c
     image = make_image(tmp_path / "in" / "one.png")
     owner = next(k for k in range(9) if Shard(k, 9).holds("one.png"))
     empty = (owner + 1) % 9
-    code, stdout, stderr = run([image, "-m", tiny_generator, "--out-dir", tmp_path / "out", "--shard", f"{empty}/9"], capsys)
+    code, stdout, stderr = run(
+        [image, "-m", tiny_generator, "--out-dir", tmp_path / "out", "--shard", f"{empty}/9"], capsys
+    )
     assert (code, stdout, stderr) == (0, "", "") and not (tmp_path / "out").exists()
     code, _, stderr = run([image, "-m", tiny_generator, "--out-dir", tmp_path / "out", "--shard", "9/9"], capsys)
     assert code == 2 and "--shard '9/9': expected K/N" in stderr

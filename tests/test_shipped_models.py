@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from img2img.translate.translator import Translator
 from img2img.hub.registry import resolve_model
 from img2img.models.weights import read_metadata
+from img2img.translate.translator import Translator
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"

@@ -16,13 +16,36 @@ from pathlib import Path
 
 import pytest
 
-from img2img.testing.hold import hold_at, release, wait_until_held
 from img2img.data.synthetic import write_shapes_dataset
+from img2img.testing.hold import hold_at, release, wait_until_held
 
 FLAGS = [
-    "--netg", "unet_32", "--ngf", "4", "--ndf", "4", "--load-size", "36", "--crop-size", "32",
-    "--seed", "0", "--val-size", "1", "--n-samples", "0", "--print-freq", "1", "--device", "cpu",
-    "--num-workers", "1", "--n-epochs", "50", "--n-epochs-decay", "0",
+    "--netg",
+    "unet_32",
+    "--ngf",
+    "4",
+    "--ndf",
+    "4",
+    "--load-size",
+    "36",
+    "--crop-size",
+    "32",
+    "--seed",
+    "0",
+    "--val-size",
+    "1",
+    "--n-samples",
+    "0",
+    "--print-freq",
+    "1",
+    "--device",
+    "cpu",
+    "--num-workers",
+    "1",
+    "--n-epochs",
+    "50",
+    "--n-epochs-decay",
+    "0",
 ]
 GONE_WITHIN = 120  # seconds: a hang guard, generous for a loaded machine; a hang is forever
 FIRST = "iteration-1"  # where the runs are held: the first batch is loaded, nothing trained yet
@@ -59,7 +82,11 @@ def start(args: list[str], cwd: Path, holds: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **hold_at(holds, FIRST)}
     return subprocess.Popen(
         [sys.executable, "-m", "img2img", "train", "pix2pix", *args],
-        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -175,9 +202,26 @@ def test_ctrl_c_under_nproc_ends_every_process_and_worker(shapes, tmp_path):
     holds = tmp_path / "holds"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **hold_at(holds, FIRST)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "img2img", "train", "pix2pix", "--data", str(shapes), "--out", str(run), *FLAGS,
-         "--nproc", "2"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "img2img",
+            "train",
+            "pix2pix",
+            "--data",
+            str(shapes),
+            "--out",
+            str(run),
+            *FLAGS,
+            "--nproc",
+            "2",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     wait_for_training(proc, holds, count=2)  # both ranks
     processes = descendants(proc.pid)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 
 import pytest
-
 from conftest import make_generator_file
+
 from img2img.cli import main
 from img2img.files.text import one_line
 
@@ -42,10 +42,10 @@ def test_models_info_escapes_a_weights_files_source(tmp_path, capsys):
 def test_models_info_escapes_onnx_metadata(tmp_path, capsys):
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from img2img.onnx.export import onnx_metadata
-    from img2img.models.weights import read_metadata
-
     from onnx import TensorProto, helper
+
+    from img2img.models.weights import read_metadata
+    from img2img.onnx.export import onnx_metadata
 
     weights = make_generator_file(tmp_path / "g.safetensors", direction="AtoB")
     metadata = read_metadata(weights)

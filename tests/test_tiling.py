@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_generator_file
 from PIL import Image
 
-from conftest import make_generator_file
 from img2img.cli import main
 from img2img.errors import ImageError, UsageError
 from img2img.files.imageio import read_image
-from img2img.translate.translator import Translator
 from img2img.translate.tiling import TilePlan, _axis_starts, _axis_weights, shared_statistics
+from img2img.translate.translator import Translator
 
 WIDTH, HEIGHT = 256, 192
 
@@ -71,7 +71,9 @@ def models(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def one_pass(models) -> dict[str, Image.Image]:
     image = scene()
-    return {name: Translator(models[name], device="cpu", tile="off").translate_image(image) for name in ("resnet", "unet")}
+    return {
+        name: Translator(models[name], device="cpu", tile="off").translate_image(image) for name in ("resnet", "unet")
+    }
 
 
 def tiled(model: Path, tile: int, stats: str, image: Image.Image | None = None) -> tuple[Image.Image, TilePlan]:

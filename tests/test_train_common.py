@@ -15,18 +15,17 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from img2img.train.config import Pix2PixConfig, TrainConfig
 from img2img.errors import DeviceError, Img2ImgError, UsageError, WeightsError
 from img2img.runtime.devices import resolve_device
-from img2img.train.losses import GANLoss, gradient_penalty
 from img2img.train import checkpoint as ckpt
+from img2img.train.config import Pix2PixConfig, TrainConfig
+from img2img.train.losses import GANLoss, gradient_penalty
+from img2img.train.progress import MetricsLog, Progress
 from img2img.train.run_folder import RunFolder, default_run_dir, load_run_config
 from img2img.train.runtime import Amp, DistInfo
 from img2img.train.samples import image_grid
 from img2img.train.schedules import build_scheduler
 from img2img.train.signals import StopSignals
-from img2img.train.progress import MetricsLog, Progress
-
 
 # --- checkpoint files ---------------------------------------------------------------------------
 

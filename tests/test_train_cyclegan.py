@@ -20,20 +20,47 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from img2img.cli import main
-from img2img.train.config import CycleGANConfig
 from img2img.data import Preprocess, UnpairedDataset, check_unpaired_data, list_images, load_image, to_tensor
 from img2img.data.synthetic import PALETTES, write_palette_dataset
 from img2img.errors import DatasetError, TrainingInterrupted, UsageError
-from img2img.train import CycleGANModel, ImagePool, train_cyclegan
 from img2img.models.weights import load_generator, read_metadata
+from img2img.train import CycleGANModel, ImagePool, train_cyclegan
+from img2img.train.config import CycleGANConfig
 
 TINY = dict(
-    netg="resnet_1blocks", ngf=8, ndf=8, preprocess="resize_and_crop", load_size=36, crop_size=32,
-    n_epochs=1, n_epochs_decay=1, seed=0, print_freq=4, val_size=2, n_samples=2, pool_size=3,
+    netg="resnet_1blocks",
+    ngf=8,
+    ndf=8,
+    preprocess="resize_and_crop",
+    load_size=36,
+    crop_size=32,
+    n_epochs=1,
+    n_epochs_decay=1,
+    seed=0,
+    print_freq=4,
+    val_size=2,
+    n_samples=2,
+    pool_size=3,
 )
 TINY_FLAGS = [
-    "--netg", "resnet_1blocks", "--ngf", "8", "--ndf", "8", "--load-size", "36", "--crop-size", "32",
-    "--seed", "0", "--val-size", "2", "--n-samples", "2", "--pool-size", "3",
+    "--netg",
+    "resnet_1blocks",
+    "--ngf",
+    "8",
+    "--ndf",
+    "8",
+    "--load-size",
+    "36",
+    "--crop-size",
+    "32",
+    "--seed",
+    "0",
+    "--val-size",
+    "2",
+    "--n-samples",
+    "2",
+    "--pool-size",
+    "3",
 ]
 LOSSES = ["D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B"]
 
@@ -98,9 +125,22 @@ def test_cyclegan_learns_a_known_recolouring(tmp_path):
     background colour, and the cycle must bring the inputs back."""
     data = write_palette_dataset(tmp_path / "palettes", n_a=48, n_b=40, n_test=8, size=64, seed=0)
     config = CycleGANConfig(
-        data=str(data), out=str(tmp_path / "run"), netg="resnet_2blocks", ngf=16, ndf=16,
-        preprocess="none", load_size=64, crop_size=64, lr=5e-4, n_epochs=3, n_epochs_decay=3,
-        seed=0, print_freq=1000, val_size=8, amp=False, channels_last=False,
+        data=str(data),
+        out=str(tmp_path / "run"),
+        netg="resnet_2blocks",
+        ngf=16,
+        ndf=16,
+        preprocess="none",
+        load_size=64,
+        crop_size=64,
+        lr=5e-4,
+        n_epochs=3,
+        n_epochs_decay=3,
+        seed=0,
+        print_freq=1000,
+        val_size=8,
+        amp=False,
+        channels_last=False,
     )
     result = train_cyclegan(config, stream=io.StringIO())
     assert result.iterations == 6 * 48  # epochs as long as the larger domain
@@ -205,7 +245,9 @@ def test_run_folder_metrics_samples_and_exports(palettes, tmp_path):
     assert list(rows[0])[5:] == [*LOSSES, "val_cycle_A", "val_cycle_B"]
     assert [r["scope"] for r in rows] == ["iter", "iter", "epoch", "iter", "iter", "epoch"]
     assert all(float(r[name]) >= 0 for r in rows for name in LOSSES)
-    assert all(0 < float(r["val_cycle_A"]) < 2 and 0 < float(r["val_cycle_B"]) < 2 for r in rows if r["scope"] == "epoch")
+    assert all(
+        0 < float(r["val_cycle_A"]) < 2 and 0 < float(r["val_cycle_B"]) < 2 for r in rows if r["scope"] == "epoch"
+    )
 
     with Image.open(run / "samples" / "epoch_002.png") as grid:
         # 2 fixed images: real_A | fake_B | rec_A and real_B | fake_A | rec_B for each
@@ -225,7 +267,10 @@ def test_run_folder_metrics_samples_and_exports(palettes, tmp_path):
             assert net(torch.rand(1, 3, 32, 32) * 2 - 1).shape == (1, 3, 32, 32)
     config = json.loads((run / "config.json").read_text())
     assert (config["task"], config["netg"], config["gan_mode"], config["pool_size"]) == (
-        "cyclegan", "resnet_1blocks", "lsgan", 3
+        "cyclegan",
+        "resnet_1blocks",
+        "lsgan",
+        3,
     )
     text = log.getvalue()
     assert "8 trainA/ and 6 trainB/ images (unpaired); validation: 2 + 2 from testA/ + testB/" in text
@@ -238,12 +283,31 @@ def test_translate_both_directions_with_the_exports(palettes, tmp_path):
     result = train_cyclegan(tiny(palettes, run, n_epochs_decay=0), stream=io.StringIO())
     image = tmp_path / "in.png"
     Image.open(list_images(palettes / "testA")[0]).resize((40, 28)).save(image)
-    assert _run_main(["translate", str(image), "--model", str(result.weights["AtoB"]), "-o", str(tmp_path / "b.png"), "--quiet"]) == 0
+    assert (
+        _run_main(
+            ["translate", str(image), "--model", str(result.weights["AtoB"]), "-o", str(tmp_path / "b.png"), "--quiet"]
+        )
+        == 0
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [sys.executable, "-m", "img2img", "translate", str(image), "--model", str(result.weights["BtoA"]),
-         "--direction", "BtoA", "-o", str(tmp_path / "a.png")],
-        capture_output=True, text=True, timeout=900, env=env,  # a hang guard
+        [
+            sys.executable,
+            "-m",
+            "img2img",
+            "translate",
+            str(image),
+            "--model",
+            str(result.weights["BtoA"]),
+            "--direction",
+            "BtoA",
+            "-o",
+            str(tmp_path / "a.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,  # a hang guard
     )
     assert done.returncode == 0, done.stderr
     for name in ("a.png", "b.png"):
@@ -276,7 +340,11 @@ def test_direction_btoa_grayscale_domain_and_the_warnings(tmp_path):
 
 @pytest.mark.parametrize(
     "changes",
-    [dict(gan_mode="vanilla", pool_size=0), dict(gan_mode="wgangp", norm="batch", dropout=True), dict(batch_size=2, amp=False)],
+    [
+        dict(gan_mode="vanilla", pool_size=0),
+        dict(gan_mode="wgangp", norm="batch", dropout=True),
+        dict(batch_size=2, amp=False),
+    ],
     ids=["vanilla-no-pool", "wgangp-batchnorm-dropout", "batch2-fp32"],
 )
 def test_options_train(palettes, tmp_path, changes):
@@ -293,7 +361,9 @@ def _domains(root: Path, n_a: int, n_b: int, size: int = 8) -> Path:
     for name, count in (("trainA", n_a), ("trainB", n_b)):
         (root / name).mkdir(parents=True)
         for index in range(count):
-            Image.new("RGB", (size, size), (index, 0, 0) if name == "trainA" else (0, 0, index)).save(root / name / f"{index}.png")
+            Image.new("RGB", (size, size), (index, 0, 0) if name == "trainA" else (0, 0, index)).save(
+                root / name / f"{index}.png"
+            )
     return root
 
 
@@ -322,7 +392,9 @@ def test_unpaired_dataset_is_the_references_unaligned_one(tmp_path):
 def test_serial_batches_takes_images_in_order(palettes, tmp_path):
     from img2img.train import Trainer, cyclegan_data
 
-    trainer = Trainer(tiny(palettes, tmp_path / "run", serial_batches=True), CycleGANModel, cyclegan_data, stream=io.StringIO())
+    trainer = Trainer(
+        tiny(palettes, tmp_path / "run", serial_batches=True), CycleGANModel, cyclegan_data, stream=io.StringIO()
+    )
     trainer._prepare()
     batches = list(trainer.loader)
     assert [Path(b["A_path"][0]).name for b in batches] == [f"{i:04d}.png" for i in range(8)]
@@ -362,7 +434,15 @@ def _broken(kind: str, root: Path) -> list[str]:
     raise AssertionError(kind)
 
 
-BROKEN = ["missing folder", "paired layout", "no trainB", "empty trainA", "unreadable images", "unreadable test image", "image smaller than crop"]
+BROKEN = [
+    "missing folder",
+    "paired layout",
+    "no trainB",
+    "empty trainA",
+    "unreadable images",
+    "unreadable test image",
+    "image smaller than crop",
+]
 
 
 @pytest.mark.parametrize("kind", BROKEN)
@@ -370,7 +450,9 @@ def test_cli_broken_dataset_exits_1_and_writes_nothing(tmp_path, monkeypatch, ca
     root = tmp_path / "data"
     needles = _broken(kind, root)
     monkeypatch.chdir(tmp_path)
-    code = _run_main(["train", "cyclegan", "--data", str(root), "--preprocess", "crop", "--load-size", "8", "--crop-size", "8"])
+    code = _run_main(
+        ["train", "cyclegan", "--data", str(root), "--preprocess", "crop", "--load-size", "8", "--crop-size", "8"]
+    )
     err = capsys.readouterr().err
     assert code == 1, err
     lines = [line for line in err.splitlines() if line.strip()]
@@ -396,11 +478,27 @@ def test_cli_usage_errors(palettes, tmp_path, monkeypatch, capsys):
 
 def test_cli_trains_with_the_shared_options_and_resumes(palettes, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    args = ["train", "cyclegan", "--data", str(palettes), *TINY_FLAGS, "--n-epochs", "1", "--n-epochs-decay", "0", "--no-flip"]
+    args = [
+        "train",
+        "cyclegan",
+        "--data",
+        str(palettes),
+        *TINY_FLAGS,
+        "--n-epochs",
+        "1",
+        "--n-epochs-decay",
+        "0",
+        "--no-flip",
+    ]
     assert _run_main(args) == 0
     run = tmp_path / "runs" / "palettes_cyclegan"
     config = json.loads((run / "config.json").read_text())
-    assert (config["flip"], config["pool_size"], config["netg"], config["dropout"]) == (False, 3, "resnet_1blocks", False)
+    assert (config["flip"], config["pool_size"], config["netg"], config["dropout"]) == (
+        False,
+        3,
+        "resnet_1blocks",
+        False,
+    )
     capsys.readouterr()
     assert _run_main(["train", "cyclegan", "--resume", str(run), "--n-epochs-decay", "1", "--lambda-a", "5"]) == 2
     assert "--lambda-a cannot change" in capsys.readouterr().err
@@ -432,6 +530,8 @@ def test_cli_defaults_match_the_config_and_options_are_shared():
     assert len(shared) > 40
     for name in shared:
         assert (pix2pix[name].opts, pix2pix[name].secondary_opts, pix2pix[name].help) == (
-            cyclegan[name].opts, cyclegan[name].secondary_opts, cyclegan[name].help
+            cyclegan[name].opts,
+            cyclegan[name].secondary_opts,
+            cyclegan[name].help,
         ), name
     assert set(cyclegan) - set(pix2pix) == {"lambda_a", "lambda_b", "lambda_identity", "pool_size"}

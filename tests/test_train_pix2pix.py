@@ -18,20 +18,44 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from img2img.cli import main
-from img2img.train.config import Pix2PixConfig
-from img2img.testing.hold import hold_at, release, wait_until_held
 from img2img.data.synthetic import write_shapes_dataset
-from img2img.errors import TrainingInterrupted, UsageError
-from img2img.train import DistInfo, Pix2PixModel, Trainer, pix2pix_data, train_pix2pix
+from img2img.errors import TrainingInterrupted
 from img2img.models.weights import load_generator, read_metadata
+from img2img.testing.hold import hold_at, release, wait_until_held
+from img2img.train import DistInfo, Pix2PixModel, Trainer, pix2pix_data, train_pix2pix
+from img2img.train.config import Pix2PixConfig
 
 TINY = dict(
-    netg="unet_32", ngf=8, ndf=8, preprocess="resize_and_crop", load_size=36, crop_size=32,
-    n_epochs=1, n_epochs_decay=1, seed=0, print_freq=4, val_size=2, n_samples=2,
+    netg="unet_32",
+    ngf=8,
+    ndf=8,
+    preprocess="resize_and_crop",
+    load_size=36,
+    crop_size=32,
+    n_epochs=1,
+    n_epochs_decay=1,
+    seed=0,
+    print_freq=4,
+    val_size=2,
+    n_samples=2,
 )
 TINY_FLAGS = [
-    "--netg", "unet_32", "--ngf", "8", "--ndf", "8", "--load-size", "36", "--crop-size", "32",
-    "--seed", "0", "--val-size", "2", "--n-samples", "2",
+    "--netg",
+    "unet_32",
+    "--ngf",
+    "8",
+    "--ndf",
+    "8",
+    "--load-size",
+    "36",
+    "--crop-size",
+    "32",
+    "--seed",
+    "0",
+    "--val-size",
+    "2",
+    "--n-samples",
+    "2",
 ]
 
 
@@ -62,14 +86,27 @@ def test_pix2pix_learns_outlines_to_filled_shapes(tmp_path):
     below the untrained network's and the output = input baseline."""
     data = write_shapes_dataset(tmp_path / "shapes", n_train=96, n_val=16, size=32, seed=0)
     config = Pix2PixConfig(
-        data=str(data), out=str(tmp_path / "run"), netg="unet_32", ngf=16, ndf=16,
-        preprocess="none", load_size=32, crop_size=32, lr=1e-3, n_epochs=5, n_epochs_decay=3,
-        seed=0, print_freq=1000, val_size=16,
+        data=str(data),
+        out=str(tmp_path / "run"),
+        netg="unet_32",
+        ngf=16,
+        ndf=16,
+        preprocess="none",
+        load_size=32,
+        crop_size=32,
+        lr=1e-3,
+        n_epochs=5,
+        n_epochs_decay=3,
+        seed=0,
+        print_freq=1000,
+        val_size=16,
     )
     torch.manual_seed(config.seed)
     untrained = Pix2PixModel(config)
     val = pix2pix_data(config).val
-    batches = [{k: v.unsqueeze(0) if isinstance(v, torch.Tensor) else [v] for k, v in val[i].items()} for i in range(len(val))]
+    batches = [
+        {k: v.unsqueeze(0) if isinstance(v, torch.Tensor) else [v] for k, v in val[i].items()} for i in range(len(val))
+    ]
     untrained_l1 = untrained.validate(batches)["val_L1"]
     identity_l1 = sum(float((b["input"] - b["target"]).abs().mean()) for b in batches) / len(batches)
 
@@ -91,7 +128,9 @@ def test_pix2pix_learns_outlines_to_filled_shapes(tmp_path):
 def test_resume_is_bit_identical(shapes, tmp_path):
     """2 epochs in one run == 1 epoch, then --resume, then 1 epoch (with the rate decaying)."""
     full = train_pix2pix(tiny(shapes, tmp_path / "full", save_latest_freq=3), stream=io.StringIO())
-    first = train_pix2pix(tiny(shapes, tmp_path / "split", save_latest_freq=3), stream=io.StringIO(), stop_after_epochs=1)
+    first = train_pix2pix(
+        tiny(shapes, tmp_path / "split", save_latest_freq=3), stream=io.StringIO(), stop_after_epochs=1
+    )
     assert first.epochs == 1
     resumed = train_pix2pix(tiny(shapes, tmp_path / "split"), resume=True, stream=io.StringIO())
     assert resumed.epochs == full.epochs == 2 and resumed.iterations == full.iterations == 16
@@ -124,9 +163,9 @@ def test_interrupt_mid_epoch_then_resume_is_bit_identical(shapes, tmp_path, monk
     assert "SIGTERM: stopping after this iteration" in log.getvalue()
     monkeypatch.setattr(Pix2PixModel, "train_step", real_step)
     stored = json.loads(
-        __import__("safetensors").safe_open(
-            str(tmp_path / "split" / "checkpoints" / "latest.safetensors"), "pt"
-        ).metadata()["img2img_checkpoint"]
+        __import__("safetensors")
+        .safe_open(str(tmp_path / "split" / "checkpoints" / "latest.safetensors"), "pt")
+        .metadata()["img2img_checkpoint"]
     )
     assert (stored["epoch"], stored["epoch_iter"], stored["iteration"]) == (1, 3, 11)
     train_pix2pix(tiny(shapes, tmp_path / "split"), resume=True, stream=io.StringIO())
@@ -139,7 +178,10 @@ def _start(args: list[str], cwd: Path, holds: Path, point: str) -> subprocess.Po
     """The trainer, held at ``point`` (img2img.testing.hold) until the test releases it."""
     return subprocess.Popen(
         [sys.executable, "-m", "img2img", "train", "pix2pix", *args],
-        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **hold_at(holds, point)},
     )
 
@@ -179,7 +221,10 @@ def test_sigint_writes_latest_and_exits_130_then_resume_finishes(shapes, tmp_pat
     assert list((run / "weights").glob("*.safetensors"))
     done = subprocess.run(
         [sys.executable, "-m", "img2img", "train", "pix2pix", "--resume", str(run)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=900,  # a hang guard
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,  # a hang guard
     )
     assert done.returncode == 0, done.stderr
     assert "resuming pix2pix" in done.stderr and "finished: pix2pix, 6 epochs" in done.stderr
@@ -228,7 +273,9 @@ def test_run_folder_contents_and_export(shapes, tmp_path):
         ["checkpoints", "config.json", "metrics.csv", "samples", "status.json", "weights", *report]
     )
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
-        "epoch_001.safetensors", "epoch_002.safetensors", "latest.safetensors"
+        "epoch_001.safetensors",
+        "epoch_002.safetensors",
+        "latest.safetensors",
     ]
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["epoch_001.png", "epoch_002.png"]
     config = json.loads((run / "config.json").read_text())
@@ -303,8 +350,24 @@ def test_live_progress_bar(shapes, tmp_path):
 def test_cli_two_folder_layout_btoa_grayscale(tmp_path, monkeypatch, capsys):
     data = write_shapes_dataset(tmp_path / "pairs", n_train=4, n_val=0, size=32, layout="two-folder")
     monkeypatch.chdir(tmp_path)
-    code = _run_main(["train", "pix2pix", "--data", str(data), *TINY_FLAGS, "--n-epochs", "1",
-                      "--n-epochs-decay", "0", "--direction", "BtoA", "--input-nc", "1", "--no-flip"])
+    code = _run_main(
+        [
+            "train",
+            "pix2pix",
+            "--data",
+            str(data),
+            *TINY_FLAGS,
+            "--n-epochs",
+            "1",
+            "--n-epochs-decay",
+            "0",
+            "--direction",
+            "BtoA",
+            "--input-nc",
+            "1",
+            "--no-flip",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 0, err
     assert "4 training pairs (A/ and B/ folders)" in err and "validation: 2 training images (too few" in err
@@ -318,7 +381,19 @@ def test_cli_two_folder_layout_btoa_grayscale(tmp_path, monkeypatch, capsys):
 def test_cli_refuses_a_used_run_folder_and_reloads_a_config(shapes, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "first"
-    args = ["train", "pix2pix", "--data", str(shapes), "--out", str(run), *TINY_FLAGS, "--n-epochs", "1", "--n-epochs-decay", "0"]
+    args = [
+        "train",
+        "pix2pix",
+        "--data",
+        str(shapes),
+        "--out",
+        str(run),
+        *TINY_FLAGS,
+        "--n-epochs",
+        "1",
+        "--n-epochs-decay",
+        "0",
+    ]
     assert _run_main(args) == 0
     capsys.readouterr()
     assert _run_main(args) == 2
@@ -354,8 +429,20 @@ def test_cli_usage_errors(tmp_path, capsys, monkeypatch):
 
 def test_cli_tensorboard(shapes, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    args = ["train", "pix2pix", "--data", str(shapes), "--out", "run", *TINY_FLAGS,
-            "--n-epochs", "1", "--n-epochs-decay", "0", "--tensorboard"]
+    args = [
+        "train",
+        "pix2pix",
+        "--data",
+        str(shapes),
+        "--out",
+        "run",
+        *TINY_FLAGS,
+        "--n-epochs",
+        "1",
+        "--n-epochs-decay",
+        "0",
+        "--tensorboard",
+    ]
     try:
         import tensorboard  # noqa: F401
     except ImportError:

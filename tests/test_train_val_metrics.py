@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from img2img.train.config import CycleGANConfig, Pix2PixConfig
 from img2img.data.synthetic import write_palette_dataset, write_shapes_dataset
 from img2img.errors import WeightsError
+from img2img.models.weights import read_metadata
 from img2img.train import train_cyclegan, train_pix2pix
 from img2img.train.checkpoint import load_checkpoint
-from img2img.models.weights import read_metadata
+from img2img.train.config import CycleGANConfig, Pix2PixConfig
 
 TINY = dict(
     ngf=8, ndf=8, preprocess="resize_and_crop", load_size=36, crop_size=32,
@@ -147,7 +147,9 @@ def test_a_validation_interval_longer_than_the_run_is_refused(tmp_path):
     from img2img.errors import UsageError
 
     options = dict(TINY, data=str(tmp_path), out=str(tmp_path / "run"), netg="unet_32", val_metrics="psnr")
-    with pytest.raises(UsageError, match=r"--val-freq 3: training runs 2 epochs.*--keep-best never.*--val-freq 2 or less"):
+    with pytest.raises(
+        UsageError, match=r"--val-freq 3: training runs 2 epochs.*--keep-best never.*--val-freq 2 or less"
+    ):
         Pix2PixConfig(**options, val_freq=3, keep_best="psnr")
     Pix2PixConfig(**options, val_freq=2, keep_best="psnr")  # validates after epoch 2
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_generator_file
 from PIL import Image
 
-from conftest import make_generator_file
 from img2img.cli import main
 
 
@@ -104,7 +104,9 @@ def test_json_lines(tiny_generator, photos, tmp_path, capsys):
 
 
 def test_explicit_non_image_file_is_an_error(tiny_generator, photos, tmp_path, capsys):
-    code, _, stderr = run([photos / "notes.txt", photos / "b.png", "-m", tiny_generator, "--out-dir", tmp_path / "out"], capsys)
+    code, _, stderr = run(
+        [photos / "notes.txt", photos / "b.png", "-m", tiny_generator, "--out-dir", tmp_path / "out"], capsys
+    )
     assert code == 1
     assert stderr == f"img2img: error: {photos}/notes.txt: cannot identify image file\n"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.png"]
@@ -144,7 +146,10 @@ def test_existing_output_needs_overwrite(tiny_generator, photos, tmp_path, capsy
     target.write_bytes(b"keep me")
     code, _, stderr = run([photos / "b.png", "-m", tiny_generator, "-o", target], capsys)
     assert code == 1
-    assert stderr == f"img2img: error: {target}: already exists (use --overwrite to replace it, or --skip-existing to keep it)\n"
+    assert (
+        stderr
+        == f"img2img: error: {target}: already exists (use --overwrite to replace it, or --skip-existing to keep it)\n"
+    )
     assert target.read_bytes() == b"keep me"
     assert run([photos / "b.png", "-m", tiny_generator, "-o", target, "--overwrite"], capsys)[0] == 0
     assert Image.open(target).size == (16, 16)
@@ -206,11 +211,11 @@ def test_usage_errors_exit_2(tiny_generator, photos, tmp_path, capsys, monkeypat
     assert not any(tmp_path.glob("x.*")) and not (tmp_path / "d").exists()
 
 
-@pytest.mark.skipif(
-    __import__("torch").cuda.is_available(), reason="needs a machine without CUDA"
-)
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_cuda_is_one_clear_line(tiny_generator, photos, tmp_path, capsys):
-    code, _, stderr = run([photos / "b.png", "-m", tiny_generator, "-o", tmp_path / "x.png", "--device", "cuda"], capsys)
+    code, _, stderr = run(
+        [photos / "b.png", "-m", tiny_generator, "-o", tmp_path / "x.png", "--device", "cuda"], capsys
+    )
     assert code == 1
     assert stderr.count("\n") == 1 and stderr.startswith("img2img: error: device 'cuda' requested but")
 
@@ -239,7 +244,9 @@ def test_corrupt_and_good_input_exit_1_with_one_line(tiny_generator, photos, tmp
     bad = photos / "bad.jpg"
     bad.write_bytes(b"\xff\xd8 this is not really a JPEG")
     out = tmp_path / "out"
-    result = run_subprocess([bad, photos / "b.png", "-m", tiny_generator, "--out-dir", out], env={**os.environ, "COLUMNS": "80"})
+    result = run_subprocess(
+        [bad, photos / "b.png", "-m", tiny_generator, "--out-dir", out], env={**os.environ, "COLUMNS": "80"}
+    )
     assert result.returncode == 1
     assert result.stdout == b""
     assert result.stderr.decode() == f"img2img: error: {bad}: cannot identify image file\n"

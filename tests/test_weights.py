@@ -12,8 +12,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from img2img.models.config import GeneratorConfig
 from img2img.errors import WeightsError
+from img2img.models.config import GeneratorConfig
 from img2img.models.networks import build_generator
 from img2img.models.weights import (
     SCHEMA_VERSION,
@@ -43,9 +43,7 @@ def test_saved_file_has_reference_keys_and_metadata(tmp_path, tiny_generator):
 
 
 @pytest.mark.parametrize("case, config", [("resnet_9blocks_ngf16", RESNET16), ("unet_256_ngf8", UNET8)])
-def test_converted_reference_checkpoint_reproduces_reference_output(
-    tmp_path, reference_fixtures, case, config
-):
+def test_converted_reference_checkpoint_reproduces_reference_output(tmp_path, reference_fixtures, case, config):
     out = tmp_path / "converted.safetensors"
     # No architecture given: it is read from the checkpoint. eval_mode: the fixtures' outputs
     # are the reference's model.eval() ones.

@@ -29,12 +29,12 @@ import pytest
 import safetensors.torch
 from safetensors import SafetensorError
 
-from img2img.files.atomic import TEMP_PREFIX
-from img2img.train.config import Pix2PixConfig
-from img2img.errors import RunFolderError
 from img2img.data.synthetic import write_shapes_dataset
+from img2img.errors import RunFolderError
+from img2img.files.atomic import TEMP_PREFIX
 from img2img.train import load_run_config, train_pix2pix
 from img2img.train.checkpoint import read_checkpoint_info
+from img2img.train.config import Pix2PixConfig
 
 TINY = dict(
     netg="unet_32", ngf=4, ndf=4, load_size=36, crop_size=32, n_epochs=2, n_epochs_decay=0, seed=0,
@@ -83,7 +83,9 @@ RUN_FILES = [
 
 
 @pytest.mark.parametrize("name", RUN_FILES)
-def test_each_run_file_that_cannot_be_written_is_named_with_the_intact_checkpoint(one_epoch, tmp_path, monkeypatch, name):
+def test_each_run_file_that_cannot_be_written_is_named_with_the_intact_checkpoint(
+    one_epoch, tmp_path, monkeypatch, name
+):
     run = shutil.copytree(one_epoch, tmp_path / "run")
     latest = run / "checkpoints" / "latest.safetensors"
     before = latest.read_bytes()
@@ -154,7 +156,11 @@ def test_a_file_size_limit_stops_training_with_one_line_and_latest_intact(one_ep
     latest = run / "checkpoints" / "latest.safetensors"
     before = latest.read_bytes()
     # report.html is left out: one that cannot be written is a note, never the end of a run.
-    small = max(path.stat().st_size for path in run.rglob("*") if path.is_file() and path.suffix not in (".safetensors", ".html"))
+    small = max(
+        path.stat().st_size
+        for path in run.rglob("*")
+        if path.is_file() and path.suffix not in (".safetensors", ".html")
+    )
     big = min(path.stat().st_size for path in run.rglob("*.safetensors"))
     assert 4 * small < big  # the limit between them lets the small files grow
     result = run_cli(["train", "pix2pix", "--resume", str(run)], limit=big // 2)
@@ -176,7 +182,9 @@ def small_file_system(tmp_path):
         folder = tmp_path / "fs"
         folder.mkdir()
         result = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, text=True,
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+            capture_output=True,
+            text=True,
             check=False,
         )
         if result.returncode != 0:
@@ -207,7 +215,9 @@ def test_training_into_a_full_file_system_names_the_file_and_latest_is_intact(on
     before = latest.read_bytes()
     result = run_cli(["train", "pix2pix", "--resume", str(run)])
     assert result.returncode == 1, result.stderr
-    named = error_line(result.stderr).removeprefix("img2img: error: ").split(": cannot write (No space left on device); ")
+    named = (
+        error_line(result.stderr).removeprefix("img2img: error: ").split(": cannot write (No space left on device); ")
+    )
     assert len(named) == 2 and Path(named[0]).is_relative_to(run), result.stderr
     assert named[1].startswith(f"{intact_words(run)}; make room"), result.stderr
     assert latest.read_bytes() == before

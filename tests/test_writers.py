@@ -38,7 +38,11 @@ def _env() -> dict:
 
 def img2img(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "img2img", *args], cwd=cwd, env=_env(), capture_output=True, text=True,
+        [sys.executable, "-m", "img2img", *args],
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        text=True,
         timeout=HANG_GUARD,
     )
 
@@ -111,9 +115,9 @@ def test_the_lock_of_a_killed_run_is_gone_with_its_process(shapes, tmp_path):
 
 
 def test_a_failure_after_training_did_work_keeps_the_run_folder(shapes, tmp_path, monkeypatch):
-    from img2img.train.config import Pix2PixConfig
     from img2img.errors import UsageError
     from img2img.train import evaluation, train_pix2pix
+    from img2img.train.config import Pix2PixConfig
 
     def failing_score(trainer):
         raise UsageError("FID needs at least 2 images")
@@ -171,7 +175,16 @@ def test_every_command_with_overwrite_also_keeps_with_skip_existing():
     commands = dict(_commands())
     options = {name: {opt for p in cmd.params for opt in getattr(p, "opts", [])} for name, cmd in commands.items()}
     writers = {name for name, opts in options.items() if "--overwrite" in opts}
-    assert {"translate", "eval", "export", "convert", "report", "data combine", "train pix2pix", "train cyclegan"} <= writers
+    assert {
+        "translate",
+        "eval",
+        "export",
+        "convert",
+        "report",
+        "data combine",
+        "train pix2pix",
+        "train cyclegan",
+    } <= writers
     for name in writers:
         assert "--skip-existing" in options[name], name
 
@@ -250,7 +263,9 @@ def test_export_convert_and_combine_keep_an_existing_output_or_name_real_options
     (out / "x.png").write_bytes(b"mine")
     code, _, err = run_cli(capsys, "data", "combine", str(tmp_path / "A"), str(tmp_path / "B"), str(out))
     assert code == 1 and _advice_options(err) <= _own_options("data combine") and "--skip-existing" in err
-    code, _, err = run_cli(capsys, "data", "combine", str(tmp_path / "A"), str(tmp_path / "B"), str(out), "--skip-existing")
+    code, _, err = run_cli(
+        capsys, "data", "combine", str(tmp_path / "A"), str(tmp_path / "B"), str(out), "--skip-existing"
+    )
     assert code == 0 and "2 kept" in err and (out / "x.png").read_bytes() == b"mine"
 
 
@@ -294,11 +309,11 @@ def test_train_skip_existing_keeps_a_finished_run_and_points_an_unfinished_one_t
 def test_a_stop_during_validation_scores_stops_within_one_image(tmp_path, monkeypatch):
     """SIGTERM at a known point (the first validation pair scored): the rest of the validation
     is left out, the epoch's checkpoint is written and the run ends with 143."""
-    from img2img.train.config import Pix2PixConfig
     from img2img.errors import TrainingInterrupted
     from img2img.eval import metrics
     from img2img.train import train_pix2pix
     from img2img.train.checkpoint import load_checkpoint
+    from img2img.train.config import Pix2PixConfig
 
     data = write_shapes_dataset(tmp_path / "shapes", n_train=2, n_val=6, size=32)
     scored = []

@@ -8,16 +8,11 @@ from __future__ import annotations
 
 import os
 import sys
+
 import typer
 
 from img2img import __version__
 from img2img.cli import _notes
-from img2img.runtime import signals as _signals
-from img2img.cli._app import app
-from img2img.runtime.signals import Interrupted
-from img2img.files.text import one_line
-from img2img.files.atomic import written_files
-from img2img.errors import Img2ImgError
 
 # Importing the command modules registers their commands on the apps.
 from img2img.cli import convert as _convert  # noqa: E402,F401
@@ -27,8 +22,14 @@ from img2img.cli import export as _export  # noqa: E402,F401
 from img2img.cli import models as _models  # noqa: E402,F401
 from img2img.cli import push as _push  # noqa: E402,F401
 from img2img.cli import report as _report  # noqa: E402,F401
-from img2img.cli import translate as _translate  # noqa: E402,F401
 from img2img.cli import train as _train  # noqa: E402,F401
+from img2img.cli import translate as _translate  # noqa: E402,F401
+from img2img.cli._app import app
+from img2img.errors import Img2ImgError
+from img2img.files.atomic import written_files
+from img2img.files.text import one_line
+from img2img.runtime import signals as _signals
+from img2img.runtime.signals import Interrupted
 
 DEBUG_FLAG = "--debug"
 
@@ -44,9 +45,7 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
     ),
-    debug: bool = typer.Option(
-        False, DEBUG_FLAG, help="Show full tracebacks (also accepted after the command)."
-    ),
+    debug: bool = typer.Option(False, DEBUG_FLAG, help="Show full tracebacks (also accepted after the command)."),
 ) -> None:
     """Train and run image-to-image translation GANs (pix2pix, CycleGAN)."""
     # Checked before any command starts, whether or not it reads the class: a typo must not
@@ -78,7 +77,8 @@ def _interrupted(exc: Interrupted, written_before: int) -> None:
         summary = (
             "nothing written"
             if not written
-            else f"wrote {written[0]}" if len(written) == 1
+            else f"wrote {written[0]}"
+            if len(written) == 1
             else f"wrote {len(written)} files, the last {written[-1]}"
         )
     error(f"interrupted by {exc.signal_name}: {summary}; no partial files left")

@@ -50,15 +50,59 @@ DOCS = {
 }
 
 _TRAIN_COMPACT = [
-    ("Data", ["direction", "input_nc", "output_nc", "preprocess", "load_size", "crop_size", "no_flip",
-              "serial_batches", "check_data", "max_pixels"]),
+    (
+        "Data",
+        [
+            "direction",
+            "input_nc",
+            "output_nc",
+            "preprocess",
+            "load_size",
+            "crop_size",
+            "no_flip",
+            "serial_batches",
+            "check_data",
+            "max_pixels",
+        ],
+    ),
     ("Networks", ["netg", "ngf", "netd", "n_layers_d", "ndf", "norm", "dropout", "init_type", "init_gain"]),
-    ("Optimisation", ["gan_mode", "lambda_l1", "lambda_a", "lambda_b", "lambda_identity", "pool_size",
-                      "lambda_gp", "lr", "beta1", "beta2", "batch_size", "n_epochs", "n_epochs_decay",
-                      "lr_policy", "lr_decay_iters", "seed"]),
-    ("Logging and validation", ["print_freq", "save_epoch_freq", "save_latest_freq", "val_size",
-                                "n_samples", "tensorboard", "val_metrics", "val_freq", "keep_best",
-                                "inception_weights", "lpips_weights"]),
+    (
+        "Optimisation",
+        [
+            "gan_mode",
+            "lambda_l1",
+            "lambda_a",
+            "lambda_b",
+            "lambda_identity",
+            "pool_size",
+            "lambda_gp",
+            "lr",
+            "beta1",
+            "beta2",
+            "batch_size",
+            "n_epochs",
+            "n_epochs_decay",
+            "lr_policy",
+            "lr_decay_iters",
+            "seed",
+        ],
+    ),
+    (
+        "Logging and validation",
+        [
+            "print_freq",
+            "save_epoch_freq",
+            "save_latest_freq",
+            "val_size",
+            "n_samples",
+            "tensorboard",
+            "val_metrics",
+            "val_freq",
+            "keep_best",
+            "inception_weights",
+            "lpips_weights",
+        ],
+    ),
     ("Speed", ["num_workers", "amp", "amp_dtype", "channels_last", "compile", "sync_bn"]),
 ]
 
@@ -81,8 +125,7 @@ COMPACT: dict[str, list[tuple[str, list[str]]]] = {
         ("int8", ["quantize", "calibration", "calibration_count"]),
     ],
     "convert": [
-        ("Read from the checkpoint", ["arch", "ngf", "input_nc", "output_nc", "dropout",
-                                                          "padding_type", "eval_mode"]),
+        ("Read from the checkpoint", ["arch", "ngf", "input_nc", "output_nc", "dropout", "padding_type", "eval_mode"]),
     ],
 }
 
@@ -159,12 +202,14 @@ def _print_compact(ctx: click.Context, groups: list[tuple[str, list[click.Parame
                 lines.append("")
             lines[-1] = f"{lines[-1]}  {item}" if lines[-1] else item
         table.add_row(f"{title}:", "\n".join(lines))
-    console.print(Panel(
-        table,
-        border_style=rich_utils.STYLE_OPTIONS_PANEL_BORDER,
-        title="More options, with their defaults (choices and meaning: the docs page)",
-        title_align=rich_utils.ALIGN_OPTIONS_PANEL,
-    ))
+    console.print(
+        Panel(
+            table,
+            border_style=rich_utils.STYLE_OPTIONS_PANEL_BORDER,
+            title="More options, with their defaults (choices and meaning: the docs page)",
+            title_align=rich_utils.ALIGN_OPTIONS_PANEL,
+        )
+    )
 
 
 @contextmanager
@@ -187,7 +232,10 @@ class HelpCommand(TyperCommand):
     def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         by_name = {p.name: p for p in self.params}
         groups = [
-            (title, [by_name[name] for name in names if name in by_name and not getattr(by_name[name], "hidden", False)])
+            (
+                title,
+                [by_name[name] for name in names if name in by_name and not getattr(by_name[name], "hidden", False)],
+            )
             for title, names in COMPACT.get(_key(ctx), [])
         ]
         groups = [(title, params) for title, params in groups if params]

@@ -21,11 +21,18 @@ class Norm(str, Enum):
 
 # The decompression-bomb limit of the commands that read a dataset (`train`, `data check`); the
 # same option, variable and default as translate's (img2img.files.imageio.use_max_pixels).
-MaxPixelsOpt = Annotated[Optional[int], typer.Option(
-    "--max-pixels", metavar="N", min=1, envvar="IMG2IMG_MAX_PIXELS", show_default=False,
-    help="Read images of up to N pixels, lifting the decompression-bomb limit (twice Pillow's, "
-    "about 179 million) on purpose [env: IMG2IMG_MAX_PIXELS].",
-)]
+MaxPixelsOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--max-pixels",
+        metavar="N",
+        min=1,
+        envvar="IMG2IMG_MAX_PIXELS",
+        show_default=False,
+        help="Read images of up to N pixels, lifting the decompression-bomb limit (twice Pillow's, "
+        "about 179 million) on purpose [env: IMG2IMG_MAX_PIXELS].",
+    ),
+]
 
 
 # --- what a command does with outputs that exist: one pair of options for every command that

@@ -67,8 +67,8 @@ def convert(
 
     The architecture (ResNet/U-Net, blocks or depth, ngf, norm, dropout, channels) is read from it.
     """
-    from img2img.models.config import parse_generator_name
     from img2img.errors import OutputExistsError, WeightsError, exists_message
+    from img2img.models.config import parse_generator_name
 
     check_existing_options(force, skip_existing)
     if kept_existing(output, overwrite=force, skip_existing=skip_existing):

@@ -50,8 +50,12 @@ def combine(
 
 @data_app.command("check")
 def check(
-    data_dir: Path = typer.Argument(..., metavar="DIR", help="A dataset: DIR/train (paired) or DIR/trainA + DIR/trainB (unpaired)."),
-    header_only: bool = typer.Option(False, "--header-only", help="Read only each image's header (fast; misses truncated files)."),
+    data_dir: Path = typer.Argument(
+        ..., metavar="DIR", help="A dataset: DIR/train (paired) or DIR/trainA + DIR/trainB (unpaired)."
+    ),
+    header_only: bool = typer.Option(
+        False, "--header-only", help="Read only each image's header (fast; misses truncated files)."
+    ),
     max_pixels: MaxPixelsOpt = None,
 ) -> None:
     """Check a training dataset: its layout, and every image decoded (finds truncated or corrupt
@@ -88,9 +92,12 @@ def list_(
     columns = ("name", "task", "size", "images", "checked", "licence")
     table = [
         [
-            row["name"], row["task"], _size(row["size"]),
+            row["name"],
+            row["task"],
+            _size(row["size"]),
             " ".join(f"{k}:{v}" for k, v in row["images"].items()) if row["images"] else "-",
-            row["checked"], row["licence"],
+            row["checked"],
+            row["licence"],
         ]
         for row in rows
     ]
@@ -108,9 +115,15 @@ def _size(size: int | None) -> str:
 
 @data_app.command("download")
 def download(
-    name: str = typer.Argument(..., metavar="NAME", help="A dataset of `img2img data list` (facades, horse2zebra, cyclegan/maps...)."),
-    out: Path = typer.Option(None, "--out", help="The dataset folder to create (default: datasets/NAME, as the reference's scripts)."),
-    progress: bool = typer.Option(None, "--progress/--no-progress", help="A progress bar (default: when stderr is a terminal)."),
+    name: str = typer.Argument(
+        ..., metavar="NAME", help="A dataset of `img2img data list` (facades, horse2zebra, cyclegan/maps...)."
+    ),
+    out: Path = typer.Option(
+        None, "--out", help="The dataset folder to create (default: datasets/NAME, as the reference's scripts)."
+    ),
+    progress: bool = typer.Option(
+        None, "--progress/--no-progress", help="A progress bar (default: when stderr is a terminal)."
+    ),
 ) -> None:
     """Download one of the reference's datasets, check it and unpack it ready to train:
     `train pix2pix --data DIR` / `train cyclegan --data DIR` read the folder as it is.
@@ -149,8 +162,12 @@ def download(
 @data_app.command("prepare")
 def prepare(
     name: str = typer.Argument(..., metavar="NAME", help="The dataset to build: cityscapes."),
-    gtfine: Path = typer.Option(..., "--gtfine", help="Your gtFine_trainvaltest.zip (or its unzipped folder) from cityscapes-dataset.com."),
-    leftimg8bit: Path = typer.Option(..., "--leftimg8bit", help="Your leftImg8bit_trainvaltest.zip (or its unzipped folder)."),
+    gtfine: Path = typer.Option(
+        ..., "--gtfine", help="Your gtFine_trainvaltest.zip (or its unzipped folder) from cityscapes-dataset.com."
+    ),
+    leftimg8bit: Path = typer.Option(
+        ..., "--leftimg8bit", help="Your leftImg8bit_trainvaltest.zip (or its unzipped folder)."
+    ),
     out: Path = typer.Option(Path("datasets/cityscapes"), "--out", help="The dataset folder to create."),
 ) -> None:
     """Build a dataset that cannot be redistributed from your own downloads. cityscapes: the

@@ -60,15 +60,20 @@ def eval_(
     resize: ResizeChoice = typer.Option(
         ResizeChoice.tf1, "--resize", help="tf1: torch-fidelity/pytorch-fid's resize; clean: clean-fid's."
     ),
-    inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="The FID Inception weights file."),
+    inception_weights: Optional[Path] = typer.Option(
+        None, "--inception-weights", help="The FID Inception weights file."
+    ),
     lpips_weights: Optional[Path] = typer.Option(
         None, "--lpips-weights", help="LPIPS weights: torchvision's AlexNet file, or a full LPIPS state dict."
     ),
     save_outputs: Optional[Path] = typer.Option(None, "--save-outputs", help="Keep the translations here (PNG)."),
     overwrite: Annotated[bool, overwrite_option("Replace --save-outputs files that exist.")] = False,
-    skip_existing: Annotated[bool, skip_existing_option(
-        "Keep --save-outputs files that exist (their translations are still scored) and write the missing ones."
-    )] = False,
+    skip_existing: Annotated[
+        bool,
+        skip_existing_option(
+            "Keep --save-outputs files that exist (their translations are still scored) and write the missing ones."
+        ),
+    ] = False,
     device: str = typer.Option("auto", help="auto (CUDA if available, else CPU), cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", help="The generator's precision (features are always float32)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per Inception (and generator) batch."),
@@ -106,7 +111,11 @@ def eval_(
             for comparison, translator in _plan(models, input_dir, real, fake, target, data, split, device, precision):
                 out_dir = None
                 if save_outputs is not None and translator is not None:
-                    out_dir = save_outputs / comparison.direction if len(models) > 1 and comparison.direction else save_outputs
+                    out_dir = (
+                        save_outputs / comparison.direction
+                        if len(models) > 1 and comparison.direction
+                        else save_outputs
+                    )
                 result = evaluator.evaluate(
                     comparison, translator, save_outputs=out_dir, overwrite=overwrite, skip_existing=skip_existing
                 )
@@ -160,7 +169,9 @@ def _check_forms(models, input_dir, real, fake, target, data, split, save_output
         if data is not None and input_dir is not None:
             raise UsageError("give either --data DATASET or --input DIR, not both")
         if data is None and input_dir is None:
-            raise UsageError("--model needs the images to translate: --input DIR (with --real/--target) or --data DATASET")
+            raise UsageError(
+                "--model needs the images to translate: --input DIR (with --real/--target) or --data DATASET"
+            )
         if data is not None and (real is not None or target is not None):
             raise UsageError("--data brings its own real images and targets; leave out --real and --target")
         if input_dir is not None and real is None and target is None:
@@ -208,7 +219,11 @@ def _plan(models, input_dir, real, fake, target, data, split, device, precision)
     targets, unmatched = (None, [])
     if target is not None:
         targets, unmatched = pair_by_name(inputs, read_folder(target, "--target"), "--input", "--target")
-    described = {"input": str(input_dir), "real": str(real) if real else None, "target": str(target) if target else None}
+    described = {
+        "input": str(input_dir),
+        "real": str(real) if real else None,
+        "target": str(target) if target else None,
+    }
     label = f"{input_dir}/ -> vs " + " and ".join(f"{p}/" for p in (real, target) if p is not None)
     yield Comparison(label=label, inputs=inputs, reals=reals, targets=targets, unmatched=unmatched,
                      direction=translator.metadata.direction,
@@ -230,11 +245,22 @@ def _table(result: dict) -> str:
     scores = result["scores"]
     rows = {
         "fid": lambda s: f"{_num(s['value'])}",
-        "kid": lambda s: (f"{_num(s['value'])} ± {_num(s['std'])}" if s["std"] is not None else f"{_num(s['value'])} (no spread: see note)")
-        + f"  (subset size {s['subset_size']}, {s['subsets']} subsets)",
-        "is": lambda s: (f"{_num(s['value'])} ± {_num(s['std'])}" if s["value"] is not None else "not estimated (see note)")
-        + f"  ({s['splits']} splits)",
-        "psnr": lambda s: (f"{_num(s['value'])} dB" if s["value"] is not None else "inf (identical pairs)") + f"  ({s['pairs']} pairs)",
+        "kid": lambda s: (
+            (
+                f"{_num(s['value'])} ± {_num(s['std'])}"
+                if s["std"] is not None
+                else f"{_num(s['value'])} (no spread: see note)"
+            )
+            + f"  (subset size {s['subset_size']}, {s['subsets']} subsets)"
+        ),
+        "is": lambda s: (
+            (f"{_num(s['value'])} ± {_num(s['std'])}" if s["value"] is not None else "not estimated (see note)")
+            + f"  ({s['splits']} splits)"
+        ),
+        "psnr": lambda s: (
+            (f"{_num(s['value'])} dB" if s["value"] is not None else "inf (identical pairs)")
+            + f"  ({s['pairs']} pairs)"
+        ),
         "ssim": lambda s: f"{_num(s['value'])}  ({s['pairs']} pairs)",
         "lpips": lambda s: f"{_num(s['value'])}  ({s['pairs']} pairs, AlexNet)",
     }

@@ -30,14 +30,22 @@ def export(
     model: str = typer.Argument(..., help="A weights file, a model name or hf:OWNER/REPO\\[/FILE]."),
     output: Path = typer.Option(..., "-o", "--output", help="The .onnx file to write."),
     opset: Optional[int] = typer.Option(
-        None, "--opset", min=7, help="ONNX opset (default: the exporter's; below 18 the TorchScript exporter writes it)."
+        None,
+        "--opset",
+        min=7,
+        help="ONNX opset (default: the exporter's; below 18 the TorchScript exporter writes it).",
     ),
     static: Optional[str] = typer.Option(
         None, "--static", metavar="HEIGHTxWIDTH", help="Fixed input size (and batch 1) for runtimes that need it."
     ),
-    check: bool = typer.Option(True, "--check/--no-check", help="Compare onnxruntime with PyTorch before keeping the file."),
+    check: bool = typer.Option(
+        True, "--check/--no-check", help="Compare onnxruntime with PyTorch before keeping the file."
+    ),
     tolerance: Optional[float] = typer.Option(
-        None, "--tolerance", min=0.0, help="Largest accepted max abs difference (outputs are in \\[-1, 1]; default 1e-3)."
+        None,
+        "--tolerance",
+        min=0.0,
+        help="Largest accepted max abs difference (outputs are in \\[-1, 1]; default 1e-3).",
     ),
     overwrite: OverwriteOpt = False,
     skip_existing: SkipExistingOpt = False,
@@ -48,7 +56,10 @@ def export(
         None, "--calibration", metavar="DIR", help="Images to calibrate int8 on, like the ones you will translate."
     ),
     calibration_count: Optional[int] = typer.Option(
-        None, "--calibration-count", min=1, help="At most this many calibration images (default 8, at least 4; as many held out)."
+        None,
+        "--calibration-count",
+        min=1,
+        help="At most this many calibration images (default 8, at least 4; as many held out).",
     ),
     max_pixels: MaxPixelsOpt = None,
 ) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 import typer
 
 from img2img.cli._app import models_app
-from img2img.files.text import one_line
 from img2img.cli._text import say
+from img2img.files.text import one_line
 
 
 @models_app.command("list")
@@ -35,9 +35,7 @@ def list_(
 
 @models_app.command("info")
 def info(
-    model: str = typer.Argument(
-        ..., help="A weights file, a model name, or hf:OWNER/REPO (or hf:OWNER/REPO/FILE)."
-    ),
+    model: str = typer.Argument(..., help="A weights file, a model name, or hf:OWNER/REPO (or hf:OWNER/REPO/FILE)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Show a model's architecture, parameter count, size, direction and source (a known name

@@ -11,12 +11,18 @@ from img2img.cli._app import app
 
 @app.command("push")
 def push(
-    source: str = typer.Argument(..., metavar="MODEL_OR_RUN", help="A training run folder, a weights file or a model name."),
+    source: str = typer.Argument(
+        ..., metavar="MODEL_OR_RUN", help="A training run folder, a weights file or a model name."
+    ),
     repo: str = typer.Option(..., "--repo", help="The Hub repo to push to, OWNER/NAME (created if needed)."),
     private: bool = typer.Option(False, "--private", help="Create the repo private."),
     revision: str = typer.Option(None, "--revision", help="The branch to push to (created if needed; default main)."),
-    licence: str = typer.Option("other", "--license", help="The weights' licence id for the card (e.g. mit, cc-by-nc-4.0)."),
-    dry_run: Path = typer.Option(None, "--dry-run", metavar="DIR", help="Write the repo's files to DIR instead of uploading."),
+    licence: str = typer.Option(
+        "other", "--license", help="The weights' licence id for the card (e.g. mit, cc-by-nc-4.0)."
+    ),
+    dry_run: Path = typer.Option(
+        None, "--dry-run", metavar="DIR", help="Write the repo's files to DIR instead of uploading."
+    ),
 ) -> None:
     """Push a generator to the Hugging Face Hub with a model card: the weights as they are
     (both directions of a CycleGAN run), the validation scores the run measured (as

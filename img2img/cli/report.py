@@ -8,8 +8,8 @@ from typing import Annotated, List, Optional
 import typer
 
 from img2img.cli._app import app
-from img2img.cli._text import say
 from img2img.cli._options import SkipExistingOpt, check_existing_options, kept_existing, overwrite_option
+from img2img.cli._text import say
 
 
 @app.command("report")
@@ -21,9 +21,12 @@ def report(
     link_images: bool = typer.Option(
         False, "--link-images", help="Link the sample grids by relative path instead of embedding them (large runs)."
     ),
-    overwrite: Annotated[bool, overwrite_option(
-        "Replace the -o file if it exists (RUN/report.html, the run's own page, is always brought up to date)."
-    )] = False,
+    overwrite: Annotated[
+        bool,
+        overwrite_option(
+            "Replace the -o file if it exists (RUN/report.html, the run's own page, is always brought up to date)."
+        ),
+    ] = False,
     skip_existing: SkipExistingOpt = False,
 ) -> None:
     """Write a run's self-contained HTML report (several runs: their curves overlaid).

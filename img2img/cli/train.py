@@ -17,7 +17,14 @@ from typing import Annotated, Any, Optional
 import typer
 
 from img2img.cli._app import train_app
-from img2img.cli._options import Direction, MaxPixelsOpt, Norm, check_existing_options, overwrite_option, skip_existing_option
+from img2img.cli._options import (
+    Direction,
+    MaxPixelsOpt,
+    Norm,
+    check_existing_options,
+    overwrite_option,
+    skip_existing_option,
+)
 
 
 class PreprocessChoice(str, Enum):
@@ -104,8 +111,8 @@ def build_config(
 ):
     """The config for a new run (defaults < --config FILE < command line) or a resumed one
     (``world_size``: the processes it will resume with, when not this torchrun job's)."""
-    from img2img.train.config import TrainConfig
     from img2img.errors import UsageError
+    from img2img.train.config import TrainConfig
     from img2img.train.run_folder import load_run_config, read_config_file
 
     if resume is not None:
@@ -166,62 +173,229 @@ def hand_over(ctx: typer.Context, nproc: int, config: Any) -> None:
 
 # --- the options every trainer shares (its config's TrainConfig fields) ---------------------------
 
-OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Run folder (default: runs/<data folder name>_<task>).", rich_help_panel=RUN)]
-ResumeOpt = Annotated[Optional[Path], typer.Option("--resume", metavar="RUN_DIR", help="Continue a stopped run from its latest checkpoint, with its own config.", rich_help_panel=RUN)]
-ConfigFileOpt = Annotated[Optional[Path], typer.Option("--config", metavar="FILE", help="Start from a config.json (options given here win).", rich_help_panel=RUN)]
-OverwriteOpt = Annotated[bool, overwrite_option("Train into a run folder that is not empty, replacing its run.", panel=RUN)]
-SkipExistingOpt = Annotated[bool, skip_existing_option(
-    "When --out holds a finished run, keep it and exit 0 (scripts that are run again train only what is missing).",
-    panel=RUN,
-)]
-DirectionOpt = Annotated[Direction, typer.Option("--direction", help="Translate A to B or B to A.", rich_help_panel=DATA)]
-InputNcOpt = Annotated[int, typer.Option("--input-nc", help="Input channels: 1 (grayscale) or 3 (RGB).", rich_help_panel=DATA)]
+OutOpt = Annotated[
+    Optional[Path],
+    typer.Option("--out", help="Run folder (default: runs/<data folder name>_<task>).", rich_help_panel=RUN),
+]
+ResumeOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--resume",
+        metavar="RUN_DIR",
+        help="Continue a stopped run from its latest checkpoint, with its own config.",
+        rich_help_panel=RUN,
+    ),
+]
+ConfigFileOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--config", metavar="FILE", help="Start from a config.json (options given here win).", rich_help_panel=RUN
+    ),
+]
+OverwriteOpt = Annotated[
+    bool, overwrite_option("Train into a run folder that is not empty, replacing its run.", panel=RUN)
+]
+SkipExistingOpt = Annotated[
+    bool,
+    skip_existing_option(
+        "When --out holds a finished run, keep it and exit 0 (scripts that are run again train only what is missing).",
+        panel=RUN,
+    ),
+]
+DirectionOpt = Annotated[
+    Direction, typer.Option("--direction", help="Translate A to B or B to A.", rich_help_panel=DATA)
+]
+InputNcOpt = Annotated[
+    int, typer.Option("--input-nc", help="Input channels: 1 (grayscale) or 3 (RGB).", rich_help_panel=DATA)
+]
 OutputNcOpt = Annotated[int, typer.Option("--output-nc", help="Output channels: 1 or 3.", rich_help_panel=DATA)]
-PreprocessOpt = Annotated[PreprocessChoice, typer.Option("--preprocess", help="How images are scaled and cropped.", rich_help_panel=DATA)]
+PreprocessOpt = Annotated[
+    PreprocessChoice, typer.Option("--preprocess", help="How images are scaled and cropped.", rich_help_panel=DATA)
+]
 LoadSizeOpt = Annotated[int, typer.Option("--load-size", help="Scale images to this size.", rich_help_panel=DATA)]
 CropSizeOpt = Annotated[int, typer.Option("--crop-size", help="Then crop to this size.", rich_help_panel=DATA)]
-NoFlipOpt = Annotated[bool, typer.Option("--no-flip", help="Do not flip images horizontally at random.", rich_help_panel=DATA)]
-CheckDataOpt = Annotated[CheckData, typer.Option("--check-data", help="Before training: read every image's header (fast), or decode every image (full: finds truncated files; slow on large datasets).", rich_help_panel=DATA)]
-SerialBatchesOpt = Annotated[bool, typer.Option("--serial-batches", help="Take images in order instead of shuffled (unpaired data: B paired with A by index, not drawn at random).", rich_help_panel=DATA)]
-NetGOpt = Annotated[str, typer.Option("--netg", help="Generator: unet_256, unet_128, resnet_9blocks, resnet_6blocks (unet_N, resnet_Nblocks).", rich_help_panel=NETS)]
+NoFlipOpt = Annotated[
+    bool, typer.Option("--no-flip", help="Do not flip images horizontally at random.", rich_help_panel=DATA)
+]
+CheckDataOpt = Annotated[
+    CheckData,
+    typer.Option(
+        "--check-data",
+        help="Before training: read every image's header (fast), or decode every image (full: finds truncated files; slow on large datasets).",
+        rich_help_panel=DATA,
+    ),
+]
+SerialBatchesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--serial-batches",
+        help="Take images in order instead of shuffled (unpaired data: B paired with A by index, not drawn at random).",
+        rich_help_panel=DATA,
+    ),
+]
+NetGOpt = Annotated[
+    str,
+    typer.Option(
+        "--netg",
+        help="Generator: unet_256, unet_128, resnet_9blocks, resnet_6blocks (unet_N, resnet_Nblocks).",
+        rich_help_panel=NETS,
+    ),
+]
 NgfOpt = Annotated[int, typer.Option("--ngf", help="Generator filters in the last conv layer.", rich_help_panel=NETS)]
-NetDOpt = Annotated[NetD, typer.Option("--netd", help="Discriminator: basic (70x70 PatchGAN), n_layers, pixel.", rich_help_panel=NETS)]
-NLayersDOpt = Annotated[int, typer.Option("--n-layers-d", help="Layers of an n_layers discriminator.", rich_help_panel=NETS)]
-NdfOpt = Annotated[int, typer.Option("--ndf", help="Discriminator filters in the first conv layer.", rich_help_panel=NETS)]
+NetDOpt = Annotated[
+    NetD, typer.Option("--netd", help="Discriminator: basic (70x70 PatchGAN), n_layers, pixel.", rich_help_panel=NETS)
+]
+NLayersDOpt = Annotated[
+    int, typer.Option("--n-layers-d", help="Layers of an n_layers discriminator.", rich_help_panel=NETS)
+]
+NdfOpt = Annotated[
+    int, typer.Option("--ndf", help="Discriminator filters in the first conv layer.", rich_help_panel=NETS)
+]
 NormOpt = Annotated[Norm, typer.Option("--norm", help="Normalisation layers.", rich_help_panel=NETS)]
-DropoutOpt = Annotated[bool, typer.Option("--dropout/--no-dropout", help="Dropout in the generator.", rich_help_panel=NETS)]
+DropoutOpt = Annotated[
+    bool, typer.Option("--dropout/--no-dropout", help="Dropout in the generator.", rich_help_panel=NETS)
+]
 InitTypeOpt = Annotated[InitType, typer.Option("--init-type", help="Weight initialisation.", rich_help_panel=NETS)]
 InitGainOpt = Annotated[float, typer.Option("--init-gain", help="Scale of the initial weights.", rich_help_panel=NETS)]
-GanModeOpt = Annotated[GanMode, typer.Option("--gan-mode", help="GAN objective (wgangp adds a gradient penalty).", rich_help_panel=OPTIM)]
-LambdaGpOpt = Annotated[float, typer.Option("--lambda-gp", help="Weight of the wgangp gradient penalty.", rich_help_panel=OPTIM)]
+GanModeOpt = Annotated[
+    GanMode, typer.Option("--gan-mode", help="GAN objective (wgangp adds a gradient penalty).", rich_help_panel=OPTIM)
+]
+LambdaGpOpt = Annotated[
+    float, typer.Option("--lambda-gp", help="Weight of the wgangp gradient penalty.", rich_help_panel=OPTIM)
+]
 LrOpt = Annotated[float, typer.Option("--lr", help="Adam's initial learning rate.", rich_help_panel=OPTIM)]
 Beta1Opt = Annotated[float, typer.Option("--beta1", help="Adam's beta1.", rich_help_panel=OPTIM)]
 Beta2Opt = Annotated[float, typer.Option("--beta2", help="Adam's beta2.", rich_help_panel=OPTIM)]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Images per iteration.", rich_help_panel=OPTIM)]
-NEpochsOpt = Annotated[int, typer.Option("--n-epochs", help="Epochs at the initial learning rate.", rich_help_panel=OPTIM)]
-NEpochsDecayOpt = Annotated[int, typer.Option("--n-epochs-decay", help="Epochs to decay the rate to zero.", rich_help_panel=OPTIM)]
+NEpochsOpt = Annotated[
+    int, typer.Option("--n-epochs", help="Epochs at the initial learning rate.", rich_help_panel=OPTIM)
+]
+NEpochsDecayOpt = Annotated[
+    int, typer.Option("--n-epochs-decay", help="Epochs to decay the rate to zero.", rich_help_panel=OPTIM)
+]
 LrPolicyOpt = Annotated[LrPolicy, typer.Option("--lr-policy", help="Learning-rate schedule.", rich_help_panel=OPTIM)]
-LrDecayItersOpt = Annotated[int, typer.Option("--lr-decay-iters", help="step policy: x0.1 every this many epochs.", rich_help_panel=OPTIM)]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed (default: random, written to config.json).", rich_help_panel=OPTIM)]
-PrintFreqOpt = Annotated[int, typer.Option("--print-freq", help="Iterations between log lines and metrics.csv rows.", rich_help_panel=RUN)]
-SaveEpochFreqOpt = Annotated[int, typer.Option("--save-epoch-freq", help="Keep a checkpoint every this many epochs.", rich_help_panel=RUN)]
-SaveLatestFreqOpt = Annotated[int, typer.Option("--save-latest-freq", help="Write the latest checkpoint every this many iterations (and at every epoch end).", rich_help_panel=RUN)]
-ValSizeOpt = Annotated[int, typer.Option("--val-size", help="Validation images scored per epoch (0: none).", rich_help_panel=RUN)]
-NSamplesOpt = Annotated[int, typer.Option("--n-samples", help="Validation images in each samples/epoch_NNN.png.", rich_help_panel=RUN)]
-TensorboardOpt = Annotated[bool, typer.Option("--tensorboard", help="Also write TensorBoard event files (needs the tensorboard package).", rich_help_panel=RUN)]
-ValMetricsOpt = Annotated[str, typer.Option("--val-metrics", help="Scores on the validation split every --val-freq epochs, e.g. fid,kid (pix2pix also psnr,ssim,lpips; needs img2img[eval]).", rich_help_panel=RUN)]
-ValFreqOpt = Annotated[int, typer.Option("--val-freq", help="Epochs between --val-metrics scores.", rich_help_panel=RUN)]
-KeepBestOpt = Annotated[Optional[str], typer.Option("--keep-best", metavar="METRIC", help="Keep the checkpoint and weights of the best epoch by this --val-metrics score (weights/best_*.safetensors).", rich_help_panel=RUN)]
-InceptionWeightsOpt = Annotated[Optional[Path], typer.Option("--inception-weights", help="The FID Inception weights file for --val-metrics (see img2img eval).", rich_help_panel=RUN)]
-LpipsWeightsOpt = Annotated[Optional[Path], typer.Option("--lpips-weights", help="The LPIPS AlexNet weights file for --val-metrics lpips.", rich_help_panel=RUN)]
+LrDecayItersOpt = Annotated[
+    int, typer.Option("--lr-decay-iters", help="step policy: x0.1 every this many epochs.", rich_help_panel=OPTIM)
+]
+SeedOpt = Annotated[
+    Optional[int],
+    typer.Option("--seed", help="Random seed (default: random, written to config.json).", rich_help_panel=OPTIM),
+]
+PrintFreqOpt = Annotated[
+    int, typer.Option("--print-freq", help="Iterations between log lines and metrics.csv rows.", rich_help_panel=RUN)
+]
+SaveEpochFreqOpt = Annotated[
+    int, typer.Option("--save-epoch-freq", help="Keep a checkpoint every this many epochs.", rich_help_panel=RUN)
+]
+SaveLatestFreqOpt = Annotated[
+    int,
+    typer.Option(
+        "--save-latest-freq",
+        help="Write the latest checkpoint every this many iterations (and at every epoch end).",
+        rich_help_panel=RUN,
+    ),
+]
+ValSizeOpt = Annotated[
+    int, typer.Option("--val-size", help="Validation images scored per epoch (0: none).", rich_help_panel=RUN)
+]
+NSamplesOpt = Annotated[
+    int, typer.Option("--n-samples", help="Validation images in each samples/epoch_NNN.png.", rich_help_panel=RUN)
+]
+TensorboardOpt = Annotated[
+    bool,
+    typer.Option(
+        "--tensorboard", help="Also write TensorBoard event files (needs the tensorboard package).", rich_help_panel=RUN
+    ),
+]
+ValMetricsOpt = Annotated[
+    str,
+    typer.Option(
+        "--val-metrics",
+        help="Scores on the validation split every --val-freq epochs, e.g. fid,kid (pix2pix also psnr,ssim,lpips; needs img2img[eval]).",
+        rich_help_panel=RUN,
+    ),
+]
+ValFreqOpt = Annotated[
+    int, typer.Option("--val-freq", help="Epochs between --val-metrics scores.", rich_help_panel=RUN)
+]
+KeepBestOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--keep-best",
+        metavar="METRIC",
+        help="Keep the checkpoint and weights of the best epoch by this --val-metrics score (weights/best_*.safetensors).",
+        rich_help_panel=RUN,
+    ),
+]
+InceptionWeightsOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--inception-weights",
+        help="The FID Inception weights file for --val-metrics (see img2img eval).",
+        rich_help_panel=RUN,
+    ),
+]
+LpipsWeightsOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--lpips-weights", help="The LPIPS AlexNet weights file for --val-metrics lpips.", rich_help_panel=RUN
+    ),
+]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.", rich_help_panel=SPEED)]
-NumWorkersOpt = Annotated[Optional[int], typer.Option("--num-workers", help="DataLoader workers (default: 0 on the CPU, cores-1 (max 8) with CUDA).", rich_help_panel=SPEED)]
-AmpOpt = Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision, see --amp-dtype (default: bf16 on a CPU with native bf16, else off).", show_default=False, rich_help_panel=SPEED)]
-AmpDtypeOpt = Annotated[AmpDtype, typer.Option("--amp-dtype", help="bf16 (CPU or CUDA) or fp16 with a gradient scaler (CUDA).", rich_help_panel=SPEED)]
-ChannelsLastOpt = Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help="Channels-last memory layout (default: on for the CPU, except with a ResNet generator, where it is slower).", show_default=False, rich_help_panel=SPEED)]
-CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the networks (slow start).", rich_help_panel=SPEED)]
-SyncBnOpt = Annotated[bool, typer.Option("--sync-bn", help="With several processes: batch norm statistics over the global batch (SyncBatchNorm; CUDA only).", rich_help_panel=SPEED)]
-NprocOpt = Annotated[Optional[int], typer.Option("--nproc", min=1, metavar="N", help="Train in N processes on this machine, one per GPU (hands over to torchrun; --batch-size is per process). Several machines: torchrun (docs/distributed.md).", show_default=False, rich_help_panel=SPEED)]
+NumWorkersOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--num-workers",
+        help="DataLoader workers (default: 0 on the CPU, cores-1 (max 8) with CUDA).",
+        rich_help_panel=SPEED,
+    ),
+]
+AmpOpt = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--amp/--no-amp",
+        help="Mixed precision, see --amp-dtype (default: bf16 on a CPU with native bf16, else off).",
+        show_default=False,
+        rich_help_panel=SPEED,
+    ),
+]
+AmpDtypeOpt = Annotated[
+    AmpDtype,
+    typer.Option(
+        "--amp-dtype", help="bf16 (CPU or CUDA) or fp16 with a gradient scaler (CUDA).", rich_help_panel=SPEED
+    ),
+]
+ChannelsLastOpt = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--channels-last/--no-channels-last",
+        help="Channels-last memory layout (default: on for the CPU, except with a ResNet generator, where it is slower).",
+        show_default=False,
+        rich_help_panel=SPEED,
+    ),
+]
+CompileOpt = Annotated[
+    bool, typer.Option("--compile", help="torch.compile the networks (slow start).", rich_help_panel=SPEED)
+]
+SyncBnOpt = Annotated[
+    bool,
+    typer.Option(
+        "--sync-bn",
+        help="With several processes: batch norm statistics over the global batch (SyncBatchNorm; CUDA only).",
+        rich_help_panel=SPEED,
+    ),
+]
+NprocOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--nproc",
+        min=1,
+        metavar="N",
+        help="Train in N processes on this machine, one per GPU (hands over to torchrun; --batch-size is per process). Several machines: torchrun (docs/distributed.md).",
+        show_default=False,
+        rich_help_panel=SPEED,
+    ),
+]
 
 
 def kept_finished_run(config: Any, *, resume: Optional[Path], overwrite: bool, skip_existing: bool) -> bool:
@@ -260,10 +434,15 @@ def use_max_pixels(max_pixels: Optional[int]) -> None:
 @train_app.command("pix2pix")
 def pix2pix(
     ctx: typer.Context,
-    data: Annotated[Optional[Path], typer.Option(
-        "--data", help="Dataset folder: DIR/train/*.jpg with A|B side by side, or DIR/train/A + DIR/train/B "
-        "paired by name (and DIR/val likewise).", rich_help_panel=DATA,
-    )] = None,
+    data: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--data",
+            help="Dataset folder: DIR/train/*.jpg with A|B side by side, or DIR/train/A + DIR/train/B "
+            "paired by name (and DIR/val likewise).",
+            rich_help_panel=DATA,
+        ),
+    ] = None,
     out: OutOpt = None,
     resume: ResumeOpt = None,
     config_file: ConfigFileOpt = None,
@@ -288,7 +467,9 @@ def pix2pix(
     init_type: InitTypeOpt = InitType.normal,
     init_gain: InitGainOpt = 0.02,
     gan_mode: GanModeOpt = GanMode.vanilla,
-    lambda_l1: Annotated[float, typer.Option("--lambda-l1", help="Weight of the L1 loss.", rich_help_panel=OPTIM)] = 100.0,
+    lambda_l1: Annotated[
+        float, typer.Option("--lambda-l1", help="Weight of the L1 loss.", rich_help_panel=OPTIM)
+    ] = 100.0,
     lambda_gp: LambdaGpOpt = 10.0,
     lr: LrOpt = 2e-4,
     beta1: Beta1Opt = 0.5,
@@ -337,10 +518,15 @@ def pix2pix(
 @train_app.command("cyclegan")
 def cyclegan(
     ctx: typer.Context,
-    data: Annotated[Optional[Path], typer.Option(
-        "--data", help="Dataset folder: DIR/trainA and DIR/trainB, each domain's images (unpaired, any "
-        "number); DIR/testA + DIR/testB for validation.", rich_help_panel=DATA,
-    )] = None,
+    data: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--data",
+            help="Dataset folder: DIR/trainA and DIR/trainB, each domain's images (unpaired, any "
+            "number); DIR/testA + DIR/testB for validation.",
+            rich_help_panel=DATA,
+        ),
+    ] = None,
     out: OutOpt = None,
     resume: ResumeOpt = None,
     config_file: ConfigFileOpt = None,
@@ -365,15 +551,29 @@ def cyclegan(
     init_type: InitTypeOpt = InitType.normal,
     init_gain: InitGainOpt = 0.02,
     gan_mode: GanModeOpt = GanMode.lsgan,
-    lambda_a: Annotated[float, typer.Option("--lambda-a", help="Weight of the cycle loss A -> B -> A.", rich_help_panel=OPTIM)] = 10.0,
-    lambda_b: Annotated[float, typer.Option("--lambda-b", help="Weight of the cycle loss B -> A -> B.", rich_help_panel=OPTIM)] = 10.0,
-    lambda_identity: Annotated[float, typer.Option(
-        "--lambda-identity", help="Weight of the identity loss |G_A(B) - B| (and |G_B(A) - A|), as a fraction of "
-        "--lambda-b (--lambda-a); needs --input-nc = --output-nc (0: off).", rich_help_panel=OPTIM,
-    )] = 0.5,
-    pool_size: Annotated[int, typer.Option(
-        "--pool-size", help="Generated images kept for each discriminator to draw from (0: none).", rich_help_panel=OPTIM,
-    )] = 50,
+    lambda_a: Annotated[
+        float, typer.Option("--lambda-a", help="Weight of the cycle loss A -> B -> A.", rich_help_panel=OPTIM)
+    ] = 10.0,
+    lambda_b: Annotated[
+        float, typer.Option("--lambda-b", help="Weight of the cycle loss B -> A -> B.", rich_help_panel=OPTIM)
+    ] = 10.0,
+    lambda_identity: Annotated[
+        float,
+        typer.Option(
+            "--lambda-identity",
+            help="Weight of the identity loss |G_A(B) - B| (and |G_B(A) - A|), as a fraction of "
+            "--lambda-b (--lambda-a); needs --input-nc = --output-nc (0: off).",
+            rich_help_panel=OPTIM,
+        ),
+    ] = 0.5,
+    pool_size: Annotated[
+        int,
+        typer.Option(
+            "--pool-size",
+            help="Generated images kept for each discriminator to draw from (0: none).",
+            rich_help_panel=OPTIM,
+        ),
+    ] = 50,
     lambda_gp: LambdaGpOpt = 10.0,
     lr: LrOpt = 2e-4,
     beta1: Beta1Opt = 0.5,

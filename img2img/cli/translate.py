@@ -108,9 +108,7 @@ def translate(
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images of equal (padded) size run together."),
     overwrite: OverwriteOpt = False,
     skip_existing: SkipExistingOpt = False,
-    as_json: bool = typer.Option(
-        False, "--json", help="One JSON object per input on stdout."
-    ),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per input on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (errors are still shown)."),
     stdin_limit: str = typer.Option(
         "1G",
@@ -135,8 +133,12 @@ def translate(
         "multiple); auto: only images that would not fit in memory in one pass; off: never.",
     ),
     tile_overlap: Optional[int] = typer.Option(
-        None, "--tile-overlap", metavar="PX", min=0, help="Overlap of neighbouring tiles in pixels (default: a "
-        "quarter of the tile, at most 128; for U-Nets three size multiples, 384 for unet_128)."
+        None,
+        "--tile-overlap",
+        metavar="PX",
+        min=0,
+        help="Overlap of neighbouring tiles in pixels (default: a "
+        "quarter of the tile, at most 128; for U-Nets three size multiples, 384 for unet_128).",
     ),
     tile_stats: TileStatsChoice = typer.Option(
         TileStatsChoice.thumbnail,
@@ -159,8 +161,8 @@ def translate(
     # Imported here rather than at the top so that `img2img --help` does not load torch.
     from img2img.files.atomic import remove_stale_temporaries
     from img2img.files.imageio import parse_byte_size
-    from img2img.translate.translator import Translator
     from img2img.translate.jobs import parse_shard, plan_jobs
+    from img2img.translate.translator import Translator
 
     to_stdout = _check_options(inputs, output, out_dir, ext, as_json, overwrite, skip_existing)
     part = parse_shard(shard) if shard is not None else None
@@ -188,7 +190,9 @@ def translate(
         tile_overlap=tile_overlap,
         tile_stats=tile_stats.value,
     )
-    reporter = _Reporter(as_json=as_json, shard=part, show_progress=not quiet and len(jobs) + len(errors) > 1 and sys.stderr.isatty())
+    reporter = _Reporter(
+        as_json=as_json, shard=part, show_progress=not quiet and len(jobs) + len(errors) > 1 and sys.stderr.isatty()
+    )
     try:
         with reporter.progress(total=len(jobs) + len(errors)):
             for message in notes:
@@ -199,7 +203,16 @@ def translate(
                 else:
                     reporter.failed(error.label, error.output, error.message)
             if jobs:
-                _run(translator, jobs, batch_size, reporter, limit, replace=overwrite, skip_existing=skip_existing, max_pixels=max_pixels)
+                _run(
+                    translator,
+                    jobs,
+                    batch_size,
+                    reporter,
+                    limit,
+                    replace=overwrite,
+                    skip_existing=skip_existing,
+                    max_pixels=max_pixels,
+                )
     except (Interrupted, KeyboardInterrupt) as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         raise Interrupted(signum, reporter.summary(len(jobs) + len(errors))) from None
@@ -288,7 +301,9 @@ def _run(
                     source, name = read_stream(typer.get_binary_stream("stdin"), "stdin", stdin_limit), "stdin"
                 else:
                     source, name = job.source, job.label
-                image = read_image(source, name=name, stream_limit=stdin_limit, on_note=reporter.note, max_pixels=max_pixels)
+                image = read_image(
+                    source, name=name, stream_limit=stdin_limit, on_note=reporter.note, max_pixels=max_pixels
+                )
                 # A size the output format cannot hold fails now, before the translation.
                 check_size(job.fmt, image.size, f"{job.label}: {job.output or 'stdout'}")
             except ImageError as exc:  # its message names the file
@@ -343,7 +358,14 @@ class _Reporter:
         if not self.show_progress:
             return contextlib.nullcontext()
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self._progress = Progress(
             TextColumn("translating"),

@@ -10,12 +10,12 @@ from typing import Iterable
 
 from img2img.data.images import list_images, load_image, read_header, read_size, unreadable_reason
 from img2img.data.layouts import (
-    Pair,
-    PairedData,
-    UnpairedData,
     EXPECTED_LAYOUT,
     EXPECTED_UNPAIRED,
     MAX_LISTED,
+    Pair,
+    PairedData,
+    UnpairedData,
     describe_folder,
     domain_images,
     scan_split,
@@ -33,7 +33,9 @@ def _decode_all(paths: list[Path], problems: _Problems) -> None:
         try:
             load_image(path, 3)
         except DatasetError as exc:
-            problems.add("images that cannot be decoded", f"{problems.rel(path)} ({str(exc).removeprefix(f'{path}: ')})")
+            problems.add(
+                "images that cannot be decoded", f"{problems.rel(path)} ({str(exc).removeprefix(f'{path}: ')})"
+            )
     problems.raise_if_any()
 
 
@@ -58,7 +60,6 @@ def smallest_input(pre: Preprocess, sizes: Iterable[tuple[int, int]]) -> tuple[t
         return (pre.crop_size, pre.crop_size), f"--crop-size {pre.crop_size}"
     width, height = min(w for w, _ in outputs), min(h for _, h in outputs)
     return (width, height), f"the smallest images after --preprocess {pre.mode}"
-
 
 
 class _Problems:
@@ -115,9 +116,7 @@ def check_paired_data(
     if val_dir.is_dir():
         val_layout, val = scan_split(val_dir)
         if val_layout != layout:
-            raise DatasetError(
-                f"{root}: train/ uses the {layout} layout but val/ the {val_layout} layout; use one"
-            )
+            raise DatasetError(f"{root}: train/ uses the {layout} layout but val/ the {val_layout} layout; use one")
 
     problems = _Problems(root)
     sizes: dict[Path, tuple[int, int]] = {}
@@ -207,8 +206,7 @@ def _check_pair(
         if read[0] != read[1]:
             problems.add(
                 "A and B of different sizes",
-                f"{problems.rel(pair.a)} {read[0][0]}x{read[0][1]} vs "
-                f"{problems.rel(pair.b)} {read[1][0]}x{read[1][1]}",
+                f"{problems.rel(pair.a)} {read[0][0]}x{read[0][1]} vs {problems.rel(pair.b)} {read[1][0]}x{read[1][1]}",
             )
             return
         size = read[0]
@@ -285,9 +283,7 @@ def check_unpaired_data(
     train_a, val_a, source_a = validation_split(train_a, val_a, val_size)
     train_b, val_b, source_b = validation_split(train_b, val_b, val_size)
     val_source = source_a if source_a == source_b else "train"  # one domain too small to hold out
-    warnings = _domain_differences(
-        [headers[p] for p in train_a], [headers[p] for p in train_b]
-    )
+    warnings = _domain_differences([headers[p] for p in train_a], [headers[p] for p in train_b])
     sizes = {path: header[0] for path, header in headers.items()}
     return UnpairedData(root, train_a, train_b, val_a, val_b, val_source, warnings, sizes)
 

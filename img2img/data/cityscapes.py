@@ -87,8 +87,7 @@ def prepare_cityscapes(
             split, stem = unpaired[0]
             missing = "_leftImg8bit.png" if (split, stem) in labels else "_gtFine_color.png"
             raise DatasetError(
-                f"{stem}: {split} has no {stem}{missing}; {len(unpaired)} files without a partner, "
-                "nothing was written"
+                f"{stem}: {split} has no {stem}{missing}; {len(unpaired)} files without a partner, nothing was written"
             )
         counts = {}
         with temporary_folder(out.parent) as staging:

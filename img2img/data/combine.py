@@ -12,7 +12,6 @@ from img2img.data.layouts import pair_by_name
 from img2img.errors import DatasetError, ImageError, OutputExistsError, exists_message
 from img2img.files.imageio import natural_channels, read_image, to_8bit, write_image
 
-
 SPLITS = ("train", "val", "test")  # split subfolders mirrored by combine_folders
 
 

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from img2img.files.shipped import shipped_dir
-from img2img.files.atomic import atomic_write_bytes, rename_no_replace
 from img2img.errors import DatasetError, DownloadError, Img2ImgError, UsageError
+from img2img.files.atomic import atomic_write_bytes, rename_no_replace
+from img2img.files.shipped import shipped_dir
 
 DATASETS_FILE = shipped_dir() / "datasets.json"
 DATASETS_SCHEMA = 1
@@ -96,7 +96,11 @@ def read_datasets_file(path: Path) -> dict[str, DatasetEntry]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise Img2ImgError(f"{path}: cannot read the dataset registry ({exc})") from None
-    if not isinstance(data, dict) or data.get("schema") != DATASETS_SCHEMA or not isinstance(data.get("datasets"), dict):
+    if (
+        not isinstance(data, dict)
+        or data.get("schema") != DATASETS_SCHEMA
+        or not isinstance(data.get("datasets"), dict)
+    ):
         raise Img2ImgError(f"{path}: not a dataset registry of schema {DATASETS_SCHEMA}")
     base_url, origin = os.environ.get(ENV_DATA_BASE_URL, "").strip(), f"${ENV_DATA_BASE_URL}"
     if not base_url:
@@ -176,8 +180,8 @@ def download_dataset(
     it to ``dest`` (which must not exist yet). ``note`` receives progress lines for people.
     Raises UsageError (dest exists), DownloadError (transfer, size, hash), DatasetError (an
     unsafe archive, or one without the task's folders)."""
-    from img2img.files import downloads
     from img2img.data.extract import extract_archive
+    from img2img.files import downloads
 
     if dest.exists():
         raise UsageError(f"{dest}: already exists; remove it or choose another --out")
@@ -228,7 +232,9 @@ def download_dataset(
             root = _dataset_root(staging, entry)
         except DatasetError as exc:
             if expected:  # the file is the one expected: keep it, say where it is
-                raise DatasetError(exc.message, hint=f"the archive stays in {archive}; delete it to download again") from None
+                raise DatasetError(
+                    exc.message, hint=f"the archive stays in {archive}; delete it to download again"
+                ) from None
             # Unverified and unusable (a resume that joined two versions of the file, a host
             # serving something else): neither trusted nor kept.
             archive.unlink(missing_ok=True)

@@ -71,4 +71,3 @@ def unreadable_reason(exc: BaseException, path: Path) -> str:
     text = str(exc).removeprefix(f"{path}: ") or type(exc).__name__
     hint = getattr(exc, "hint", None)  # e.g. how to lift the pixel limit
     return f"{text}; {hint}" if hint else text
-

@@ -10,12 +10,10 @@ from pathlib import Path
 from img2img.data.images import is_image_file, list_images
 from img2img.errors import DatasetError, first_line
 
-
 MAX_LISTED = 5  # files named per kind of problem; the rest are counted
 
 EXPECTED_LAYOUT = (
-    "expected DIR/train/*.jpg|png (A and B side by side) or DIR/train/A/ + DIR/train/B/ "
-    "(pairs with the same file name)"
+    "expected DIR/train/*.jpg|png (A and B side by side) or DIR/train/A/ + DIR/train/B/ (pairs with the same file name)"
 )
 
 
@@ -80,7 +78,8 @@ class UnpairedData:
             val = "none"
         else:
             val = f"{len(self.val_a)} + {len(self.val_b)} " + (
-                "held out from trainA/ + trainB/" if self.val_source == "held-out"
+                "held out from trainA/ + trainB/"
+                if self.val_source == "held-out"
                 else "training images (too few to hold any out)"
             )
         return (
@@ -119,8 +118,7 @@ def scan_split(folder: Path) -> tuple[str, list[Pair]]:
     if has_a or has_b:
         if direct_images:
             raise DatasetError(
-                f"{folder}: holds both images and {'A/' if has_a else 'B/'}; unknown layout: "
-                f"{EXPECTED_LAYOUT}"
+                f"{folder}: holds both images and {'A/' if has_a else 'B/'}; unknown layout: {EXPECTED_LAYOUT}"
             )
         if not (has_a and has_b):
             present, missing = ("A", "B") if has_a else ("B", "A")

@@ -15,9 +15,7 @@ class EpochSampler(Sampler):
     resumes mid-epoch with exactly the batches it would have seen. With ``world_size`` > 1 each
     rank takes every world_size-th sample (the order padded by repetition to divide evenly)."""
 
-    def __init__(
-        self, size: int, *, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1
-    ):
+    def __init__(self, size: int, *, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1):
         if size < 1:
             raise ValueError("an EpochSampler needs at least one sample")
         self.size, self.seed, self.shuffle = size, seed, shuffle

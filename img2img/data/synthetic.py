@@ -12,7 +12,6 @@ from PIL import Image
 
 from img2img.errors import UsageError
 
-
 _SHAPE_COLOURS = {"ellipse": (220, 40, 40), "rectangle": (40, 90, 220), "triangle": (30, 170, 60)}
 
 
@@ -74,7 +73,6 @@ def write_shapes_dataset(
             else:
                 raise UsageError(f"unknown layout {layout!r}; valid: aligned, two-folder")
     return root
-
 
 
 # --- a synthetic unpaired task ----------------------------------------------------------------

@@ -19,7 +19,6 @@ from pathlib import Path
 from img2img.errors import DatasetError, UsageError
 from img2img.eval.features import ImageItem, folder_items
 
-
 _HALF = {"A": "left", "B": "right"}  # the reference's aligned layout: A|B
 
 
@@ -58,8 +57,9 @@ def stem_of(name: str) -> str:
     return path.with_suffix("").as_posix()
 
 
-def pair_by_name(fakes: list[ImageItem], targets: list[ImageItem], fake_option: str, target_option: str
-                 ) -> tuple[dict[str, ImageItem], list[tuple[str, str]]]:
+def pair_by_name(
+    fakes: list[ImageItem], targets: list[ImageItem], fake_option: str, target_option: str
+) -> tuple[dict[str, ImageItem], list[tuple[str, str]]]:
     """Targets keyed by the fake's name they pair with, and one (label, message) for each image
     on either side without a partner. UsageError when nothing pairs at all."""
     by_stem: dict[str, ImageItem] = {}
@@ -80,10 +80,14 @@ def pair_by_name(fakes: list[ImageItem], targets: list[ImageItem], fake_option: 
             paired[fake.name or fake.label] = by_stem[key]
             seen.add(key)
         else:
-            unmatched.append((fake.label, f"{fake.label}: no image named {key}.* in {target_option}; left out of the paired scores"))
+            unmatched.append(
+                (fake.label, f"{fake.label}: no image named {key}.* in {target_option}; left out of the paired scores")
+            )
     for key, item in by_stem.items():
         if key not in seen:
-            unmatched.append((item.label, f"{item.label}: no image named {key}.* in {fake_option}; left out of the paired scores"))
+            unmatched.append(
+                (item.label, f"{item.label}: no image named {key}.* in {fake_option}; left out of the paired scores")
+            )
     if not paired:
         raise UsageError(f"no image in {fake_option} has a partner of the same name in {target_option}")
     return paired, unmatched

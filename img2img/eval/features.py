@@ -12,9 +12,9 @@ today's; a cache that cannot be written only costs time (a note).
 
 from __future__ import annotations
 
-import logging
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -53,7 +53,9 @@ class FeatureSet:
     logits: torch.Tensor
     names: list[str]
     failures: list[tuple[str, str]] = field(default_factory=list)
-    cache: str = "none"  # "hit", "miss", "rebuilt", "unwritten" (img2img.eval.features.cached_extract) or "none" (not cacheable)
+    cache: str = (
+        "none"  # "hit", "miss", "rebuilt", "unwritten" (img2img.eval.features.cached_extract) or "none" (not cacheable)
+    )
     failed: list[list] = field(default_factory=list)  # [name, half] of the failures, in a cache entry
 
     def __len__(self) -> int:
@@ -223,7 +225,9 @@ def cached_extract(
     failed = [_entry_name(item) for item in items if item.label in {label for label, _ in features.failures}]
     reason = _save(path, features, key, settings, failed)
     if reason is not None:
-        note(f"cannot write the feature cache ({reason}); the scores are complete, the next run extracts the features again")
+        note(
+            f"cannot write the feature cache ({reason}); the scores are complete, the next run extracts the features again"
+        )
         features.cache = "unwritten"
     else:
         features.cache = "rebuilt" if problem is not None else "miss"
@@ -311,7 +315,9 @@ def _load(path: Path, key: str, settings: dict, items: list[ImageItem]) -> tuple
     return entry, None
 
 
-def _check_entry(meta, pool: torch.Tensor, logits: torch.Tensor, key: str, settings: dict, items: list[ImageItem]) -> str | None:
+def _check_entry(
+    meta, pool: torch.Tensor, logits: torch.Tensor, key: str, settings: dict, items: list[ImageItem]
+) -> str | None:
     if not isinstance(meta, dict) or meta.get("format") != ENTRY_FORMAT:
         return "is not an entry of this version"
     if meta.get("key") != key:

@@ -74,7 +74,9 @@ class FIDInception:
         self.device = device
         self.resize = resize
         if resize == "tf1":
-            self._tf1 = require("torch_fidelity.interpolate_compat_tensorflow").interpolate_bilinear_2d_like_tensorflow1x
+            self._tf1 = require(
+                "torch_fidelity.interpolate_compat_tensorflow"
+            ).interpolate_bilinear_2d_like_tensorflow1x
 
     def prepare(self, image: Image.Image) -> torch.Tensor:
         """A PIL image (any mode) -> what :meth:`features` takes: uint8 (3, H, W) for "tf1",
@@ -127,8 +129,10 @@ def standard_layout() -> dict[str, torch.Tensor]:
     (random) tensors: torch-fidelity's network built without loading any weights."""
     module = require("torch_fidelity.feature_extractor_inceptionv3")
     cls = module.FeatureExtractorInceptionV3
-    with _HANDOVER, _patched(module, "load_state_dict_from_url", lambda *a, **k: {}), _patched(
-        cls, "load_state_dict", lambda self, state_dict, *a, **k: None
+    with (
+        _HANDOVER,
+        _patched(module, "load_state_dict_from_url", lambda *a, **k: {}),
+        _patched(cls, "load_state_dict", lambda self, state_dict, *a, **k: None),
     ):
         net = cls("inception-v3-compat", ["2048"])
     return {k: v.clone() for k, v in net.state_dict().items()}

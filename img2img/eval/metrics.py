@@ -96,7 +96,9 @@ def span_coordinates(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, to
     return a64 @ q, b64 @ q
 
 
-def kid(fake: torch.Tensor, real: torch.Tensor, *, subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE) -> dict:
+def kid(
+    fake: torch.Tensor, real: torch.Tensor, *, subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE
+) -> dict:
     """Kernel Inception Distance (Bińkowski et al., 2018): unbiased MMD² with the cubic
     polynomial kernel over ``subsets`` random subsets, mean ± std, by torch-fidelity.
 
@@ -198,9 +200,7 @@ def check_image_counts(metrics, fake: int, real: int | None, where: str) -> None
         sides = [("translated", fake)] + ([("real", real)] if real is not None and metric != "is" else [])
         for side, count in sides:
             if count < minimum:
-                raise UsageError(
-                    f"{metric.upper()} needs at least {minimum} {side} images; {where} has {count}"
-                )
+                raise UsageError(f"{metric.upper()} needs at least {minimum} {side} images; {where} has {count}")
 
 
 def _need(minimum: int, metric: str, *features: torch.Tensor) -> None:
@@ -334,7 +334,12 @@ class PairedScores:
                 **_library("scikit-image"),
             }
         if "ssim" in wanted:
-            out["ssim"] = {"value": _mean(self.ssim), "pairs": len(self.ssim), **SSIM_SETTINGS, **_library("scikit-image")}
+            out["ssim"] = {
+                "value": _mean(self.ssim),
+                "pairs": len(self.ssim),
+                **SSIM_SETTINGS,
+                **_library("scikit-image"),
+            }
         if "lpips" in wanted:
             out["lpips"] = {
                 "value": _mean(self.lpips),

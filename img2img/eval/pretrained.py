@@ -106,8 +106,13 @@ def file_sha256(path: Path) -> str:
     return _DIGESTS[key]
 
 
-def find_weights(known: KnownWeights, explicit: str | os.PathLike[str] | None = None, *, download: bool = True,
-                 progress: bool | None = None) -> FoundWeights:
+def find_weights(
+    known: KnownWeights,
+    explicit: str | os.PathLike[str] | None = None,
+    *,
+    download: bool = True,
+    progress: bool | None = None,
+) -> FoundWeights:
     """Locate ``known``'s file in the documented order (see the module docstring).
 
     An explicit file may hold other weights of the same layout (a fine-tuned or test network):
@@ -224,6 +229,7 @@ def check_layout(tensors: dict, expected: dict, path: Path, label: str) -> None:
             parts.append(f"{len(extra)} unexpected (e.g. {extra[0]})")
         if wrong:
             k = wrong[0]
-            parts.append(f"{len(wrong)} of the wrong shape (e.g. {k}: {tuple(tensors[k].shape)}, expected {tuple(expected[k].shape)})")
+            parts.append(
+                f"{len(wrong)} of the wrong shape (e.g. {k}: {tuple(tensors[k].shape)}, expected {tuple(expected[k].shape)})"
+            )
         raise WeightsError(f"{path}: not {label}: tensors " + "; ".join(parts))
-

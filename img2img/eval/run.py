@@ -110,7 +110,9 @@ class Evaluator:
         """Locate (or download) the weights ``metrics`` need, so that a missing file stops the
         run before any translation or training."""
         if set(metrics) & set(M.UNPAIRED) and self.inception_weights is None:
-            self.inception_weights = find_weights(INCEPTION, self.settings.inception_weights, download=self.settings.download)
+            self.inception_weights = find_weights(
+                INCEPTION, self.settings.inception_weights, download=self.settings.download
+            )
         if "lpips" in metrics and self.lpips_weights is None:
             self.lpips_weights = find_weights(ALEXNET, self.settings.lpips_weights, download=self.settings.download)
 
@@ -120,7 +122,9 @@ class Evaluator:
             self.find_weights(("fid",))
             assert self.inception_weights is not None
             path = self.inception_weights.path
-            self._inception = FIDInception(load_tensors(path), path=path, device=self.device, resize=self.settings.resize)
+            self._inception = FIDInception(
+                load_tensors(path), path=path, device=self.device, resize=self.settings.resize
+            )
         return self._inception
 
     @property
@@ -153,13 +157,22 @@ class Evaluator:
             return tuple(m for m in M.ALL if m in default)
         missing = [m for m in self.settings.metrics if m not in allowed]
         if missing:
-            need = "a real set (--real, or --data)" if missing[0] in ("fid", "kid") else "targets (--target, or --data with a paired layout)"
+            need = (
+                "a real set (--real, or --data)"
+                if missing[0] in ("fid", "kid")
+                else "targets (--target, or --data with a paired layout)"
+            )
             raise UsageError(f"{missing[0]} needs {need}")
         return tuple(m for m in M.ALL if m in self.settings.metrics)
 
     def evaluate(
-        self, comparison: Comparison, translator=None, *, save_outputs: Path | None = None,
-        overwrite: bool = False, skip_existing: bool = False,
+        self,
+        comparison: Comparison,
+        translator=None,
+        *,
+        save_outputs: Path | None = None,
+        overwrite: bool = False,
+        skip_existing: bool = False,
     ) -> dict:
         """Scores for one comparison, as a JSON-ready dict (see the README's eval section).
 
@@ -182,7 +195,9 @@ class Evaluator:
         except Exception as exc:  # noqa: BLE001 -- only out-of-memory is translated, the rest re-raised
             if not is_out_of_memory(exc):
                 raise
-            raise OutOfMemory(f"out of memory measuring {comparison.label} on {self.device}{_allocation(exc)}") from None
+            raise OutOfMemory(
+                f"out of memory measuring {comparison.label} on {self.device}{_allocation(exc)}"
+            ) from None
 
     def _evaluate(
         self, comparison: Comparison, translator, *, save_outputs: Path | None, overwrite: bool, skip_existing: bool
@@ -222,7 +237,10 @@ class Evaluator:
                         outcome.notes.append(scores["fid"]["note"])
                 if "kid" in metrics:
                     scores["kid"] = M.kid(
-                        fake_set.pool, real_set.pool, subsets=self.settings.kid_subsets, subset_size=self.settings.kid_subset_size
+                        fake_set.pool,
+                        real_set.pool,
+                        subsets=self.settings.kid_subsets,
+                        subset_size=self.settings.kid_subset_size,
                     )
                     if "note" in scores["kid"]:
                         outcome.notes.append(scores["kid"]["note"])
@@ -262,9 +280,7 @@ class Evaluator:
         read (metrics.MINIMUM_IMAGES)."""
         fakes = comparison.fakes if comparison.fakes is not None else comparison.inputs
         reals = comparison.reals if comparison.reals is not None else comparison.targets
-        M.check_image_counts(
-            metrics, len(fakes or ()), None if reals is None else len(reals), comparison.label.strip()
-        )
+        M.check_image_counts(metrics, len(fakes or ()), None if reals is None else len(reals), comparison.label.strip())
 
     def _own_words(self, error: Exception) -> str:
         """``error`` as this command can say it: a hint naming an option the command does not
@@ -331,7 +347,9 @@ class Evaluator:
             results[result.key] = ImageItem(f"{item.label} (translated)", image=result.image, name=name)
         return [results[i] for i in sorted(results)], gray
 
-    def _features(self, items: list[ImageItem], outcome: _Outcome, *, cacheable: bool, remember: bool = False) -> FeatureSet:
+    def _features(
+        self, items: list[ImageItem], outcome: _Outcome, *, cacheable: bool, remember: bool = False
+    ) -> FeatureSet:
         """Features of ``items``: files through the disk cache when ``cacheable``; images in
         memory kept for the life of this evaluator when ``remember`` (a validation set)."""
         self.hooks.add_total(len(items))
@@ -354,16 +372,29 @@ class Evaluator:
             key = _memory_key(items, self.settings.resize)
             if key not in self._remembered:  # progress (and a stop request) checked per batch
                 self._remembered[key] = extract(
-                    items, self.inception, batch_size=self.settings.batch_size, on_error=errors, on_done=self.hooks.advance
+                    items,
+                    self.inception,
+                    batch_size=self.settings.batch_size,
+                    on_error=errors,
+                    on_done=self.hooks.advance,
                 )
             else:
                 self.hooks.advance(len(items))
             found = self._remembered[key]
         else:
-            found = extract(items, self.inception, batch_size=self.settings.batch_size, on_error=errors, on_done=self.hooks.advance)
+            found = extract(
+                items, self.inception, batch_size=self.settings.batch_size, on_error=errors, on_done=self.hooks.advance
+            )
         return found
 
-    def _paired(self, fakes: list[ImageItem], targets: dict[str, ImageItem], metrics: tuple[str, ...], gray: bool | None, outcome: _Outcome) -> M.PairedScores:
+    def _paired(
+        self,
+        fakes: list[ImageItem],
+        targets: dict[str, ImageItem],
+        metrics: tuple[str, ...],
+        gray: bool | None,
+        outcome: _Outcome,
+    ) -> M.PairedScores:
         scores = M.PairedScores([], [], [])
         limits = M.paired_size_limits(metrics)
         too_small = dict.fromkeys(limits, 0)  # metric -> pairs below its smallest side
@@ -379,7 +410,10 @@ class Evaluator:
                 self._fail(outcome, str(exc), fake.label if str(exc).startswith(f"{fake.label}:") else target.label)
                 continue
             if a_image.size != b_image.size:
-                self._fail(outcome, f"{fake.label}: {a_image.size[0]}x{a_image.size[1]}, but its target {target.label} is {b_image.size[0]}x{b_image.size[1]}; left out of the paired scores")
+                self._fail(
+                    outcome,
+                    f"{fake.label}: {a_image.size[0]}x{a_image.size[1]}, but its target {target.label} is {b_image.size[0]}x{b_image.size[1]}; left out of the paired scores",
+                )
                 continue
             one_channel = gray if gray is not None else (a_image.mode in _GRAY_MODES and b_image.mode in _GRAY_MODES)
             try:
@@ -437,7 +471,9 @@ class Evaluator:
         if "lpips" in metrics and self.lpips_weights is not None:
             out["lpips_weights"] = self.lpips_weights.to_dict()
         if set(metrics) & set(M.PAIRED):
-            out["paired_channels"] = "model's (1: gray, 3: RGB)" if gray is not None else "gray when both images are gray, else RGB"
+            out["paired_channels"] = (
+                "model's (1: gray, 3: RGB)" if gray is not None else "gray when both images are gray, else RGB"
+            )
         return out
 
 
@@ -457,7 +493,9 @@ def _check_save_outputs(comparison: Comparison, save_outputs: Path, skip_existin
         return
     if skip_existing:
         outcome.kept.update(existing)
-        outcome.notes.append(f"--save-outputs {save_outputs}: kept {len(existing)} outputs already there (still scored)")
+        outcome.notes.append(
+            f"--save-outputs {save_outputs}: kept {len(existing)} outputs already there (still scored)"
+        )
         return
     first = _saved_name(save_outputs, existing[0])
     if len(existing) == 1:
@@ -490,8 +528,14 @@ def folder_comparison(*, fake: Path, real: Path | None, target: Path | None) -> 
         targets, unmatched = pair_by_name(fakes, read_folder(target, "--target"), "--fake", "--target")
     described = {"fake": str(fake), "real": str(real) if real else None, "target": str(target) if target else None}
     label = f"{fake}/ vs " + " and ".join(f"{p}/" for p in (real, target) if p is not None)
-    return Comparison(label=label, fakes=fakes, reals=reals, targets=targets, unmatched=unmatched,
-                      described={k: v for k, v in described.items() if v})
+    return Comparison(
+        label=label,
+        fakes=fakes,
+        reals=reals,
+        targets=targets,
+        unmatched=unmatched,
+        described={k: v for k, v in described.items() if v},
+    )
 
 
 def _memory_key(items: list[ImageItem], resize: str) -> str:
@@ -521,7 +565,7 @@ def _unit_float(image: Image.Image, gray: bool) -> np.ndarray:
 
 
 def _allocation(exc: BaseException) -> str:
-    """", an allocation of 5.1 GiB failed" from an allocator's message, when it says the size."""
+    """ ", an allocation of 5.1 GiB failed" from an allocator's message, when it says the size."""
     import re
 
     from img2img.files.imageio import format_bytes
@@ -539,4 +583,3 @@ def _json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-

@@ -39,7 +39,9 @@ def parse_metrics(text: str | None, task: str) -> tuple[str, ...]:
     if task == "cyclegan":
         paired = [n for n in names if n in M.PAIRED]
         if paired:
-            raise UsageError(f"--val-metrics {paired[0]}: CycleGAN's validation images are unpaired; use fid, kid or is")
+            raise UsageError(
+                f"--val-metrics {paired[0]}: CycleGAN's validation images are unpaired; use fid, kid or is"
+            )
     return tuple(m for m in M.ALL if m in names)
 
 
@@ -77,8 +79,13 @@ class ValidationScorer:
 
         self.metrics, self.task = metrics, task
         self.evaluator = Evaluator(
-            EvalSettings(metrics=metrics, device=str(device), inception_weights=inception_weights,
-                         lpips_weights=lpips_weights, use_cache=False)  # fmt: skip
+            EvalSettings(
+                metrics=metrics,
+                device=str(device),
+                inception_weights=inception_weights,
+                lpips_weights=lpips_weights,
+                use_cache=False,
+            )  # fmt: skip
         )
         self.evaluator.find_weights(metrics)
 
@@ -89,8 +96,12 @@ class ValidationScorer:
         return [f"val_{m}" for m in self.metrics]
 
     def score(
-        self, batches: Iterable[Mapping[str, Any]], generators: Mapping[str, Any], direction: str = "AtoB",
-        *, check_stop: Callable[[], None] | None = None,
+        self,
+        batches: Iterable[Mapping[str, Any]],
+        generators: Mapping[str, Any],
+        direction: str = "AtoB",
+        *,
+        check_stop: Callable[[], None] | None = None,
     ) -> ValidationScores:
         """``batches``: the validation loader's batches (CPU tensors in [-1, 1]); ``generators``:
         the model's ``export_generators()`` (direction -> ExportedGenerator). ``check_stop`` is
@@ -122,7 +133,9 @@ class ValidationScorer:
                     for i, path in enumerate(_names(batch[f"{side}_path"])):
                         images[side].setdefault(path, _to_image(batch[side][i]))
         if self.task == "cyclegan":
-            plans = [(d, images["A" if d == "AtoB" else "B"], images["B" if d == "AtoB" else "A"], None) for d in DIRECTIONS]
+            plans = [
+                (d, images["A" if d == "AtoB" else "B"], images["B" if d == "AtoB" else "A"], None) for d in DIRECTIONS
+            ]
         else:
             plans = [(direction, images["input"], images["target"], images["target"])]
         figures: dict[str, float] = {}
@@ -138,7 +151,11 @@ class ValidationScorer:
             )  # fmt: skip
             translator = _translator(generators[plan_direction], self.evaluator.device, self.task, plan_direction)
             result = self.evaluator.evaluate(comparison, translator)
-            record[plan_direction] = {"scores": result["scores"], "samples": result["samples"], "settings": result["settings"]}
+            record[plan_direction] = {
+                "scores": result["scores"],
+                "samples": result["samples"],
+                "settings": result["settings"],
+            }
             suffix = f"_{plan_direction}" if self.task == "cyclegan" else ""
             for metric in self.metrics:
                 value = (result["scores"].get(metric) or {}).get("value")
@@ -165,9 +182,9 @@ def _to_image(x: torch.Tensor) -> Image.Image:
 
 def _translator(exported, device: torch.device, task: str, direction: str):
     """A Translator (float32) running ``exported`` exactly as its exported weights would run."""
-    from img2img.translate.translator import Translator
     from img2img.models.networks import build_generator, use_per_image_batch_norm
     from img2img.models.weights import LoadedGenerator, WeightsMetadata
+    from img2img.translate.translator import Translator
 
     net = build_generator(exported.config)
     net.load_state_dict({k: v.detach().to("cpu") for k, v in exported.state_dict.items()}, strict=True)
@@ -204,7 +221,10 @@ def check_validation_size(metrics: tuple[str, ...], val, *, task: str, val_size:
         fake = real = len(val) if val is not None else 0
     where = f"the validation split (--val-size {val_size})"
     if fake == 0:
-        raise UsageError(f"--val-metrics {','.join(metrics)}: {where} has no images", hint="give --val-size 1 or more, or leave out --val-metrics")
+        raise UsageError(
+            f"--val-metrics {','.join(metrics)}: {where} has no images",
+            hint="give --val-size 1 or more, or leave out --val-metrics",
+        )
     M.check_image_counts(metrics, fake, real if set(metrics) & {"fid", "kid"} else None, where)
     needed = M.IS_MIN_PER_SPLIT * M.IS_SPLITS
     if "is" in metrics and fake < needed:  # eval notes it; an epoch's validation would score null every time
@@ -252,7 +272,11 @@ class BestEpoch:
 
         kept = []
         for source in [Path(checkpoint), *(Path(p) for p in weights)]:
-            target = source.with_name("best" + source.suffix) if source == Path(checkpoint) else source.with_name("best_" + source.name)
+            target = (
+                source.with_name("best" + source.suffix)
+                if source == Path(checkpoint)
+                else source.with_name("best_" + source.name)
+            )
             with atomic_path(target) as tmp:
                 shutil.copyfile(source, tmp)
             kept.append(target)

@@ -142,6 +142,7 @@ def _process_alive(pid: int) -> bool:
         return True  # exists, owned by another user (or an impossible id: leave the file)
     return True
 
+
 from img2img.errors import Img2ImgError, OutputError  # noqa: E402
 
 
@@ -261,7 +262,13 @@ def _load_native_rename():
 _UNLOADED = object()
 _native_rename = _UNLOADED  # loaded at the first move without replacing
 # errnos that mean "this file system (or kernel) cannot do that", so the next method is tried
-_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EPERM, getattr(errno, "ENOTSUP", -1), getattr(errno, "EOPNOTSUPP", -1)}
+_UNSUPPORTED = {
+    errno.EINVAL,
+    errno.ENOSYS,
+    errno.EPERM,
+    getattr(errno, "ENOTSUP", -1),
+    getattr(errno, "EOPNOTSUPP", -1),
+}
 
 
 def rename_no_replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:

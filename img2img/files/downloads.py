@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from img2img import __version__
-from img2img.files.atomic import create_temporary, discard_temporary
 from img2img.errors import DownloadError, ModelNotFoundError, UsageError, first_line
+from img2img.files.atomic import create_temporary, discard_temporary
 from img2img.files.transfer import (  # noqa: F401 (the policy's names are public here too)
     DOWNLOAD_MIN_RATE,
     DOWNLOAD_TIMEOUT,
@@ -132,7 +132,10 @@ def download(
                     while chunk := held.read(_CHUNK):
                         digest.update(chunk)
             try:
-                with open(dest, "r+b" if offset else "wb") as out, _progress_bar(label, total, progress, offset) as advance:
+                with (
+                    open(dest, "r+b" if offset else "wb") as out,
+                    _progress_bar(label, total, progress, offset) as advance,
+                ):
                     out.seek(offset)
                     out.truncate()
                     for chunk in chunks:
@@ -161,16 +164,14 @@ def download(
         raise DownloadError(f"{label}: download of {url} was cut short ({received} of {total} bytes){again}")
     if size is not None and received != size:
         raise DownloadError(
-            f"{label}: download refused: {shown} from {url} is {received} bytes, the registry "
-            f"expects {size}"
+            f"{label}: download refused: {shown} from {url} is {received} bytes, the registry expects {size}"
         )
     if resume:
         validator_file.unlink(missing_ok=True)  # complete: nothing left to resume
     found = digest.hexdigest()
     if sha256 and found != sha256:
         raise DownloadError(
-            f"{label}: download refused: sha256 of {shown} from {url} is {found}, "
-            f"{sha256_origin} {sha256}"
+            f"{label}: download refused: sha256 of {shown} from {url} is {found}, {sha256_origin} {sha256}"
         )
     return found
 
@@ -338,7 +339,6 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-
 # --- Hugging Face ---------------------------------------------------------------------------
 
 
@@ -401,9 +401,7 @@ def hf_file(
             f"{label}: {repo} is gated: accept its terms on huggingface.co, then `hf auth login`"
         ) from None
     except hf.RepositoryNotFoundError:
-        raise ModelNotFoundError(
-            f"{label}: no Hugging Face repo {repo} (or it is private: `hf auth login`)"
-        ) from None
+        raise ModelNotFoundError(f"{label}: no Hugging Face repo {repo} (or it is private: `hf auth login`)") from None
     except hf.RevisionNotFoundError:
         raise ModelNotFoundError(f"{label}: {repo} has no revision {revision}") from None
     except hf.EntryNotFoundError:
@@ -432,8 +430,8 @@ def _check_hub_reachable(repo: str, filename: str, revision: str | None, *, forc
     without retrying. Raises _NoConnection; HTTP answers (no such repo...) raise the library's
     own errors."""
     from huggingface_hub import constants as hf_constants
-    from huggingface_hub import get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
     from huggingface_hub import errors as hf
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
 
     if not force and isinstance(try_to_load_from_cache(repo, filename, revision=revision), str):
         return
@@ -503,7 +501,6 @@ def _hf_progress(enabled: bool | None) -> Iterator[None]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 enable_progress_bars()
-
 
 
 __all__ = [

@@ -153,4 +153,12 @@ def special_file_kind(mode: int) -> str | None:
     return None
 
 
-__all__ = ["PYTORCH_KINDS", "PYTORCH_LEGACY", "PYTORCH_ZIP", "SAFETENSORS", "describe_kind", "sniff", "special_file_kind"]
+__all__ = [
+    "PYTORCH_KINDS",
+    "PYTORCH_LEGACY",
+    "PYTORCH_ZIP",
+    "SAFETENSORS",
+    "describe_kind",
+    "sniff",
+    "special_file_kind",
+]

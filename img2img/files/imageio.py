@@ -26,20 +26,16 @@ from typing import BinaryIO, Callable, Iterator
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from img2img.errors import ImageError, OutputExistsError, UsageError, exists_message
 from img2img.files import formats
 from img2img.files.atomic import atomic_path
 from img2img.files.filetypes import special_file_kind
-from img2img.errors import ImageError, OutputExistsError, UsageError, exists_message
 
 Image.init()  # registers every plugin, so the extension tables below are complete
 
 # Extensions Pillow can open (folder inputs keep only these) and the ones it can write.
-READABLE_EXTENSIONS = frozenset(
-    ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN
-)
-WRITABLE_EXTENSIONS = frozenset(
-    ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.SAVE
-)
+READABLE_EXTENSIONS = frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+WRITABLE_EXTENSIONS = frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.SAVE)
 DEFAULT_FORMAT = "PNG"
 
 # Encoder options where Pillow's defaults throw away more than a translation deserves.
@@ -287,7 +283,9 @@ def _open_within(source, label: str, max_pixels: int | None) -> Image.Image:
         try:
             max_pixels = int(os.environ[MAX_PIXELS_ENV])
         except ValueError:
-            raise UsageError(f"{MAX_PIXELS_ENV} must be a number of pixels, not {os.environ[MAX_PIXELS_ENV]!r}") from None
+            raise UsageError(
+                f"{MAX_PIXELS_ENV} must be a number of pixels, not {os.environ[MAX_PIXELS_ENV]!r}"
+            ) from None
     if max_pixels is None:
         if Image.MAX_IMAGE_PIXELS is None:  # switched off by the embedding program
             return Image.open(source)
@@ -420,7 +418,6 @@ def _open_path(path: Path, label: str, stream_limit: int | None) -> BinaryIO:
     if stat.S_ISDIR(mode):
         raise ImageError(f"{label}: is a directory")
     if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
-
         raise ImageError(f"{label}: is {special_file_kind(mode) or 'not a regular file'}, not an image file")
     try:
         handle = open(path, "rb")  # noqa: SIM115  closed by the caller

@@ -76,7 +76,9 @@ class StatusWriter:
 
     def start(self, *, epoch: int, iteration: int, checkpoint: Mapping[str, int] | None = None) -> None:
         """The session starts (a resumed run: from ``checkpoint``)."""
-        self.record.update(epoch=int(epoch), iteration=int(iteration), checkpoint=dict(checkpoint) if checkpoint else None)
+        self.record.update(
+            epoch=int(epoch), iteration=int(iteration), checkpoint=dict(checkpoint) if checkpoint else None
+        )
         self._write()
 
     def checkpoint(self, *, epoch: int, epoch_iter: int, iteration: int) -> None:
@@ -86,7 +88,9 @@ class StatusWriter:
         self.record.update(epoch=int(epoch), iteration=int(iteration), checkpoint=where)
         self._write()
 
-    def end(self, state: str, *, epoch: int, iteration: int, signal: str | None = None, reason: str | None = None) -> None:
+    def end(
+        self, state: str, *, epoch: int, iteration: int, signal: str | None = None, reason: str | None = None
+    ) -> None:
         """The session ended: ``state`` is one of :data:`STATES` other than ``running``."""
         if state not in STATES or state == "running":
             raise ValueError(f"not an end state: {state!r}")

@@ -50,7 +50,6 @@ def one_line(text: str) -> str:
     return "".join(out)
 
 
-
 def json_name(key: str, name: str | os.PathLike[str] | None) -> dict[str, str | None]:
     """``{key: name}`` for a JSON record, plus ``{key}_bytes`` (base64) when the name is not
     valid UTF-8 (see the module's policy)."""

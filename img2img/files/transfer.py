@@ -106,9 +106,7 @@ class TransferWatch:
         self._window_start, self._window_received = time.monotonic(), self.received
 
     def _late_headers(self) -> TransferTooSlow:
-        return TransferTooSlow(
-            f"the reply headers did not arrive within {self.timeout:g} s (${ENV_DOWNLOAD_TIMEOUT})"
-        )
+        return TransferTooSlow(f"the reply headers did not arrive within {self.timeout:g} s (${ENV_DOWNLOAD_TIMEOUT})")
 
 
 def format_rate(bytes_per_second: float) -> str:

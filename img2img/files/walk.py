@@ -36,7 +36,6 @@ from img2img.files.imageio import is_image_path
 GLOB_CHARS = frozenset("*?[")
 
 
-
 @dataclass(frozen=True)
 class FoundImage:
     """One image file: ``path`` as reached (through any symbolic links, not resolved) and
@@ -60,8 +59,6 @@ class Listing:
     @property
     def paths(self) -> list[Path]:
         return [found.path for found in self.images]
-
-
 
 
 def list_images(

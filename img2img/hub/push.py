@@ -69,7 +69,11 @@ def read_source(spec: str) -> PushSource:
         by_direction = {}
         for file in weights:
             by_direction[read_metadata(file).direction] = file
-        main = config.get("direction", "AtoB") if config.get("direction", "AtoB") in by_direction else next(iter(by_direction))
+        main = (
+            config.get("direction", "AtoB")
+            if config.get("direction", "AtoB") in by_direction
+            else next(iter(by_direction))
+        )
         ordered = {main: by_direction[main], **{d: f for d, f in by_direction.items() if d != main}}
         meta = read_metadata(ordered[main])
         # The scores of the epoch the weights come from (--keep-best may export an earlier one).
@@ -170,9 +174,14 @@ def model_card(source: PushSource, repo: str, revision: str | None, licence: str
     dataset = source.dataset or "unknown"
     results = [
         EvalResult(
-            task_type="image-to-image", task_name="Image-to-image translation",
-            dataset_type=dataset, dataset_name=dataset, dataset_split="val",
-            metric_type=name, metric_name=name, metric_value=round(value, 6),
+            task_type="image-to-image",
+            task_name="Image-to-image translation",
+            dataset_type=dataset,
+            dataset_name=dataset,
+            dataset_split="val",
+            metric_type=name,
+            metric_name=name,
+            metric_value=round(value, 6),
         )
         for name, value in sorted(source.scores.items())
     ]
@@ -181,7 +190,9 @@ def model_card(source: PushSource, repo: str, revision: str | None, licence: str
         tags=["image-to-image", source.task, "gan", source.architecture],
         model_name=repo.split("/", 1)[1], eval_results=results or None,
     )  # fmt: skip
-    directions = ", ".join(f"`{name}` ({direction})" for (name, _), direction in zip(repo_files(source).items(), source.weights))
+    directions = ", ".join(
+        f"`{name}` ({direction})" for (name, _), direction in zip(repo_files(source).items(), source.weights)
+    )
     options = ""
     if source.config is not None:
         config = json.loads(source.config.read_text(encoding="utf-8"))
@@ -192,12 +203,16 @@ def model_card(source: PushSource, repo: str, revision: str | None, licence: str
         options = f"\n## Training options\n\n| option | value |\n|---|---|\n{options}\n\nAll of them: `training_config.json`.\n"
     scores = "\n".join(f"| {name} | {value:.4g} |" for name, value in sorted(source.scores.items()))
     epoch = f" (epoch {source.epoch})" if source.epoch is not None else ""
-    scores = f"\n## Scores\n\nMeasured on the validation split during training{epoch}:\n\n| metric | value |\n|---|---|\n{scores}\n" if scores else ""
+    scores = (
+        f"\n## Scores\n\nMeasured on the validation split during training{epoch}:\n\n| metric | value |\n|---|---|\n{scores}\n"
+        if scores
+        else ""
+    )
     sample = "\n## Samples\n\n![validation samples](sample.png)\n" if source.sample else ""
     licence_note = f"\nDataset licence note: {source.dataset_licence}\n" if source.dataset_licence else ""
     usage = "\n".join(translate_lines(repo, revision, source))
     text = f"""
-# {repo.split('/', 1)[1]}
+# {repo.split("/", 1)[1]}
 
 A {source.task} generator (`{source.architecture}`) trained with
 img2img on {dataset}. Files: {directions}.
@@ -216,11 +231,13 @@ Weights: {licence}.{licence_note}
     return ModelCard(f"---\n{data.to_yaml()}\n---\n{text}")
 
 
-def build_folder(spec: str, repo: str, folder: Path, *, revision: str | None = None, licence: str = "other") -> PushSource:
+def build_folder(
+    spec: str, repo: str, folder: Path, *, revision: str | None = None, licence: str = "other"
+) -> PushSource:
     """Write what would be pushed into ``folder`` (created; it must not exist), built aside and
     moved into place. Raises UsageError (a bad repo id, folder exists) and read_source's errors."""
-    from img2img.files.atomic import rename_no_replace
     from img2img.data.fetch import temporary_folder
+    from img2img.files.atomic import rename_no_replace
 
     check_repo(repo)
     if folder.exists():
@@ -258,7 +275,9 @@ def push(spec: str, repo: str, *, private: bool = False, revision: str | None = 
 
     check_repo(repo)
     if is_offline():
-        raise PushError(f"push to {repo}: offline ({offline_variable()} is set); unset it, or write the folder with --dry-run DIR")
+        raise PushError(
+            f"push to {repo}: offline ({offline_variable()} is set); unset it, or write the folder with --dry-run DIR"
+        )
     token = get_token()
     if not token:
         raise PushError(
@@ -319,8 +338,19 @@ def card_scores(spec: str) -> tuple[dict[str, float], str | None]:
     except Exception as exc:  # the library's YAML/validation errors: a card we cannot read
         return {}, f"unreadable card ({first_line(exc)})"
     results = getattr(card.data, "eval_results", None) or []
-    return {str(r.metric_type): r.metric_value for r in results}, None if results else "the card has no model-index scores"
+    return {
+        str(r.metric_type): r.metric_value for r in results
+    }, None if results else "the card has no model-index scores"
 
 
-
-__all__ = ["PushError", "PushSource", "build_folder", "card_scores", "model_card", "push", "read_source", "repo_files", "translate_lines"]
+__all__ = [
+    "PushError",
+    "PushSource",
+    "build_folder",
+    "card_scores",
+    "model_card",
+    "push",
+    "read_source",
+    "repo_files",
+    "translate_lines",
+]

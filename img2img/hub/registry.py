@@ -181,12 +181,7 @@ def read_registry_file(path: Path) -> dict[str, ModelEntry]:
         problem = url_problem(base_url) if isinstance(base_url, str) else "it is not a string"
         if problem:
             raise Img2ImgError(f"{base_origin} {base_url!r} is not a usable URL ({problem})")
-    return {
-        name: _entry_from_json(name, raw, base_url, path) for name, raw in data["models"].items()
-    }
-
-
-
+    return {name: _entry_from_json(name, raw, base_url, path) for name, raw in data["models"].items()}
 
 
 def _entry_from_json(name: str, raw: Any, base_url: str, origin: Path) -> ModelEntry:
@@ -240,7 +235,7 @@ def _entry_from_json(name: str, raw: Any, base_url: str, origin: Path) -> ModelE
     if url is not None:
         if not isinstance(url, str):
             raise Img2ImgError(f"{where}: url must be a string, got {url!r}")
-        if not urllib.parse.urlsplit(url).scheme and not (":" in url.split("/")[0]):
+        if not urllib.parse.urlsplit(url).scheme and ":" not in url.split("/")[0]:
             # Relative URLs keep the reference server's layout, so one base URL can point at a mirror.
             if not base_url:
                 raise Img2ImgError(
@@ -285,13 +280,11 @@ def _unknown_name(spec: str, registry: Mapping[str, ModelEntry]) -> ModelNotFoun
     else:
         suggestion = f"known names: {', '.join(known)}"
     return ModelNotFoundError(
-        f"{spec}: no such file, and not a known model name ({suggestion}); "
-        "`img2img models list` shows them all"
+        f"{spec}: no such file, and not a known model name ({suggestion}); `img2img models list` shows them all"
     )
 
 
 # --- the cache ------------------------------------------------------------------------------
-
 
 
 def remove_stale_cache_temporaries() -> None:
@@ -304,7 +297,6 @@ def remove_stale_cache_temporaries() -> None:
 
 def cached_model_path(name: str) -> Path:
     return cache_dir() / "models" / f"{name}.safetensors"
-
 
 
 def _local_names() -> list[str]:
@@ -328,7 +320,6 @@ def resolve_model(spec: str, *, progress: bool | None = None, direction: str | N
     path = _resolve(spec, download=True, force=False, progress=progress, direction=direction)
     assert path is not None
     return path
-
 
 
 def load_model(model: str | os.PathLike[str], device: Any = "cpu"):
@@ -493,9 +484,7 @@ def _download_and_convert(entry: ModelEntry, *, force: bool, progress: bool | No
         return target
     url = str(entry.url)
     with downloads.temporary_file(target.parent, entry.name) as partial:
-        downloads.download(
-            url, partial, label=entry.name, sha256=entry.sha256, progress=progress, cache_path=target
-        )
+        downloads.download(url, partial, label=entry.name, sha256=entry.sha256, progress=progress, cache_path=target)
         _convert(entry, partial, target, origin=url)
     return target
 

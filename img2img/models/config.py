@@ -59,9 +59,7 @@ class GeneratorConfig:
         if self.norm not in NORMS:
             raise UsageError(f"unknown norm {self.norm!r}; valid: {', '.join(NORMS)}")
         if self.padding_type not in PADDING_TYPES:
-            raise UsageError(
-                f"unknown padding type {self.padding_type!r}; valid: {', '.join(PADDING_TYPES)}"
-            )
+            raise UsageError(f"unknown padding type {self.padding_type!r}; valid: {', '.join(PADDING_TYPES)}")
         for name, (low, high) in GENERATOR_LIMITS.items():
             value = getattr(self, name)
             if not low <= value <= high:
@@ -77,7 +75,7 @@ class GeneratorConfig:
         """The reference implementation's --netG name, e.g. resnet_9blocks or unet_256."""
         if self.arch == "resnet":
             return f"resnet_{self.n_blocks}blocks"
-        return f"unet_{2 ** self.num_downs}"
+        return f"unet_{2**self.num_downs}"
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -108,6 +106,7 @@ def minimum_size(cfg: GeneratorConfig) -> int:
         return 8 if cfg.n_blocks > 0 and cfg.padding_type == "reflect" else 4
     return cfg.size_multiple
 
+
 def smallest_side(cfg: GeneratorConfig) -> int:
     """The smallest side, in pixels, that the network takes as it is (no padding added): a
     multiple of its size multiple and at least ``minimum_size``. The one limit behind the
@@ -115,6 +114,7 @@ def smallest_side(cfg: GeneratorConfig) -> int:
     with reflection padding, 2^depth for U-Nets)."""
     multiple = cfg.size_multiple
     return multiple * math.ceil(minimum_size(cfg) / multiple)
+
 
 def valid_side_near(value: int, cfg: GeneratorConfig) -> int:
     """The valid side (see ``smallest_side``) closest to ``value`` from below, or the smallest

@@ -114,8 +114,14 @@ def _note_conditioning(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -
         watch.note(flags)
 
 
-def normalise(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, eps: float,
-              weight: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
+def normalise(
+    x: torch.Tensor,
+    mean: torch.Tensor,
+    var: torch.Tensor,
+    eps: float,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+) -> torch.Tensor:
     """(x - mean) / sqrt(var + eps) * weight + bias, per channel (elementwise: independent of
     the thread count); keeps x's dtype and memory layout. ``mean``/``var`` (N or 1, C, 1, 1)
     float32; one multiply-add over x. bfloat16/float16 input: the mean is taken off first --

@@ -22,7 +22,6 @@ MEMORY_MARGIN = 0.6
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
 
-
 def estimate_forward_bytes(net: nn.Module, forward: Forward, probe: torch.Tensor) -> float:
     """Bytes per input pixel of a forward pass's peak, measured on ``probe`` ((1, C, h, w) at
     a size the network takes): the largest input + output of a single layer (with the column

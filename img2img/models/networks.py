@@ -11,8 +11,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from img2img.models.config import DiscriminatorConfig, GeneratorConfig
 from img2img.errors import UsageError
+from img2img.models.config import DiscriminatorConfig, GeneratorConfig
 
 NormFactory = Callable[[int], nn.Module]
 
@@ -75,15 +75,10 @@ class ResnetGenerator(nn.Module):
                 nn.ReLU(True),
             ]
             channels *= 2
-        layers += [
-            ResnetBlock(channels, cfg.padding_type, cfg.norm, cfg.use_dropout)
-            for _ in range(cfg.n_blocks)
-        ]
+        layers += [ResnetBlock(channels, cfg.padding_type, cfg.norm, cfg.use_dropout) for _ in range(cfg.n_blocks)]
         for _ in range(2):
             layers += [
-                nn.ConvTranspose2d(
-                    channels, channels // 2, 3, stride=2, padding=1, output_padding=1, bias=bias
-                ),
+                nn.ConvTranspose2d(channels, channels // 2, 3, stride=2, padding=1, output_padding=1, bias=bias),
                 make_norm(channels // 2),
                 nn.ReLU(True),
             ]
@@ -153,9 +148,7 @@ class UnetGenerator(nn.Module):
         block = UnetSkipBlock(ngf * 4, ngf * 8, norm, inner=block)
         block = UnetSkipBlock(ngf * 2, ngf * 4, norm, inner=block)
         block = UnetSkipBlock(ngf, ngf * 2, norm, inner=block)
-        self.model = UnetSkipBlock(
-            cfg.output_nc, ngf, norm, input_nc=cfg.input_nc, inner=block, outermost=True
-        )
+        self.model = UnetSkipBlock(cfg.output_nc, ngf, norm, input_nc=cfg.input_nc, inner=block, outermost=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -227,9 +220,7 @@ def build_discriminator(cfg: DiscriminatorConfig) -> nn.Module:
     try:
         cls = DISCRIMINATORS[cfg.arch]
     except KeyError:
-        raise UsageError(
-            f"unknown discriminator {cfg.arch!r}; valid: {', '.join(DISCRIMINATORS)}"
-        ) from None
+        raise UsageError(f"unknown discriminator {cfg.arch!r}; valid: {', '.join(DISCRIMINATORS)}") from None
     return cls(cfg)
 
 

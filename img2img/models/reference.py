@@ -32,8 +32,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
-from img2img.models.config import GENERATOR_LIMITS, GeneratorConfig
 from img2img.errors import Img2ImgError, WeightsError
+from img2img.models.config import GENERATOR_LIMITS, GeneratorConfig
 
 Shapes = Mapping[str, Sequence[int]]
 
@@ -186,8 +186,10 @@ def config_differences(declared: GeneratorConfig, inferred: InferredGenerator) -
         for name in names
         if getattr(declared, name) != getattr(actual, name)
     ]
-    if _padding_decidable(actual) and declared.arch == "resnet" and (declared.padding_type == "zero") != (
-        actual.padding_type == "zero"
+    if (
+        _padding_decidable(actual)
+        and declared.arch == "resnet"
+        and (declared.padding_type == "zero") != (actual.padding_type == "zero")
     ):
         differences.append(f"padding_type: {declared.padding_type} vs {actual.padding_type}")
     return differences
@@ -218,8 +220,7 @@ def with_options(inferred: InferredGenerator, options: Mapping[str, Any], path: 
     if differences:
         contradictions = _contradictions(wanted, config, [d.split(":")[0] for d in differences])
         raise WeightsError(
-            f"{path}: the checkpoint holds {inferred.describe()}; "
-            f"{'; '.join(contradictions)}",
+            f"{path}: the checkpoint holds {inferred.describe()}; {'; '.join(contradictions)}",
             hint="leave the architecture options out: they are read from the checkpoint",
         )
     return InferredGenerator(replace(config, **settable), frozenset(undecided))

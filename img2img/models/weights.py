@@ -24,10 +24,10 @@ from safetensors.torch import save_file
 from torch import nn
 
 from img2img import __version__
+from img2img.errors import Img2ImgError, WeightsError, first_line
 from img2img.files import filetypes
 from img2img.files.atomic import atomic_path
 from img2img.models.config import GeneratorConfig, preprocess_problem
-from img2img.errors import Img2ImgError, WeightsError, first_line
 from img2img.models.networks import build_generator, count_parameters, use_per_image_batch_norm
 from img2img.models.reference import (
     InferredGenerator,
@@ -101,11 +101,12 @@ class WeightsMetadata:
             raise WeightsError(f"{path}: the img2img metadata is not a JSON object")
         schema = data.get("schema", 0)
         if not _is_int(schema):
-            raise WeightsError(f"{path}: invalid img2img metadata: schema must be an integer (0 or more), got {schema!r}")
+            raise WeightsError(
+                f"{path}: invalid img2img metadata: schema must be an integer (0 or more), got {schema!r}"
+            )
         if schema > SCHEMA_VERSION:
             raise WeightsError(
-                f"{path}: weights schema {schema} is newer than this img2img understands "
-                f"({SCHEMA_VERSION})",
+                f"{path}: weights schema {schema} is newer than this img2img understands ({SCHEMA_VERSION})",
                 hint="upgrade img2img",
             )
         problem = _metadata_problem(data)
@@ -252,10 +253,10 @@ def save_generator(
     replace: bool = True,
 ) -> None:
     """Write ``state_dict`` (reference key names) and ``metadata`` atomically to ``path``.
-``replace=False``: raise FileExistsError if ``path`` exists when the file is moved into place.
+    ``replace=False``: raise FileExistsError if ``path`` exists when the file is moved into place.
 
-    Raises WeightsError, writing nothing, when a tensor holds NaN or infinity (a diverged
-    network is never exported)."""
+        Raises WeightsError, writing nothing, when a tensor holds NaN or infinity (a diverged
+        network is never exported)."""
     tensors = {key: value.detach().to("cpu").contiguous() for key, value in state_dict.items()}
     check_finite(tensors, path, action="refusing to write")
     with atomic_path(path, replace=replace) as tmp:
@@ -334,9 +335,7 @@ def find_non_finite(tensors: Mapping[str, torch.Tensor]) -> dict[str, int]:
     return found
 
 
-def check_finite(
-    tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[str], *, action: str = "refused"
-) -> None:
+def check_finite(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[str], *, action: str = "refused") -> None:
     """Raise WeightsError when a floating-point tensor holds NaN or infinity (a diverged
     training run): ``{path}: {action}: ...`` naming the first such tensor and how many there are.
     Training exports and conversions call this before writing, loading after reading."""
@@ -420,9 +419,7 @@ def load_reference_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.T
             ) from None
         detail = re.search(r"WeightsUnpickler error:\s*(.+)", str(exc))
         reason = detail[1].strip() if detail else "not a pickle the safe loader accepts"
-        raise WeightsError(
-            f"{path}: not a readable PyTorch checkpoint (safe loader: {reason})"
-        ) from None
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint (safe loader: {reason})") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
@@ -446,9 +443,7 @@ def _safetensors_state_dict(path: Path) -> dict[str, torch.Tensor]:
     with _open_safetensors(path, "cpu") as handle:
         metadata = handle.metadata() or {}
         if METADATA_KEY in metadata:
-            raise WeightsError(
-                f"{path}: already an img2img weights file; use it as it is (translate --model {path})"
-            )
+            raise WeightsError(f"{path}: already an img2img weights file; use it as it is (translate --model {path})")
         if "img2img_checkpoint" in metadata:
             raise WeightsError(
                 f"{path}: an img2img training checkpoint (for --resume), not a generator; its "
@@ -495,9 +490,7 @@ def metadata_for_reference(
     )
 
 
-def clean_reference_state_dict(
-    state_dict: Mapping[str, torch.Tensor], net: nn.Module
-) -> dict[str, torch.Tensor]:
+def clean_reference_state_dict(state_dict: Mapping[str, torch.Tensor], net: nn.Module) -> dict[str, torch.Tensor]:
     """Strip DataParallel/DDP ``module.`` prefixes, drop the InstanceNorm running statistics
     that checkpoints from PyTorch < 0.4 carry (the reference patches them away the same way) and
     add the batch-norm counters that checkpoints older than PyTorch 0.4.1 lack."""
@@ -641,7 +634,6 @@ def _metadata_of(handle: Any, path: str | os.PathLike[str]) -> WeightsMetadata:
             hint="convert the original checkpoint with `img2img convert CHECKPOINT.pth -o OUT.safetensors`",
         )
     return WeightsMetadata.from_json(raw, path)
-
 
 
 __all__ = [

@@ -41,11 +41,11 @@ from typing import Callable
 
 import torch
 
-from img2img.files.atomic import atomic_path
-from img2img.models.config import GeneratorConfig
 from img2img.errors import ExportError, Img2ImgError, OutputError, UsageError, first_line
+from img2img.files.atomic import atomic_path
 from img2img.hub.registry import load_model
-from img2img.models.config import minimum_size, smallest_side, valid_side_near
+from img2img.models.config import GeneratorConfig, minimum_size, smallest_side, valid_side_near
+from img2img.models.weights import METADATA_KEY
 from img2img.onnx.quantize import (
     DEFAULT_CALIBRATION_COUNT,
     INT8_STATIC,
@@ -68,7 +68,6 @@ from img2img.onnx.runtime import (
     is_onnx_file,
     session_options,
 )
-from img2img.models.weights import METADATA_KEY
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +201,9 @@ def export_onnx(
         # fp32 one is parity-checked and quantised, the int8 one measured, then copied to output.
         fp32 = tmp if scratch is None else scratch / "fp32.onnx"
         with _scratch_errors(scratch):
-            result = _export_checked(net, loaded.path, cfg, fp32, output, opset, static, check, tolerance, props, report)
+            result = _export_checked(
+                net, loaded.path, cfg, fp32, output, opset, static, check, tolerance, props, report
+            )
             if quantize is not None:
                 result.psnr_db = quantize_checked(fp32, scratch / "int8.onnx", props, *images, output, report)
                 result.quantization = INT8_STATIC
@@ -441,7 +442,6 @@ def _finish(path: Path, props: dict[str, str], opset: int | None) -> tuple[int, 
     dims = model.graph.input[0].type.tensor_type.shape.dim
     shape = [dim.dim_param if dim.dim_param else dim.dim_value for dim in dims]
     return written, shape
-
 
 
 __all__ = [

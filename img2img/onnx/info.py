@@ -72,9 +72,7 @@ def describe_onnx(path: str | os.PathLike[str]) -> dict[str, Any]:
     shape = "-"
     if len(inputs) == 1:
         dims = inputs[0].type.tensor_type.shape.dim
-        shape = " x ".join(
-            str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims
-        )
+        shape = " x ".join(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims)
     opsets = {entry.domain or "ai.onnx": entry.version for entry in model.opset_import}
     return {
         "path": str(path),

@@ -30,9 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from img2img.models.config import GeneratorConfig
 from img2img.errors import ExportError, UsageError
-from img2img.models.config import minimum_size
+from img2img.models.config import GeneratorConfig, minimum_size
 from img2img.onnx.runtime import QUANTIZATION_KEY, QUANTIZATION_PSNR_KEY, import_extra, session_options
 
 INT8_STATIC = "int8-static-qoperator-per-channel"
@@ -67,8 +66,8 @@ def procedural_scenes(count: int, size: tuple[int, int], channels: int, seed: in
     The default calibration set when the user gives no images, and the benchmark's."""
     from PIL import Image, ImageFilter
 
-    from img2img.files.imageio import to_8bit, to_model_input
     from img2img.data.synthetic import palette_scenes
+    from img2img.files.imageio import to_8bit, to_model_input
 
     height, width = size
     side = max(height, width)
@@ -85,9 +84,7 @@ def procedural_scenes(count: int, size: tuple[int, int], channels: int, seed: in
     return scenes
 
 
-def folder_images(
-    folder: str | os.PathLike[str], size: tuple[int, int], channels: int, count: int
-) -> list[np.ndarray]:
+def folder_images(folder: str | os.PathLike[str], size: tuple[int, int], channels: int, count: int) -> list[np.ndarray]:
     """The first ``count`` images of ``folder`` (sorted, sub-folders included: img2img.files.walk),
     read as translate reads them (img2img.files.imageio: upright, first frame, ``channels``), each
     centre-cropped to ``size`` = (height, width) at its own resolution, never resized: the int8
@@ -160,7 +157,9 @@ def quantization_images(
     return images[0::2], images[1::2]
 
 
-def quantize_static_int8(fp32_path: str | os.PathLike[str], target: str | os.PathLike[str], calibration: list[np.ndarray]) -> None:
+def quantize_static_int8(
+    fp32_path: str | os.PathLike[str], target: str | os.PathLike[str], calibration: list[np.ndarray]
+) -> None:
     """Quantise the fp32 ONNX model at ``fp32_path`` into ``target``: ``quant_pre_process``, then
     ``quantize_static`` (QOperator, per-channel int8 weights, uint8 activations, MinMax
     calibration over ``calibration``, arrays of the model's input shape in [-1, 1])."""
@@ -201,12 +200,16 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
-def int8_psnr(fp32_path: str | os.PathLike[str], int8_path: str | os.PathLike[str], images: list[np.ndarray]) -> list[float]:
+def int8_psnr(
+    fp32_path: str | os.PathLike[str], int8_path: str | os.PathLike[str], images: list[np.ndarray]
+) -> list[float]:
     """PSNR (dB) of the int8 model's 8-bit output against the fp32 model's, per image (both in
     onnxruntime CPU sessions)."""
     (ort,) = import_extra("onnxruntime")
     options = session_options()
-    sessions = [ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]) for path in (fp32_path, int8_path)]
+    sessions = [
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]) for path in (fp32_path, int8_path)
+    ]
     values = []
     for x in images:
         fp32, int8 = (to_pixels(session.run(None, {"input": x})[0]) for session in sessions)
@@ -233,10 +236,7 @@ def quantize_checked(
     values = int8_psnr(fp32_path, target, held_out)
     low, mean = min(values), float(np.mean([min(v, 99.0) for v in values]))
     measured = f"{len(values)} held-out images of {held_out[0].shape[3]}x{held_out[0].shape[2]}"
-    report(
-        f"int8: PSNR against fp32 on {measured}: min {low:.1f} dB, mean {mean:.1f} dB "
-        f"(needs {min_psnr:g} dB)"
-    )
+    report(f"int8: PSNR against fp32 on {measured}: min {low:.1f} dB, mean {mean:.1f} dB (needs {min_psnr:g} dB)")
     if not low >= min_psnr:  # `not >=` so that NaN fails too
         raise ExportError(
             f"{output}: int8 quantisation refused: {low:.1f} dB PSNR against fp32 on held-out images, "

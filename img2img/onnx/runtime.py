@@ -82,8 +82,7 @@ def onnx_metadata_of(path: str | os.PathLike[str], properties: dict[str, str]) -
     unknown) or invalid."""
     if METADATA_KEY not in properties:
         raise WeightsError(
-            f"{path}: ONNX model has no img2img metadata, so its input range, channels and sizes "
-            "are unknown",
+            f"{path}: ONNX model has no img2img metadata, so its input range, channels and sizes are unknown",
             hint="export the model with `img2img export MODEL -o model.onnx`",
         )
     return WeightsMetadata.from_json(properties[METADATA_KEY], path)
@@ -153,7 +152,9 @@ class OnnxGenerator:
         if len(out_shape) not in (0, 4):
             raise WeightsError(f"{self.path}: the graph's output has {len(out_shape)} dimensions, not 4 (NCHW)")
         if len(out_shape) == 4 and isinstance(out_shape[1], int) and out_shape[1] != cfg.output_nc:
-            raise WeightsError(f"{self.path}: the graph returns {out_shape[1]} channels, its metadata says {cfg.output_nc}")
+            raise WeightsError(
+                f"{self.path}: the graph returns {out_shape[1]} channels, its metadata says {cfg.output_nc}"
+            )
 
     def loaded(self) -> LoadedGenerator:
         """This generator as the Translator takes a loaded network."""
@@ -191,7 +192,9 @@ class GraphAllocationError(MemoryError):
 _ALLOCATION = re.compile(r"Failed to allocate memory for requested buffer of size (\d+)")
 
 
-def allocation_error(exc: BaseException, path: str | os.PathLike[str], shape: tuple[int, ...]) -> GraphAllocationError | None:
+def allocation_error(
+    exc: BaseException, path: str | os.PathLike[str], shape: tuple[int, ...]
+) -> GraphAllocationError | None:
     """The one line for onnxruntime's allocation failures (its BFCArena message, a source path
     and C++ signature, is not for the user), or None when ``exc`` is another error. ``shape``:
     the input's (N, C, H, W), which the message gives, since a graph may ask for far more than
@@ -225,7 +228,6 @@ def session_options():
     options.intra_op_num_threads = torch.get_num_threads()
     options.log_severity_level = LOG_SEVERITY_FATAL
     return options
-
 
 
 __all__ = [

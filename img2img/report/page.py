@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from img2img.files.atomic import atomic_write_bytes
 from img2img.errors import Img2ImgError, UsageError
+from img2img.files.atomic import atomic_write_bytes
 from img2img.files.run_status import describe, read_status
 
 REPORT_FILE = "report.html"
@@ -339,7 +339,9 @@ def _figure(svg: str, title: str, xlabel: str, series, raw: bool) -> str:
         f'{"smoothed " if raw else ""}<span class="num">{value:.4g}</span> last</li>'
         for run, colour, value in series
     )
-    caption = f"<b>{html.escape(title)}</b> against {html.escape(xlabel)}" + (f'<ul class="key">{keys}</ul>' if keys else " (no data)")
+    caption = f"<b>{html.escape(title)}</b> against {html.escape(xlabel)}" + (
+        f'<ul class="key">{keys}</ul>' if keys else " (no data)"
+    )
     return f'<figure class="panel">{svg}<figcaption>{caption}</figcaption></figure>'
 
 
@@ -468,7 +470,9 @@ def render(runs: Sequence[RunRecord], page: Path, *, link_images: bool = False) 
     if len(runs) > 1:  # folders that share a name get the path ends that tell them apart
         import dataclasses
 
-        runs = [dataclasses.replace(run, label=label) for run, label in zip(runs, distinct_labels([r.root for r in runs]))]
+        runs = [
+            dataclasses.replace(run, label=label) for run, label in zip(runs, distinct_labels([r.root for r in runs]))
+        ]
     title = runs[0].name if len(runs) == 1 else "comparison: " + ", ".join(run.name for run in runs)
     parts = [
         "<!DOCTYPE html>",
@@ -480,9 +484,11 @@ def render(runs: Sequence[RunRecord], page: Path, *, link_images: bool = False) 
     ]
     for run in runs:
         parts.append(_summary_html(run))
-    sections = [("losses", "Training losses", loss_charts(runs)),
-                ("validation", "Validation and learning rate", epoch_charts(runs)),
-                ("speed", "Speed", speed_charts(runs))]
+    sections = [
+        ("losses", "Training losses", loss_charts(runs)),
+        ("validation", "Validation and learning rate", epoch_charts(runs)),
+        ("speed", "Speed", speed_charts(runs)),
+    ]
     for key, heading, charts in sections:
         if charts:
             parts += [f"<h2>{heading}</h2>", f'<div class="charts" id="{key}">', *charts, "</div>"]
@@ -504,7 +510,9 @@ def render(runs: Sequence[RunRecord], page: Path, *, link_images: bool = False) 
 
 def _summary_html(run: RunRecord) -> str:
     cfg = run.config
-    network = f"{cfg.get('netg', '?')} G (ngf {cfg.get('ngf', '?')}), {cfg.get('netd', '?')} D (ndf {cfg.get('ndf', '?')})"
+    network = (
+        f"{cfg.get('netg', '?')} G (ngf {cfg.get('ngf', '?')}), {cfg.get('netd', '?')} D (ndf {cfg.get('ndf', '?')})"
+    )
     last_val = next((row for row in reversed(run.epoch_rows) if any(n in row for n in run.val_names)), {})
     figures = ", ".join(f"{name} {last_val[name]:.4g}" for name in run.val_names if name in last_val) or "none yet"
     rows = [
@@ -533,7 +541,7 @@ def _speed_html(run: RunRecord) -> str:
         for epoch, seconds, rate, iters in reversed(table)
     )
     return (
-        f"<h2>Time per epoch: {html.escape(run.name)}</h2><div class=\"scroll\"><table><tr><th>epoch</th>"
+        f'<h2>Time per epoch: {html.escape(run.name)}</h2><div class="scroll"><table><tr><th>epoch</th>'
         f"<th>iterations</th><th>time</th><th>images/s</th></tr>{rows}</table></div>"
     )
 
@@ -542,7 +550,7 @@ def _files_html(run: RunRecord) -> str:
     if not run.files:
         return ""
     rows = "".join(
-        f"<tr><td>{html.escape(path.parent.name + '/' + path.name)}</td><td class=\"num\">{_fmt_size(size)}</td></tr>"
+        f'<tr><td>{html.escape(path.parent.name + "/" + path.name)}</td><td class="num">{_fmt_size(size)}</td></tr>'
         for path, size in run.files
     )
     return f"<h2>Weights and checkpoints: {html.escape(run.name)}</h2><table>{rows}</table>"
@@ -563,7 +571,7 @@ def _samples_html(run: RunRecord, page: Path, link_images: bool, budget: int) ->
             linked += 1
         row = by_epoch.get(epoch, {})
         figures = "".join(
-            f"<tr><td>{html.escape(name)}</td><td class=\"num\">{row[name]:.4g}</td></tr>"
+            f'<tr><td>{html.escape(name)}</td><td class="num">{row[name]:.4g}</td></tr>'
             for name in run.val_names
             if name in row
         )
@@ -572,7 +580,9 @@ def _samples_html(run: RunRecord, page: Path, link_images: bool, budget: int) ->
             f'loading="lazy"><div class="figures"><b>epoch {epoch}</b><table>{figures}</table></div></div>'
         )
     if linked:
-        parts.insert(1, f"<p>{linked} older grids are linked from the run folder, not embedded, to keep the page small.</p>")
+        parts.insert(
+            1, f"<p>{linked} older grids are linked from the run folder, not embedded, to keep the page small.</p>"
+        )
     return "\n".join(parts), budget
 
 
@@ -606,6 +616,16 @@ def write_report(
 
 
 __all__ = [
-    "REPORT_FILE", "ReportError", "RunRecord", "distinct_labels", "epoch_charts", "loss_charts", "read_run", "render", "smooth",
-    "speed_charts", "speed_table", "write_report",
+    "REPORT_FILE",
+    "ReportError",
+    "RunRecord",
+    "distinct_labels",
+    "epoch_charts",
+    "loss_charts",
+    "read_run",
+    "render",
+    "smooth",
+    "speed_charts",
+    "speed_table",
+    "write_report",
 ]

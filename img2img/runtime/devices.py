@@ -10,8 +10,8 @@ import platform
 
 import torch
 
-from img2img.runtime.cpu_classes import ENV_CPU_CLASS, NATIVE_BF16_CLASSES, cpu_class_from_environment
 from img2img.errors import DeviceError, UsageError
+from img2img.runtime.cpu_classes import ENV_CPU_CLASS, NATIVE_BF16_CLASSES, cpu_class_from_environment
 
 VALID = "auto, cpu, cuda, cuda:N, mps"
 
@@ -43,7 +43,9 @@ def resolve_device(spec: str | torch.device = "auto", local_rank: int = 0) -> to
         return torch.device("cuda", index)
     if device.type == "mps":
         if not torch.backends.mps.is_available():
-            raise DeviceError(f"device {spec!r} requested but Apple MPS is not available", hint="use --device cpu or auto")
+            raise DeviceError(
+                f"device {spec!r} requested but Apple MPS is not available", hint="use --device cpu or auto"
+            )
         return device
     raise UsageError(f"unsupported device {spec!r}; valid: {VALID}")
 
@@ -71,8 +73,6 @@ def cpu_features() -> dict[str, bool]:
         "avx512_bf16": probe("_is_avx512_bf16_supported"),
         "amx": probe("_is_amx_tile_supported"),
     }
-
-
 
 
 def detected_cpu_class() -> str:
@@ -141,17 +141,21 @@ def machine_summary() -> str:
     )
 
 
-
 def is_out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` says the device (or the host) ran out of memory, whatever raised it."""
     # CUDA and MPS raise OutOfMemoryError; torch's CPU allocator a plain RuntimeError
     # ("DefaultCPUAllocator: can't allocate memory" on Linux, "not enough memory" on Windows);
     # numpy and Python a MemoryError.
-    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or (
-        isinstance(exc, RuntimeError)
-        and any(text in str(exc) for text in ("can't allocate memory", "not enough memory", "DefaultCPUAllocator"))
-    ) or (
-        # onnxruntime's allocator (its exceptions are RuntimeError subclasses of its own); its
-        # arena says "BFCArena ... Available memory of N is smaller than requested bytes" too
-        "onnxruntime" in type(exc).__module__ and any(text in str(exc) for text in ("Failed to allocate memory", "BFCArena"))
+    return (
+        isinstance(exc, (torch.OutOfMemoryError, MemoryError))
+        or (
+            isinstance(exc, RuntimeError)
+            and any(text in str(exc) for text in ("can't allocate memory", "not enough memory", "DefaultCPUAllocator"))
+        )
+        or (
+            # onnxruntime's allocator (its exceptions are RuntimeError subclasses of its own); its
+            # arena says "BFCArena ... Available memory of N is smaller than requested bytes" too
+            "onnxruntime" in type(exc).__module__
+            and any(text in str(exc) for text in ("Failed to allocate memory", "BFCArena"))
+        )
     )

@@ -25,12 +25,12 @@ and likewise ``train_cyclegan(CycleGANConfig(data="datasets/horse2zebra"))``, wh
 ``weights["AtoB"]`` and ``weights["BtoA"]``.
 """
 
+from img2img.train.cyclegan import CycleGANModel, ImagePool, cyclegan_data, train_cyclegan
 from img2img.train.model import ExportedGenerator, TrainableModel, TrainData
+from img2img.train.pix2pix import Pix2PixModel, pix2pix_data, train_pix2pix
 from img2img.train.run_folder import RunFolder, load_run_config
 from img2img.train.runtime import DistInfo, Runtime
 from img2img.train.trainer import Trainer, TrainResult
-from img2img.train.cyclegan import CycleGANModel, ImagePool, cyclegan_data, train_cyclegan
-from img2img.train.pix2pix import Pix2PixModel, pix2pix_data, train_pix2pix
 
 __all__ = [
     "CycleGANModel",

@@ -21,8 +21,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from img2img.files.atomic import atomic_path
 from img2img.errors import WeightsError, first_line
+from img2img.files.atomic import atomic_path
 
 CHECKPOINT_SCHEMA = 1
 METADATA_KEY = "img2img_checkpoint"
@@ -185,7 +185,6 @@ def _parse_info(path: str | os.PathLike[str], raw: str) -> dict[str, Any]:
     if schema > CHECKPOINT_SCHEMA:
         raise WeightsError(f"{path}: checkpoint schema {schema} is newer than this img2img")
     return info
-
 
 
 def read_checkpoint_info(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -17,13 +17,11 @@ from img2img.models.config import (
     parse_generator_name,
 )
 
-
 GAN_MODES = ("vanilla", "lsgan", "wgangp", "hinge")
 LR_POLICIES = ("linear", "step", "cosine")
 DIRECTION_CHOICES = ("AtoB", "BtoA")
 AMP_DTYPES = ("bf16", "fp16")
 CHECK_DATA = ("header", "full")
-
 
 
 @dataclass
@@ -105,15 +103,24 @@ class TrainConfig:
         }
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
-                raise UsageError(
-                    f"--{option_flag(name)}: {getattr(self, name)!r} is not one of {', '.join(valid)}"
-                )
+                raise UsageError(f"--{option_flag(name)}: {getattr(self, name)!r} is not one of {', '.join(valid)}")
         parse_generator_name(self.netg)  # raises a UsageError naming the valid ones
         for name in ("input_nc", "output_nc"):
             if getattr(self, name) not in (1, 3):
                 raise UsageError(f"--{option_flag(name)} must be 1 or 3, got {getattr(self, name)}")
-        positive = ("load_size", "crop_size", "ngf", "ndf", "n_layers_d", "batch_size",
-                    "print_freq", "save_epoch_freq", "save_latest_freq", "lr_decay_iters", "val_freq")
+        positive = (
+            "load_size",
+            "crop_size",
+            "ngf",
+            "ndf",
+            "n_layers_d",
+            "batch_size",
+            "print_freq",
+            "save_epoch_freq",
+            "save_latest_freq",
+            "lr_decay_iters",
+            "val_freq",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise UsageError(f"--{option_flag(name)} must be at least 1, got {getattr(self, name)}")
@@ -235,4 +242,3 @@ class CycleGANConfig(TrainConfig):
     def generator_b_config(self) -> GeneratorConfig:
         """G_B: the output domain back to the input domain."""
         return dataclasses.replace(self.generator_config, input_nc=self.output_nc, output_nc=self.input_nc)
-

@@ -10,12 +10,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from img2img.train.config import CycleGANConfig
 from img2img.data.checks import check_unpaired_data, smallest_input
 from img2img.data.datasets import UnpairedDataset
 from img2img.data.transforms import Preprocess
-from img2img.train.losses import GANLoss, gradient_penalty
 from img2img.models.networks import build_discriminator, build_generator, init_weights
+from img2img.train.config import CycleGANConfig
+from img2img.train.losses import GANLoss, gradient_penalty
 from img2img.train.model import ExportedGenerator, TrainableModel, TrainData, frozen, inference_copy
 from img2img.train.runtime import Runtime
 from img2img.train.trainer import Trainer, TrainResult
@@ -44,8 +44,14 @@ def cyclegan_data(config: CycleGANConfig) -> TrainData:
     val = UnpairedDataset(val_a, val_b, pre, train=False, **channels) if val_a and val_b else None
     size, note = smallest_input(pre, found.sizes.values())
     return TrainData(
-        train, val, description, pre.to_dict(), found.val_source, found.warnings,
-        input_size=size, input_size_note=note,
+        train,
+        val,
+        description,
+        pre.to_dict(),
+        found.val_source,
+        found.warnings,
+        input_size=size,
+        input_size_note=note,
     )
 
 

@@ -118,9 +118,7 @@ def init_process_group(world_size: int, rank: int, device: torch.device) -> bool
         options["device_id"] = device
     else:
         backend = "gloo"
-    torch.distributed.init_process_group(
-        backend, rank=rank, world_size=world_size, timeout=TIMEOUT, **options
-    )
+    torch.distributed.init_process_group(backend, rank=rank, world_size=world_size, timeout=TIMEOUT, **options)
     return True
 
 
@@ -156,9 +154,7 @@ def revert_sync_batchnorm(net: nn.Module) -> nn.Module:
     rank-0-only inference copy, which must neither wait for the other ranks nor differ from
     what `translate` runs)."""
     if isinstance(net, nn.SyncBatchNorm):
-        plain = nn.BatchNorm2d(
-            net.num_features, net.eps, net.momentum, net.affine, net.track_running_stats
-        )
+        plain = nn.BatchNorm2d(net.num_features, net.eps, net.momentum, net.affine, net.track_running_stats)
         for name in ("weight", "bias"):
             if getattr(net, name, None) is not None:
                 setattr(plain, name, getattr(net, name))
@@ -333,6 +329,7 @@ def root_cause(failures: Mapping[int, Any]) -> tuple[int, Any, bool]:
     that died by a signal other than SIGTERM (SIGKILL: out of memory; SIGSEGV) comes first;
     then the first that exited with its own code (it said why); SIGTERM is how torchrun stops
     the others once one has failed, so it comes last."""
+
     def when(item: tuple[int, Any]) -> Any:
         return item[1].timestamp
 

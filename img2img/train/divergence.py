@@ -15,6 +15,7 @@ from typing import Iterable, Mapping
 import torch
 from torch import nn
 
+
 class NonFinite(Exception):
     """Raised where a non-finite value is found; the trainer turns it into a
     :class:`~img2img.errors.TrainingDiverged` naming the epoch and iteration. ``what`` says
@@ -83,4 +84,12 @@ def check_state(networks: Mapping[str, nn.Module]) -> None:
     check_buffers(networks)
 
 
-__all__ = ["NonFinite", "all_finite", "check_buffers", "check_gradients", "check_iteration", "check_losses", "check_state"]
+__all__ = [
+    "NonFinite",
+    "all_finite",
+    "check_buffers",
+    "check_gradients",
+    "check_iteration",
+    "check_losses",
+    "check_state",
+]

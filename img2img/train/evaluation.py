@@ -79,7 +79,9 @@ def score(trainer: Trainer) -> dict[str, float]:
     try:
         with torch.random.fork_rng(devices=rng_devices(trainer)), torch.no_grad():
             scores = trainer.scorer.score(
-                trainer.val_loader, trainer.model.export_generators(), trainer.config.direction,
+                trainer.val_loader,
+                trainer.model.export_generators(),
+                trainer.config.direction,
                 check_stop=lambda: check_stop(trainer),
             )
     except Stopping:

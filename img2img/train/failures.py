@@ -58,8 +58,7 @@ def write_failure(trainer: Trainer, path: Path, exc: OSError) -> RunFolderError:
     reason = exc.strerror or str(exc).strip() or type(exc).__name__
     status = checkpoint_status(trainer)
     then = (
-        f"; make room or make the folder writable, then resume with: {resume_hint(trainer)}"
-        if trainer._saved else ""
+        f"; make room or make the folder writable, then resume with: {resume_hint(trainer)}" if trainer._saved else ""
     )
     return RunFolderError(f"{path}: cannot write ({reason}); {status}{then}")
 

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from img2img.train.config import GAN_MODES
 from img2img.errors import UsageError
+from img2img.train.config import GAN_MODES
 
 
 class GANLoss(nn.Module):
@@ -30,9 +30,7 @@ class GANLoss(nn.Module):
             raise UsageError(f"unknown GAN mode {gan_mode!r}; valid: {', '.join(GAN_MODES)}")
         self.gan_mode = gan_mode
 
-    def forward(
-        self, prediction: torch.Tensor, target_is_real: bool, for_discriminator: bool = False
-    ) -> torch.Tensor:
+    def forward(self, prediction: torch.Tensor, target_is_real: bool, for_discriminator: bool = False) -> torch.Tensor:
         prediction = prediction.float()
         if self.gan_mode == "vanilla":
             target = torch.ones_like(prediction) if target_is_real else torch.zeros_like(prediction)
@@ -64,9 +62,7 @@ def gradient_penalty(
     alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
     mixed = (alpha * real.detach() + (1 - alpha) * fake).requires_grad_(True)
     scores = critic(mixed).float()
-    (grads,) = torch.autograd.grad(
-        scores, mixed, grad_outputs=torch.ones_like(scores), create_graph=True
-    )
+    (grads,) = torch.autograd.grad(scores, mixed, grad_outputs=torch.ones_like(scores), create_graph=True)
     norms = (grads.float().flatten(1) + 1e-16).norm(2, dim=1)
     return ((norms - constant) ** 2).mean() * weight
 

@@ -9,12 +9,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from img2img.train.config import Pix2PixConfig
 from img2img.data.checks import check_paired_data, smallest_input
 from img2img.data.datasets import PairedDataset
 from img2img.data.transforms import Preprocess
-from img2img.train.losses import GANLoss, gradient_penalty
 from img2img.models.networks import build_discriminator, build_generator, init_weights
+from img2img.train.config import Pix2PixConfig
+from img2img.train.losses import GANLoss, gradient_penalty
 from img2img.train.model import ExportedGenerator, TrainableModel, TrainData, frozen, inference_copy
 from img2img.train.runtime import Runtime
 from img2img.train.trainer import Trainer, TrainResult
@@ -36,8 +36,14 @@ def pix2pix_data(config: Pix2PixConfig) -> TrainData:
     val = PairedDataset(found.val, pre, train=False, **options) if found.val else None
     size, note = smallest_input(pre, found.sizes.values())
     return TrainData(
-        train, val, found.describe(), pre.to_dict(), found.val_source, found.warnings,
-        input_size=size, input_size_note=note,
+        train,
+        val,
+        found.describe(),
+        pre.to_dict(),
+        found.val_source,
+        found.warnings,
+        input_size=size,
+        input_size_note=note,
     )
 
 
@@ -139,9 +145,7 @@ class Pix2PixModel(TrainableModel):
     @torch.no_grad()
     def sample_rows(self, batch: Mapping[str, Any]) -> list[list[torch.Tensor]]:
         output = self.inference_generator()(batch["input"])
-        return [
-            [batch["input"][i], output[i], batch["target"][i]] for i in range(output.shape[0])
-        ]
+        return [[batch["input"][i], output[i], batch["target"][i]] for i in range(output.shape[0])]
 
     def export_generators(self) -> dict[str, ExportedGenerator]:
         return {

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence, TextIO
 
-from img2img.files.atomic import atomic_write_bytes
 from img2img.errors import Img2ImgError
+from img2img.files.atomic import atomic_write_bytes
 
 METRICS_FILE = "metrics.csv"
 

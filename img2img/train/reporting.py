@@ -127,7 +127,8 @@ def write_report(trainer: Trainer, *, epoch_end: bool = False) -> None:
     if epoch_end and time.monotonic() - trainer._report_time < REPORT_INTERVAL:
         return
     trainer._report_time = time.monotonic()
-    from img2img.report.page import matplotlib_missing, write_report as write_page
+    from img2img.report.page import matplotlib_missing
+    from img2img.report.page import write_report as write_page
 
     try:
         if (missing := matplotlib_missing()) is not None:

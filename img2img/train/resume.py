@@ -37,19 +37,17 @@ def resume_checkpoint(trainer: Trainer) -> tuple[Path, Checkpoint]:
             problems.append(f"{path.name} is unreadable ({exc.message.removeprefix(f'{path}: ')})")
             continue
         if problems:
-            trainer._notes.append(
-                f"{'; '.join(problems)}: resuming from {path}, the newest readable checkpoint"
-            )
+            trainer._notes.append(f"{'; '.join(problems)}: resuming from {path}, the newest readable checkpoint")
         return path, checkpoint
     raise RunFolderError(
-        f"--resume {run.root}: no readable checkpoint in {run.checkpoints} ("
-        + "; ".join(problems) + ")"
+        f"--resume {run.root}: no readable checkpoint in {run.checkpoints} (" + "; ".join(problems) + ")"
     )
 
 
 def check_info(path: Path, info: Mapping[str, Any], task: str) -> None:
     """Refuse a checkpoint whose facts are missing, of the wrong type or out of range
     (RunFolderError), or of another task (UsageError)."""
+
     def number(key: str, kind: type, low: float = 0) -> Any:
         value = info.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
@@ -65,9 +63,7 @@ def check_info(path: Path, info: Mapping[str, Any], task: str) -> None:
         number("elapsed", float)
     iters = info.get("iters_per_epoch")
     if iters is not None and number("iters_per_epoch", int, 1) and epoch_iter > iters:
-        raise RunFolderError(
-            f"{path}: damaged checkpoint (iteration {epoch_iter} of an epoch of {iters} iterations)"
-        )
+        raise RunFolderError(f"{path}: damaged checkpoint (iteration {epoch_iter} of an epoch of {iters} iterations)")
     if iteration < epoch_iter or iteration < epoch:  # each epoch has at least one iteration
         raise RunFolderError(
             f"{path}: damaged checkpoint (iteration {iteration} is before epoch {epoch + 1}, "
@@ -143,9 +139,13 @@ def _load_rank_state(trainer: Trainer, rank_states: Sequence[Mapping[str, Any]],
         trainer._notes.append(
             f"the run had {old_world} process{'es' if old_world != 1 else ''}, it resumes with "
             f"{dist.world_size}: global batch {new_global}"
-            + (f" (was {old_global}; --batch-size {old_global // dist.world_size} keeps it)"
-               if old_global != new_global and old_global % dist.world_size == 0 else
-               f" (was {old_global})" if old_global != new_global else " as before")
+            + (
+                f" (was {old_global}; --batch-size {old_global // dist.world_size} keeps it)"
+                if old_global != new_global and old_global % dist.world_size == 0
+                else f" (was {old_global})"
+                if old_global != new_global
+                else " as before"
+            )
         )
     if old_global != new_global and trainer.epoch_iter:
         trainer.epoch_iter = trainer.epoch_iter * old_global // new_global

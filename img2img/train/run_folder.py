@@ -12,14 +12,13 @@ import socket
 from pathlib import Path
 from typing import Any, Mapping
 
-from img2img.files.atomic import atomic_write_bytes
-from img2img.train.config import TrainConfig
 from img2img.errors import Img2ImgError, RunFolderError, UsageError
+from img2img.files.atomic import atomic_write_bytes
 from img2img.files.run_status import STATUS_FILE, process_alive, read_status
 from img2img.train import distributed
 from img2img.train.checkpoint import read_checkpoint_info
+from img2img.train.config import TrainConfig
 from img2img.train.progress import METRICS_FILE
-
 
 CONFIG_FILE = "config.json"
 LATEST = "latest.safetensors"
@@ -270,9 +269,21 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 # long it trains. Everything else comes from the run's config.json.
 RESUME_OVERRIDABLE = frozenset(
     {
-        "data", "device", "num_workers", "amp", "amp_dtype", "channels_last", "compile",
-        "tensorboard", "print_freq", "save_epoch_freq", "save_latest_freq", "n_epochs",
-        "n_epochs_decay", "sync_bn", "check_data",
+        "data",
+        "device",
+        "num_workers",
+        "amp",
+        "amp_dtype",
+        "channels_last",
+        "compile",
+        "tensorboard",
+        "print_freq",
+        "save_epoch_freq",
+        "save_latest_freq",
+        "n_epochs",
+        "n_epochs_decay",
+        "sync_bn",
+        "check_data",
     }
 )
 
@@ -314,7 +325,11 @@ def load_run_config(
             data["batch_size"] = overrides.pop("batch_size")
         else:
             per = old_global / new_world
-            keep = f"; with {new_world} process{'es' if new_world != 1 else ''} give --batch-size {int(per)}" if per == int(per) else ""
+            keep = (
+                f"; with {new_world} process{'es' if new_world != 1 else ''} give --batch-size {int(per)}"
+                if per == int(per)
+                else ""
+            )
             raise UsageError(
                 f"--resume: --batch-size can change only to keep the run's global batch of {old_global} "
                 f"({data.get('batch_size')} per process x {old_world} process{'es' if old_world != 1 else ''}){keep}"

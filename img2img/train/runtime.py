@@ -11,9 +11,9 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from img2img.errors import DeviceError, UsageError
 from img2img.models.config import GeneratorConfig
 from img2img.runtime.devices import cpu_class, has_native_bf16
-from img2img.errors import DeviceError, UsageError
 from img2img.train import distributed
 from img2img.train.divergence import check_gradients
 

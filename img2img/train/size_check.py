@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from img2img.train.config import TrainConfig
 from img2img.errors import UsageError
+from img2img.train.config import TrainConfig
 
 _LARGEST_TRIED = 4096  # the search for the smallest size that works stops here
 
@@ -79,9 +79,8 @@ def check_network_sizes(
         need = f"it needs sides of at least {smallest}" if smallest else "no size up to 4096 works"
         if name.startswith("D"):
             layers = 3 if config.netd == "basic" else config.n_layers_d
-            options = (
-                f"--netd {config.netd}"
-                + (f" --n-layers-d {config.n_layers_d}" if config.netd == "n_layers" else f" ({layers} layers)")
+            options = f"--netd {config.netd}" + (
+                f" --n-layers-d {config.n_layers_d}" if config.netd == "n_layers" else f" ({layers} layers)"
             )
             change = "a larger --crop-size, fewer layers (--netd n_layers --n-layers-d N) or --netd pixel"
         else:
@@ -90,8 +89,7 @@ def check_network_sizes(
         if config.batch_size == 1 and shape_error(net, 2, height, width) is None:
             change += ", or --batch-size 2 or more (batch norm needs more than one value)"
         raise UsageError(
-            f"{options} ({name}) cannot train on {width}x{height} inputs ({size_note}): {problem}; "
-            f"{need}; use {change}"
+            f"{options} ({name}) cannot train on {width}x{height} inputs ({size_note}): {problem}; {need}; use {change}"
         )
 
 

@@ -14,7 +14,6 @@ bit-identical on the CPU), validation, scores and sample grids at an epoch's end
 (:mod:`~img2img.train.failures`).
 """
 
-
 from __future__ import annotations
 
 import contextlib
@@ -31,17 +30,18 @@ from typing import Any, Callable, Iterator, Mapping, TextIO
 import torch
 from torch.utils.data import DataLoader
 
-from img2img.train.config import TrainConfig
 from img2img.data.sampler import EpochSampler
-from img2img.runtime.devices import resolve_device
 from img2img.errors import DatasetError, Img2ImgError, TrainingInterrupted, UsageError
 from img2img.eval.validation import BestEpoch, ValidationScorer, check_validation_size, parse_metrics, scorer_for
 from img2img.files.run_status import StatusWriter
+from img2img.models.weights import WeightsMetadata, save_generator
+from img2img.runtime.devices import resolve_device
 from img2img.testing.hold import hold as test_hold
 from img2img.train import distributed, evaluation, failures, reporting, resume
 from img2img.train.checkpoint import link_or_copy, rng_state, save_checkpoint, seed_everything
+from img2img.train.config import TrainConfig
 from img2img.train.divergence import NonFinite, check_iteration, check_state
-from img2img.train.model import TrainData, TrainableModel
+from img2img.train.model import TrainableModel, TrainData
 from img2img.train.progress import MetricsLog, Progress, TensorBoard, format_duration
 from img2img.train.run_folder import RunFolder, RunLock, default_run_dir
 from img2img.train.runtime import (
@@ -55,7 +55,6 @@ from img2img.train.runtime import (
 from img2img.train.schedules import build_scheduler
 from img2img.train.signals import StopSignals, ignore_stop_signals, stop_loader_workers
 from img2img.train.size_check import check_network_sizes
-from img2img.models.weights import WeightsMetadata, save_generator
 
 
 @dataclass
@@ -170,15 +169,20 @@ class Trainer:
             # --val-metrics: the extra and the weights files are found now, not at the first validation
             # Too few validation images fail now, not an epoch later (and before the Inception
             # weights are looked for, perhaps downloaded).
-            check_validation_size(parse_metrics(cfg.val_metrics, cfg.task), self.data.val, task=cfg.task, val_size=cfg.val_size)
+            check_validation_size(
+                parse_metrics(cfg.val_metrics, cfg.task), self.data.val, task=cfg.task, val_size=cfg.val_size
+            )
             self.scorer = scorer_for(cfg, self.device) if self.dist.is_main else None
             seed_everything(cfg.seed)
             self.model = self.model_factory(cfg)
             self.runtime.amp.name_optimizers(self.model.optimizers)
             if self.data.input_size is not None:  # every network takes the sizes training gives it
                 check_network_sizes(
-                    self.model.networks, cfg, self.data.input_size,
-                    size_note=self.data.input_size_note, step=cfg.generator_config.size_multiple,
+                    self.model.networks,
+                    cfg,
+                    self.data.input_size,
+                    size_note=self.data.input_size_note,
+                    step=cfg.generator_config.size_multiple,
                 )
         self.model.setup(self.runtime)  # DDP broadcasts rank 0's weights: every rank takes part
         self.schedulers = {name: build_scheduler(opt, cfg) for name, opt in self.model.optimizers.items()}
@@ -197,8 +201,11 @@ class Trainer:
 
         workers = cfg.num_workers if cfg.num_workers is not None else default_num_workers(self.device)
         self.sampler = EpochSampler(
-            len(self.data.train), seed=cfg.seed, shuffle=not cfg.serial_batches,
-            rank=self.dist.rank, world_size=self.dist.world_size,
+            len(self.data.train),
+            seed=cfg.seed,
+            shuffle=not cfg.serial_batches,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
         )
         self.loader = DataLoader(
             self.data.train,
@@ -285,9 +292,11 @@ class Trainer:
         (every rank takes part); rank 0's own are the checkpoint's ``rng`` and ``extra``."""
         if not distributed.active():
             return []
-        mine = None if self.dist.is_main else {
-            "rng": rng_state(), "extra": self.model.extra_state(), "epoch_losses": self._epoch_losses()
-        }
+        mine = (
+            None
+            if self.dist.is_main
+            else {"rng": rng_state(), "extra": self.model.extra_state(), "epoch_losses": self._epoch_losses()}
+        )
         gathered = distributed.gather_to_main(mine)
         return list(gathered[1:]) if gathered else []
 
@@ -491,8 +500,7 @@ class Trainer:
             if tensorboard:
                 tensorboard.close()
         weights = {
-            direction: self.run.weights_file(self.model.task, direction)
-            for direction in self.model.export_generators()
+            direction: self.run.weights_file(self.model.task, direction) for direction in self.model.export_generators()
         }
         result = TrainResult(self.run.root, weights, self.epoch, self.iteration, self.last_val, self.elapsed)
         if self.dist.is_main:
@@ -524,13 +532,14 @@ class Trainer:
                 scheduler.step()
         self.log(
             f"epoch {self.epoch}/{cfg.total_epochs} done ({self.iteration} iterations, "
-            f"{format_duration(self.elapsed)})"
-            + "".join(f" {k} {v:.4g}" for k, v in self.last_val.items())
+            f"{format_duration(self.elapsed)})" + "".join(f" {k} {v:.4g}" for k, v in self.last_val.items())
         )
         self.save_checkpoint(keep_epoch=self._keeps_epoch(self.epoch))
         if improved and self.dist.is_main:
             kept = BestEpoch.keep(self.run.latest, self.export_paths())
-            self.log(f"  best {self.best.metric} so far ({self.best.value:.4g}): kept {', '.join(str(k) for k in kept)}")
+            self.log(
+                f"  best {self.best.metric} so far ({self.best.value:.4g}): kept {', '.join(str(k) for k in kept)}"
+            )
         reporting.write_report(self, epoch_end=True)
 
     def _keeps_epoch(self, epoch: int, total: int | None = None) -> bool:

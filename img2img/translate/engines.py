@@ -48,7 +48,6 @@ from typing import Callable
 
 import torch
 
-from img2img.runtime.devices import cpu_class
 from img2img.errors import (
     ExportError,
     Img2ImgError,
@@ -58,6 +57,7 @@ from img2img.errors import (
     WeightsError,
     first_line,
 )
+from img2img.runtime.devices import cpu_class
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +201,8 @@ def cached_export(weights: str | os.PathLike[str], *, refresh: bool = False, sha
     cache folder cannot be made or written: read-only, full, a file in the way), when it cannot
     be made."""
     from img2img.files.atomic import atomic_write_bytes
-    from img2img.onnx.runtime import WEIGHTS_SHA256_KEY
     from img2img.hub.registry import remove_stale_cache_temporaries
+    from img2img.onnx.runtime import WEIGHTS_SHA256_KEY
 
     sha256 = sha256 or file_sha256(weights)
     target = cached_export_path(weights, sha256=sha256)
@@ -215,8 +215,7 @@ def cached_export(weights: str | os.PathLike[str], *, refresh: bool = False, sha
 
     _make_cache_folder(target.parent)
     log.warning(
-        "exporting %s to ONNX for onnxruntime, once per weights file; kept in %s "
-        "(--engine torch skips this)",
+        "exporting %s to ONNX for onnxruntime, once per weights file; kept in %s (--engine torch skips this)",
         Path(weights).name,
         target.parent,
     )
@@ -293,7 +292,9 @@ def open_onnx_engine(
             check_cached_copy(generator, weights, sha256, reference)
             return generator
         except WeightsError as exc:  # the file; a missing extra or a signal is no reason to export
-            log.warning("the cached ONNX copy of %s is unusable (%s); exporting it again", Path(weights).name, first_line(exc))
+            log.warning(
+                "the cached ONNX copy of %s is unusable (%s); exporting it again", Path(weights).name, first_line(exc)
+            )
             return OnnxGenerator(cached_export(weights, refresh=True, sha256=sha256), device="cpu")
     except (Img2ImgError, OSError) as exc:
         if required:
@@ -316,9 +317,9 @@ def check_cached_copy(
     img2img.onnx.export.DEFAULT_TOLERANCE) on two random inputs: the smallest square the
     export's parity check uses and a batch of 2 of another, non-square size. A few
     milliseconds for the probes, and the copy's hash (about 0.1 s per 50 MB)."""
+    from img2img.models.weights import METADATA_KEY, read_metadata
     from img2img.onnx.export import DEFAULT_TOLERANCE, INPUT_NAME, OUTPUT_NAME, probe_side
     from img2img.onnx.runtime import WEIGHTS_SHA256_KEY
-    from img2img.models.weights import METADATA_KEY, read_metadata
 
     path = Path(generator.path)
     try:
@@ -326,7 +327,9 @@ def check_cached_copy(
     except (OSError, UnicodeDecodeError):
         recorded = None
     if recorded is None:
-        raise WeightsError(f"{path}: no record of its digest ({digest_path(path).name}); not known to be img2img's copy")
+        raise WeightsError(
+            f"{path}: no record of its digest ({digest_path(path).name}); not known to be img2img's copy"
+        )
     if file_sha256(path) != recorded:
         raise WeightsError(f"{path}: its bytes differ from those img2img wrote (digest mismatch); damaged or replaced")
     inputs, outputs = generator.session.get_inputs(), generator.session.get_outputs()
@@ -352,7 +355,6 @@ def check_cached_copy(
                 f"{path}: computes something else than {Path(weights).name} on a {shape[3]}x{shape[2]} "
                 f"input (max difference {difference:.3g} > {DEFAULT_TOLERANCE:g}); damaged or not its export"
             )
-
 
 
 __all__ = [

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Callable
 
 from img2img.errors import UsageError, exists_advice
+from img2img.files.filetypes import special_file_kind
 from img2img.files.formats import can_write, format_for_path, output_format
 from img2img.files.imageio import DEFAULT_FORMAT
-from img2img.files.filetypes import special_file_kind
 from img2img.files.walk import Listing, glob_images, has_glob_chars, list_images
 
 STDIN = "-"
@@ -235,7 +235,6 @@ def _expand(arg: str, out_dir: Path | None) -> tuple[list[tuple[str, Path, Path]
     listing = glob_images(arg, exclude=exclude)
     found = [(str(f.path), f.path, f.relative) for f in listing.images]
     return found, None if found or listing.errors else "no files match", listing
-
 
 
 __all__ = ["STDIN", "InputError", "Job", "Shard", "normalise_ext", "output_suffix", "parse_shard", "plan_jobs"]

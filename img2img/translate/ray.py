@@ -392,4 +392,17 @@ def summarise(rows: Iterable[Mapping[str, Any]], tally: Tally | None = None) -> 
     return tally.written, tally.errors
 
 
-__all__ = ["INSTALL_HINT", "Tally", "Translate", "check_arguments", "find_error", "import_ray", "is_remote", "list_images", "output_path", "plan_inputs", "summarise", "write_outputs"]
+__all__ = [
+    "INSTALL_HINT",
+    "Tally",
+    "Translate",
+    "check_arguments",
+    "find_error",
+    "import_ray",
+    "is_remote",
+    "list_images",
+    "output_path",
+    "plan_inputs",
+    "summarise",
+    "write_outputs",
+]

@@ -394,7 +394,6 @@ def _collect_exact(controller: StatsController, forward: Forward, pixels: np.nda
         collecting.mode = "apply"
 
 
-
 def _blend(forward: Forward, pixels: np.ndarray, plan: TilePlan, out_channels: int) -> np.ndarray:
     """Run every tile and blend: a strip one tile row high accumulates weighted outputs (in
     padded coordinates); rows that no later tile touches are converted to uint8."""

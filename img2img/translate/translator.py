@@ -34,15 +34,15 @@ import torch
 from PIL import Image
 from torch import nn
 
-from img2img.models.config import GeneratorConfig, minimum_size, smallest_side, valid_side_near
-from img2img.models.determinism import make_thread_count_independent, watch_conditioning
-from img2img.runtime.devices import is_out_of_memory, cpu_class, cpu_has_native_bf16, has_native_bf16, resolve_device
-from img2img.translate.engines import ENV_ENGINE, Engine, engine_from_environment, open_onnx_engine, resolve_engine
 from img2img.errors import ImageError, UsageError
 from img2img.files.imageio import ModelInput, from_model_output, to_model_input
-from img2img.onnx.runtime import GraphAllocationError
-from img2img.translate.tiling import TilePlan, TileSettings, translate_tiled
+from img2img.models.config import GeneratorConfig, minimum_size, smallest_side, valid_side_near
+from img2img.models.determinism import make_thread_count_independent, watch_conditioning
 from img2img.models.weights import LoadedGenerator, WeightsMetadata, load_generator
+from img2img.onnx.runtime import GraphAllocationError
+from img2img.runtime.devices import cpu_class, cpu_has_native_bf16, has_native_bf16, is_out_of_memory, resolve_device
+from img2img.translate.engines import ENV_ENGINE, Engine, engine_from_environment, open_onnx_engine, resolve_engine
+from img2img.translate.tiling import TilePlan, TileSettings, translate_tiled
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +101,6 @@ class Padding:
         return x[..., self.top : self.top + self.height, self.left : self.left + self.width]
 
 
-
-
-
-
-
-
 def padded_size(height: int, width: int, multiple: int, minimum: int = 1) -> tuple[int, int]:
     """The smallest multiple of ``multiple`` that is at least the size and at least ``minimum``."""
     height, width = max(height, minimum), max(width, minimum)
@@ -130,7 +124,6 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, minimum: int = 1) -> tuple[t
 
 
 # --- the network, prepared for inference ---------------------------------------------------
-
 
 
 # --- the translator --------------------------------------------------------------------------
@@ -169,16 +162,18 @@ def check_output(y: Any, x: torch.Tensor, output_nc: int, *, model: str, compute
     if not isinstance(y, torch.Tensor):
         raise BadOutputError(f"{where} returned {type(y).__name__}, not an image tensor; nothing was written")
     if not y.dtype.is_floating_point:
-        raise BadOutputError(f"{where} returned {str(y.dtype).removeprefix('torch.')} values, not floats in [-1, 1]; nothing was written")
+        raise BadOutputError(
+            f"{where} returned {str(y.dtype).removeprefix('torch.')} values, not floats in [-1, 1]; nothing was written"
+        )
     if tuple(y.shape) != expected:
+
         def size(shape: tuple[int, ...]) -> str:
             if len(shape) != 4:
                 return f"{len(shape)}-D {'x'.join(map(str, shape))}"
             return f"{shape[3]}x{shape[2]} with {shape[1]} channel(s), batch {shape[0]}"
 
         raise BadOutputError(
-            f"{where} returned a {size(tuple(y.shape))} output for a {size(expected)} input; "
-            "nothing was written"
+            f"{where} returned a {size(tuple(y.shape))} output for a {size(expected)} input; nothing was written"
         )
     y = y.float()
     if not bool(torch.isfinite(y).all()):
@@ -190,7 +185,6 @@ def check_output(y: Any, x: torch.Tensor, output_nc: int, *, model: str, compute
             f"{where} returned values in [{low:.4g}, {high:.4g}], outside a generator's [-1, 1]; nothing was written"
         )
     return y
-
 
 
 @dataclass
@@ -261,7 +255,9 @@ class Translator:
             from img2img.onnx.runtime import OnnxGenerator
 
             if precision not in ("auto", "fp32"):
-                raise UsageError(f"{path}: ONNX models run in float32, not {precision}", hint="use --precision auto or fp32")
+                raise UsageError(
+                    f"{path}: ONNX models run in float32, not {precision}", hint="use --precision auto or fp32"
+                )
             if engine is None:
                 engine_from_environment()  # only a default here, but a typo in it is still one
             elif engine.strip().lower() == "torch":  # $IMG2IMG_ENGINE is only a default
@@ -384,9 +380,7 @@ class Translator:
         on this translator's device: padded to the network's size multiple and cropped back.
         Raises NonFiniteOutputError when the output holds NaN or infinity."""
         if batch.ndim != 4 or batch.shape[1] != self.config.input_nc:
-            raise ValueError(
-                f"expected a (N, {self.config.input_nc}, H, W) tensor, got {tuple(batch.shape)}"
-            )
+            raise ValueError(f"expected a (N, {self.config.input_nc}, H, W) tensor, got {tuple(batch.shape)}")
         x = batch.to(self.device, non_blocking=True)
         x, padding = pad_to_multiple(x.float(), self.size_multiple, self.minimum_size)
         return padding.crop(self._forward_whole(x))
@@ -407,7 +401,10 @@ class Translator:
             # Never a failed image for the engine's sake: PyTorch runs the same network. An
             # output of the wrong shape, dtype or range means the cached copy is not this
             # network's export (its check at opening missed it).
-            log.warning("onnxruntime failed (%s); PyTorch runs the model from now on", str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            log.warning(
+                "onnxruntime failed (%s); PyTorch runs the model from now on",
+                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+            )
             self._onnx, self.engine = None, Engine("torch", "onnxruntime failed")
             return self._forward(x)
 
@@ -427,7 +424,12 @@ class Translator:
                     y = self._run_network(x)
                 redo = watch.images(x.shape[0])
                 if bool(redo.any()):
-                    log.debug("%d image(s) of %d recomputed in fp32 (near-flat for %s)", int(redo.sum()), len(redo), self.precision)
+                    log.debug(
+                        "%d image(s) of %d recomputed in fp32 (near-flat for %s)",
+                        int(redo.sum()),
+                        len(redo),
+                        self.precision,
+                    )
                     y = y.float().clone()  # a normal tensor: an inference-mode one takes no in-place update
                     y[redo.to(y.device)] = self._run_float32(x[redo.to(x.device)])
             return check_output(y, x, self.config.output_nc, model=self._model_name, computed=computed)
@@ -542,18 +544,26 @@ class Translator:
             if isinstance(exc, GraphAllocationError):  # what the graph asked for, not the image's fault alone
                 yield TranslateResult(key, None, ImageError(str(exc)), 0.0)
                 return
-            hint = "try a smaller --batch-size" if self.device.type != "cpu" else "the image is too large for this machine's memory"
+            hint = (
+                "try a smaller --batch-size"
+                if self.device.type != "cpu"
+                else "the image is too large for this machine's memory"
+            )
             if not isinstance(self.net, nn.Module):  # an ONNX session: one pass, no tiles
                 hint = (
                     "an ONNX model runs whole images, not tiles; translate with the .safetensors it was "
                     "exported from, which tiles large images (--tile auto)"
                 )
-            yield TranslateResult(key, None, ImageError(f"out of memory translating a {width}x{height} image ({hint})"), 0.0)
+            yield TranslateResult(
+                key, None, ImageError(f"out of memory translating a {width}x{height} image ({hint})"), 0.0
+            )
             return
         seconds = (time.perf_counter() - start) / len(batch)
         for (key, item), pixels in zip(batch, outputs):
             # self.engine is read after the batch ran: an onnxruntime failure in it switched to torch.
-            yield TranslateResult(key, from_model_output(pixels, item.alpha, item.icc_profile), None, seconds, engine=self.engine.name)
+            yield TranslateResult(
+                key, from_model_output(pixels, item.alpha, item.icc_profile), None, seconds, engine=self.engine.name
+            )
 
     def _translate_inputs(self, inputs: list[ModelInput]) -> list[np.ndarray]:
         """ModelInputs of one padded size -> uint8 H x W x C arrays, each at its own size."""
@@ -574,8 +584,7 @@ class Translator:
         # [-1, 1] -> [0, 255], rounded rather than truncated as the reference's tensor2im does.
         pixels = ((y + 1) * 127.5).round_().clamp_(0, 255).to(torch.uint8).cpu()
         return [
-            np.ascontiguousarray(padding.crop(pixels[i]).permute(1, 2, 0).numpy())
-            for i, padding in enumerate(paddings)
+            np.ascontiguousarray(padding.crop(pixels[i]).permute(1, 2, 0).numpy()) for i, padding in enumerate(paddings)
         ]
 
     # -- tiling (img2img.translate.tiling)
@@ -596,7 +605,9 @@ class Translator:
             if is_out_of_memory(exc):  # not even the small probe fits
                 return None
             raise
-        return self.tiling.plan(height, width, padded, self.size_multiple, self._forward_bytes_per_pixel, self.device, budget)
+        return self.tiling.plan(
+            height, width, padded, self.size_multiple, self._forward_bytes_per_pixel, self.device, budget
+        )
 
     def _forward_bytes_per_pixel(self) -> float:
         """Peak memory of a forward pass per input pixel, estimated once on a small probe."""
@@ -638,12 +649,12 @@ class Translator:
             if not is_out_of_memory(exc):
                 raise
             width, height = item.size
-            message = f"out of memory translating a {width}x{height} image in {plan.tile_width}x{plan.tile_height} tiles"
+            message = (
+                f"out of memory translating a {width}x{height} image in {plan.tile_width}x{plan.tile_height} tiles"
+            )
             return TranslateResult(key, None, ImageError(message, hint="try a smaller --tile"), 0.0, plan)
         image = from_model_output(pixels, item.alpha, item.icc_profile)
         return TranslateResult(key, image, None, time.perf_counter() - start, plan, engine="torch")  # tiles: PyTorch
-
-
 
 
 def _resolve(model: str | os.PathLike[str], direction: str | None = None) -> Path:
