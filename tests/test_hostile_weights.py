@@ -289,6 +289,13 @@ def test_metadata_that_loading_would_refuse_is_never_written(tmp_path, field, va
         WeightsMetadata(generator=GeneratorConfig(), **{field: value})
 
 
+def test_a_non_finite_score_is_never_written():
+    record = json.loads(json.dumps(VALIDATION))
+    record["directions"]["AtoB"]["scores"]["psnr"]["value"] = float("nan")
+    with pytest.raises(WeightsError, match="validation.directions.AtoB.scores.psnr.value"):
+        WeightsMetadata(generator=GeneratorConfig(), validation=record)
+
+
 # A record as a training run with --val-metrics writes it (img2img.eval.validation), so that the
 # fields below are checked inside a file that is otherwise valid.
 VALIDATION = {
@@ -352,6 +359,14 @@ BAD_FIELDS = [
     ("validation.directions.AtoB.samples.fake", -1, "validation.directions.AtoB.samples.fake"),
     ("validation.directions.AtoB.samples.fake", 1.5, "validation.directions.AtoB.samples.fake"),
     ("validation.directions.AtoB.settings", "bilinear", "validation.directions.AtoB.settings"),
+    # NaN and Infinity are no JSON (Python's json module reads and writes them unless told not
+    # to); a standard deviation is never negative.
+    ("validation.directions.AtoB.scores.psnr.value", float("nan"), "validation.directions.AtoB.scores.psnr.value"),
+    ("validation.directions.AtoB.scores.psnr.value", float("inf"), "validation.directions.AtoB.scores.psnr.value"),
+    ("validation.directions.AtoB.scores.kid.std", float("-inf"), "validation.directions.AtoB.scores.kid.std"),
+    ("validation.directions.AtoB.scores.kid.std", -0.5, "validation.directions.AtoB.scores.kid.std"),
+    ("validation.directions.AtoB.settings.scale", float("nan"), "validation.directions.AtoB.settings.scale"),
+    ("validation.directions.AtoB.scores.psnr.pairs", float("inf"), "validation.directions.AtoB.scores.psnr.pairs"),
 ]
 
 

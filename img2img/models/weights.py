@@ -8,6 +8,7 @@ holds everything needed to rebuild the network, so loading needs no architecture
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import re
@@ -152,6 +153,12 @@ def _metadata_problem(data: Mapping[str, Any]) -> str | None:
     unknown = sorted(set(data) - set(METADATA_FIELDS))
     if unknown:
         return f"unknown fields {', '.join(map(repr, unknown))} (valid: {', '.join(METADATA_FIELDS)})"
+    try:
+        problem = _non_finite_problem(data)
+    except RecursionError:  # json.loads stops at its own depth, which a deeper caller may not reach
+        problem = "fields nested too deep"
+    if problem:
+        return problem
     if "schema" in data and not (_is_int(data["schema"]) and data["schema"] >= 0):
         return f"schema must be an integer (0 or more), got {data['schema']!r}"
     if not isinstance(data.get("generator"), dict):
@@ -169,6 +176,21 @@ def _metadata_problem(data: Mapping[str, Any]) -> str | None:
     if problem:
         return problem
     return _validation_problem(data.get("validation"))
+
+
+def _non_finite_problem(value: Any, where: str = "") -> str | None:
+    """The first field, anywhere in the metadata (free-form settings included), that holds NaN or
+    an infinity, or None. Python's json module reads and writes them, but they are no JSON: a
+    file holding one is refused, and WeightsMetadata refuses to write one (img2img eval writes a
+    score that is not finite as null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where} must be a finite number or null, got {value!r}"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        problem = _non_finite_problem(item, f"{where}.{key}" if where else str(key))
+        if problem:
+            return problem
+    return None
 
 
 def _validation_problem(validation: Any) -> str | None:
@@ -208,6 +230,8 @@ def _validation_problem(validation: Any) -> str | None:
                 # null: not finite or not measured (img2img eval writes inf/nan as null)
                 if value is not None and not _is_number(value):
                     return f"{where}.scores.{metric}.{name} must be a number or null, got {value!r}"
+            if score.get("std") is not None and score["std"] < 0:
+                return f"{where}.scores.{metric}.std must be 0 or more, or null, got {score['std']!r}"
         for kind, count in record.get("samples", {}).items():
             if not (_is_int(count) and count >= 0):
                 return f"{where}.samples.{kind} must be a count (an integer, 0 or more), got {count!r}"
