@@ -366,3 +366,19 @@ def test_push_uploads_the_dry_run_folder_through_huggingface_hub(
     assert uploaded == {p.name: p.read_bytes() for p in dry.iterdir()}  # what --dry-run shows is what is pushed
     assert f"pushed to {hub.url}/owner/h2z/commit/{COMMIT}" in captured.err
     assert "img2img translate INPUT... --model hf:owner/h2z@v1 --out-dir OUT" in captured.out
+
+
+def test_dry_run_into_a_folder_that_exists_takes_overwrite_or_skip_existing(cyclegan_run, tmp_path, capsys):
+    """Like every command that writes: refused naming both options, kept, or replaced whole."""
+    out = tmp_path / "pushed"
+    out.mkdir()
+    (out / "mine.txt").write_text("kept")
+    assert run(["push", str(cyclegan_run), "--repo", "owner/x", "--dry-run", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--overwrite" in err and "--skip-existing" in err
+    assert run(["push", str(cyclegan_run), "--repo", "owner/x", "--dry-run", str(out), "--skip-existing"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+    assert run(["push", str(cyclegan_run), "--repo", "owner/x", "--dry-run", str(out), "--overwrite"]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert "mine.txt" not in names and "README.md" in names and "model.safetensors" in names
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".img2img-data.")]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from img2img.cli._app import app
+from img2img.cli._options import check_existing_options, overwrite_option, skip_existing_option
 
 
 @app.command("push")
@@ -23,6 +25,10 @@ def push(
     dry_run: Path = typer.Option(
         None, "--dry-run", metavar="DIR", help="Write the repo's files to DIR instead of uploading."
     ),
+    overwrite: Annotated[bool, overwrite_option("Replace a --dry-run folder that exists.")] = False,
+    skip_existing: Annotated[
+        bool, skip_existing_option("Keep a --dry-run folder that exists (nothing is written).")
+    ] = False,
 ) -> None:
     """Push a generator to the Hugging Face Hub with a model card: the weights as they are
     (both directions of a CycleGAN run), the validation scores the run measured (as
@@ -32,8 +38,14 @@ def push(
     from img2img.hub.push import build_folder, translate_lines
     from img2img.hub.push import push as upload
 
-    if dry_run is not None:
-        source_info = build_folder(source, repo, dry_run, revision=revision, licence=licence)
+    check_existing_options(overwrite, skip_existing)
+    if dry_run is not None and dry_run.exists() and skip_existing:
+        from img2img.hub.push import read_source
+
+        source_info = read_source(source)
+        typer.echo(f"kept {dry_run} (already there; --skip-existing)", err=True)
+    elif dry_run is not None:
+        source_info = build_folder(source, repo, dry_run, revision=revision, licence=licence, overwrite=overwrite)
         typer.echo(f"wrote {dry_run} (nothing uploaded)", err=True)
     else:
         from img2img.hub.push import read_source

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from img2img.errors import Img2ImgError, PushError, UsageError, first_line
+from img2img.errors import Img2ImgError, PushError, UsageError, exists_message, first_line
 
 _REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
 MAIN_FILE = "model.safetensors"
@@ -232,16 +232,24 @@ Weights: {licence}.{licence_note}
 
 
 def build_folder(
-    spec: str, repo: str, folder: Path, *, revision: str | None = None, licence: str = "other"
+    spec: str,
+    repo: str,
+    folder: Path,
+    *,
+    revision: str | None = None,
+    licence: str = "other",
+    overwrite: bool = False,
 ) -> PushSource:
-    """Write what would be pushed into ``folder`` (created; it must not exist), built aside and
-    moved into place. Raises UsageError (a bad repo id, folder exists) and read_source's errors."""
+    """Write what would be pushed into ``folder``, built aside and moved into place. A folder
+    that exists is refused (UsageError naming --overwrite and --skip-existing, before any work)
+    unless ``overwrite``: then it is replaced once the new one is complete. Raises UsageError
+    (a bad repo id, the folder exists) and read_source's errors."""
     from img2img.data.fetch import temporary_folder
     from img2img.files.atomic import rename_no_replace
 
     check_repo(repo)
-    if folder.exists():
-        raise UsageError(f"{folder}: already exists; choose another --dry-run folder")
+    if folder.exists() and not overwrite:
+        raise UsageError(exists_message(folder))
     source = read_source(spec)
     with temporary_folder(folder.parent) as staging:
         for name, path in repo_files(source).items():
@@ -251,10 +259,20 @@ def build_folder(
         if source.config is not None:
             shutil.copyfile(source.config, staging / "training_config.json")
         model_card(source, repo, revision, licence).save(staging / "README.md")
+        if overwrite and folder.exists():
+            # The old folder goes aside first, then the new one in: never a half-written folder.
+            with temporary_folder(folder.parent) as old:
+                folder.rename(old / "replaced")
+                try:
+                    rename_no_replace(staging, folder)
+                except BaseException:
+                    (old / "replaced").rename(folder)  # the old folder back, as it was
+                    raise
+            return source
         try:
             rename_no_replace(staging, folder)
         except FileExistsError:
-            raise UsageError(f"{folder}: already exists; choose another --dry-run folder") from None
+            raise UsageError(exists_message(folder)) from None
     return source
 
 
