@@ -110,7 +110,6 @@ def plan_jobs(
     to_stdout: bool = False,
     on_note: Callable[[str], None] | None = None,
     shard: Shard | None = None,
-    on_found: Callable[[int], None] | None = None,
 ) -> tuple[list[Job], list[InputError]]:
     """Expand INPUTs into jobs (input -> output), and errors for inputs that match nothing or
     outputs that must not be written.
@@ -125,9 +124,7 @@ def plan_jobs(
     to stdout would read as the first). Files skipped on purpose (FIFOs, sockets, devices,
     broken links, link loops in folders) are reported one line each to ``on_note`` (default: a
     logging warning). With ``shard`` (needs ``out_dir``) only the inputs whose output names fall
-    in that part are planned; errors of INPUTs that match nothing are reported by every part.
-    ``on_found`` receives the number of input images the INPUTs hold, before the shard and
-    existing outputs leave any out (the same for every part of a job)."""
+    in that part are planned; errors of INPUTs that match nothing are reported by every part."""
     if shard is not None and out_dir is None:
         raise UsageError("--shard needs --out-dir (parts are chosen by output name)")
     note = on_note or _log.warning
@@ -146,8 +143,6 @@ def plan_jobs(
             errors.append(InputError(arg, message))
         found.extend(matches)
 
-    if on_found is not None:
-        on_found(len(found))
     if (output is not None or to_stdout) and len(found) > 1:
         raise UsageError(
             f"-o {'FILE' if output is not None else '-'} takes one input image, but INPUT gives "
