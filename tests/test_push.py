@@ -382,3 +382,12 @@ def test_dry_run_into_a_folder_that_exists_takes_overwrite_or_skip_existing(cycl
     names = sorted(p.name for p in out.iterdir())
     assert "mine.txt" not in names and "README.md" in names and "model.safetensors" in names
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".img2img-data.")]
+
+
+def test_a_dry_run_folder_that_cannot_be_made_is_named_as_such(cyclegan_run, tmp_path, capsys):
+    """The staging folder is shared with data download; its error names what push writes."""
+    (tmp_path / "afile").write_text("not a folder")
+    code = run(["push", str(cyclegan_run), "--repo", "owner/x", "--dry-run", str(tmp_path / "afile" / "out")])
+    err = capsys.readouterr().err
+    assert code == 1 and "cannot write the --dry-run folder here" in err and "dataset" not in err
+    assert len(err.strip().splitlines()) == 1

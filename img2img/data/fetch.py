@@ -279,17 +279,21 @@ def _read_recorded(path: Path) -> str | None:
 
 
 class temporary_folder:
-    """A hidden folder in ``parent`` (``.img2img-data.*``) removed on exit, whatever happens."""
+    """A hidden folder in ``parent`` (``.img2img-data.*``) removed on exit, whatever happens.
+    A folder that cannot be made there raises ``error`` (DatasetError by default; push passes
+    OutputError), saying it cannot write ``what`` there."""
 
-    def __init__(self, parent: Path) -> None:
+    def __init__(self, parent: Path, *, what: str = "the dataset", error: type[Img2ImgError] = DatasetError) -> None:
         self.parent = parent
+        self.what = what
+        self.error = error
 
     def __enter__(self) -> Path:
         try:
             self.parent.mkdir(parents=True, exist_ok=True)
             self.path = Path(tempfile.mkdtemp(prefix=".img2img-data.", dir=self.parent))
         except OSError as exc:
-            raise DatasetError(f"{self.parent}: cannot write the dataset here ({exc.strerror or exc})") from None
+            raise self.error(f"{self.parent}: cannot write {self.what} here ({exc.strerror or exc})") from None
         return self.path
 
     def __exit__(self, *exc: object) -> None:

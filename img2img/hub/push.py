@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from img2img.errors import Img2ImgError, PushError, UsageError, exists_message, first_line
+from img2img.errors import Img2ImgError, OutputError, PushError, UsageError, exists_message, first_line
 
 _REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
 MAIN_FILE = "model.safetensors"
@@ -251,7 +251,7 @@ def build_folder(
     if folder.exists() and not overwrite:
         raise UsageError(exists_message(folder))
     source = read_source(spec)
-    with temporary_folder(folder.parent) as staging:
+    with temporary_folder(folder.parent, what="the --dry-run folder", error=OutputError) as staging:
         for name, path in repo_files(source).items():
             shutil.copyfile(path, staging / name)
         if source.sample is not None:
@@ -261,7 +261,7 @@ def build_folder(
         model_card(source, repo, revision, licence).save(staging / "README.md")
         if overwrite and folder.exists():
             # The old folder goes aside first, then the new one in: never a half-written folder.
-            with temporary_folder(folder.parent) as old:
+            with temporary_folder(folder.parent, what="the --dry-run folder", error=OutputError) as old:
                 folder.rename(old / "replaced")
                 try:
                     rename_no_replace(staging, folder)
